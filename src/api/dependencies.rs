@@ -1,0 +1,282 @@
+//! `GET /v1/dependencies[/{name}[/series]]`: window statistics for dashboards and tools.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Serialize;
+
+use super::{ApiError, AppState};
+use crate::domain::DependencyName;
+use crate::window::{SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStats, decode_histogram};
+
+#[derive(Serialize)]
+pub struct DependencySummary {
+    pub name: String,
+    pub stats: WindowStats,
+}
+
+#[derive(Serialize)]
+pub struct DependencyList {
+    pub window: &'static str,
+    pub dependencies: Vec<DependencySummary>,
+}
+
+pub async fn list(State(state): State<AppState>) -> Json<DependencyList> {
+    let now = state.clock.now_ms();
+    let dependencies = state
+        .store
+        .dependencies(Window::M1, now)
+        .into_iter()
+        .map(|(name, snap)| DependencySummary {
+            name,
+            stats: snap.stats(),
+        })
+        .collect();
+    Json(DependencyList {
+        window: Window::M1.as_str(),
+        dependencies,
+    })
+}
+
+#[derive(Serialize)]
+pub struct LabelStats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub stats: WindowStats,
+}
+
+#[derive(Serialize)]
+pub struct DependencyDetail {
+    pub name: String,
+    pub window: &'static str,
+    pub stats: WindowStats,
+    pub instances: Vec<LabelStats>,
+    pub zones: Vec<LabelStats>,
+}
+
+fn parse_name(name: &str) -> Result<DependencyName<'_>, ApiError> {
+    DependencyName::parse(name).map_err(|e| ApiError::bad(format!("name: {e}")))
+}
+
+fn unknown(name: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "unknown dependency {name:?}: no events received for it"
+    ))
+}
+
+fn window_param(q: &HashMap<String, String>, default: Window) -> Result<Window, ApiError> {
+    match q.get("window") {
+        None => Ok(default),
+        Some(w) => w.parse().map_err(|e| ApiError::bad(format!("window: {e}"))),
+    }
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<DependencyDetail>, ApiError> {
+    parse_name(&name)?;
+    let window = window_param(&q, Window::M1)?;
+    let now = state.clock.now_ms();
+    let view = state
+        .store
+        .dependency(&name, window, now)
+        .ok_or_else(|| unknown(&name))?;
+    let label = |(k, s): (String, Snapshot), zone: bool| LabelStats {
+        instance: (!zone).then(|| k.clone()),
+        zone: zone.then_some(k),
+        stats: s.stats(),
+    };
+    Ok(Json(DependencyDetail {
+        name,
+        window: window.as_str(),
+        stats: view.total.stats(),
+        instances: view
+            .instances
+            .into_iter()
+            .map(|e| label(e, false))
+            .collect(),
+        zones: view.zones.into_iter().map(|e| label(e, true)).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+pub struct SeriesPoint {
+    /// End of the point's window (exclusive), RFC 3339.
+    pub t: String,
+    pub t_ms: i64,
+    #[serde(flatten)]
+    pub stats: WindowStats,
+}
+
+#[derive(Serialize)]
+pub struct SeriesResponse {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub window: String,
+    pub step: String,
+    pub resolution: String,
+    pub points: Vec<SeriesPoint>,
+}
+
+const TEN_S: i64 = 10_000;
+const MINUTE: i64 = 60_000;
+/// Most points one request may ask for.
+pub const MAX_POINTS: i64 = 1_440;
+
+fn duration_param(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = q.get(key) else {
+        return Ok(None);
+    };
+    let d = humantime::parse_duration(raw).map_err(|e| {
+        ApiError::bad(format!(
+            "{key}: {raw:?} is not a duration ({e}); e.g. 10s, 1m, 5m"
+        ))
+    })?;
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    if ms < TEN_S || ms % TEN_S != 0 {
+        return Err(ApiError::bad(format!(
+            "{key}: must be a positive multiple of 10s, got {raw:?}"
+        )));
+    }
+    Ok(Some(ms))
+}
+
+fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> {
+    q.get(key)
+        .map(|raw| {
+            crate::time::parse_query_time(raw).ok_or_else(|| {
+                ApiError::bad(format!(
+                    "{key}: {raw:?} is neither epoch milliseconds nor RFC 3339"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// A time series of window statistics: point `t` covers `[t - window, t)`. Buckets come from
+/// memory (10-second buckets for the last minute, minutes for the last 15) and from persisted
+/// minute roll-ups for anything older.
+pub async fn series(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<SeriesResponse>, ApiError> {
+    parse_name(&name)?;
+    let now = state.clock.now_ms();
+    let (kind, label) = match (q.get("instance"), q.get("zone")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad("instance: give instance or zone, not both"));
+        }
+        (Some(i), None) => (SeriesKind::Instance, i.clone()),
+        (None, Some(z)) => (SeriesKind::Zone, z.clone()),
+        (None, None) => (SeriesKind::Dependency, String::new()),
+    };
+    let to = time_param(&q, "to")?.unwrap_or(now);
+    let from = time_param(&q, "from")?.unwrap_or(to - 3_600_000);
+    if from >= to {
+        return Err(ApiError::bad("from: must be before to"));
+    }
+    let step =
+        duration_param(&q, "step")?.unwrap_or(if to - from <= MINUTE { TEN_S } else { MINUTE });
+    let window = duration_param(&q, "window")?.unwrap_or(step);
+    let resolution = if step % MINUTE == 0 && window % MINUTE == 0 {
+        MINUTE
+    } else {
+        TEN_S
+    };
+    let first = from - from.rem_euclid(step) + step;
+    let last = to - to.rem_euclid(step) + if to.rem_euclid(step) == 0 { 0 } else { step };
+    let count = (last - first) / step + 1;
+    if count > MAX_POINTS {
+        return Err(ApiError::bad(format!(
+            "step: {count} points requested; at most {MAX_POINTS} (use a larger step or a shorter range)"
+        )));
+    }
+    let lo = first - window;
+    // 10-second buckets exist in memory for the last minute only.
+    if resolution == TEN_S && lo < now - now.rem_euclid(TEN_S) - 5 * TEN_S {
+        return Err(ApiError::bad(
+            "step: 10-second resolution covers the last minute only; for older data use a step and window that are multiples of 1m",
+        ));
+    }
+    let key = SeriesKey {
+        dependency: name.clone(),
+        kind,
+        label: label.clone(),
+    };
+    let tier = if resolution == MINUTE { 1 } else { 0 };
+    // Minutes still in the memory ring are read from there; older ones from storage.
+    let memory_from = if resolution == MINUTE {
+        now - now.rem_euclid(MINUTE) - 14 * MINUTE
+    } else {
+        lo
+    };
+    let mut buckets: BTreeMap<i64, Snapshot> = BTreeMap::new();
+    let in_memory = state
+        .store
+        .buckets(&key, tier, lo.max(memory_from), last, now);
+    if let Some(b) = &in_memory {
+        buckets.extend(b.iter().map(|(k, v)| (*k, v.clone())));
+    }
+    let mut in_storage = false;
+    if lo < memory_from {
+        for row in state
+            .storage
+            .series_rollups(&key, lo, memory_from.min(last))
+            .await?
+        {
+            in_storage = true;
+            let hist = decode_histogram(&row.histogram).map_err(|e| anyhow::anyhow!(e))?;
+            let slot = Slot {
+                start_ms: row.minute_ms,
+                hist,
+                counts: row.counts,
+                dirty: false,
+            };
+            buckets
+                .entry(row.minute_ms)
+                .or_insert_with(|| Snapshot::empty(row.minute_ms, row.minute_ms + MINUTE))
+                .add_slot(&slot);
+        }
+    }
+    if in_memory.is_none()
+        && !in_storage
+        && !state.store.contains(&name)
+        && !state.storage.has_dependency(&name).await?
+    {
+        return Err(unknown(&name));
+    }
+    let points = (0..count)
+        .map(|i| {
+            let t = first + i * step;
+            let mut snap = Snapshot::empty(t - window, t.min(now).max(t - window + 1));
+            for (_, b) in buckets.range(t - window..t) {
+                snap.merge_data(b);
+            }
+            SeriesPoint {
+                t: crate::time::to_rfc3339(t),
+                t_ms: t,
+                stats: snap.stats(),
+            }
+        })
+        .collect();
+    let fmt = |ms: i64| humantime::format_duration(Duration::from_millis(ms as u64)).to_string();
+    Ok(Json(SeriesResponse {
+        name,
+        instance: (kind == SeriesKind::Instance).then(|| label.clone()),
+        zone: (kind == SeriesKind::Zone).then_some(label),
+        window: fmt(window),
+        step: fmt(step),
+        resolution: fmt(resolution),
+        points,
+    }))
+}

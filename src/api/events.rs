@@ -1,0 +1,118 @@
+//! `POST /v1/events`: the ingest endpoint.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+
+use super::{ApiError, AppState};
+use crate::ingest::{self, BodyError, EventError, Format, Validation};
+
+/// Bodies above this size are parsed on the blocking pool so that one large upload does not
+/// hold an async worker for milliseconds.
+const INLINE_PARSE_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Serialize)]
+pub struct IngestResponse {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub errors: Vec<EventError>,
+    /// Present and true when more events were rejected than `errors` lists.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub errors_truncated: bool,
+}
+
+pub async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    // Bounded concurrency instead of a queue: past the limit, callers are told to come back.
+    let _permit = state
+        .ingest_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded {
+            message: "ingest is at capacity; retry after the indicated delay".into(),
+            retry_after_s: 1,
+        })?;
+    let limit = state.settings.ingest.max_body_bytes;
+    let bytes = read_limited(body, limit).await?;
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let encoding = header(header::CONTENT_ENCODING);
+    let format = Format::from_content_type(header(header::CONTENT_TYPE).as_deref());
+    let now = state.clock.now_ms();
+    let max_errors = state.settings.ingest.max_errors_reported;
+    let store = state.store.clone();
+    let inline = bytes.len() <= INLINE_PARSE_BYTES;
+    let work = move || {
+        ingest_body(
+            &store,
+            &bytes,
+            encoding.as_deref(),
+            format,
+            limit,
+            now,
+            max_errors,
+        )
+    };
+    let resp = if inline {
+        work()
+    } else {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+    };
+    resp.map(Json).map_err(|e| match e {
+        BodyError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    })
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::TooLarge(
+            BodyError::TooLarge { limit }.to_string(),
+        )),
+        Err(e) => Err(ApiError::bad(format!("cannot read body: {e}"))),
+    }
+}
+
+/// Decodes, parses, validates and records one body. Pure CPU work, no awaits.
+pub fn ingest_body(
+    store: &crate::window::WindowStore,
+    bytes: &[u8],
+    encoding: Option<&str>,
+    format: Format,
+    limit: usize,
+    now_ms: i64,
+    max_errors: usize,
+) -> Result<IngestResponse, BodyError> {
+    let decoded = ingest::decode_body(bytes, encoding, limit)?;
+    let parsed = ingest::parse(&decoded, format, &Validation::live(now_ms))?;
+    let refused = store.record_batch(&parsed.events, now_ms);
+    let accepted = parsed.events.len() - refused.len();
+    let mut errors = parsed.errors;
+    errors.extend(refused.into_iter().map(|(i, e)| EventError {
+        index: parsed.indexes[i],
+        error: e.to_string(),
+    }));
+    errors.sort_by_key(|e| e.index);
+    let rejected = errors.len();
+    let errors_truncated = rejected > max_errors;
+    errors.truncate(max_errors);
+    Ok(IngestResponse {
+        accepted,
+        rejected,
+        errors,
+        errors_truncated,
+    })
+}

@@ -1,0 +1,46 @@
+//! The HTTP API: an edge that reads the core and feeds ingest; nothing in the core calls it.
+
+mod dependencies;
+mod error;
+mod events;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use events::{IngestResponse, ingest_body};
+
+use crate::config::Settings;
+use crate::storage::Storage;
+use crate::time::Clock;
+use crate::window::WindowStore;
+
+/// Shared state of all handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<WindowStore>,
+    pub storage: Storage,
+    pub clock: Clock,
+    pub settings: Arc<Settings>,
+    /// Bounds concurrent ingest requests (and so the memory held by their bodies); a request
+    /// that finds no permit is answered 503 at once rather than queued.
+    pub ingest_permits: Arc<Semaphore>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(events::post_events))
+        .route("/v1/dependencies", get(dependencies::list))
+        .route("/v1/dependencies/{name}", get(dependencies::detail))
+        .route("/v1/dependencies/{name}/series", get(dependencies::series))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

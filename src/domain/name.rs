@@ -1,0 +1,136 @@
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why a name was refused. The message is shown to API users, so it says what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {max} characters (got {got})")]
+    TooLong { max: usize, got: usize },
+    #[error("contains {0:?}; allowed characters are A-Z a-z 0-9 . _ : / -")]
+    BadDependencyChar(char),
+    #[error("contains a control character")]
+    ControlChar,
+}
+
+/// A dependency's name: 1 to 128 characters of `[A-Za-z0-9._:/-]`.
+///
+/// Borrowed from the request body where possible: parsing a batch allocates nothing per event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DependencyName<'a>(Cow<'a, str>);
+
+impl<'a> DependencyName<'a> {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(raw: impl Into<Cow<'a, str>>) -> Result<Self, NameError> {
+        let raw = raw.into();
+        if raw.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if raw.len() > Self::MAX_LEN {
+            return Err(NameError::TooLong {
+                max: Self::MAX_LEN,
+                got: raw.chars().count(),
+            });
+        }
+        if let Some(bad) = raw.bytes().find(|b| !is_dependency_byte(*b)) {
+            // Only ASCII passes, so a non-ASCII byte starts a multi-byte char: report the char.
+            let c = raw[raw.bytes().position(|b| b == bad).unwrap_or(0)..]
+                .chars()
+                .next()
+                .unwrap_or('?');
+            return Err(NameError::BadDependencyChar(c));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_owned(self) -> DependencyName<'static> {
+        DependencyName(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+fn is_dependency_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-')
+}
+
+impl fmt::Display for DependencyName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A free-form label (instance, zone, caller): 1 to 128 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label<'a>(Cow<'a, str>);
+
+impl<'a> Label<'a> {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(raw: impl Into<Cow<'a, str>>) -> Result<Self, NameError> {
+        let raw = raw.into();
+        if raw.is_empty() {
+            return Err(NameError::Empty);
+        }
+        let chars = raw.chars().count();
+        if chars > Self::MAX_LEN {
+            return Err(NameError::TooLong {
+                max: Self::MAX_LEN,
+                got: chars,
+            });
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(NameError::ControlChar);
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_owned(self) -> Label<'static> {
+        Label(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_names_accept_the_documented_alphabet() {
+        assert!(DependencyName::parse("payments-api.v2:eu/primary_1").is_ok());
+        assert_eq!(DependencyName::parse(""), Err(NameError::Empty));
+        assert_eq!(
+            DependencyName::parse("has space"),
+            Err(NameError::BadDependencyChar(' '))
+        );
+        assert_eq!(
+            DependencyName::parse("caf\u{e9}"),
+            Err(NameError::BadDependencyChar('\u{e9}'))
+        );
+        assert!(matches!(
+            DependencyName::parse("a".repeat(129)),
+            Err(NameError::TooLong { max: 128, got: 129 })
+        ));
+        assert!(DependencyName::parse("a".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn labels_refuse_control_characters_and_empty_strings() {
+        assert!(Label::parse("i-0abc \u{e9}").is_ok());
+        assert_eq!(Label::parse("a\nb"), Err(NameError::ControlChar));
+        assert_eq!(Label::parse(""), Err(NameError::Empty));
+    }
+}

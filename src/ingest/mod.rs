@@ -1,0 +1,358 @@
+//! Ingest: wire formats (JSON object, JSON array, NDJSON, gzip) parsed once into [`Event`]s.
+//!
+//! Parsing is lenient per event and strict per body: a body that is not JSON at all is refused
+//! whole with the position of the problem, while a batch with some bad events keeps the good
+//! ones and reports each bad one by index with the field at fault.
+
+mod raw;
+mod validate;
+
+use std::io::Read;
+
+pub use raw::{Body, Element, Field, RawEvent};
+pub use validate::{MAX_FUTURE_MS, Validation};
+
+use crate::domain::Event;
+
+/// Wire format of a body, chosen by its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Ndjson,
+}
+
+impl Format {
+    /// `application/x-ndjson` (and the common aliases) is NDJSON; anything else is JSON.
+    pub fn from_content_type(ct: Option<&str>) -> Self {
+        let mime = ct
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match mime.as_str() {
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/jsonlines" => Format::Ndjson,
+            _ => Format::Json,
+        }
+    }
+}
+
+/// Why a whole body was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BodyError {
+    #[error("body is not valid JSON: {message} at line {line} column {column}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("body must be an event object or an array of event objects")]
+    NotEvents,
+    #[error("body is larger than the limit of {limit} bytes (after decompression)")]
+    TooLarge { limit: usize },
+    #[error("body is not valid gzip: {0}")]
+    Gzip(String),
+    #[error("unsupported Content-Encoding {0:?}; use gzip or identity")]
+    Encoding(String),
+}
+
+/// A refused event, by index (for NDJSON: the 0-based line number).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventError {
+    pub index: usize,
+    pub error: String,
+}
+
+/// The outcome of parsing one body.
+#[derive(Debug, Default)]
+pub struct Parsed<'a> {
+    pub events: Vec<Event<'a>>,
+    /// Index in the body of each entry of `events`.
+    pub indexes: Vec<usize>,
+    pub errors: Vec<EventError>,
+}
+
+/// Undoes `Content-Encoding`, refusing bodies (compressed or not) above `limit` bytes.
+pub fn decode_body<'a>(
+    body: &'a [u8],
+    content_encoding: Option<&str>,
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, BodyError> {
+    match content_encoding
+        .map(|s| s.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") | Some("identity") => {
+            if body.len() > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            Ok(body.into())
+        }
+        Some("gzip") | Some("x-gzip") => {
+            let mut out = Vec::with_capacity((body.len() * 4).min(limit + 1));
+            // Read at most one byte past the limit: a gzip bomb costs us `limit` bytes, no more.
+            flate2::read::MultiGzDecoder::new(body)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| BodyError::Gzip(e.to_string()))?;
+            if out.len() > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            Ok(out.into())
+        }
+        Some(other) => Err(BodyError::Encoding(other.to_string())),
+    }
+}
+
+/// Parses a decoded body and validates each event.
+pub fn parse<'a>(body: &'a [u8], format: Format, v: &Validation) -> Result<Parsed<'a>, BodyError> {
+    match format {
+        Format::Json => parse_json(body, v),
+        Format::Ndjson => parse_ndjson(body, v),
+    }
+}
+
+fn syntax(e: &serde_json::Error) -> BodyError {
+    let message = e.to_string();
+    // serde_json appends " at line L column C"; we report them as fields instead.
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
+    BodyError::Syntax {
+        line: e.line(),
+        column: e.column(),
+        message,
+    }
+}
+
+fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
+    let body: Body<'a> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            BodyError::NotEvents
+        } else {
+            syntax(&e)
+        }
+    })?;
+    let mut out = Parsed::default();
+    match body {
+        Body::One(raw) => out.push(0, v.validate(raw)),
+        Body::Many(elements) => {
+            out.events.reserve(elements.len());
+            for (i, el) in elements.into_iter().enumerate() {
+                out.push(i, element(el, v));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn element<'a>(el: Element<'a>, v: &Validation) -> Result<Event<'a>, String> {
+    match el {
+        Element::Event(raw) => v.validate(raw),
+        Element::NotAnObject(kind) => Err(format!("event must be a JSON object, got {kind}")),
+    }
+}
+
+fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
+    let mut out = Parsed::default();
+    let mut first_syntax_error = None;
+    let mut parsed_any = false;
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Element<'a>>(line) {
+            Ok(el) => {
+                parsed_any = true;
+                out.push(i, element(el, v));
+            }
+            Err(e) => {
+                let err = syntax(&e);
+                if let BodyError::Syntax {
+                    column, message, ..
+                } = &err
+                {
+                    out.errors.push(EventError {
+                        index: i,
+                        error: format!(
+                            "line {}: invalid JSON: {message} at column {column}",
+                            i + 1
+                        ),
+                    });
+                }
+                if first_syntax_error.is_none() {
+                    first_syntax_error = Some(match err {
+                        BodyError::Syntax {
+                            column, message, ..
+                        } => BodyError::Syntax {
+                            line: i + 1,
+                            column,
+                            message,
+                        },
+                        other => other,
+                    });
+                }
+            }
+        }
+    }
+    // Not one line was JSON: the body is not NDJSON at all.
+    match (parsed_any, first_syntax_error) {
+        (false, Some(e)) => Err(e),
+        _ => Ok(out),
+    }
+}
+
+impl<'a> Parsed<'a> {
+    fn push(&mut self, index: usize, r: Result<Event<'a>, String>) {
+        match r {
+            Ok(ev) => {
+                self.events.push(ev);
+                self.indexes.push(index);
+            }
+            Err(error) => self.errors.push(EventError { index, error }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Outcome;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn live() -> Validation {
+        Validation::live(NOW)
+    }
+
+    #[test]
+    fn a_single_object_an_array_and_ndjson_all_parse() {
+        let one = parse(
+            br#"{"dependency":"db","duration_ms":1.5}"#,
+            Format::Json,
+            &live(),
+        )
+        .unwrap();
+        assert_eq!(one.events.len(), 1);
+        assert_eq!(one.events[0].duration_us, 1_500);
+        assert_eq!(one.events[0].outcome, Outcome::Ok);
+        assert_eq!(one.events[0].ts_ms, NOW);
+
+        let many = parse(
+            br#"[{"dependency":"db","duration_ms":1,"outcome":"timeout"},{"dependency":"db","duration_ms":2,"outcome":"error","instance":"i-1","zone":"z","source":"web","extra":1}]"#,
+            Format::Json,
+            &live(),
+        )
+        .unwrap();
+        assert_eq!(many.events.len(), 2);
+        assert_eq!(many.events[1].instance.as_ref().unwrap().as_str(), "i-1");
+
+        let nd = b"{\"dependency\":\"a\",\"duration_ms\":1}\n\n{\"dependency\":\"b\",\"duration_ms\":2}\r\n";
+        let nd = parse(nd, Format::Ndjson, &live()).unwrap();
+        assert_eq!(nd.events.len(), 2);
+        assert_eq!(nd.indexes, vec![0, 2]);
+    }
+
+    #[test]
+    fn bad_events_are_reported_by_index_and_good_ones_kept() {
+        let body = br#"[{"dependency":"ok","duration_ms":1},{"duration_ms":1},{"dependency":"x","duration_ms":-1},7]"#;
+        let p = parse(body, Format::Json, &live()).unwrap();
+        assert_eq!(p.events.len(), 1);
+        let errs: Vec<_> = p
+            .errors
+            .iter()
+            .map(|e| (e.index, e.error.as_str()))
+            .collect();
+        assert_eq!(errs[0], (1, "dependency: required"));
+        assert!(
+            errs[1].1.starts_with("duration_ms: must be >= 0"),
+            "{}",
+            errs[1].1
+        );
+        assert_eq!(errs[2], (3, "event must be a JSON object, got a number"));
+    }
+
+    #[test]
+    fn garbage_is_refused_with_its_position() {
+        let err = parse(b"[{\"dependency\": }", Format::Json, &live()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BodyError::Syntax {
+                    line: 1,
+                    column: 16,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            parse(b"42", Format::Json, &live()).unwrap_err(),
+            BodyError::NotEvents
+        );
+        let err = parse(b"not json\nat all", Format::Ndjson, &live()).unwrap_err();
+        assert!(matches!(err, BodyError::Syntax { line: 1, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn one_bad_ndjson_line_does_not_sink_the_rest() {
+        let p = parse(
+            b"{\"dependency\":\"a\",\"duration_ms\":1}\n{oops\n",
+            Format::Ndjson,
+            &live(),
+        )
+        .unwrap();
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.errors[0].index, 1);
+        assert!(
+            p.errors[0].error.starts_with("line 2: invalid JSON"),
+            "{}",
+            p.errors[0].error
+        );
+    }
+
+    #[test]
+    fn gzip_is_decoded_and_limits_apply_after_decompression() {
+        use std::io::Write;
+        let plain = br#"{"dependency":"db","duration_ms":1}"#.repeat(100);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&plain).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(
+            decode_body(&gz, Some("gzip"), 1 << 20).unwrap().as_ref(),
+            &plain[..]
+        );
+        assert_eq!(
+            decode_body(&gz, Some("gzip"), 100).unwrap_err(),
+            BodyError::TooLarge { limit: 100 }
+        );
+        assert!(matches!(
+            decode_body(b"nope", Some("gzip"), 100),
+            Err(BodyError::Gzip(_))
+        ));
+        assert!(matches!(
+            decode_body(b"x", Some("br"), 100),
+            Err(BodyError::Encoding(_))
+        ));
+    }
+
+    #[test]
+    fn content_types_select_the_format() {
+        assert_eq!(
+            Format::from_content_type(Some("application/x-ndjson; charset=utf-8")),
+            Format::Ndjson
+        );
+        assert_eq!(
+            Format::from_content_type(Some("application/json")),
+            Format::Json
+        );
+        assert_eq!(Format::from_content_type(None), Format::Json);
+    }
+}

@@ -1,0 +1,258 @@
+//! Lenient deserialisation of one event object.
+//!
+//! Every field is read with `deserialize_any` into a [`Field`], so a wrong type in one event
+//! becomes an error for that event instead of failing the whole batch, and strings are
+//! borrowed from the body whenever they contain no escapes. Unknown keys are skipped.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// A field's value as it appeared on the wire.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Field<'a> {
+    #[default]
+    Missing,
+    Null,
+    Str(Cow<'a, str>),
+    UInt(u64),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Array,
+    Object,
+}
+
+impl Field<'_> {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Field::Missing => "nothing",
+            Field::Null => "null",
+            Field::Str(_) => "a string",
+            Field::UInt(_) | Field::Int(_) | Field::Float(_) => "a number",
+            Field::Bool(_) => "a boolean",
+            Field::Array => "an array",
+            Field::Object => "an object",
+        }
+    }
+}
+
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Field::UInt(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Field::Int(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Field::Float(v))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Field::Bool(v))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Field::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Field::Object)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldVisitor)
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Key {
+    Dependency,
+    DurationMs,
+    Outcome,
+    Ts,
+    Instance,
+    Zone,
+    Source,
+    #[serde(other)]
+    Unknown,
+}
+
+/// One event object with each known field kept as it was sent.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RawEvent<'a> {
+    pub dependency: Field<'a>,
+    pub duration_ms: Field<'a>,
+    pub outcome: Field<'a>,
+    pub ts: Field<'a>,
+    pub instance: Field<'a>,
+    pub zone: Field<'a>,
+    pub source: Field<'a>,
+}
+
+fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<RawEvent<'de>, A::Error> {
+    let mut ev = RawEvent::default();
+    while let Some(key) = map.next_key::<Key>()? {
+        let slot = match key {
+            Key::Dependency => &mut ev.dependency,
+            Key::DurationMs => &mut ev.duration_ms,
+            Key::Outcome => &mut ev.outcome,
+            Key::Ts => &mut ev.ts,
+            Key::Instance => &mut ev.instance,
+            Key::Zone => &mut ev.zone,
+            Key::Source => &mut ev.source,
+            Key::Unknown => {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+        };
+        *slot = map.next_value()?;
+    }
+    Ok(ev)
+}
+
+/// An element of a batch: an event object, or something else (reported per element).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Element<'a> {
+    Event(RawEvent<'a>),
+    NotAnObject(&'static str),
+}
+
+struct ElementVisitor;
+
+impl<'de> Visitor<'de> for ElementVisitor {
+    type Value = Element<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        read_event(map).map(Element::Event)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        FieldVisitor
+            .visit_seq(seq)
+            .map(|_| Element::NotAnObject("an array"))
+    }
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+        Ok(Element::NotAnObject("a string"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Element::NotAnObject("a string"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Element::NotAnObject("a number"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Element::NotAnObject("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Element::NotAnObject("a number"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Element::NotAnObject("a boolean"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Element::NotAnObject("null"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Element<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ElementVisitor)
+    }
+}
+
+/// A whole JSON body: one object, or an array of elements.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body<'a> {
+    One(RawEvent<'a>),
+    Many(Vec<Element<'a>>),
+}
+
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = Body<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object or an array of event objects")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        read_event(map).map(Body::One)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(16_384));
+        while let Some(el) = seq.next_element()? {
+            out.push(el);
+        }
+        Ok(Body::Many(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Body<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BodyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_type_is_kept_for_the_validator_not_fatal() {
+        let body: Body = serde_json::from_str(
+            r#"[{"dependency": 5, "duration_ms": "slow", "x": {"y": [1]}}, 3, {"dependency": "a\/b"}]"#,
+        )
+        .unwrap();
+        let Body::Many(els) = body else {
+            panic!("expected an array")
+        };
+        assert_eq!(els.len(), 3);
+        let Element::Event(first) = &els[0] else {
+            panic!()
+        };
+        assert_eq!(first.dependency, Field::UInt(5));
+        assert_eq!(first.duration_ms, Field::Str("slow".into()));
+        assert_eq!(els[1], Element::NotAnObject("a number"));
+        let Element::Event(third) = &els[2] else {
+            panic!()
+        };
+        assert_eq!(third.dependency, Field::Str("a/b".into()));
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed() {
+        let raw = br#"{"dependency": "db", "instance": "i-1"}"#;
+        let Body::One(ev) = serde_json::from_slice(raw).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(ev.dependency, Field::Str(Cow::Borrowed("db"))));
+    }
+}

@@ -1,0 +1,23 @@
+//! graywatch: catches the partial ("gray") failures of service dependencies.
+//!
+//! Data flows left to right:
+//!
+//! ```text
+//! ingest -> window -> (detect -> actions)
+//!    ^         ^
+//!   api     storage
+//! ```
+//!
+//! `ingest` parses wire formats into [`domain::Event`]s, `window` keeps rolling HdrHistograms
+//! per series on event time, `storage` persists per-minute roll-ups, and `api` serves HTTP.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod ingest;
+pub mod rollup;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;
+pub mod time;
+pub mod window;

@@ -1,0 +1,162 @@
+//! Building and running the daemon. `main` and the integration tests build the application
+//! the same way; tests pass port 0, a temporary database and, where they need to move time,
+//! a manual clock.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::api::{AppState, router};
+use crate::config::Settings;
+use crate::rollup;
+use crate::storage::Storage;
+use crate::time::Clock;
+use crate::window::WindowStore;
+
+/// How often windows are rolled forward on the wall clock.
+const TICK: Duration = Duration::from_secs(1);
+/// How often old roll-ups are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database, warms the windows from stored roll-ups and binds the listener.
+    pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        let storage = Storage::connect(&settings.database).await?;
+        let store = Arc::new(WindowStore::new(settings.limits));
+        let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
+        tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let state = AppState {
+            store,
+            storage,
+            clock,
+            ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
+            settings: Arc::new(settings),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
+    /// writes every unsaved minute and closes the database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self { listener, state } = self;
+        tracing::info!(address = %listener.local_addr()?, "Listening.");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let background = tokio::spawn(background(state.clone(), stop_rx));
+        axum::serve(listener, router(state.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server failed")?;
+        tracing::info!("Shutting down: flushing roll-ups.");
+        let _ = stop_tx.send(true);
+        let _ = background.await;
+        let now = state.clock.now_ms();
+        let written = rollup::flush(
+            &state.store,
+            &state.storage,
+            &state.settings.node_id,
+            now,
+            true,
+        )
+        .await?;
+        tracing::info!(rollups = written, "Flushed roll-ups.");
+        state.storage.close().await;
+        Ok(())
+    }
+}
+
+/// Rolls windows forward every second, flushes completed minutes and prunes old roll-ups.
+async fn background(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let flush_every = state.settings.storage.flush_interval;
+    let mut last_flush = tokio::time::Instant::now();
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = state.clock.now_ms();
+        let store = state.store.clone();
+        // Advancing touches every series; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || store.advance_all(now)).await;
+        if last_flush.elapsed() >= flush_every {
+            last_flush = tokio::time::Instant::now();
+            if let Err(error) = rollup::flush(
+                &state.store,
+                &state.storage,
+                &state.settings.node_id,
+                now,
+                false,
+            )
+            .await
+            {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "Roll-up flush failed; will retry."
+                );
+            }
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(tokio::time::Instant::now());
+            let before = now - state.settings.storage.retention.as_millis() as i64;
+            match state.storage.prune_rollups(before).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "Pruned old roll-ups."),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "Roll-up pruning failed."),
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,77 @@
+//! Storage: sqlx repositories under the window store and (later) the alert log.
+//!
+//! Queries are plain SQL that SQLite and PostgreSQL both accept (`$n` placeholders,
+//! `ON CONFLICT ... DO UPDATE`), bound at run time, so a second backend is a second pool type
+//! and a second migrations folder, not a rewrite.
+
+mod rollups;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use rollups::RollupRow;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Handle to the database. Cheap to clone (a pool inside).
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pool: SqlitePool,
+}
+
+impl Storage {
+    /// Opens (creating if missing) the database at `url` and applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("invalid database URL {url:?}"))?
+            .create_if_missing(true)
+            // WAL lets readers (API queries) proceed while the flusher writes.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let in_memory = url.contains(":memory:");
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database lives in one connection; more would each see an empty one.
+            .max_connections(if in_memory { 1 } else { 4 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .connect_with(opts)
+            .await
+            .with_context(|| format!("cannot open database {url:?}"))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("cannot apply database migrations")?;
+        Ok(Self { pool })
+    }
+
+    /// Readiness: the database answers and every migration this binary knows is applied.
+    pub async fn ready(&self) -> anyhow::Result<()> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .context("database unreachable")?;
+        let known = MIGRATOR.iter().count() as i64;
+        anyhow::ensure!(applied >= known, "{applied} of {known} migrations applied");
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,95 @@
+//! The histogram shape shared by every slot, snapshot and roll-up.
+//!
+//! Values are microseconds from 1 µs to 1 hour with two significant digits: HdrHistogram then
+//! keeps 128 linear sub-buckets per power of two, so a bucket is at most 1/128 (0.78%) wide and
+//! reporting its middle value keeps any quantile within 0.4% of the recorded value. Every
+//! histogram has identical bounds, which makes `add` a straight loop over counters and makes
+//! snapshots from different nodes mergeable.
+
+use hdrhistogram::{Counter, Histogram};
+
+/// Smallest distinguishable latency: 1 µs.
+pub const LOWEST_US: u64 = 1;
+/// Largest trackable latency: 1 hour. Larger values are clamped to it and counted as clamped.
+pub const HIGHEST_US: u64 = 3_600_000_000;
+/// Two significant digits: worst-case bucket width 1/128 of the value.
+pub const SIGFIG: u8 = 2;
+
+/// Slots use 32-bit counters: a single bucket of a 5-minute slot would need 14 million events
+/// per second to saturate one (and saturation, not wrap-around, is what happens then). They
+/// halve the memory of the histograms that make up almost all of a series' footprint.
+pub type SlotHistogram = Histogram<u32>;
+/// Merged views (windows, cluster merges) use 64-bit counters.
+pub type WideHistogram = Histogram<u64>;
+
+pub fn new_histogram<T: Counter>() -> Histogram<T> {
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG)
+        .expect("static histogram bounds are valid")
+}
+
+/// Records `value_us`, clamping to the trackable range. Returns true when the value was clamped.
+#[inline]
+pub fn record_clamped<T: Counter>(hist: &mut Histogram<T>, value_us: u64) -> bool {
+    let clamped = value_us > HIGHEST_US;
+    // `saturating_record` clamps to the trackable range and cannot fail.
+    hist.saturating_record(value_us);
+    clamped
+}
+
+/// Adds a slot histogram into a wide one. Both share bounds, so every recorded value lands at
+/// the same bucket index.
+pub fn add_into_wide(dst: &mut WideHistogram, src: &SlotHistogram) {
+    for v in src.iter_recorded() {
+        dst.record_n(v.value_iterated_to(), u64::from(v.count_at_value()))
+            .expect("same bounds, value always in range");
+    }
+}
+
+/// Quantile as the middle of the bucket holding it, in microseconds.
+pub fn quantile_us(hist: &WideHistogram, q: f64) -> u64 {
+    hist.median_equivalent(hist.value_at_quantile(q))
+}
+
+/// Memory held by one slot histogram, in bytes (its counters dominate).
+pub fn slot_histogram_bytes() -> usize {
+    new_histogram::<u32>().distinct_values() * std::mem::size_of::<u32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_values_are_clamped_and_reported() {
+        let mut h = new_histogram::<u64>();
+        assert!(!record_clamped(&mut h, 0));
+        assert!(!record_clamped(&mut h, HIGHEST_US));
+        assert!(record_clamped(&mut h, HIGHEST_US * 5));
+        assert_eq!(h.len(), 3);
+        assert!(h.max() >= HIGHEST_US);
+    }
+
+    #[test]
+    fn quantiles_stay_within_half_a_percent_across_the_range() {
+        for &v in &[1u64, 7, 999, 12_345, 987_654, 45_000_000, 3_599_999_999] {
+            let mut h = new_histogram::<u64>();
+            h.record(v).unwrap();
+            let got = quantile_us(&h, 0.99) as f64;
+            let err = (got - v as f64).abs() / v as f64;
+            assert!(err <= 0.005, "value {v}: got {got}, relative error {err}");
+        }
+    }
+
+    #[test]
+    fn slot_histograms_add_into_wide_ones_losslessly() {
+        let mut slot = new_histogram::<u32>();
+        for v in [5u64, 5, 1_000, 250_000, 3_000_000_000] {
+            slot.record(v).unwrap();
+        }
+        let mut wide = new_histogram::<u64>();
+        add_into_wide(&mut wide, &slot);
+        assert_eq!(wide.len(), 5);
+        assert_eq!(wide.count_at(5), 2);
+        assert_eq!(wide.max(), slot.max());
+    }
+}

@@ -1,0 +1,110 @@
+//! A fixed ring of time slots of one width. Slots are allocated on first use and recycled in
+//! place, so a quiet series costs little and a busy one never reallocates.
+
+use super::slot::Slot;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Ring {
+    pub width_ms: i64,
+    slots: Box<[Option<Box<Slot>>]>,
+}
+
+impl Ring {
+    pub fn new(width_ms: i64, len: usize) -> Self {
+        Self {
+            width_ms,
+            slots: (0..len).map(|_| None).collect(),
+        }
+    }
+
+    #[inline]
+    pub fn align(&self, ts_ms: i64) -> i64 {
+        ts_ms - ts_ms.rem_euclid(self.width_ms)
+    }
+
+    #[inline]
+    fn index(&self, start_ms: i64) -> usize {
+        start_ms
+            .div_euclid(self.width_ms)
+            .rem_euclid(self.slots.len() as i64) as usize
+    }
+
+    /// Oldest slot start this ring can still hold when the clock reads `now_ms`.
+    pub fn horizon_start(&self, now_ms: i64) -> i64 {
+        self.align(now_ms) - (self.slots.len() as i64 - 1) * self.width_ms
+    }
+
+    /// The slot starting at `start_ms` (aligned), recycling whatever older slot shares its
+    /// index. `None` when the index already holds a newer slot: the time is past this ring.
+    #[inline]
+    pub fn slot_mut(&mut self, start_ms: i64) -> Option<&mut Slot> {
+        self.slot_mut_evicting(start_ms, |_| {})
+    }
+
+    /// Like [`Ring::slot_mut`], handing a non-empty slot to `evict` before it is recycled.
+    #[inline]
+    pub fn slot_mut_evicting(
+        &mut self,
+        start_ms: i64,
+        evict: impl FnOnce(&Slot),
+    ) -> Option<&mut Slot> {
+        let i = self.index(start_ms);
+        let entry = &mut self.slots[i];
+        match entry {
+            Some(slot) if slot.start_ms == start_ms => {}
+            Some(slot) if slot.start_ms < start_ms => {
+                if !slot.is_empty() {
+                    evict(slot);
+                }
+                slot.reset(start_ms);
+            }
+            Some(_) => return None,
+            None => *entry = Some(Box::new(Slot::new(start_ms))),
+        }
+        entry.as_deref_mut()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().filter_map(|s| s.as_deref())
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.slots.iter_mut().filter_map(|s| s.as_deref_mut())
+    }
+
+    /// Slots holding data whose start lies in `[from_ms, to_ms]`.
+    pub fn in_range(&self, from_ms: i64, to_ms: i64) -> impl Iterator<Item = &Slot> {
+        self.iter()
+            .filter(move |s| s.start_ms >= from_ms && s.start_ms <= to_ms && !s.is_empty())
+    }
+
+    pub fn allocated(&self) -> usize {
+        self.iter().count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Outcome;
+
+    #[test]
+    fn a_slot_is_recycled_only_by_newer_time() {
+        let mut ring = Ring::new(1_000, 4);
+        ring.slot_mut(10_000).unwrap().record(5, Outcome::Ok);
+        // 14_000 shares the index of 10_000 and is newer: the slot is recycled.
+        let s = ring.slot_mut(14_000).unwrap();
+        assert_eq!(s.start_ms, 14_000);
+        assert!(s.is_empty());
+        // 10_000 is older than what the index now holds: refused.
+        assert!(ring.slot_mut(10_000).is_none());
+        assert_eq!(ring.horizon_start(14_500), 11_000);
+    }
+
+    #[test]
+    fn negative_times_align_downwards() {
+        let ring = Ring::new(1_000, 4);
+        assert_eq!(ring.align(-1), -1_000);
+        assert_eq!(ring.align(1_999), 1_000);
+    }
+}

@@ -1,0 +1,433 @@
+//! The window store: every series of every dependency, sharded by dependency name.
+//!
+//! Each shard is a `parking_lot::Mutex` over the dependencies that hash to it. A batch is
+//! sorted by shard and each shard is locked once per batch, so ingest takes no global lock and
+//! two batches for different dependencies rarely meet. All series of a dependency (its total,
+//! its instances, its zones) live in the same shard so that one event is recorded under one
+//! lock.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use super::series::{MINUTE_TIER, MinuteRollup, Series};
+use super::slot::Slot;
+use super::snapshot::Snapshot;
+use super::{Window, histogram};
+use crate::domain::Event;
+
+type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+
+/// Cardinality limits. A new series beyond a limit is refused; existing series keep working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_dependencies: usize,
+    pub max_instances_per_dependency: usize,
+    pub max_zones_per_dependency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_dependencies: 500,
+            max_instances_per_dependency: 200,
+            max_zones_per_dependency: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("ts: older than the longest window (1h)")]
+    TooOld,
+    #[error("dependency: limit of {0} dependencies reached; new dependencies are refused")]
+    DependencyLimit(usize),
+    #[error(
+        "instance: limit of {0} instances for this dependency reached; new instances are refused"
+    )]
+    InstanceLimit(usize),
+    #[error("zone: limit of {0} zones for this dependency reached; new zones are refused")]
+    ZoneLimit(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SeriesKind {
+    Dependency,
+    Instance,
+    Zone,
+}
+
+impl SeriesKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesKind::Dependency => "dependency",
+            SeriesKind::Instance => "instance",
+            SeriesKind::Zone => "zone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "dependency" => Some(SeriesKind::Dependency),
+            "instance" => Some(SeriesKind::Instance),
+            "zone" => Some(SeriesKind::Zone),
+            _ => None,
+        }
+    }
+}
+
+/// Names one series: a dependency's total (`label` empty), or one of its instances or zones.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub dependency: String,
+    pub kind: SeriesKind,
+    pub label: String,
+}
+
+/// All series of one dependency.
+#[derive(Debug, Default)]
+pub struct DependencySeries {
+    pub total: Series,
+    pub instances: Map<Series>,
+    pub zones: Map<Series>,
+}
+
+impl DependencySeries {
+    fn for_each_mut(&mut self, mut f: impl FnMut(SeriesKind, &str, &mut Series)) {
+        f(SeriesKind::Dependency, "", &mut self.total);
+        for (k, s) in self.instances.iter_mut() {
+            f(SeriesKind::Instance, k, s);
+        }
+        for (k, s) in self.zones.iter_mut() {
+            f(SeriesKind::Zone, k, s);
+        }
+    }
+
+    fn series_mut(&mut self, kind: SeriesKind, label: &str) -> Option<&mut Series> {
+        match kind {
+            SeriesKind::Dependency => Some(&mut self.total),
+            SeriesKind::Instance => self.instances.get_mut(label),
+            SeriesKind::Zone => self.zones.get_mut(label),
+        }
+    }
+}
+
+/// One dependency over one window: its total and each instance and zone.
+#[derive(Debug, Clone)]
+pub struct DependencyView {
+    pub total: Snapshot,
+    pub instances: Vec<(String, Snapshot)>,
+    pub zones: Vec<(String, Snapshot)>,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct StoreStats {
+    pub dependencies: usize,
+    pub series: usize,
+    pub allocated_slots: usize,
+    pub approx_bytes: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    deps: Map<DependencySeries>,
+}
+
+pub struct WindowStore {
+    /// Sharded by dependency; see the module docs for why a mutex per shard.
+    shards: Box<[Mutex<Shard>]>,
+    hasher: foldhash::fast::RandomState,
+    limits: Limits,
+    /// Dependencies across all shards, reserved before insertion so that the limit holds even
+    /// when two shards add a dependency at once.
+    dependency_count: AtomicUsize,
+}
+
+const SHARDS: usize = 64;
+
+impl WindowStore {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+            limits,
+            dependency_count: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn shard_of(&self, dependency: &str) -> usize {
+        (self.hasher.hash_one(dependency) as usize) % SHARDS
+    }
+
+    /// Records a batch of events at wall-clock (or replay) time `now_ms`. Returns the indexes
+    /// of events that were refused, with the reason; all others were recorded.
+    pub fn record_batch(&self, events: &[Event<'_>], now_ms: i64) -> Vec<(usize, RecordError)> {
+        let mut order: Vec<(u32, u32)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (self.shard_of(e.dependency.as_str()) as u32, i as u32))
+            .collect();
+        order.sort_unstable();
+        let mut refused = Vec::new();
+        let mut i = 0;
+        while i < order.len() {
+            let shard_idx = order[i].0;
+            let mut shard = self.shards[shard_idx as usize].lock();
+            while i < order.len() && order[i].0 == shard_idx {
+                let idx = order[i].1 as usize;
+                if let Err(e) = self.record_one(&mut shard, &events[idx], now_ms) {
+                    refused.push((idx, e));
+                }
+                i += 1;
+            }
+        }
+        refused.sort_unstable_by_key(|r| r.0);
+        refused
+    }
+
+    /// Records a single event (used by `replay`, which feeds events one by one).
+    pub fn record(&self, event: &Event<'_>, now_ms: i64) -> Result<(), RecordError> {
+        let mut shard = self.shards[self.shard_of(event.dependency.as_str())].lock();
+        self.record_one(&mut shard, event, now_ms)
+    }
+
+    #[inline]
+    fn record_one(&self, shard: &mut Shard, e: &Event<'_>, now_ms: i64) -> Result<(), RecordError> {
+        if e.ts_ms < now_ms - Window::LONGEST_MS {
+            return Err(RecordError::TooOld);
+        }
+        let name = e.dependency.as_str();
+        let dep = match shard.deps.get_mut(name) {
+            Some(d) => d,
+            None => {
+                let max = self.limits.max_dependencies;
+                self.dependency_count
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .map_err(|_| RecordError::DependencyLimit(max))?;
+                shard.deps.entry(name.into()).or_default()
+            }
+        };
+        // Check both limits before recording anything, so a refused event leaves no trace.
+        let instance = e.instance.as_ref().map(|l| l.as_str());
+        let zone = e.zone.as_ref().map(|l| l.as_str());
+        if let Some(i) = instance {
+            let max = self.limits.max_instances_per_dependency;
+            if !dep.instances.contains_key(i) && dep.instances.len() >= max {
+                return Err(RecordError::InstanceLimit(max));
+            }
+        }
+        if let Some(z) = zone {
+            let max = self.limits.max_zones_per_dependency;
+            if !dep.zones.contains_key(z) && dep.zones.len() >= max {
+                return Err(RecordError::ZoneLimit(max));
+            }
+        }
+        dep.total.record(e.ts_ms, e.duration_us, e.outcome, now_ms);
+        if let Some(i) = instance {
+            series_entry(&mut dep.instances, i).record(e.ts_ms, e.duration_us, e.outcome, now_ms);
+        }
+        if let Some(z) = zone {
+            series_entry(&mut dep.zones, z).record(e.ts_ms, e.duration_us, e.outcome, now_ms);
+        }
+        Ok(())
+    }
+
+    /// Rolls every series forward to `now_ms` and drops series idle for longer than the
+    /// longest window whose data is persisted. Run once a second by the daemon.
+    pub fn advance_all(&self, now_ms: i64) {
+        let idle_before = now_ms - Window::LONGEST_MS - super::series::MINUTE_MS * 5;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let mut dropped = 0;
+            shard.deps.retain(|_, dep| {
+                dep.for_each_mut(|_, _, s| s.advance(now_ms));
+                let idle = |s: &Series| s.last_event_ms < idle_before && s.is_clean();
+                dep.instances.retain(|_, s| !idle(s));
+                dep.zones.retain(|_, s| !idle(s));
+                let keep = !(idle(&dep.total) && dep.instances.is_empty() && dep.zones.is_empty());
+                dropped += usize::from(!keep);
+                keep
+            });
+            self.dependency_count.fetch_sub(dropped, Ordering::AcqRel);
+        }
+    }
+
+    /// Stats of one dependency over `window` ending at `now_ms`.
+    pub fn dependency(&self, name: &str, window: Window, now_ms: i64) -> Option<DependencyView> {
+        let mut shard = self.shards[self.shard_of(name)].lock();
+        let dep = shard.deps.get_mut(name)?;
+        dep.for_each_mut(|_, _, s| s.advance(now_ms));
+        let view = |m: &Map<Series>| {
+            let mut v: Vec<(String, Snapshot)> = m
+                .iter()
+                .map(|(k, s)| (k.to_string(), s.window(window, now_ms)))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        Some(DependencyView {
+            total: dep.total.window(window, now_ms),
+            instances: view(&dep.instances),
+            zones: view(&dep.zones),
+        })
+    }
+
+    /// Every dependency's total over `window`, sorted by name.
+    pub fn dependencies(&self, window: Window, now_ms: i64) -> Vec<(String, Snapshot)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            for (name, dep) in shard.deps.iter_mut() {
+                dep.total.advance(now_ms);
+                out.push((name.to_string(), dep.total.window(window, now_ms)));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// In-memory buckets of one series (10-second buckets with `tier` 0, minutes with 1).
+    pub fn buckets(
+        &self,
+        key: &SeriesKey,
+        tier: usize,
+        from_ms: i64,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> Option<std::collections::BTreeMap<i64, Snapshot>> {
+        let mut shard = self.shards[self.shard_of(&key.dependency)].lock();
+        let series = shard
+            .deps
+            .get_mut(key.dependency.as_str())?
+            .series_mut(key.kind, &key.label)?;
+        series.advance(now_ms);
+        Some(series.buckets(tier, from_ms, to_ms))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.shards[self.shard_of(name)]
+            .lock()
+            .deps
+            .contains_key(name)
+    }
+
+    /// Minutes to persist (see [`Series::take_rollups`]).
+    pub fn take_rollups(&self, now_ms: i64, force: bool) -> Vec<(SeriesKey, MinuteRollup)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            for (name, dep) in shard.deps.iter_mut() {
+                dep.for_each_mut(|kind, label, s| {
+                    if force {
+                        s.fold_all();
+                    } else {
+                        s.advance(now_ms);
+                    }
+                    for r in s.take_rollups(now_ms, force) {
+                        let key = SeriesKey {
+                            dependency: name.to_string(),
+                            kind,
+                            label: label.into(),
+                        };
+                        out.push((key, r));
+                    }
+                });
+            }
+        }
+        out
+    }
+
+    /// Hands back roll-ups whose write failed.
+    pub fn restore_unsaved(&self, rollups: Vec<(SeriesKey, MinuteRollup)>) {
+        for (key, r) in rollups {
+            let mut shard = self.shards[self.shard_of(&key.dependency)].lock();
+            if let Some(s) = shard
+                .deps
+                .get_mut(key.dependency.as_str())
+                .and_then(|d| d.series_mut(key.kind, &key.label))
+            {
+                s.restore_unsaved(vec![r]);
+            }
+        }
+    }
+
+    /// Loads a persisted minute into its series (at start-up), within the cardinality limits.
+    pub fn load_minute(
+        &self,
+        key: &SeriesKey,
+        slot: &Slot,
+        now_ms: i64,
+    ) -> Result<(), RecordError> {
+        if slot.start_ms < now_ms - Window::LONGEST_MS {
+            return Err(RecordError::TooOld);
+        }
+        let mut shard = self.shards[self.shard_of(&key.dependency)].lock();
+        if !shard.deps.contains_key(key.dependency.as_str()) {
+            let max = self.limits.max_dependencies;
+            self.dependency_count
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .map_err(|_| RecordError::DependencyLimit(max))?;
+        }
+        let dep = shard
+            .deps
+            .entry(key.dependency.as_str().into())
+            .or_default();
+        let series = match key.kind {
+            SeriesKind::Dependency => &mut dep.total,
+            SeriesKind::Instance => {
+                let max = self.limits.max_instances_per_dependency;
+                if !dep.instances.contains_key(key.label.as_str()) && dep.instances.len() >= max {
+                    return Err(RecordError::InstanceLimit(max));
+                }
+                series_entry(&mut dep.instances, &key.label)
+            }
+            SeriesKind::Zone => {
+                let max = self.limits.max_zones_per_dependency;
+                if !dep.zones.contains_key(key.label.as_str()) && dep.zones.len() >= max {
+                    return Err(RecordError::ZoneLimit(max));
+                }
+                series_entry(&mut dep.zones, &key.label)
+            }
+        };
+        series.load_minute(slot.start_ms, slot, now_ms);
+        Ok(())
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let mut st = StoreStats::default();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            st.dependencies += shard.deps.len();
+            for dep in shard.deps.values_mut() {
+                dep.for_each_mut(|_, _, s| {
+                    st.series += 1;
+                    st.allocated_slots += s.allocated_slots();
+                });
+            }
+        }
+        st.approx_bytes = st.allocated_slots * (histogram::slot_histogram_bytes() + 64)
+            + st.series * std::mem::size_of::<Series>();
+        st
+    }
+}
+
+fn series_entry<'m>(map: &'m mut Map<Series>, label: &str) -> &'m mut Series {
+    if !map.contains_key(label) {
+        map.insert(label.into(), Series::new());
+    }
+    map.get_mut(label).expect("inserted above")
+}
+
+#[allow(dead_code)]
+const _: () = assert!(MINUTE_TIER == 1);
