@@ -1,1 +1,115 @@
-fn main() {}
+//! In-process ingest and query benchmarks.
+//!
+//! `cargo bench --bench ingest` — figures and targets are in BENCHMARKS.md.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use graywatch::api::ingest_body;
+use graywatch::domain::{DependencyName, Event, Label, Outcome};
+use graywatch::ingest::Format;
+use graywatch::window::{Limits, Window, WindowStore};
+
+const NOW: i64 = 1_800_000_000_000;
+
+/// A realistic batch: 8 dependencies, 10 instances and 3 zones each, lognormal-ish durations,
+/// 1% errors, explicit timestamps spread over the last 2 seconds.
+fn batch(n: usize, ndjson: bool) -> Vec<u8> {
+    let mut out = String::with_capacity(n * 160);
+    if !ndjson {
+        out.push('[');
+    }
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let dur = 1.0 + (x % 10_000) as f64 / 100.0 * if x % 97 == 0 { 40.0 } else { 1.0 };
+        let outcome = if x % 100 == 0 { "error" } else { "ok" };
+        if i > 0 && !ndjson {
+            out.push(',');
+        }
+        out.push_str(&format!(
+            r#"{{"dependency":"svc-{}.internal","duration_ms":{:.3},"outcome":"{}","ts":{},"instance":"10.0.{}.{}","zone":"eu-west-1{}","source":"checkout"}}"#,
+            x % 8,
+            dur,
+            outcome,
+            NOW - (x % 2_000) as i64,
+            x % 8,
+            (x >> 8) % 10,
+            ["a", "b", "c"][((x >> 16) % 3) as usize],
+        ));
+        if ndjson {
+            out.push('\n');
+        }
+    }
+    if !ndjson {
+        out.push(']');
+    }
+    out.into_bytes()
+}
+
+fn parse_and_record(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ingest");
+    for (name, ndjson) in [("json_batch_1000", false), ("ndjson_batch_1000", true)] {
+        let body = batch(1_000, ndjson);
+        let format = if ndjson { Format::Ndjson } else { Format::Json };
+        let store = WindowStore::new(Limits::default());
+        g.throughput(Throughput::Elements(1_000));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let r = ingest_body(&store, black_box(&body), None, format, 10 << 20, NOW, 100)
+                    .expect("valid batch");
+                assert_eq!(r.accepted, 1_000);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn stats_over_an_hour(c: &mut Criterion) {
+    let store = WindowStore::new(Limits::default());
+    let dep = DependencyName::parse("payments").unwrap();
+    // One event every 100 ms for an hour, across 20 instances and 3 zones: every slot of
+    // every ring of all 24 series holds data.
+    let instances: Vec<_> = (0..20)
+        .map(|i| Label::parse(format!("i-{i}")).unwrap())
+        .collect();
+    let zones: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|z| Label::parse(*z).unwrap())
+        .collect();
+    let start = NOW - 3_600_000;
+    let mut t = start;
+    let mut i = 0u64;
+    while t < NOW {
+        let e = Event {
+            dependency: dep.clone(),
+            duration_us: 1_000 + (i * 7919) % 500_000,
+            outcome: if i % 50 == 0 {
+                Outcome::Error
+            } else {
+                Outcome::Ok
+            },
+            ts_ms: t,
+            instance: Some(instances[(i % 20) as usize].clone()),
+            zone: Some(zones[(i % 3) as usize].clone()),
+            source: None,
+        };
+        store.record(&e, t).unwrap();
+        t += 100;
+        i += 1;
+    }
+    c.bench_function("query/dependency_1h_24_series", |b| {
+        b.iter(|| black_box(store.dependency("payments", Window::H1, NOW).unwrap()))
+    });
+    c.bench_function("query/dependency_1h_stats_json", |b| {
+        b.iter(|| {
+            let v = store.dependency("payments", Window::H1, NOW).unwrap();
+            black_box(serde_json::to_vec(&v.total.stats()).unwrap())
+        })
+    });
+}
+
+criterion_group!(benches, parse_and_record, stats_over_an_hour);
+criterion_main!(benches);

@@ -12,8 +12,9 @@
 //! max_errors_reported = 100   # per-event errors listed in a response
 //!
 //! [limits]
+//! max_series = 4000           # all kinds together; ~592 KiB each when busy
 //! max_dependencies = 500
-//! max_instances_per_dependency = 200
+//! max_instances_per_dependency = 100
 //! max_zones_per_dependency = 16
 //!
 //! [storage]
@@ -191,6 +192,7 @@ impl Settings {
             bad("ingest.max_in_flight", "0".into(), "must be at least 1");
         }
         for (key, v) in [
+            ("limits.max_series", self.limits.max_series),
             ("limits.max_dependencies", self.limits.max_dependencies),
             (
                 "limits.max_instances_per_dependency",

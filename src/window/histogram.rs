@@ -93,3 +93,18 @@ mod tests {
         assert_eq!(wide.max(), slot.max());
     }
 }
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+
+    /// The README documents the memory of a series; this keeps the figure honest.
+    #[test]
+    fn a_full_series_stays_within_the_documented_650_kib() {
+        assert_eq!(slot_histogram_bytes(), 3_328 * 4);
+        let bytes = crate::window::Series::max_bytes();
+        println!("max bytes per series: {bytes}");
+        assert!(bytes < 650 * 1024, "{bytes}");
+        assert!(bytes > 590 * 1024, "{bytes}");
+    }
+}

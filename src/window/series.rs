@@ -207,11 +207,17 @@ impl Series {
         self.last_event_ms = self.last_event_ms.max(minute_ms);
     }
 
-    /// Minutes to persist. Without `force`, only minutes that are complete and fully folded
+    /// Minutes to persist, after rolling forward to `now_ms` (with `force`, after folding
+    /// everything). Without `force`, only minutes that are complete and fully folded
     /// (ended before the fine ring's horizon) are returned, so each is normally written once.
     /// The returned minutes are marked clean; on a failed write, hand them back through
     /// [`Series::restore_unsaved`].
     pub fn take_rollups(&mut self, now_ms: i64, force: bool) -> Vec<MinuteRollup> {
+        if force {
+            self.fold_all();
+        } else {
+            self.advance(now_ms);
+        }
         let fine_horizon = self.fine.horizon_start(now_ms);
         let mut out = Vec::new();
         for slot in self.tiers[MINUTE_TIER].iter_mut() {
@@ -267,6 +273,168 @@ fn fold(fine: &Slot, tiers: &mut [Ring; 3]) {
         // without ticks); the data is older than every window that ring serves.
         if let Some(dst) = ring.slot_mut(start) {
             dst.absorb(&fine.hist, &fine.counts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: i64 = 1_800_000_000_000; // minute-aligned
+
+    fn total(s: &mut Series, w: Window, now: i64) -> u64 {
+        s.advance(now);
+        s.window(w, now).total()
+    }
+
+    #[test]
+    fn an_event_is_in_every_window_at_once() {
+        let mut s = Series::new();
+        s.record(T0 + 500, 1_000, Outcome::Ok, T0 + 500);
+        for w in Window::ALL {
+            assert_eq!(total(&mut s, w, T0 + 600), 1, "{w}");
+        }
+    }
+
+    #[test]
+    fn the_ten_second_window_empties_on_an_idle_clock_but_longer_windows_keep_the_data() {
+        let mut s = Series::new();
+        s.record(T0, 1_000, Outcome::Error, T0);
+        assert_eq!(total(&mut s, Window::S10, T0 + 9_999), 1);
+        assert_eq!(total(&mut s, Window::S10, T0 + 10_000), 0);
+        assert_eq!(total(&mut s, Window::M1, T0 + 10_000), 1);
+        assert_eq!(total(&mut s, Window::M1, T0 + 70_000), 0);
+        assert_eq!(total(&mut s, Window::M15, T0 + 70_000), 1);
+        assert_eq!(total(&mut s, Window::H1, T0 + 3_000_000), 1);
+        assert_eq!(total(&mut s, Window::H1, T0 + 3_600_000), 0);
+    }
+
+    #[test]
+    fn late_events_land_in_the_bucket_of_their_own_time() {
+        let now = T0 + 30 * MINUTE_MS;
+        let mut s = Series::new();
+        s.record(now - 30_000, 1, Outcome::Ok, now);
+        s.record(now - 180_000, 1, Outcome::Ok, now);
+        s.record(now - 40 * MINUTE_MS, 1, Outcome::Ok, now);
+        assert_eq!(total(&mut s, Window::S10, now), 0);
+        assert_eq!(total(&mut s, Window::M1, now), 1);
+        assert_eq!(total(&mut s, Window::M5, now), 2);
+        assert_eq!(total(&mut s, Window::M15, now), 2);
+        assert_eq!(total(&mut s, Window::H1, now), 3);
+        // The 40-minute-old event is beyond the minute ring: it is persisted as a late part.
+        let rollups = s.take_rollups(now, false);
+        let late: Vec<_> = rollups.iter().filter(|r| r.late_part).collect();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].minute_ms, now - 40 * MINUTE_MS);
+    }
+
+    #[test]
+    fn events_from_the_future_count_at_now() {
+        let mut s = Series::new();
+        s.record(T0 + 120_000, 1, Outcome::Ok, T0);
+        assert_eq!(total(&mut s, Window::S10, T0), 1);
+    }
+
+    #[test]
+    fn minutes_are_persisted_once_complete_or_when_forced() {
+        let mut s = Series::new();
+        s.record(T0 + 1_000, 1, Outcome::Ok, T0 + 1_000);
+        assert!(s.take_rollups(T0 + 30_000, false).is_empty());
+        // Complete, but its last seconds are still unfolded until 10 s after the minute.
+        assert!(s.take_rollups(T0 + 65_000, false).is_empty());
+        let r = s.take_rollups(T0 + 71_000, false);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].slot.counts.ok, 1);
+        assert!(s.is_clean());
+        assert!(s.take_rollups(T0 + 72_000, false).is_empty());
+        s.record(T0 + 72_500, 1, Outcome::Ok, T0 + 72_500);
+        let forced = s.take_rollups(T0 + 73_000, true);
+        assert_eq!(forced.len(), 1);
+        assert_eq!(forced[0].minute_ms, T0 + MINUTE_MS);
+    }
+
+    #[test]
+    fn a_failed_write_is_retried() {
+        let mut s = Series::new();
+        s.record(T0, 1, Outcome::Ok, T0);
+        let taken = s.take_rollups(T0 + 80_000, false);
+        assert!(s.is_clean());
+        s.restore_unsaved(taken);
+        assert!(!s.is_clean());
+        assert_eq!(s.take_rollups(T0 + 80_000, false).len(), 1);
+    }
+
+    #[test]
+    fn a_loaded_minute_is_clean_and_counts_in_long_windows() {
+        let mut src = Series::new();
+        for i in 0..10 {
+            src.record(T0 + i * 100, 5_000 + i as u64, Outcome::Ok, T0 + 1_000);
+        }
+        let minute = src.take_rollups(T0 + 2 * MINUTE_MS, true).remove(0);
+        let mut s = Series::new();
+        s.load_minute(minute.minute_ms, &minute.slot, T0 + 5 * MINUTE_MS);
+        assert!(s.is_clean());
+        assert_eq!(total(&mut s, Window::M15, T0 + 5 * MINUTE_MS), 10);
+        assert_eq!(total(&mut s, Window::H1, T0 + 5 * MINUTE_MS), 10);
+    }
+
+    proptest! {
+        /// Whatever the order and lateness of events, every window holds exactly the events
+        /// whose time falls inside it, and the histogram agrees with the counters.
+        #[test]
+        fn windows_hold_exactly_the_events_in_their_range(
+            offsets in proptest::collection::vec((0i64..3_600_000, 0u64..5_000_000, 0u8..3), 1..300),
+            steps in proptest::collection::vec(0i64..90_000, 1..40),
+        ) {
+            let mut s = Series::new();
+            let mut now = T0 + 3_600_000;
+            let mut seen: Vec<i64> = Vec::new();
+            let per_step = offsets.len().div_ceil(steps.len());
+            for (chunk, step) in offsets.chunks(per_step).zip(&steps) {
+                now += step;
+                for (off, dur, o) in chunk {
+                    let ts = now - off;
+                    let outcome = [Outcome::Ok, Outcome::Error, Outcome::Timeout][*o as usize];
+                    if s.record(ts, *dur, outcome, now) {
+                        seen.push(ts);
+                    }
+                }
+            }
+            s.advance(now);
+            for w in Window::ALL {
+                let snap = s.window(w, now);
+                let expected = seen.iter().filter(|&&t| t >= snap.from_ms && t <= now).count() as u64;
+                prop_assert_eq!(snap.total(), expected, "window {}", w);
+                prop_assert_eq!(snap.hist.len(), expected);
+            }
+        }
+
+        /// Merging the snapshots of two series equals the snapshot of one series fed both.
+        #[test]
+        fn merging_snapshots_equals_recording_everything_in_one(
+            a in proptest::collection::vec((0i64..600_000, 0u64..10_000_000), 0..200),
+            b in proptest::collection::vec((0i64..600_000, 0u64..10_000_000), 0..200),
+        ) {
+            let now = T0 + 600_000;
+            let (mut sa, mut sb, mut both) = (Series::new(), Series::new(), Series::new());
+            for (off, d) in &a {
+                sa.record(now - off, *d, Outcome::Ok, now);
+                both.record(now - off, *d, Outcome::Ok, now);
+            }
+            for (off, d) in &b {
+                sb.record(now - off, *d, Outcome::Timeout, now);
+                both.record(now - off, *d, Outcome::Timeout, now);
+            }
+            for s in [&mut sa, &mut sb, &mut both] {
+                s.advance(now);
+            }
+            let mut merged = sa.window(Window::M15, now);
+            merged.merge(&sb.window(Window::M15, now));
+            let whole = both.window(Window::M15, now);
+            prop_assert_eq!(&merged.hist, &whole.hist);
+            prop_assert_eq!(merged.counts, whole.counts);
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use super::series::{MINUTE_TIER, MinuteRollup, Series};
+use super::series::{MinuteRollup, Series};
 use super::slot::Slot;
 use super::snapshot::Snapshot;
 use super::{Window, histogram};
@@ -24,6 +24,8 @@ type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
+    /// Series of all kinds together: the bound on memory (about 592 KiB per busy series).
+    pub max_series: usize,
     pub max_dependencies: usize,
     pub max_instances_per_dependency: usize,
     pub max_zones_per_dependency: usize,
@@ -32,8 +34,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            max_series: 4_000,
             max_dependencies: 500,
-            max_instances_per_dependency: 200,
+            max_instances_per_dependency: 100,
             max_zones_per_dependency: 16,
         }
     }
@@ -43,6 +46,10 @@ impl Default for Limits {
 pub enum RecordError {
     #[error("ts: older than the longest window (1h)")]
     TooOld,
+    #[error(
+        "limit of {0} series in total reached (limits.max_series); new dependencies, instances and zones are refused"
+    )]
+    SeriesLimit(usize),
     #[error("dependency: limit of {0} dependencies reached; new dependencies are refused")]
     DependencyLimit(usize),
     #[error(
@@ -144,6 +151,8 @@ pub struct WindowStore {
     /// Dependencies across all shards, reserved before insertion so that the limit holds even
     /// when two shards add a dependency at once.
     dependency_count: AtomicUsize,
+    /// Series of all kinds, reserved the same way.
+    series_count: AtomicUsize,
 }
 
 const SHARDS: usize = 64;
@@ -155,6 +164,7 @@ impl WindowStore {
             hasher: foldhash::fast::RandomState::default(),
             limits,
             dependency_count: AtomicUsize::new(0),
+            series_count: AtomicUsize::new(0),
         }
     }
 
@@ -204,32 +214,30 @@ impl WindowStore {
             return Err(RecordError::TooOld);
         }
         let name = e.dependency.as_str();
+        let instance = e.instance.as_ref().map(|l| l.as_str());
+        let zone = e.zone.as_ref().map(|l| l.as_str());
         let dep = match shard.deps.get_mut(name) {
             Some(d) => d,
             None => {
-                let max = self.limits.max_dependencies;
-                self.dependency_count
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                        (n < max).then_some(n + 1)
-                    })
-                    .map_err(|_| RecordError::DependencyLimit(max))?;
+                self.reserve_dependency()?;
                 shard.deps.entry(name.into()).or_default()
             }
         };
-        // Check both limits before recording anything, so a refused event leaves no trace.
-        let instance = e.instance.as_ref().map(|l| l.as_str());
-        let zone = e.zone.as_ref().map(|l| l.as_str());
-        if let Some(i) = instance {
-            let max = self.limits.max_instances_per_dependency;
-            if !dep.instances.contains_key(i) && dep.instances.len() >= max {
-                return Err(RecordError::InstanceLimit(max));
-            }
+        // Check every limit before recording anything, so a refused event leaves no trace.
+        let new_instance = instance.filter(|i| !dep.instances.contains_key(*i));
+        let new_zone = zone.filter(|z| !dep.zones.contains_key(*z));
+        if new_instance.is_some() && dep.instances.len() >= self.limits.max_instances_per_dependency
+        {
+            return Err(RecordError::InstanceLimit(
+                self.limits.max_instances_per_dependency,
+            ));
         }
-        if let Some(z) = zone {
-            let max = self.limits.max_zones_per_dependency;
-            if !dep.zones.contains_key(z) && dep.zones.len() >= max {
-                return Err(RecordError::ZoneLimit(max));
-            }
+        if new_zone.is_some() && dep.zones.len() >= self.limits.max_zones_per_dependency {
+            return Err(RecordError::ZoneLimit(self.limits.max_zones_per_dependency));
+        }
+        let new_series = usize::from(new_instance.is_some()) + usize::from(new_zone.is_some());
+        if new_series > 0 {
+            self.reserve_series(new_series)?;
         }
         dep.total.record(e.ts_ms, e.duration_us, e.outcome, now_ms);
         if let Some(i) = instance {
@@ -241,23 +249,54 @@ impl WindowStore {
         Ok(())
     }
 
+    /// Reserves room for a new dependency (and its total series) under both limits.
+    fn reserve_dependency(&self) -> Result<(), RecordError> {
+        let max = self.limits.max_dependencies;
+        self.dependency_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| RecordError::DependencyLimit(max))?;
+        self.reserve_series(1).inspect_err(|_| {
+            self.dependency_count.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    fn reserve_series(&self, n: usize) -> Result<(), RecordError> {
+        let max = self.limits.max_series;
+        self.series_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c + n <= max).then_some(c + n)
+            })
+            .map(|_| ())
+            .map_err(|_| RecordError::SeriesLimit(max))
+    }
+
     /// Rolls every series forward to `now_ms` and drops series idle for longer than the
     /// longest window whose data is persisted. Run once a second by the daemon.
     pub fn advance_all(&self, now_ms: i64) {
         let idle_before = now_ms - Window::LONGEST_MS - super::series::MINUTE_MS * 5;
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            let mut dropped = 0;
+            let (mut dropped_deps, mut dropped_series) = (0, 0);
             shard.deps.retain(|_, dep| {
                 dep.for_each_mut(|_, _, s| s.advance(now_ms));
                 let idle = |s: &Series| s.last_event_ms < idle_before && s.is_clean();
+                let before = dep.instances.len() + dep.zones.len();
                 dep.instances.retain(|_, s| !idle(s));
                 dep.zones.retain(|_, s| !idle(s));
+                dropped_series += before - dep.instances.len() - dep.zones.len();
                 let keep = !(idle(&dep.total) && dep.instances.is_empty() && dep.zones.is_empty());
-                dropped += usize::from(!keep);
+                if !keep {
+                    dropped_deps += 1;
+                    dropped_series += 1;
+                }
                 keep
             });
-            self.dependency_count.fetch_sub(dropped, Ordering::AcqRel);
+            self.dependency_count
+                .fetch_sub(dropped_deps, Ordering::AcqRel);
+            self.series_count
+                .fetch_sub(dropped_series, Ordering::AcqRel);
         }
     }
 
@@ -327,11 +366,6 @@ impl WindowStore {
             let mut shard = shard.lock();
             for (name, dep) in shard.deps.iter_mut() {
                 dep.for_each_mut(|kind, label, s| {
-                    if force {
-                        s.fold_all();
-                    } else {
-                        s.advance(now_ms);
-                    }
                     for r in s.take_rollups(now_ms, force) {
                         let key = SeriesKey {
                             dependency: name.to_string(),
@@ -372,34 +406,35 @@ impl WindowStore {
         }
         let mut shard = self.shards[self.shard_of(&key.dependency)].lock();
         if !shard.deps.contains_key(key.dependency.as_str()) {
-            let max = self.limits.max_dependencies;
-            self.dependency_count
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < max).then_some(n + 1)
-                })
-                .map_err(|_| RecordError::DependencyLimit(max))?;
+            self.reserve_dependency()?;
         }
         let dep = shard
             .deps
             .entry(key.dependency.as_str().into())
             .or_default();
-        let series = match key.kind {
-            SeriesKind::Dependency => &mut dep.total,
-            SeriesKind::Instance => {
-                let max = self.limits.max_instances_per_dependency;
-                if !dep.instances.contains_key(key.label.as_str()) && dep.instances.len() >= max {
-                    return Err(RecordError::InstanceLimit(max));
-                }
-                series_entry(&mut dep.instances, &key.label)
+        let (map, max, err): (_, _, fn(usize) -> RecordError) = match key.kind {
+            SeriesKind::Dependency => {
+                dep.total.load_minute(slot.start_ms, slot, now_ms);
+                return Ok(());
             }
-            SeriesKind::Zone => {
-                let max = self.limits.max_zones_per_dependency;
-                if !dep.zones.contains_key(key.label.as_str()) && dep.zones.len() >= max {
-                    return Err(RecordError::ZoneLimit(max));
-                }
-                series_entry(&mut dep.zones, &key.label)
-            }
+            SeriesKind::Instance => (
+                &mut dep.instances,
+                self.limits.max_instances_per_dependency,
+                RecordError::InstanceLimit,
+            ),
+            SeriesKind::Zone => (
+                &mut dep.zones,
+                self.limits.max_zones_per_dependency,
+                RecordError::ZoneLimit,
+            ),
         };
+        if !map.contains_key(key.label.as_str()) {
+            if map.len() >= max {
+                return Err(err(max));
+            }
+            self.reserve_series(1)?;
+        }
+        let series = series_entry(map, &key.label);
         series.load_minute(slot.start_ms, slot, now_ms);
         Ok(())
     }
@@ -429,5 +464,71 @@ fn series_entry<'m>(map: &'m mut Map<Series>, label: &str) -> &'m mut Series {
     map.get_mut(label).expect("inserted above")
 }
 
-#[allow(dead_code)]
-const _: () = assert!(MINUTE_TIER == 1);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DependencyName, Label, Outcome};
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn ev<'a>(dep: &'a str, instance: Option<&'a str>) -> Event<'a> {
+        Event {
+            dependency: DependencyName::parse(dep).unwrap(),
+            duration_us: 1_000,
+            outcome: Outcome::Ok,
+            ts_ms: NOW,
+            instance: instance.map(|i| Label::parse(i).unwrap()),
+            zone: None,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn the_total_series_limit_refuses_new_series_but_not_known_ones() {
+        let store = WindowStore::new(Limits {
+            max_series: 3,
+            ..Limits::default()
+        });
+        assert!(
+            store
+                .record_batch(&[ev("a", Some("1")), ev("a", Some("2"))], NOW)
+                .is_empty()
+        );
+        let refused = store.record_batch(&[ev("b", None), ev("a", Some("1"))], NOW);
+        assert_eq!(refused, vec![(0, RecordError::SeriesLimit(3))]);
+        assert_eq!(
+            store
+                .dependency("a", Window::M1, NOW)
+                .unwrap()
+                .total
+                .total(),
+            3
+        );
+        assert!(!store.contains("b"));
+        assert_eq!(store.stats().series, 3);
+    }
+
+    #[test]
+    fn idle_series_are_evicted_and_free_their_quota() {
+        let store = WindowStore::new(Limits {
+            max_series: 2,
+            max_dependencies: 1,
+            ..Limits::default()
+        });
+        assert!(store.record(&ev("a", Some("1")), NOW).is_ok());
+        assert_eq!(
+            store.record(&ev("b", None), NOW),
+            Err(RecordError::DependencyLimit(1))
+        );
+        // Persist everything, then let more than an hour pass without events.
+        let later = NOW + Window::LONGEST_MS + 10 * 60_000;
+        assert!(!store.take_rollups(later, true).is_empty());
+        store.advance_all(later);
+        assert_eq!(store.stats().series, 0);
+        let e = Event {
+            ts_ms: later,
+            ..ev("b", Some("x"))
+        };
+        assert!(store.record(&e, later).is_ok());
+    }
+}
