@@ -24,8 +24,8 @@ fn batch(n: usize, ndjson: bool) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let dur = 1.0 + (x % 10_000) as f64 / 100.0 * if x % 97 == 0 { 40.0 } else { 1.0 };
-        let outcome = if x % 100 == 0 { "error" } else { "ok" };
+        let dur = 1.0 + (x % 10_000) as f64 / 100.0 * if x.is_multiple_of(97) { 40.0 } else { 1.0 };
+        let outcome = if x.is_multiple_of(100) { "error" } else { "ok" };
         if i > 0 && !ndjson {
             out.push(',');
         }
@@ -86,7 +86,7 @@ fn stats_over_an_hour(c: &mut Criterion) {
         let e = Event {
             dependency: dep.clone(),
             duration_us: 1_000 + (i * 7919) % 500_000,
-            outcome: if i % 50 == 0 {
+            outcome: if i.is_multiple_of(50) {
                 Outcome::Error
             } else {
                 Outcome::Ok

@@ -13,9 +13,12 @@
 
 pub mod api;
 pub mod config;
+pub mod detect;
 pub mod domain;
 pub mod ingest;
+pub mod replay;
 pub mod rollup;
+pub mod scenario;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -1,38 +1,72 @@
 //! Moving roll-ups between the window store and storage: flushing completed minutes, warming
 //! the windows at start-up, and pruning old history.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use crate::storage::{RollupRow, Storage};
 use crate::window::{Slot, Window, WindowStore, decode_histogram, encode_histogram};
 
-/// Writes the minutes that are ready (all dirty minutes with `force`, at shutdown). On a write
-/// failure the minutes go back to the store and are retried by the next flush.
-pub async fn flush(
-    store: &WindowStore,
-    storage: &Storage,
-    node: &str,
-    now_ms: i64,
-    force: bool,
-) -> anyhow::Result<usize> {
-    let taken = store.take_rollups(now_ms, force);
-    if taken.is_empty() {
-        return Ok(0);
-    }
-    let rows: Vec<RollupRow> = taken
-        .iter()
-        .map(|(key, r)| RollupRow {
-            key: key.clone(),
-            minute_ms: r.minute_ms,
+/// Writes roll-ups of one node. Late-data parts need ids that never repeat for a minute, even
+/// if the clock stands still or steps back, so the flusher hands out increasing part numbers
+/// seeded from what the database already holds.
+pub struct Flusher {
+    node: String,
+    last_part: AtomicI64,
+}
+
+impl Flusher {
+    pub async fn new(storage: &Storage, node: &str) -> anyhow::Result<Self> {
+        let last = storage.max_part(node).await?;
+        Ok(Self {
             node: node.to_string(),
-            part: if r.late_part { now_ms.max(1) } else { 0 },
-            counts: r.slot.counts,
-            histogram: encode_histogram(&r.slot.hist),
+            last_part: AtomicI64::new(last),
         })
-        .collect();
-    match storage.write_rollups(&rows).await {
-        Ok(()) => Ok(rows.len()),
-        Err(e) => {
-            store.restore_unsaved(taken);
-            Err(e.into())
+    }
+
+    fn next_part(&self, now_ms: i64) -> i64 {
+        let prev = self
+            .last_part
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_add(1).max(now_ms))
+            })
+            .expect("the closure always returns Some");
+        prev.saturating_add(1).max(now_ms)
+    }
+
+    /// Writes the minutes that are ready (all unsaved minutes with `force`, at shutdown). On a
+    /// write failure the minutes go back to the store and are retried by the next flush.
+    pub async fn flush(
+        &self,
+        store: &WindowStore,
+        storage: &Storage,
+        now_ms: i64,
+        force: bool,
+    ) -> anyhow::Result<usize> {
+        let taken = store.take_rollups(now_ms, force);
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<RollupRow> = taken
+            .iter()
+            .map(|(key, r)| RollupRow {
+                key: key.clone(),
+                minute_ms: r.minute_ms,
+                node: self.node.clone(),
+                part: if r.late_part {
+                    self.next_part(now_ms)
+                } else {
+                    0
+                },
+                counts: r.slot.counts,
+                histogram: encode_histogram(&r.slot.hist),
+            })
+            .collect();
+        match storage.write_rollups(&rows).await {
+            Ok(()) => Ok(rows.len()),
+            Err(e) => {
+                store.restore_unsaved(taken);
+                Err(e.into())
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::api::{AppState, router};
 use crate::config::Settings;
-use crate::rollup;
+use crate::rollup::{self, Flusher};
 use crate::storage::Storage;
 use crate::time::Clock;
 use crate::window::WindowStore;
@@ -26,6 +26,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    flusher: Arc<Flusher>,
 }
 
 impl Application {
@@ -35,6 +36,7 @@ impl Application {
         let store = Arc::new(WindowStore::new(settings.limits));
         let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
         tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
+        let flusher = Arc::new(Flusher::new(&storage, &settings.node_id).await?);
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -45,7 +47,11 @@ impl Application {
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
             settings: Arc::new(settings),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            flusher,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -68,10 +74,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            state,
+            flusher,
+        } = self;
         tracing::info!(address = %listener.local_addr()?, "Listening.");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let background = tokio::spawn(background(state.clone(), stop_rx));
+        let background = tokio::spawn(background(state.clone(), flusher.clone(), stop_rx));
         axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(shutdown)
             .await
@@ -80,14 +90,9 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = background.await;
         let now = state.clock.now_ms();
-        let written = rollup::flush(
-            &state.store,
-            &state.storage,
-            &state.settings.node_id,
-            now,
-            true,
-        )
-        .await?;
+        let written = flusher
+            .flush(&state.store, &state.storage, now, true)
+            .await?;
         tracing::info!(rollups = written, "Flushed roll-ups.");
         state.storage.close().await;
         Ok(())
@@ -95,7 +100,7 @@ impl Application {
 }
 
 /// Rolls windows forward every second, flushes completed minutes and prunes old roll-ups.
-async fn background(state: AppState, mut stop: watch::Receiver<bool>) {
+async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let flush_every = state.settings.storage.flush_interval;
@@ -112,14 +117,9 @@ async fn background(state: AppState, mut stop: watch::Receiver<bool>) {
         let _ = tokio::task::spawn_blocking(move || store.advance_all(now)).await;
         if last_flush.elapsed() >= flush_every {
             last_flush = tokio::time::Instant::now();
-            if let Err(error) = rollup::flush(
-                &state.store,
-                &state.storage,
-                &state.settings.node_id,
-                now,
-                false,
-            )
-            .await
+            if let Err(error) = flusher
+                .flush(&state.store, &state.storage, now, false)
+                .await
             {
                 tracing::warn!(
                     error = format!("{error:#}"),

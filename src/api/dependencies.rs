@@ -150,14 +150,23 @@ fn duration_param(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>,
     Ok(Some(ms))
 }
 
+/// Accepted query times: 1970 to 2200, which keeps every computation far from overflow.
+const MAX_QUERY_TIME_MS: i64 = 7_258_118_400_000;
+
 fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> {
     q.get(key)
         .map(|raw| {
-            crate::time::parse_query_time(raw).ok_or_else(|| {
+            let t = crate::time::parse_query_time(raw).ok_or_else(|| {
                 ApiError::bad(format!(
                     "{key}: {raw:?} is neither epoch milliseconds nor RFC 3339"
                 ))
-            })
+            })?;
+            if !(0..=MAX_QUERY_TIME_MS).contains(&t) {
+                return Err(ApiError::bad(format!(
+                    "{key}: {raw:?} is outside 1970 to 2200"
+                )));
+            }
+            Ok(t)
         })
         .transpose()
 }
@@ -181,7 +190,7 @@ pub async fn series(
         (None, None) => (SeriesKind::Dependency, String::new()),
     };
     let to = time_param(&q, "to")?.unwrap_or(now);
-    let from = time_param(&q, "from")?.unwrap_or(to - 3_600_000);
+    let from = time_param(&q, "from")?.unwrap_or((to - 3_600_000).max(0));
     if from >= to {
         return Err(ApiError::bad("from: must be before to"));
     }

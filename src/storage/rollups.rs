@@ -120,6 +120,15 @@ impl Storage {
         Ok(n.is_some())
     }
 
+    /// Highest late-part number this node has stored (0 when none).
+    pub async fn max_part(&self, node: &str) -> sqlx::Result<i64> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(part) FROM rollups WHERE node = $1")
+            .bind(node)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(max.unwrap_or(0))
+    }
+
     /// Deletes roll-ups of minutes before `before_ms`; returns how many rows went.
     pub async fn prune_rollups(&self, before_ms: i64) -> sqlx::Result<u64> {
         let done = sqlx::query("DELETE FROM rollups WHERE minute_ms < $1")

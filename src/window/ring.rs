@@ -36,7 +36,7 @@ impl Ring {
 
     /// The slot starting at `start_ms` (aligned), recycling whatever older slot shares its
     /// index. `None` when the index already holds a newer slot: the time is past this ring.
-    #[inline]
+    #[cfg(test)]
     pub fn slot_mut(&mut self, start_ms: i64) -> Option<&mut Slot> {
         self.slot_mut_evicting(start_ms, |_| {})
     }
@@ -62,6 +62,14 @@ impl Ring {
             None => *entry = Some(Box::new(Slot::new(start_ms))),
         }
         entry.as_deref_mut()
+    }
+
+    /// The slot starting exactly at `start_ms`, if the ring still holds it.
+    pub fn get_mut(&mut self, start_ms: i64) -> Option<&mut Slot> {
+        let i = self.index(start_ms);
+        self.slots[i]
+            .as_deref_mut()
+            .filter(|s| s.start_ms == start_ms)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Slot> {

@@ -49,6 +49,9 @@ pub struct Series {
     tiers: [Ring; 3],
     /// Late data for minutes the minute ring no longer covers, waiting to be persisted.
     late_minutes: BTreeMap<i64, Slot>,
+    /// Minute slots recycled before they were persisted (a flush fell behind): written as
+    /// their minute's main row by the next flush, so recycling never loses stored data.
+    evicted_minutes: Vec<Slot>,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
 }
@@ -65,6 +68,7 @@ impl Series {
             fine: Ring::new(FINE_WIDTH_MS, FINE_LEN),
             tiers: TIERS.map(|(w, n)| Ring::new(w, n)),
             late_minutes: BTreeMap::new(),
+            evicted_minutes: Vec::new(),
             last_event_ms: i64::MIN,
         }
     }
@@ -90,9 +94,10 @@ impl Series {
         self.last_event_ms = self.last_event_ms.max(ts_ms);
         let second = self.fine.align(ts_ms);
         if second >= self.fine.horizon_start(now_ms) {
+            let (tiers, evicted) = (&mut self.tiers, &mut self.evicted_minutes);
             if let Some(slot) = self
                 .fine
-                .slot_mut_evicting(second, |old| fold(old, &mut self.tiers))
+                .slot_mut_evicting(second, |old| fold(old, tiers, evicted))
             {
                 slot.record(duration_us, outcome);
                 return true;
@@ -103,11 +108,14 @@ impl Series {
 
     fn record_late(&mut self, ts_ms: i64, duration_us: u64, outcome: Outcome, now_ms: i64) -> bool {
         let mut kept = false;
-        for ring in &mut self.tiers {
-            if ring.align(ts_ms) < ring.horizon_start(now_ms) {
+        for tier in 0..self.tiers.len() {
+            let ring = &self.tiers[tier];
+            let start = ring.align(ts_ms);
+            if start < ring.horizon_start(now_ms) {
                 continue;
             }
-            if let Some(slot) = ring.slot_mut(ring.align(ts_ms)) {
+            if let Some(slot) = coarse_slot(&mut self.tiers, &mut self.evicted_minutes, tier, start)
+            {
                 slot.record(duration_us, outcome);
                 kept = true;
             }
@@ -128,7 +136,7 @@ impl Series {
         let horizon = self.fine.horizon_start(now_ms);
         for slot in self.fine.iter_mut() {
             if slot.start_ms < horizon && !slot.is_empty() {
-                fold(slot, &mut self.tiers);
+                fold(slot, &mut self.tiers, &mut self.evicted_minutes);
                 slot.reset(slot.start_ms);
             }
         }
@@ -138,7 +146,7 @@ impl Series {
     pub fn fold_all(&mut self) {
         for slot in self.fine.iter_mut() {
             if !slot.is_empty() {
-                fold(slot, &mut self.tiers);
+                fold(slot, &mut self.tiers, &mut self.evicted_minutes);
                 slot.reset(slot.start_ms);
             }
         }
@@ -190,17 +198,19 @@ impl Series {
 
     /// Loads a persisted minute (at start-up) into the minute and 5-minute rings.
     pub fn load_minute(&mut self, minute_ms: i64, slot: &Slot, now_ms: i64) {
-        for ring in &mut self.tiers[MINUTE_TIER..] {
+        for tier in MINUTE_TIER..self.tiers.len() {
+            let ring = &self.tiers[tier];
             let start = ring.align(minute_ms);
             if start < ring.horizon_start(now_ms) {
                 continue;
             }
-            let is_minute_ring = ring.width_ms == MINUTE_MS;
-            if let Some(dst) = ring.slot_mut(start) {
+            if let Some(dst) = coarse_slot(&mut self.tiers, &mut self.evicted_minutes, tier, start)
+            {
+                let was_dirty = dst.dirty;
                 dst.absorb(&slot.hist, &slot.counts);
                 // Loaded data is already stored; only new data makes the minute dirty.
-                if is_minute_ring {
-                    dst.dirty = false;
+                if tier == MINUTE_TIER {
+                    dst.dirty = was_dirty;
                 }
             }
         }
@@ -230,6 +240,15 @@ impl Series {
                 });
             }
         }
+        // Main rows before late parts: writing a main row supersedes the stored parts of its
+        // minute, so parts taken now must be written after it.
+        for slot in self.evicted_minutes.drain(..) {
+            out.push(MinuteRollup {
+                minute_ms: slot.start_ms,
+                late_part: false,
+                slot,
+            });
+        }
         for (minute_ms, slot) in std::mem::take(&mut self.late_minutes) {
             out.push(MinuteRollup {
                 minute_ms,
@@ -248,15 +267,20 @@ impl Series {
                     .entry(r.minute_ms)
                     .or_insert_with(|| Slot::new(r.minute_ms))
                     .absorb(&r.slot.hist, &r.slot.counts);
-            } else if let Some(slot) = self.tiers[MINUTE_TIER].slot_mut(r.minute_ms) {
+            } else if let Some(slot) = self.tiers[MINUTE_TIER].get_mut(r.minute_ms) {
+                // Still in the ring (perhaps with newer data): the next flush writes it whole.
                 slot.dirty = true;
+            } else {
+                self.evicted_minutes.push(r.slot);
             }
         }
     }
 
     /// True when nothing is left to persist.
     pub fn is_clean(&self) -> bool {
-        self.late_minutes.is_empty() && self.tiers[MINUTE_TIER].iter().all(|s| !s.dirty)
+        self.late_minutes.is_empty()
+            && self.evicted_minutes.is_empty()
+            && self.tiers[MINUTE_TIER].iter().all(|s| !s.dirty)
     }
 
     /// Number of slots currently holding an allocation (for memory accounting).
@@ -266,15 +290,29 @@ impl Series {
 }
 
 /// Adds a fine slot into the slot of each coarse ring that covers its second.
-fn fold(fine: &Slot, tiers: &mut [Ring; 3]) {
-    for ring in tiers.iter_mut() {
-        let start = ring.align(fine.start_ms);
+fn fold(fine: &Slot, tiers: &mut [Ring; 3], evicted: &mut Vec<Slot>) {
+    for tier in 0..tiers.len() {
+        let start = tiers[tier].align(fine.start_ms);
         // `None`: the coarse ring has moved past this second (only possible after a long gap
         // without ticks); the data is older than every window that ring serves.
-        if let Some(dst) = ring.slot_mut(start) {
+        if let Some(dst) = coarse_slot(tiers, evicted, tier, start) {
             dst.absorb(&fine.hist, &fine.counts);
         }
     }
+}
+
+/// The coarse slot for `start`, stashing an unsaved minute slot before it is recycled.
+fn coarse_slot<'a>(
+    tiers: &'a mut [Ring; 3],
+    evicted: &mut Vec<Slot>,
+    tier: usize,
+    start: i64,
+) -> Option<&'a mut Slot> {
+    tiers[tier].slot_mut_evicting(start, |old| {
+        if tier == MINUTE_TIER && old.dirty {
+            evicted.push(old.clone());
+        }
+    })
 }
 
 #[cfg(test)]
@@ -436,5 +474,28 @@ mod tests {
             prop_assert_eq!(&merged.hist, &whole.hist);
             prop_assert_eq!(merged.counts, whole.counts);
         }
+    }
+}
+
+#[cfg(test)]
+mod eviction_tests {
+    use super::*;
+
+    #[test]
+    fn an_unsaved_minute_recycled_by_a_new_one_is_still_persisted() {
+        let t0 = 1_800_000_000_000i64;
+        let oldest = t0 - 15 * MINUTE_MS;
+        let mut s = Series::new();
+        s.record(oldest + 1_000, 1, Outcome::Ok, t0);
+        let now = t0 + MINUTE_MS;
+        s.record(now, 1, Outcome::Ok, now);
+        s.advance(now + 10_000);
+        let rollups = s.take_rollups(now + 10_000, true);
+        let minutes: Vec<(i64, bool, u64)> = rollups
+            .iter()
+            .map(|r| (r.minute_ms, r.late_part, r.slot.counts.ok))
+            .collect();
+        assert!(minutes.contains(&(oldest, false, 1)), "{minutes:?}");
+        assert!(minutes.contains(&(now, false, 1)), "{minutes:?}");
     }
 }

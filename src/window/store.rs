@@ -47,9 +47,9 @@ pub enum RecordError {
     #[error("ts: older than the longest window (1h)")]
     TooOld,
     #[error(
-        "limit of {0} series in total reached (limits.max_series); new dependencies, instances and zones are refused"
+        "{field}: limit of {max} series in total reached (limits.max_series); new series are refused"
     )]
-    SeriesLimit(usize),
+    SeriesLimit { field: &'static str, max: usize },
     #[error("dependency: limit of {0} dependencies reached; new dependencies are refused")]
     DependencyLimit(usize),
     #[error(
@@ -216,13 +216,15 @@ impl WindowStore {
         let name = e.dependency.as_str();
         let instance = e.instance.as_ref().map(|l| l.as_str());
         let zone = e.zone.as_ref().map(|l| l.as_str());
-        let dep = match shard.deps.get_mut(name) {
-            Some(d) => d,
-            None => {
-                self.reserve_dependency()?;
-                shard.deps.entry(name.into()).or_default()
-            }
-        };
+        let created = !shard.deps.contains_key(name);
+        if created {
+            // Reserve the dependency and every series it brings before inserting anything, so
+            // a refusal leaves no empty dependency behind.
+            let series = 1 + usize::from(instance.is_some()) + usize::from(zone.is_some());
+            self.reserve_dependency(series)?;
+            shard.deps.insert(name.into(), DependencySeries::default());
+        }
+        let dep = shard.deps.get_mut(name).expect("present or inserted above");
         // Check every limit before recording anything, so a refused event leaves no trace.
         let new_instance = instance.filter(|i| !dep.instances.contains_key(*i));
         let new_zone = zone.filter(|z| !dep.zones.contains_key(*z));
@@ -236,8 +238,13 @@ impl WindowStore {
             return Err(RecordError::ZoneLimit(self.limits.max_zones_per_dependency));
         }
         let new_series = usize::from(new_instance.is_some()) + usize::from(new_zone.is_some());
-        if new_series > 0 {
-            self.reserve_series(new_series)?;
+        if new_series > 0 && !created {
+            let field = if new_instance.is_some() {
+                "instance"
+            } else {
+                "zone"
+            };
+            self.reserve_series(new_series, field)?;
         }
         dep.total.record(e.ts_ms, e.duration_us, e.outcome, now_ms);
         if let Some(i) = instance {
@@ -249,27 +256,28 @@ impl WindowStore {
         Ok(())
     }
 
-    /// Reserves room for a new dependency (and its total series) under both limits.
-    fn reserve_dependency(&self) -> Result<(), RecordError> {
+    /// Reserves room for a new dependency and `series` series (its total and any instance or
+    /// zone it arrives with) under all limits, or nothing.
+    fn reserve_dependency(&self, series: usize) -> Result<(), RecordError> {
         let max = self.limits.max_dependencies;
         self.dependency_count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| RecordError::DependencyLimit(max))?;
-        self.reserve_series(1).inspect_err(|_| {
+        self.reserve_series(series, "dependency").inspect_err(|_| {
             self.dependency_count.fetch_sub(1, Ordering::AcqRel);
         })
     }
 
-    fn reserve_series(&self, n: usize) -> Result<(), RecordError> {
+    fn reserve_series(&self, n: usize, field: &'static str) -> Result<(), RecordError> {
         let max = self.limits.max_series;
         self.series_count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
                 (c + n <= max).then_some(c + n)
             })
             .map(|_| ())
-            .map_err(|_| RecordError::SeriesLimit(max))
+            .map_err(|_| RecordError::SeriesLimit { field, max })
     }
 
     /// Rolls every series forward to `now_ms` and drops series idle for longer than the
@@ -352,6 +360,31 @@ impl WindowStore {
         Some(series.buckets(tier, from_ms, to_ms))
     }
 
+    /// Names of all dependencies, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .deps
+                    .keys()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// One dependency's total over `window` (without its instances and zones).
+    pub fn total(&self, name: &str, window: Window, now_ms: i64) -> Option<Snapshot> {
+        let mut shard = self.shards[self.shard_of(name)].lock();
+        let dep = shard.deps.get_mut(name)?;
+        dep.total.advance(now_ms);
+        Some(dep.total.window(window, now_ms))
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.shards[self.shard_of(name)]
             .lock()
@@ -405,13 +438,13 @@ impl WindowStore {
             return Err(RecordError::TooOld);
         }
         let mut shard = self.shards[self.shard_of(&key.dependency)].lock();
-        if !shard.deps.contains_key(key.dependency.as_str()) {
-            self.reserve_dependency()?;
+        let name = key.dependency.as_str();
+        let new_dependency = !shard.deps.contains_key(name);
+        if new_dependency {
+            self.reserve_dependency(1 + usize::from(key.kind != SeriesKind::Dependency))?;
+            shard.deps.insert(name.into(), DependencySeries::default());
         }
-        let dep = shard
-            .deps
-            .entry(key.dependency.as_str().into())
-            .or_default();
+        let dep = shard.deps.get_mut(name).expect("present or inserted above");
         let (map, max, err): (_, _, fn(usize) -> RecordError) = match key.kind {
             SeriesKind::Dependency => {
                 dep.total.load_minute(slot.start_ms, slot, now_ms);
@@ -428,11 +461,11 @@ impl WindowStore {
                 RecordError::ZoneLimit,
             ),
         };
-        if !map.contains_key(key.label.as_str()) {
+        if !map.contains_key(key.label.as_str()) && !new_dependency {
             if map.len() >= max {
                 return Err(err(max));
             }
-            self.reserve_series(1)?;
+            self.reserve_series(1, key.kind.as_str())?;
         }
         let series = series_entry(map, &key.label);
         series.load_minute(slot.start_ms, slot, now_ms);
@@ -495,7 +528,16 @@ mod tests {
                 .is_empty()
         );
         let refused = store.record_batch(&[ev("b", None), ev("a", Some("1"))], NOW);
-        assert_eq!(refused, vec![(0, RecordError::SeriesLimit(3))]);
+        assert_eq!(
+            refused,
+            vec![(
+                0,
+                RecordError::SeriesLimit {
+                    field: "dependency",
+                    max: 3
+                }
+            )]
+        );
         assert_eq!(
             store
                 .dependency("a", Window::M1, NOW)

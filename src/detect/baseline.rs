@@ -1,0 +1,186 @@
+//! A dependency's learned baseline: what its healthy minutes looked like.
+//!
+//! Completed minutes are absorbed only while the dependency was healthy (no alert pending or
+//! firing), so a degradation does not teach the baseline that it is normal. Minutes are
+//! grouped into chunks; the oldest chunk is dropped as new ones fill, so the baseline follows
+//! slow drift (a deploy that makes calls 10% slower) over `baseline_minutes`.
+
+use std::collections::VecDeque;
+
+use crate::window::{Counts, Snapshot, new_histogram};
+
+/// Summary figures of a ready baseline.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BaselineStats {
+    pub minutes: u32,
+    pub calls: u64,
+    /// The baseline's tail quantile (p99 by default), microseconds.
+    pub tail_us: u64,
+    pub p50_us: u64,
+    /// Share of baseline calls slower than `tail_us` (about 1 - tail_quantile; larger when
+    /// many calls share the bucket at the quantile).
+    pub tail_share: f64,
+    /// Smoothed error and timeout rates: (k + 1) / (n + 2), so that a baseline without a single
+    /// error does not make the next error infinitely surprising.
+    pub error_rate: f64,
+    pub timeout_rate: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Chunk {
+    snap: Snapshot,
+    minutes: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    chunks: VecDeque<Chunk>,
+    chunk_minutes: u32,
+    max_chunks: usize,
+    /// Last minute considered (absorbed or skipped), so each minute is seen once.
+    pub last_minute_ms: i64,
+    stats: Option<BaselineStats>,
+}
+
+impl Baseline {
+    /// A baseline over about `minutes` minutes, kept as six chunks.
+    pub fn new(minutes: u32) -> Self {
+        let chunk_minutes = minutes.div_ceil(6).max(1);
+        Self {
+            chunks: VecDeque::new(),
+            chunk_minutes,
+            max_chunks: minutes.div_ceil(chunk_minutes) as usize,
+            last_minute_ms: i64::MIN,
+            stats: None,
+        }
+    }
+
+    /// Adds a healthy minute.
+    pub fn absorb(&mut self, minute: &Snapshot, tail_quantile: f64) {
+        let needs_new = self
+            .chunks
+            .back()
+            .is_none_or(|c| c.minutes >= self.chunk_minutes);
+        if needs_new {
+            if self.chunks.len() > self.max_chunks {
+                self.chunks.pop_front();
+            }
+            self.chunks.push_back(Chunk {
+                snap: Snapshot::empty(minute.from_ms, minute.to_ms),
+                minutes: 0,
+            });
+        }
+        let chunk = self.chunks.back_mut().expect("pushed above");
+        chunk.snap.merge(minute);
+        chunk.minutes += 1;
+        self.stats = Some(self.compute(tail_quantile));
+    }
+
+    fn compute(&self, q: f64) -> BaselineStats {
+        let mut hist = new_histogram::<u32>();
+        let mut counts = Counts::default();
+        let mut minutes = 0;
+        for c in &self.chunks {
+            hist.add(&c.snap.hist).expect("shared bounds");
+            counts.add(&c.snap.counts);
+            minutes += c.minutes;
+        }
+        let n = counts.total();
+        let (tail_us, p50_us, tail_share) = if hist.is_empty() {
+            (0, 0, 1.0 - q)
+        } else {
+            let tail = hist.value_at_quantile(q);
+            let above =
+                hist.count_between(hist.highest_equivalent(tail) + 1, hist.max().max(tail + 1));
+            (
+                tail,
+                hist.value_at_quantile(0.5),
+                (above as f64 / hist.len() as f64).max(1.0 - q),
+            )
+        };
+        let smooth = |k: u64| (k as f64 + 1.0) / (n as f64 + 2.0);
+        BaselineStats {
+            minutes,
+            calls: n,
+            tail_us,
+            p50_us,
+            tail_share,
+            error_rate: smooth(counts.error),
+            timeout_rate: smooth(counts.timeout),
+        }
+    }
+
+    /// The baseline, once it has learned enough to judge by (cold start: `None`).
+    pub fn ready(&self, min_minutes: u32, min_calls: u64) -> Option<BaselineStats> {
+        self.stats
+            .filter(|s| s.minutes >= min_minutes && s.calls >= min_calls)
+    }
+
+    pub fn stats(&self) -> Option<BaselineStats> {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Outcome;
+    use crate::window::Slot;
+
+    fn minute(start: i64, values: &[u64], errors: usize) -> Snapshot {
+        let mut slot = Slot::new(start);
+        for (i, v) in values.iter().enumerate() {
+            slot.record(
+                *v,
+                if i < errors {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                },
+            );
+        }
+        let mut s = Snapshot::empty(start, start + 60_000);
+        s.add_slot(&slot);
+        s
+    }
+
+    #[test]
+    fn the_baseline_is_ready_only_after_enough_minutes_and_calls() {
+        let mut b = Baseline::new(30);
+        let values: Vec<u64> = (1..=100).map(|i| i * 1_000).collect();
+        for m in 0..4 {
+            b.absorb(&minute(m * 60_000, &values, 0), 0.99);
+        }
+        assert!(b.ready(5, 200).is_none());
+        b.absorb(&minute(4 * 60_000, &values, 1), 0.99);
+        let s = b
+            .ready(5, 200)
+            .expect("ready after 5 minutes and 500 calls");
+        assert_eq!(s.calls, 500);
+        // p99 of 1..=100 ms is 99 ms (within the histogram's bucket width).
+        assert!(
+            (s.tail_us as f64 - 99_000.0).abs() / 99_000.0 < 0.01,
+            "{}",
+            s.tail_us
+        );
+        assert!((s.error_rate - 2.0 / 502.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn old_chunks_are_forgotten() {
+        let mut b = Baseline::new(6);
+        for m in 0..6 {
+            b.absorb(&minute(m * 60_000, &[1_000; 10], 0), 0.99);
+        }
+        for m in 6..20 {
+            b.absorb(&minute(m * 60_000, &[50_000; 10], 0), 0.99);
+        }
+        let s = b.stats().unwrap();
+        assert!(s.minutes <= 7);
+        assert!(
+            s.p50_us >= 49_000,
+            "the fast minutes should have aged out: {}",
+            s.p50_us
+        );
+    }
+}

@@ -1,0 +1,477 @@
+//! The detectors: pure functions from window snapshots (and a baseline) to findings.
+//!
+//! Every detector follows the same evidence rules:
+//! - **Significance.** A rate is compared with its reference by an exact one-sided binomial
+//!   test (or a two-proportion test between peers) at `alpha`. Because the test needs more
+//!   calls to confirm a smaller effect, low traffic is judged on longer windows (10 s, 1 m and
+//!   5 m are all tested) rather than by lower standards.
+//! - **Effect size.** Significance alone is not enough: at 10,000 calls a second a trivial
+//!   shift is "significant". Each detector also needs a minimum effect (p99 at least
+//!   `tail_ratio` times the baseline; a rate at least `rate_ratio` times the reference and
+//!   `rate_min_increase` above it) and at least `min_bad_calls` offending calls.
+//! - **Recency.** Long windows remember a problem after it ended (a 2 s pause stays in the
+//!   1-minute window for a minute). A finding from any window therefore also needs the most
+//!   recent window with enough calls to show the effect now.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::baseline::BaselineStats;
+use super::spec::{DependencySpec, DetectionSettings};
+use super::stats::{binomial_upper_p_value, holm_bonferroni, two_proportion_p_value};
+use crate::window::Snapshot;
+
+/// Calls the recency window needs before its point estimate is trusted.
+const RECENT_MIN_CALLS: u64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorKind {
+    /// Share of calls slower than the baseline p99 rose.
+    LatencyTail,
+    /// Error rate rose against the baseline.
+    ErrorRate,
+    /// Timeout rate rose against the baseline.
+    TimeoutRate,
+    /// Share of calls slower than the spec's slow-call duration is above its limit.
+    SlowCalls,
+    /// p99 outside the spec's envelope.
+    SloLatency,
+    /// Error rate outside the spec's envelope.
+    SloErrors,
+    /// Timeout rate outside the spec's envelope.
+    SloTimeouts,
+    /// One instance or zone slower than its peers.
+    PeerLatency,
+    /// One instance or zone failing more than its peers.
+    PeerErrors,
+    /// Errors plus timeouts above the failing threshold.
+    HardFailure,
+}
+
+impl DetectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::LatencyTail => "latency_tail",
+            DetectorKind::ErrorRate => "error_rate",
+            DetectorKind::TimeoutRate => "timeout_rate",
+            DetectorKind::SlowCalls => "slow_calls",
+            DetectorKind::SloLatency => "slo_latency",
+            DetectorKind::SloErrors => "slo_errors",
+            DetectorKind::SloTimeouts => "slo_timeouts",
+            DetectorKind::PeerLatency => "peer_latency",
+            DetectorKind::PeerErrors => "peer_errors",
+            DetectorKind::HardFailure => "hard_failure",
+        }
+    }
+}
+
+/// How bad a finding is; also the health state it puts its subject in.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// A gray failure: outside the normal envelope or significantly worse than usual.
+    Degraded,
+    /// Beyond acceptable: hard failure or outside the acceptable degradation.
+    Failing,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Degraded => "degraded",
+            Severity::Failing => "failing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub detector: DetectorKind,
+    pub severity: Severity,
+    pub summary: String,
+    pub evidence: serde_json::Value,
+}
+
+/// The windows a dependency (or one of its peers) is judged on, shortest first.
+#[derive(Debug, Clone)]
+pub struct Windows<'a> {
+    pub s10: &'a Snapshot,
+    pub m1: &'a Snapshot,
+    pub m5: Option<&'a Snapshot>,
+}
+
+impl<'a> Windows<'a> {
+    fn all(&self) -> impl Iterator<Item = (&'static str, &'a Snapshot)> {
+        [
+            ("10s", Some(self.s10)),
+            ("1m", Some(self.m1)),
+            ("5m", self.m5),
+        ]
+        .into_iter()
+        .filter_map(|(n, s)| s.map(|s| (n, s)))
+    }
+
+    /// The shortest window with enough calls to say what is happening now.
+    fn recent(&self) -> (&'static str, &'a Snapshot) {
+        self.all()
+            .find(|(_, s)| s.total() >= RECENT_MIN_CALLS)
+            .unwrap_or(("5m", self.m5.unwrap_or(self.m1)))
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn p99_us(s: &Snapshot) -> u64 {
+    if s.hist.is_empty() {
+        0
+    } else {
+        s.hist.value_at_quantile(0.99)
+    }
+}
+
+/// A rate test of `count(window)` out of `total(window)` against reference `p0`.
+struct RateTest<'s> {
+    settings: &'s DetectionSettings,
+    p0: f64,
+    /// Extra effect condition on the window (e.g. its p99 against the baseline).
+    extra: &'s dyn Fn(&Snapshot) -> bool,
+    count: &'s dyn Fn(&Snapshot) -> u64,
+}
+
+impl RateTest<'_> {
+    fn effect(&self, k: u64, n: u64) -> bool {
+        let rate = k as f64 / n.max(1) as f64;
+        n > 0
+            && rate >= self.p0 * self.settings.rate_ratio
+            && rate >= self.p0 + self.settings.rate_min_increase
+    }
+
+    /// The most significant window passing every rule, with its figures.
+    fn run(&self, w: &Windows) -> Option<serde_json::Value> {
+        let (recent_name, recent) = w.recent();
+        if !self.effect((self.count)(recent), recent.total()) || !(self.extra)(recent) {
+            return None;
+        }
+        let mut best: Option<(f64, &str, u64, u64)> = None;
+        for (name, s) in w.all() {
+            let (k, n) = ((self.count)(s), s.total());
+            if k < self.settings.min_bad_calls || !self.effect(k, n) || !(self.extra)(s) {
+                continue;
+            }
+            let p = binomial_upper_p_value(k, n, self.p0);
+            if p < self.settings.alpha && best.is_none_or(|b| p < b.0) {
+                best = Some((p, name, k, n));
+            }
+        }
+        best.map(|(p, name, k, n)| {
+            json!({
+                "window": name,
+                "calls": n,
+                "offending_calls": k,
+                "rate": k as f64 / n as f64,
+                "reference_rate": self.p0,
+                "test": "binomial, one-sided",
+                "p_value": p,
+                "alpha": self.settings.alpha,
+                "recent_window": recent_name,
+                "recent_rate": (self.count)(recent) as f64 / recent.total().max(1) as f64,
+            })
+        })
+    }
+}
+
+/// Latency tail shift against the baseline: the share of calls slower than the baseline's
+/// p99 is significantly above ~1%, and the window's p99 is at least `tail_ratio` times the
+/// baseline p99.
+pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) -> Option<Finding> {
+    let tail = base.tail_us;
+    let floor = (tail as f64 * s.tail_ratio) as u64;
+    let count = |x: &Snapshot| x.count_above(tail);
+    let extra = |x: &Snapshot| p99_us(x) >= floor;
+    let test = RateTest {
+        settings: s,
+        p0: base.tail_share,
+        extra: &extra,
+        count: &count,
+    };
+    let mut evidence = test.run(w)?;
+    let window_p99 = ms(p99_us(w.m1));
+    evidence["baseline_p99_ms"] = json!(ms(tail));
+    evidence["baseline_calls"] = json!(base.calls);
+    evidence["p99_ms"] = json!(window_p99);
+    evidence["tail_ratio_floor"] = json!(s.tail_ratio);
+    Some(Finding {
+        detector: DetectorKind::LatencyTail,
+        severity: Severity::Degraded,
+        summary: format!(
+            "{:.1}% of calls slower than the baseline p99 of {:.1} ms (expected {:.1}%); p99 now {:.1} ms",
+            evidence["rate"].as_f64().unwrap_or(0.0) * 100.0,
+            ms(tail),
+            base.tail_share * 100.0,
+            window_p99
+        ),
+        evidence,
+    })
+}
+
+/// Error-rate or timeout-rate rise against the baseline.
+pub fn rate_rise(
+    w: &Windows,
+    base: &BaselineStats,
+    s: &DetectionSettings,
+    timeouts: bool,
+) -> Option<Finding> {
+    let (p0, what, detector) = if timeouts {
+        (base.timeout_rate, "timeout", DetectorKind::TimeoutRate)
+    } else {
+        (base.error_rate, "error", DetectorKind::ErrorRate)
+    };
+    let count = |x: &Snapshot| {
+        if timeouts {
+            x.counts.timeout
+        } else {
+            x.counts.error
+        }
+    };
+    let test = RateTest {
+        settings: s,
+        p0,
+        extra: &|_| true,
+        count: &count,
+    };
+    let mut evidence = test.run(w)?;
+    evidence["baseline_calls"] = json!(base.calls);
+    Some(Finding {
+        detector,
+        severity: Severity::Degraded,
+        summary: format!(
+            "{what} rate {:.2}% against a baseline of {:.2}%",
+            evidence["rate"].as_f64().unwrap_or(0.0) * 100.0,
+            p0 * 100.0
+        ),
+        evidence,
+    })
+}
+
+/// Errors plus timeouts at or above `failing_rate` in the recent window.
+pub fn hard_failure(w: &Windows, s: &DetectionSettings) -> Option<Finding> {
+    let (name, recent) = w.recent();
+    let bad = recent.counts.error + recent.counts.timeout;
+    let n = recent.total();
+    if n < 10 || bad < s.min_bad_calls || (bad as f64) < s.failing_rate * n as f64 {
+        return None;
+    }
+    let rate = bad as f64 / n as f64;
+    Some(Finding {
+        detector: DetectorKind::HardFailure,
+        severity: Severity::Failing,
+        summary: format!(
+            "{:.1}% of calls fail or time out (failing at {:.0}%)",
+            rate * 100.0,
+            s.failing_rate * 100.0
+        ),
+        evidence: json!({
+            "window": name, "calls": n, "errors": recent.counts.error,
+            "timeouts": recent.counts.timeout, "rate": rate, "threshold": s.failing_rate,
+        }),
+    })
+}
+
+/// Spec rules: slow-call rate, and the normal / acceptable envelopes. A bound counts as
+/// breached when the window is *significantly* beyond it (the same binomial test), so a
+/// dependency sitting exactly at its bound does not flap.
+pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let beyond = |p0: f64, count: &dyn Fn(&Snapshot) -> u64| {
+        let ratio_free = DetectionSettings {
+            rate_ratio: 1.0,
+            rate_min_increase: 0.0,
+            ..s.clone()
+        };
+        RateTest {
+            settings: &ratio_free,
+            p0,
+            extra: &|_| true,
+            count,
+        }
+        .run(w)
+    };
+    if let Some(sc) = spec.slow_call {
+        let d = (sc.duration_ms * 1000.0) as u64;
+        if let Some(mut ev) = beyond(sc.max_rate, &|x: &Snapshot| x.count_above(d)) {
+            ev["slow_call_ms"] = json!(sc.duration_ms);
+            out.push(Finding {
+                detector: DetectorKind::SlowCalls,
+                severity: Severity::Degraded,
+                summary: format!(
+                    "{:.1}% of calls slower than {} ms (limit {:.1}%)",
+                    ev["rate"].as_f64().unwrap_or(0.0) * 100.0,
+                    sc.duration_ms,
+                    sc.max_rate * 100.0
+                ),
+                evidence: ev,
+            });
+        }
+    }
+    // Each envelope is its own condition: beyond `normal` is degraded, beyond `acceptable`
+    // is failing (and then usually beyond `normal` too, so both fire).
+    for (env, severity) in [
+        (&spec.normal, Severity::Degraded),
+        (&spec.acceptable, Severity::Failing),
+    ] {
+        let which = if severity == Severity::Failing {
+            "acceptable"
+        } else {
+            "normal"
+        };
+        if let Some(p99) = env.p99_ms {
+            let bound = (p99 * 1000.0) as u64;
+            if let Some(mut ev) =
+                beyond(1.0 - s.tail_quantile, &|x: &Snapshot| x.count_above(bound))
+            {
+                ev["p99_ms"] = json!(ms(p99_us(w.m1)));
+                ev["bound_p99_ms"] = json!(p99);
+                out.push(Finding {
+                    detector: DetectorKind::SloLatency,
+                    severity,
+                    summary: format!(
+                        "p99 {:.1} ms is beyond the {which} bound of {p99} ms",
+                        ms(p99_us(w.m1))
+                    ),
+                    evidence: ev,
+                });
+            }
+        }
+        for (bound, timeouts, detector) in [
+            (env.error_rate, false, DetectorKind::SloErrors),
+            (env.timeout_rate, true, DetectorKind::SloTimeouts),
+        ] {
+            let Some(bound) = bound else { continue };
+            let count = move |x: &Snapshot| {
+                if timeouts {
+                    x.counts.timeout
+                } else {
+                    x.counts.error
+                }
+            };
+            if let Some(mut ev) = beyond(bound, &count) {
+                ev["bound_rate"] = json!(bound);
+                out.push(Finding {
+                    detector,
+                    severity,
+                    summary: format!(
+                        "{} rate {:.2}% is beyond the {which} bound of {:.2}%",
+                        if timeouts { "timeout" } else { "error" },
+                        ev["rate"].as_f64().unwrap_or(0.0) * 100.0,
+                        bound * 100.0
+                    ),
+                    evidence: ev,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// One peer (instance or zone) with its windows.
+pub struct Peer<'a> {
+    pub name: &'a str,
+    pub s10: &'a Snapshot,
+    pub m1: &'a Snapshot,
+}
+
+/// Peer outliers: a peer significantly worse than the rest of its peers, in latency (share
+/// above the median peer p99) or in errors plus timeouts. Holm's step-down procedure over the
+/// peers keeps the family-wise false-alarm rate at `alpha` however many peers there are.
+/// Returns findings by peer name.
+pub fn peer_outliers<'a>(peers: &[Peer<'a>], s: &DetectionSettings) -> Vec<(&'a str, Finding)> {
+    let judged: Vec<&Peer> = peers
+        .iter()
+        .filter(|p| p.m1.total() >= s.peer_min_calls)
+        .collect();
+    if judged.len() < 2 {
+        return Vec::new();
+    }
+    let mut p99s: Vec<u64> = judged.iter().map(|p| p99_us(p.m1)).collect();
+    p99s.sort_unstable();
+    // The median of the peers' p99s: one bad peer cannot move it.
+    let threshold = p99s[(p99s.len() - 1) / 2];
+    let mut out = Vec::new();
+    let bad_calls = |x: &Snapshot| x.counts.error + x.counts.timeout;
+    let slow = |x: &Snapshot| x.count_above(threshold);
+    for (detector, count) in [
+        (
+            DetectorKind::PeerLatency,
+            &slow as &dyn Fn(&Snapshot) -> u64,
+        ),
+        (DetectorKind::PeerErrors, &bad_calls),
+    ] {
+        let total_k: u64 = judged.iter().map(|p| count(p.m1)).sum();
+        let total_n: u64 = judged.iter().map(|p| p.m1.total()).sum();
+        let pv: Vec<f64> = judged
+            .iter()
+            .map(|p| {
+                let (k, n) = (count(p.m1), p.m1.total());
+                two_proportion_p_value(k, n, total_k - k, total_n - n)
+            })
+            .collect();
+        let rejected = holm_bonferroni(&pv, s.alpha);
+        for (i, peer) in judged.iter().enumerate() {
+            if !rejected[i] {
+                continue;
+            }
+            let (k, n) = (count(peer.m1), peer.m1.total());
+            let rest_rate = (total_k - k) as f64 / (total_n - n).max(1) as f64;
+            let rate = k as f64 / n as f64;
+            let recent = if peer.s10.total() >= RECENT_MIN_CALLS {
+                peer.s10
+            } else {
+                peer.m1
+            };
+            let recent_rate = count(recent) as f64 / recent.total().max(1) as f64;
+            let effect =
+                |r: f64| r >= rest_rate * s.rate_ratio && r >= rest_rate + s.rate_min_increase;
+            let latency_ok = detector != DetectorKind::PeerLatency
+                || p99_us(peer.m1) as f64 >= threshold as f64 * s.tail_ratio;
+            if k < s.min_bad_calls || !effect(rate) || !effect(recent_rate) || !latency_ok {
+                continue;
+            }
+            let severity = Severity::Degraded;
+            let summary = match detector {
+                DetectorKind::PeerLatency => format!(
+                    "{} is slower than its peers: p99 {:.1} ms against a peer median of {:.1} ms",
+                    peer.name,
+                    ms(p99_us(peer.m1)),
+                    ms(threshold)
+                ),
+                _ => format!(
+                    "{} fails more than its peers: {:.2}% errors and timeouts against {:.2}%",
+                    peer.name,
+                    rate * 100.0,
+                    rest_rate * 100.0
+                ),
+            };
+            out.push((
+                peer.name,
+                Finding {
+                    detector,
+                    severity,
+                    summary,
+                    evidence: json!({
+                        "window": "1m", "calls": n, "offending_calls": k, "rate": rate,
+                        "peers_rate": rest_rate, "peers": judged.len(),
+                        "peer_median_p99_ms": ms(threshold), "p99_ms": ms(p99_us(peer.m1)),
+                        "test": "two-proportion, one-sided, Holm-corrected over peers",
+                        "p_value": pv[i], "alpha": s.alpha, "recent_rate": recent_rate,
+                    }),
+                },
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,430 @@
+//! The detection engine: runs the detectors over every dependency at one instant of event
+//! time and turns their findings into alert transitions through the hysteresis machines.
+//!
+//! It reads the window store and knows nothing of HTTP, storage or notifications: the daemon
+//! calls [`Engine::evaluate`] once a second with the wall clock, `replay` with event time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::baseline::Baseline;
+use super::detectors::{self, DetectorKind, Finding, Peer, Severity, Windows};
+use super::spec::{DependencySpec, DetectionSettings, Specs};
+use super::state::{AlertMachine, Hysteresis, Step};
+use crate::window::{SeriesKey, SeriesKind, Window, WindowStore};
+
+/// A minute joins the baseline this long after it ended, so that a degradation starting in
+/// it has had time to be noticed (and keep it out).
+const BASELINE_LAG_MS: i64 = 90_000;
+const MINUTE_MS: i64 = 60_000;
+
+/// What an alert is about: a dependency, or one instance or zone of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Dependency,
+    Instance(String),
+    Zone(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// An alert starting or ending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub at_ms: i64,
+    pub status: AlertStatus,
+    pub dependency: String,
+    pub instance: Option<String>,
+    pub zone: Option<String>,
+    pub detector: DetectorKind,
+    pub severity: Severity,
+    pub summary: String,
+    pub evidence: serde_json::Value,
+    pub started_ms: i64,
+    pub resolved_ms: Option<i64>,
+}
+
+impl Transition {
+    /// Stable identity of the condition (not of one occurrence): same for firing and resolved.
+    pub fn fingerprint(&self) -> String {
+        let scope = match (&self.instance, &self.zone) {
+            (Some(i), _) => format!("instance={i}"),
+            (_, Some(z)) => format!("zone={z}"),
+            _ => "dependency".into(),
+        };
+        format!(
+            "{}/{}/{}/{}",
+            self.dependency,
+            scope,
+            self.detector.as_str(),
+            self.severity.as_str()
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    #[default]
+    Healthy,
+    Degraded,
+    Failing,
+}
+
+impl From<Severity> for Health {
+    fn from(s: Severity) -> Self {
+        match s {
+            Severity::Degraded => Health::Degraded,
+            Severity::Failing => Health::Failing,
+        }
+    }
+}
+
+/// Health of a dependency and of those of its instances and zones that are not healthy.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DependencyHealth {
+    pub state: Health,
+    pub instances: BTreeMap<String, Health>,
+    pub zones: BTreeMap<String, Health>,
+    pub baseline_ready: bool,
+}
+
+type Key = (Scope, DetectorKind, Severity);
+
+#[derive(Debug, Clone, Default)]
+struct Tracked {
+    machine: AlertMachine,
+    /// The finding when the alert fired (what `resolved` reports too).
+    fired: Option<Finding>,
+}
+
+#[derive(Debug, Clone)]
+struct DependencyState {
+    baseline: Baseline,
+    tracked: BTreeMap<Key, Tracked>,
+    /// Last evaluation at which some alert of the dependency was pending or firing.
+    last_active_ms: i64,
+    health: DependencyHealth,
+}
+
+pub struct Engine {
+    settings: DetectionSettings,
+    specs: Specs,
+    deps: HashMap<String, DependencyState>,
+}
+
+impl Engine {
+    pub fn new(settings: DetectionSettings, specs: Specs) -> Self {
+        Self {
+            settings,
+            specs,
+            deps: HashMap::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &DetectionSettings {
+        &self.settings
+    }
+
+    pub fn spec(&self, dependency: &str) -> Option<&DependencySpec> {
+        self.specs.get(dependency)
+    }
+
+    /// Evaluates every dependency at `now_ms` and returns the alert transitions, ordered by
+    /// dependency name.
+    pub fn evaluate(&mut self, store: &WindowStore, now_ms: i64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for name in store.names() {
+            self.evaluate_one(store, &name, now_ms, &mut out);
+        }
+        out
+    }
+
+    fn evaluate_one(
+        &mut self,
+        store: &WindowStore,
+        name: &str,
+        now: i64,
+        out: &mut Vec<Transition>,
+    ) {
+        let (Some(s10), Some(m1), Some(m5)) = (
+            store.dependency(name, Window::S10, now),
+            store.dependency(name, Window::M1, now),
+            store.total(name, Window::M5, now),
+        ) else {
+            return;
+        };
+        let settings = &self.settings;
+        let spec = self.specs.get(name);
+        let state = self
+            .deps
+            .entry(name.to_string())
+            .or_insert_with(|| DependencyState {
+                baseline: Baseline::new(settings.baseline_minutes),
+                tracked: BTreeMap::new(),
+                last_active_ms: i64::MIN,
+                health: DependencyHealth::default(),
+            });
+        learn_baseline(state, store, name, now, settings);
+
+        let mut findings: HashMap<Key, Finding> = HashMap::new();
+        let mut add = |scope: Scope, f: Finding| {
+            findings.insert((scope, f.detector, f.severity), f);
+        };
+        let total = Windows {
+            s10: &s10.total,
+            m1: &m1.total,
+            m5: Some(&m5),
+        };
+        if let Some(base) = state
+            .baseline
+            .ready(settings.baseline_min_minutes, settings.baseline_min_calls)
+        {
+            let found = [
+                detectors::latency_tail(&total, &base, settings),
+                detectors::rate_rise(&total, &base, settings, false),
+                detectors::rate_rise(&total, &base, settings, true),
+            ];
+            for f in found.into_iter().flatten() {
+                add(Scope::Dependency, f);
+            }
+        }
+        if let Some(f) = detectors::hard_failure(&total, settings) {
+            add(Scope::Dependency, f);
+        }
+        if let Some(spec) = spec {
+            for f in detectors::spec_rules(&total, spec, settings) {
+                add(Scope::Dependency, f);
+            }
+        }
+        for (kind, s10s, m1s) in [
+            (SeriesKind::Instance, &s10.instances, &m1.instances),
+            (SeriesKind::Zone, &s10.zones, &m1.zones),
+        ] {
+            let scope = |n: &str| match kind {
+                SeriesKind::Instance => Scope::Instance(n.to_string()),
+                _ => Scope::Zone(n.to_string()),
+            };
+            let peers = peers(s10s, m1s);
+            for (peer, f) in detectors::peer_outliers(&peers, settings) {
+                add(scope(peer), f);
+            }
+            for p in &peers {
+                let w = Windows {
+                    s10: p.s10,
+                    m1: p.m1,
+                    m5: None,
+                };
+                if let Some(f) = detectors::hard_failure(&w, settings) {
+                    add(scope(p.name), f);
+                }
+            }
+        }
+
+        // Step every machine that has a finding or is not idle.
+        let h = settings.hysteresis(spec);
+        let mut keys: Vec<Key> = state.tracked.keys().cloned().collect();
+        keys.extend(
+            findings
+                .keys()
+                .filter(|k| !state.tracked.contains_key(*k))
+                .cloned(),
+        );
+        keys.sort();
+        let window_stats = serde_json::to_value(m1.total.stats()).unwrap_or_default();
+        let baseline = state.baseline.stats();
+        for key in keys {
+            let finding = findings.remove(&key);
+            let tracked = state.tracked.entry(key.clone()).or_default();
+            let step = tracked.machine.step(finding.is_some(), now, &h);
+            match step {
+                Step::Unchanged => {}
+                Step::Fired { started_ms } => {
+                    let mut f = finding.expect("fires only on a finding");
+                    if key.0 == Scope::Dependency {
+                        f.evidence["window_stats_1m"] = window_stats.clone();
+                        if let Some(b) = baseline {
+                            f.evidence["baseline"] = serde_json::to_value(b).unwrap_or_default();
+                        }
+                    }
+                    out.push(transition(
+                        name,
+                        &key,
+                        &f,
+                        AlertStatus::Firing,
+                        now,
+                        started_ms,
+                        None,
+                    ));
+                    tracked.fired = Some(f);
+                }
+                Step::Resolved {
+                    started_ms,
+                    resolved_ms,
+                } => {
+                    if let Some(f) = tracked.fired.take() {
+                        out.push(transition(
+                            name,
+                            &key,
+                            &f,
+                            AlertStatus::Resolved,
+                            now,
+                            started_ms,
+                            Some(resolved_ms),
+                        ));
+                    }
+                }
+            }
+        }
+        state.tracked.retain(|_, t| t.machine.is_active());
+        if !state.tracked.is_empty() {
+            state.last_active_ms = now;
+        }
+        state.health = health(state, &h);
+    }
+
+    /// Health of every dependency that has been evaluated.
+    pub fn health(&self) -> BTreeMap<String, DependencyHealth> {
+        self.deps
+            .iter()
+            .map(|(k, v)| (k.clone(), v.health.clone()))
+            .collect()
+    }
+
+    pub fn health_of(&self, dependency: &str) -> Option<&DependencyHealth> {
+        self.deps.get(dependency).map(|d| &d.health)
+    }
+
+    /// Drops state of dependencies that are no longer in the store.
+    pub fn forget_missing(&mut self, store: &WindowStore) {
+        self.deps.retain(|name, _| store.contains(name));
+    }
+}
+
+fn peers<'a>(
+    s10: &'a [(String, crate::window::Snapshot)],
+    m1: &'a [(String, crate::window::Snapshot)],
+) -> Vec<Peer<'a>> {
+    // Both lists come sorted by name from the same series set.
+    m1.iter()
+        .filter_map(|(name, m)| {
+            let s = s10
+                .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .ok()
+                .map(|i| &s10[i].1)?;
+            Some(Peer {
+                name,
+                s10: s,
+                m1: m,
+            })
+        })
+        .collect()
+}
+
+/// Feeds completed, healthy minutes into the baseline.
+fn learn_baseline(
+    state: &mut DependencyState,
+    store: &WindowStore,
+    name: &str,
+    now: i64,
+    s: &DetectionSettings,
+) {
+    let newest = (now - BASELINE_LAG_MS).div_euclid(MINUTE_MS) * MINUTE_MS - MINUTE_MS;
+    let oldest = state
+        .baseline
+        .last_minute_ms
+        .saturating_add(MINUTE_MS)
+        .max(newest - 5 * MINUTE_MS);
+    if newest < oldest {
+        return;
+    }
+    state.baseline.last_minute_ms = newest;
+    let key = SeriesKey {
+        dependency: name.to_string(),
+        kind: SeriesKind::Dependency,
+        label: String::new(),
+    };
+    let Some(buckets) = store.buckets(&key, 1, oldest, newest, now) else {
+        return;
+    };
+    for (minute, snap) in buckets {
+        // Skip minutes during or after which something was suspected.
+        if state.last_active_ms >= minute || snap.total() == 0 {
+            continue;
+        }
+        state.baseline.absorb(&snap, s.tail_quantile);
+    }
+}
+
+fn health(state: &DependencyState, _h: &Hysteresis) -> DependencyHealth {
+    let mut out = DependencyHealth {
+        baseline_ready: state.baseline.stats().is_some(),
+        ..DependencyHealth::default()
+    };
+    for ((scope, _, severity), t) in &state.tracked {
+        if !t.machine.is_firing() {
+            continue;
+        }
+        let h = Health::from(*severity);
+        let slot = match scope {
+            Scope::Dependency => &mut out.state,
+            Scope::Instance(i) => out.instances.entry(i.clone()).or_default(),
+            Scope::Zone(z) => out.zones.entry(z.clone()).or_default(),
+        };
+        *slot = (*slot).max(h);
+    }
+    // A localized problem degrades the dependency as a whole too.
+    let worst_part = out
+        .instances
+        .values()
+        .chain(out.zones.values())
+        .copied()
+        .max()
+        .unwrap_or_default();
+    out.state = out.state.max(worst_part.min(Health::Degraded));
+    out
+}
+
+fn transition(
+    name: &str,
+    key: &Key,
+    f: &Finding,
+    status: AlertStatus,
+    at_ms: i64,
+    started_ms: i64,
+    resolved_ms: Option<i64>,
+) -> Transition {
+    let (instance, zone) = match &key.0 {
+        Scope::Dependency => (None, None),
+        Scope::Instance(i) => (Some(i.clone()), None),
+        Scope::Zone(z) => (None, Some(z.clone())),
+    };
+    Transition {
+        at_ms,
+        status,
+        dependency: name.to_string(),
+        instance,
+        zone,
+        detector: f.detector,
+        severity: f.severity,
+        summary: f.summary.clone(),
+        evidence: f.evidence.clone(),
+        started_ms,
+        resolved_ms,
+    }
+}

@@ -1,0 +1,20 @@
+//! Detection: pure functions of window snapshots and event time to health states and alert
+//! transitions. No wall clock, no I/O: the daemon and `replay` run the same code.
+//!
+//! - `stats`: the statistical tests (binomial tail, two proportions, Holm), I/O-free maths.
+//! - `baseline`: what a dependency's healthy minutes look like.
+//! - `detectors`: one function per detector, from windows to findings.
+//! - `state`: the alert lifecycle with hysteresis and flap damping.
+//! - `engine`: runs it all over the window store at one instant.
+//! - `spec`: detection settings and per-dependency fault-tolerance specs.
+
+pub mod baseline;
+pub mod detectors;
+pub mod engine;
+pub mod spec;
+pub mod state;
+pub mod stats;
+
+pub use detectors::{DetectorKind, Severity};
+pub use engine::{AlertStatus, DependencyHealth, Engine, Health, Transition};
+pub use spec::{BreakerPolicy, DependencySpec, DetectionSettings, Specs};

@@ -1,0 +1,205 @@
+//! `graywatch replay`: the window store and detectors run on the event time of a recording.
+//!
+//! [`Replayer`] is the engine room, shared with the scenario suite: it records events, and
+//! every time event time crosses a second it evaluates the detectors at that second, exactly
+//! as the daemon does once a second on the wall clock.
+
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::detect::{AlertStatus, DetectionSettings, Engine, Specs, Transition};
+use crate::domain::Event;
+use crate::ingest::{Element, Validation};
+use crate::window::{Limits, RecordError, WindowStore};
+
+/// Idle event time evaluated second by second before jumping ahead (windows and pending
+/// alerts have all settled by then).
+const MAX_IDLE_EVAL_MS: i64 = 2 * 3_600_000;
+
+pub struct Replayer {
+    store: WindowStore,
+    engine: Engine,
+    step_ms: i64,
+    now_ms: i64,
+    next_eval_ms: Option<i64>,
+    last_housekeeping_ms: i64,
+}
+
+impl Replayer {
+    pub fn new(settings: DetectionSettings, specs: Specs, limits: Limits) -> Self {
+        let step_ms = settings.evaluate_every.as_millis().max(1) as i64;
+        Self {
+            store: WindowStore::new(limits),
+            engine: Engine::new(settings, specs),
+            step_ms,
+            now_ms: i64::MIN,
+            next_eval_ms: None,
+            last_housekeeping_ms: i64::MIN,
+        }
+    }
+
+    pub fn store(&self) -> &WindowStore {
+        &self.store
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Evaluates every step boundary up to and including `t_ms`.
+    pub fn advance_to(&mut self, t_ms: i64, out: &mut Vec<Transition>) {
+        let Some(mut next) = self.next_eval_ms else {
+            self.next_eval_ms = Some(t_ms - t_ms.rem_euclid(self.step_ms) + self.step_ms);
+            return;
+        };
+        if t_ms - next > MAX_IDLE_EVAL_MS {
+            let jump_to = t_ms - MAX_IDLE_EVAL_MS;
+            next = jump_to - jump_to.rem_euclid(self.step_ms);
+        }
+        while next <= t_ms {
+            self.now_ms = self.now_ms.max(next);
+            out.extend(self.engine.evaluate(&self.store, next));
+            if next - self.last_housekeeping_ms >= 60_000 {
+                // What the daemon's background task does: bound memory and drop idle series.
+                self.last_housekeeping_ms = next;
+                drop(self.store.take_rollups(next, false));
+                self.store.advance_all(next);
+                self.engine.forget_missing(&self.store);
+            }
+            next += self.step_ms;
+        }
+        self.next_eval_ms = Some(next);
+    }
+
+    /// Records one event after evaluating every step boundary before its time.
+    pub fn push(
+        &mut self,
+        event: &Event<'_>,
+        out: &mut Vec<Transition>,
+    ) -> Result<(), RecordError> {
+        self.advance_to(event.ts_ms - 1, out);
+        self.now_ms = self.now_ms.max(event.ts_ms);
+        self.store.record(event, self.now_ms)
+    }
+}
+
+/// What a replay run did, for the summary on stderr.
+#[derive(Debug, Default, Clone)]
+pub struct ReplaySummary {
+    pub lines: u64,
+    pub events: u64,
+    pub malformed: u64,
+    pub refused: u64,
+    pub fired: u64,
+    pub resolved: u64,
+    pub first_ts_ms: Option<i64>,
+    pub last_ts_ms: Option<i64>,
+    pub elapsed_s: f64,
+}
+
+/// One transition as the replay contract prints it.
+pub fn transition_json(t: &Transition) -> serde_json::Value {
+    let mut v = json!({
+        "at": crate::time::to_rfc3339(t.at_ms),
+        "status": t.status.as_str(),
+        "dependency": t.dependency,
+        "detector": t.detector.as_str(),
+        "severity": t.severity.as_str(),
+        "summary": t.summary,
+        "evidence": t.evidence,
+        "started_at": crate::time::to_rfc3339(t.started_ms),
+    });
+    if let Some(i) = &t.instance {
+        v["instance"] = json!(i);
+    }
+    if let Some(z) = &t.zone {
+        v["zone"] = json!(z);
+    }
+    if let Some(r) = t.resolved_ms {
+        v["resolved_at"] = json!(crate::time::to_rfc3339(r));
+    }
+    v
+}
+
+/// Replays NDJSON events from `input`, writing one JSON line per alert transition to `out`
+/// and one line per malformed or refused input line to `diag`. Malformed lines are skipped
+/// (reported with their line number); the run goes on.
+pub fn replay(
+    mut input: impl BufRead,
+    out: &mut impl Write,
+    diag: &mut impl Write,
+    settings: DetectionSettings,
+    specs: Specs,
+    limits: Limits,
+) -> anyhow::Result<ReplaySummary> {
+    let started = Instant::now();
+    let mut r = Replayer::new(settings, specs, limits);
+    let mut summary = ReplaySummary::default();
+    let mut buf = Vec::with_capacity(512);
+    let mut transitions = Vec::new();
+    let validation = Validation::replay();
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        summary.lines += 1;
+        let line_no = summary.lines;
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let event = match serde_json::from_slice::<Element>(&buf) {
+            Ok(Element::Event(raw)) => validation.validate(raw),
+            Ok(Element::NotAnObject(kind)) => {
+                Err(format!("event must be a JSON object, got {kind}"))
+            }
+            Err(e) => Err(format!("invalid JSON: {e}")),
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(error) => {
+                summary.malformed += 1;
+                writeln!(diag, "line {line_no}: skipped: {error}")?;
+                continue;
+            }
+        };
+        summary.first_ts_ms.get_or_insert(event.ts_ms);
+        summary.last_ts_ms = Some(
+            summary
+                .last_ts_ms
+                .map_or(event.ts_ms, |t| t.max(event.ts_ms)),
+        );
+        match r.push(&event, &mut transitions) {
+            Ok(()) => summary.events += 1,
+            Err(error) => {
+                summary.refused += 1;
+                writeln!(diag, "line {line_no}: refused: {error}")?;
+            }
+        }
+        emit(&mut transitions, out, &mut summary)?;
+    }
+    if let Some(last) = summary.last_ts_ms {
+        r.advance_to(last - last.rem_euclid(1000) + 1000, &mut transitions);
+        emit(&mut transitions, out, &mut summary)?;
+    }
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn emit(
+    ts: &mut Vec<Transition>,
+    out: &mut impl Write,
+    summary: &mut ReplaySummary,
+) -> std::io::Result<()> {
+    for t in ts.drain(..) {
+        match t.status {
+            AlertStatus::Firing => summary.fired += 1,
+            AlertStatus::Resolved => summary.resolved += 1,
+        }
+        serde_json::to_writer(&mut *out, &transition_json(&t))?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

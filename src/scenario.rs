@@ -1,0 +1,676 @@
+//! Synthetic event streams with known ground truth, and the scorer that checks detection
+//! against it. Used by the test suite, by `graywatch scenarios` (the table in the README) and
+//! to produce NDJSON recordings for `graywatch replay`.
+//!
+//! Every stream is deterministic for its seed. Parameters (fault size, onset time, traffic)
+//! vary with the seed within a stated range, so the suite does not pass by tuning to one
+//! stream.
+
+use std::borrow::Cow;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, LogNormal, Pareto, Poisson};
+use serde::Serialize;
+
+use crate::detect::{AlertStatus, DetectionSettings, Specs, Transition};
+use crate::domain::{DependencyName, Event, Label, Outcome};
+use crate::replay::Replayer;
+use crate::window::Limits;
+
+/// Start of every synthetic stream (epoch ms; minute-aligned, arbitrary).
+pub const EPOCH_MS: i64 = 1_800_000_000_000;
+/// Duration recorded for a timed-out call.
+const TIMEOUT_MS: f64 = 2_000.0;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Traffic {
+    Constant(f64),
+    /// Sinusoidal between `low` and `high` calls/s over `period_s`.
+    Diurnal {
+        low: f64,
+        high: f64,
+        period_s: f64,
+    },
+    /// `high` calls/s for `on_s`, then `low` for `off_s`, repeating.
+    Bursty {
+        high: f64,
+        low: f64,
+        on_s: i64,
+        off_s: i64,
+    },
+}
+
+impl Traffic {
+    fn rate(&self, t_s: i64) -> f64 {
+        match *self {
+            Traffic::Constant(r) => r,
+            Traffic::Diurnal {
+                low,
+                high,
+                period_s,
+            } => {
+                let phase = (t_s as f64 / period_s) * std::f64::consts::TAU;
+                low + (high - low) * 0.5 * (1.0 - phase.cos())
+            }
+            Traffic::Bursty {
+                high,
+                low,
+                on_s,
+                off_s,
+            } => {
+                if t_s.rem_euclid(on_s + off_s) < on_s {
+                    high
+                } else {
+                    low
+                }
+            }
+        }
+    }
+}
+
+/// The fault injected between onset and recovery.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// `share` of calls take `factor` times longer.
+    SlowTail { share: f64, factor: f64 },
+    /// Errors rise to `rate`.
+    Errors { rate: f64 },
+    /// `rate` of calls time out.
+    Timeouts { rate: f64 },
+    /// Both at once ("30% of requests time out, 5% return errors").
+    TimeoutsAndErrors { timeouts: f64, errors: f64 },
+    /// One instance: `slow_share` of its calls `factor` times slower, plus `errors`.
+    BadInstance {
+        index: usize,
+        slow_share: f64,
+        factor: f64,
+        errors: f64,
+    },
+    /// One zone: every call `factor` times slower.
+    SlowZone { index: usize, factor: f64 },
+    /// The latency distribution widens (log-normal sigma) while its median stays.
+    WidenTail { sigma: f64 },
+}
+
+/// A stream description.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub dependency: &'static str,
+    pub duration_s: i64,
+    pub traffic: Traffic,
+    pub median_ms: f64,
+    pub sigma: f64,
+    /// Share of calls drawn from a Pareto tail instead (heavy tails), with its shape.
+    pub pareto: Option<(f64, f64)>,
+    pub error_rate: f64,
+    pub timeout_rate: f64,
+    pub instances: usize,
+    pub zones: usize,
+    /// Periodic stop-the-world pauses: every `every_s` (jittered), for `pause_ms`.
+    pub gc: Option<(i64, f64)>,
+    /// A second dependency that appears at this second (cold start).
+    pub newcomer_at_s: Option<i64>,
+    pub fault: Option<Fault>,
+    pub onset_s: i64,
+    pub recovery_s: i64,
+    /// Detection deadline after onset.
+    pub detect_within_s: i64,
+}
+
+impl Scenario {
+    fn base(name: &str, description: String, rng: &mut StdRng) -> Self {
+        Self {
+            name: name.into(),
+            description,
+            dependency: "payments-api",
+            duration_s: 3_600,
+            traffic: Traffic::Constant(rng.random_range(60.0..150.0)),
+            median_ms: rng.random_range(15.0..60.0),
+            sigma: rng.random_range(0.35..0.6),
+            pareto: None,
+            error_rate: rng.random_range(0.0005..0.003),
+            timeout_rate: rng.random_range(0.0..0.0005),
+            instances: 6,
+            zones: 3,
+            gc: None,
+            newcomer_at_s: None,
+            fault: None,
+            onset_s: 0,
+            recovery_s: 0,
+            detect_within_s: 30,
+        }
+    }
+
+    fn gray(name: &str, description: String, fault: Fault, rng: &mut StdRng) -> Self {
+        let mut s = Self::base(name, description, rng);
+        s.fault = Some(fault);
+        s.onset_s = rng.random_range(720..900);
+        s.recovery_s = s.onset_s + rng.random_range(240..360);
+        s.duration_s = s.recovery_s + 420;
+        s
+    }
+
+    pub fn is_gray(&self) -> bool {
+        self.fault.is_some()
+    }
+
+    /// Where a correct detector should localize the fault.
+    pub fn expected_location(&self) -> Option<(Option<String>, Option<String>)> {
+        match self.fault? {
+            Fault::BadInstance { index, .. } => Some((Some(instance_name(index)), None)),
+            Fault::SlowZone { index, .. } => Some((None, Some(zone_name(index)))),
+            _ => None,
+        }
+    }
+
+    /// Generates the stream, calling `sink` for each event in time order.
+    pub fn generate(&self, seed: u64, mut sink: impl FnMut(&Event<'_>)) {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x0005_eed0_f9a7);
+        let dep = DependencyName::parse(self.dependency).expect("valid name");
+        let newcomer = DependencyName::parse("analytics-ingest").expect("valid name");
+        let instances: Vec<String> = (0..self.instances).map(instance_name).collect();
+        let zones: Vec<String> = (0..self.zones).map(zone_name).collect();
+        let instance_labels: Vec<Label> = instances
+            .iter()
+            .map(|i| Label::parse(i.as_str()).unwrap())
+            .collect();
+        let zone_labels: Vec<Label> = zones
+            .iter()
+            .map(|z| Label::parse(z.as_str()).unwrap())
+            .collect();
+        let base = LogNormal::new(self.median_ms.ln(), self.sigma).expect("valid log-normal");
+        let widened = match self.fault {
+            Some(Fault::WidenTail { sigma }) => {
+                Some(LogNormal::new(self.median_ms.ln(), sigma).unwrap())
+            }
+            _ => None,
+        };
+        let pareto = self
+            .pareto
+            .map(|(_, shape)| Pareto::new(self.median_ms * 2.0, shape).unwrap());
+        let mut next_gc = self
+            .gc
+            .map(|(every, _)| rng.random_range(every / 2..every * 3 / 2));
+        let mut gc_until_ms: f64 = -1.0;
+        let mut events: Vec<(i64, f64, Outcome, usize, bool)> = Vec::new();
+        for t in 0..self.duration_s {
+            let in_fault = self.fault.is_some() && t >= self.onset_s && t < self.recovery_s;
+            if let (Some((every, pause)), Some(at)) = (self.gc, next_gc)
+                && t >= at
+            {
+                gc_until_ms = t as f64 * 1000.0 + pause;
+                next_gc = Some(t + rng.random_range(every / 2..every * 3 / 2));
+            }
+            events.clear();
+            let mut push_calls = |rate: f64, newcomer: bool, rng: &mut StdRng| {
+                if rate <= 0.0 {
+                    return;
+                }
+                let n = Poisson::new(rate).unwrap().sample(rng) as usize;
+                for _ in 0..n {
+                    let offset_ms = rng.random_range(0.0..1000.0);
+                    let at_ms = t as f64 * 1000.0 + offset_ms;
+                    let instance = rng.random_range(0..self.instances.max(1));
+                    let mut ms = match (&pareto, self.pareto) {
+                        (Some(p), Some((share, _))) if rng.random_bool(share) => p.sample(rng),
+                        _ => match (&widened, in_fault) {
+                            (Some(w), true) => w.sample(rng),
+                            _ => base.sample(rng),
+                        },
+                    };
+                    let mut outcome = if rng.random_bool(self.error_rate) {
+                        Outcome::Error
+                    } else if rng.random_bool(self.timeout_rate) {
+                        Outcome::Timeout
+                    } else {
+                        Outcome::Ok
+                    };
+                    // A call arriving during a pause waits for its end.
+                    if at_ms < gc_until_ms {
+                        ms += gc_until_ms - at_ms;
+                    }
+                    if in_fault && !newcomer {
+                        apply_fault(
+                            self.fault.unwrap(),
+                            rng,
+                            instance,
+                            self.zones,
+                            &mut ms,
+                            &mut outcome,
+                        );
+                    }
+                    if outcome == Outcome::Timeout {
+                        ms = TIMEOUT_MS;
+                    }
+                    events.push((at_ms as i64, ms, outcome, instance, newcomer));
+                }
+            };
+            push_calls(self.traffic.rate(t), false, &mut rng);
+            if self.newcomer_at_s.is_some_and(|s| t >= s) {
+                push_calls(rng.random_range(8.0..12.0), true, &mut rng);
+            }
+            events.sort_by_key(|e| e.0);
+            for &(at_ms, ms, outcome, instance, is_newcomer) in &events {
+                let zone = instance % self.zones.max(1);
+                let e = Event {
+                    dependency: if is_newcomer {
+                        newcomer.clone()
+                    } else {
+                        dep.clone()
+                    },
+                    duration_us: (ms * 1000.0).round() as u64,
+                    outcome,
+                    ts_ms: EPOCH_MS + at_ms,
+                    instance: (self.instances > 0).then(|| instance_labels[instance].clone()),
+                    zone: (self.zones > 0).then(|| zone_labels[zone].clone()),
+                    source: Some(Label::parse(Cow::Borrowed("checkout")).unwrap()),
+                };
+                sink(&e);
+            }
+        }
+    }
+}
+
+fn apply_fault(
+    f: Fault,
+    rng: &mut StdRng,
+    instance: usize,
+    zones: usize,
+    ms: &mut f64,
+    outcome: &mut Outcome,
+) {
+    match f {
+        Fault::SlowTail { share, factor } => {
+            if rng.random_bool(share) {
+                *ms *= factor;
+            }
+        }
+        Fault::Errors { rate } => {
+            if rng.random_bool(rate) {
+                *outcome = Outcome::Error;
+            }
+        }
+        Fault::Timeouts { rate } => {
+            if rng.random_bool(rate) {
+                *outcome = Outcome::Timeout;
+            }
+        }
+        Fault::TimeoutsAndErrors { timeouts, errors } => {
+            let x: f64 = rng.random();
+            if x < timeouts {
+                *outcome = Outcome::Timeout;
+            } else if x < timeouts + errors {
+                *outcome = Outcome::Error;
+            }
+        }
+        Fault::BadInstance {
+            index,
+            slow_share,
+            factor,
+            errors,
+        } => {
+            if instance == index {
+                if rng.random_bool(slow_share) {
+                    *ms *= factor;
+                }
+                if rng.random_bool(errors) {
+                    *outcome = Outcome::Error;
+                }
+            }
+        }
+        Fault::SlowZone { index, factor } => {
+            if instance % zones.max(1) == index {
+                *ms *= factor;
+            }
+        }
+        Fault::WidenTail { .. } => {}
+    }
+}
+
+pub fn instance_name(i: usize) -> String {
+    format!("10.0.1.{}", 10 + i)
+}
+
+pub fn zone_name(i: usize) -> String {
+    format!("eu-west-1{}", (b'a' + i as u8) as char)
+}
+
+/// The suite: every gray and healthy scenario, parameterised by `seed`.
+pub fn suite(seed: u64) -> Vec<Scenario> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let r = &mut rng;
+    let mut out = Vec::new();
+
+    let share = r.random_range(0.03..0.08);
+    let factor = r.random_range(6.0..15.0);
+    out.push(Scenario::gray(
+        "slow-tail",
+        format!("{:.0}% of calls {factor:.0}x slower", share * 100.0),
+        Fault::SlowTail { share, factor },
+        r,
+    ));
+
+    let rate = r.random_range(0.012..0.03);
+    let mut s = Scenario::gray(
+        "error-rise",
+        format!("errors rise to {:.1}% (below a 5% threshold)", rate * 100.0),
+        Fault::Errors { rate },
+        r,
+    );
+    s.error_rate = r.random_range(0.0005..0.002);
+    out.push(s);
+
+    let mut s = Scenario::gray(
+        "bad-instance",
+        String::new(),
+        Fault::BadInstance {
+            index: 0,
+            slow_share: 0.0,
+            factor: 1.0,
+            errors: 0.0,
+        },
+        r,
+    );
+    s.instances = r.random_range(8..13);
+    let index = r.random_range(0..s.instances);
+    let slow_share = r.random_range(0.2..0.4);
+    s.fault = Some(Fault::BadInstance {
+        index,
+        slow_share,
+        factor: r.random_range(5.0..10.0),
+        errors: 0.02,
+    });
+    s.description = format!(
+        "1 of {} instances: {:.0}% of its calls slow, 2% errors",
+        s.instances,
+        slow_share * 100.0
+    );
+    s.zones = 3;
+    out.push(s);
+
+    let factor = r.random_range(2.5..4.0);
+    let mut s = Scenario::gray(
+        "slow-zone",
+        format!("one of 3 zones {factor:.1}x slower"),
+        Fault::SlowZone { index: 0, factor },
+        r,
+    );
+    let index = r.random_range(0..3);
+    s.fault = Some(Fault::SlowZone { index, factor });
+    s.instances = 9;
+    out.push(s);
+
+    let rate = r.random_range(0.02..0.05);
+    out.push(Scenario::gray(
+        "timeouts",
+        format!("{:.1}% of calls time out", rate * 100.0),
+        Fault::Timeouts { rate },
+        r,
+    ));
+
+    out.push(Scenario::gray(
+        "timeouts-and-errors",
+        "30% of requests time out, 5% return errors".into(),
+        Fault::TimeoutsAndErrors {
+            timeouts: 0.30,
+            errors: 0.05,
+        },
+        r,
+    ));
+
+    let share = r.random_range(0.08..0.15);
+    let mut s = Scenario::gray(
+        "low-traffic",
+        format!("~2 calls/s; {:.0}% of calls 10x slower", share * 100.0),
+        Fault::SlowTail {
+            share,
+            factor: 10.0,
+        },
+        r,
+    );
+    s.traffic = Traffic::Constant(r.random_range(1.8..2.4));
+    s.detect_within_s = 180;
+    s.instances = 2;
+    out.push(s);
+
+    let sigma = r.random_range(0.95..1.2);
+    let mut s = Scenario::gray(
+        "widening-tail",
+        format!("tail widens (sigma 0.4 -> {sigma:.2}), median unchanged"),
+        Fault::WidenTail { sigma },
+        r,
+    );
+    s.sigma = 0.4;
+    out.push(s);
+
+    // Healthy streams: an hour each, nothing may fire.
+    let mut s = Scenario::base("heavy-tail", "log-normal body with a Pareto tail".into(), r);
+    s.sigma = 0.9;
+    s.pareto = Some((0.03, r.random_range(1.2..1.8)));
+    out.push(s);
+
+    let mut s = Scenario::base(
+        "diurnal",
+        "traffic swings 10x in a compressed day".into(),
+        r,
+    );
+    s.traffic = Traffic::Diurnal {
+        low: 20.0,
+        high: 200.0,
+        period_s: 1_800.0,
+    };
+    out.push(s);
+
+    let mut s = Scenario::base(
+        "bursty",
+        "bursts of 300 calls/s between lulls of 20".into(),
+        r,
+    );
+    s.traffic = Traffic::Bursty {
+        high: 300.0,
+        low: 20.0,
+        on_s: 10,
+        off_s: 20,
+    };
+    out.push(s);
+
+    let mut s = Scenario::base("gc-pauses", "1-2 s pauses every minute or so".into(), r);
+    s.gc = Some((r.random_range(45..90), r.random_range(1_000.0..2_000.0)));
+    out.push(s);
+
+    let mut s = Scenario::base("sparse", "under 1 call/s with occasional errors".into(), r);
+    s.traffic = Traffic::Constant(r.random_range(0.3..0.9));
+    s.error_rate = 0.02;
+    s.instances = 2;
+    out.push(s);
+
+    let mut s = Scenario::base(
+        "cold-start",
+        "a new dependency appears mid-stream".into(),
+        r,
+    );
+    s.newcomer_at_s = Some(r.random_range(1_200..2_400));
+    out.push(s);
+
+    let mut s = Scenario::base("many-instances", "40 identical instances".into(), r);
+    s.instances = 40;
+    s.traffic = Traffic::Constant(r.random_range(200.0..300.0));
+    out.push(s);
+
+    out
+}
+
+/// How detection did on one stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome_ {
+    pub scenario: String,
+    pub seed: u64,
+    pub gray: bool,
+    pub description: String,
+    pub events: u64,
+    /// Seconds from onset to the first alert of the fault (gray streams).
+    pub time_to_detect_s: Option<f64>,
+    pub detected_in_time: bool,
+    /// Whether an alert named the expected instance or zone (`None` when not applicable).
+    pub localized: Option<bool>,
+    /// Every alert resolved by the end of the stream.
+    pub resolved: bool,
+    /// Alerts that fired outside the fault (before onset, after recovery + settle time, on a
+    /// healthy stream, or naming the wrong instance or zone).
+    pub false_alerts: usize,
+    pub alerts: Vec<String>,
+}
+
+pub type ScenarioResult = Outcome_;
+
+/// Runs one scenario through the replayer and scores it.
+pub fn run(s: &Scenario, seed: u64, settings: &DetectionSettings, specs: &Specs) -> ScenarioResult {
+    let mut r = Replayer::new(settings.clone(), specs.clone(), Limits::default());
+    let mut transitions: Vec<Transition> = Vec::new();
+    let mut events = 0u64;
+    s.generate(seed, |e| {
+        events += 1;
+        let _ = r.push(e, &mut transitions);
+    });
+    r.advance_to(EPOCH_MS + s.duration_s * 1000, &mut transitions);
+    score(s, seed, events, &transitions)
+}
+
+fn score(s: &Scenario, seed: u64, events: u64, transitions: &[Transition]) -> ScenarioResult {
+    let onset = EPOCH_MS + s.onset_s * 1000;
+    // Alerts may legitimately start until the effect has left the longest window tested.
+    let settle = EPOCH_MS + s.recovery_s * 1000 + 5 * 60_000;
+    let expected = s.expected_location();
+    let mut first_detect: Option<i64> = None;
+    let mut localized = expected.as_ref().map(|_| false);
+    let mut false_alerts = 0;
+    let mut open = std::collections::HashSet::new();
+    let mut alerts = Vec::new();
+    for t in transitions {
+        let fp = t.fingerprint();
+        match t.status {
+            AlertStatus::Firing => {
+                open.insert(fp.clone());
+                alerts.push(format!("{} {}", (t.at_ms - EPOCH_MS) / 1000, fp));
+            }
+            AlertStatus::Resolved => {
+                open.remove(&fp);
+                continue;
+            }
+        }
+        let in_fault =
+            s.is_gray() && t.at_ms >= onset && t.at_ms <= settle && t.dependency == s.dependency;
+        let location_ok = match (&expected, &t.instance, &t.zone) {
+            (_, None, None) => true,
+            (Some((ei, ez)), i, z) => (i.is_some() && i == ei) || (z.is_some() && z == ez),
+            (None, _, _) => true,
+        };
+        if in_fault && location_ok {
+            first_detect.get_or_insert(t.at_ms);
+            if expected.is_some() && (t.instance.is_some() || t.zone.is_some()) {
+                localized = Some(true);
+            }
+        } else {
+            false_alerts += 1;
+        }
+    }
+    let ttd = first_detect.map(|t| (t - onset) as f64 / 1000.0);
+    ScenarioResult {
+        scenario: s.name.clone(),
+        seed,
+        gray: s.is_gray(),
+        description: s.description.clone(),
+        events,
+        time_to_detect_s: ttd,
+        detected_in_time: ttd.is_some_and(|t| t <= s.detect_within_s as f64),
+        localized,
+        resolved: open.is_empty(),
+        false_alerts,
+        alerts,
+    }
+}
+
+/// Whether a result meets the suite's targets.
+pub fn passes(r: &ScenarioResult) -> bool {
+    let detection = !r.gray || r.detected_in_time;
+    detection && r.localized != Some(false) && r.resolved && r.false_alerts == 0
+}
+
+/// Runs the whole suite for each seed, on up to `threads` threads.
+pub fn run_suite(
+    seeds: &[u64],
+    settings: &DetectionSettings,
+    specs: &Specs,
+    threads: usize,
+) -> Vec<ScenarioResult> {
+    let jobs: Vec<(Scenario, u64)> = seeds
+        .iter()
+        .flat_map(|&seed| suite(seed).into_iter().map(move |s| (s, seed)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((s, seed)) = jobs.get(i) else { break };
+                    let r = run(s, *seed, settings, specs);
+                    results
+                        .lock()
+                        .expect("no panics while holding")
+                        .push((i, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("threads joined");
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The README table: one row per scenario, aggregated over seeds.
+pub fn markdown_table(results: &[ScenarioResult]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.scenario.as_str()) {
+            names.push(&r.scenario);
+        }
+    }
+    let mut out = String::from(
+        "| scenario | kind | detected in time | time to detect (s) | localized | resolved | false alerts |\n|---|---|---|---|---|---|---|\n",
+    );
+    for name in names {
+        let rs: Vec<&ScenarioResult> = results.iter().filter(|r| r.scenario == name).collect();
+        let n = rs.len();
+        let gray = rs[0].gray;
+        let detected = rs.iter().filter(|r| r.detected_in_time).count();
+        let ttd: Vec<f64> = rs.iter().filter_map(|r| r.time_to_detect_s).collect();
+        let ttd = if ttd.is_empty() {
+            "-".to_string()
+        } else {
+            let min = ttd.iter().cloned().fold(f64::MAX, f64::min);
+            let max = ttd.iter().cloned().fold(f64::MIN, f64::max);
+            format!("{min:.0}-{max:.0}")
+        };
+        let localized = match rs.iter().filter_map(|r| r.localized).collect::<Vec<_>>() {
+            v if v.is_empty() => "n/a".to_string(),
+            v => format!("{}/{}", v.iter().filter(|l| **l).count(), v.len()),
+        };
+        let resolved = rs.iter().filter(|r| r.resolved).count();
+        let false_alerts: usize = rs.iter().map(|r| r.false_alerts).sum();
+        out.push_str(&format!(
+            "| {name} | {} | {} | {ttd} | {localized} | {resolved}/{n} | {false_alerts} |\n",
+            if gray { "gray" } else { "healthy (1 h)" },
+            if gray {
+                format!("{detected}/{n}")
+            } else {
+                "n/a".into()
+            },
+        ));
+    }
+    out
+}
