@@ -287,7 +287,7 @@ mod tests {
                 err,
                 BodyError::Syntax {
                     line: 1,
-                    column: 16,
+                    column: 17,
                     ..
                 }
             ),
