@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::detect::{DetectionSettings, Specs};
 use crate::window::Limits;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -42,6 +43,10 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub limits: Limits,
     pub storage: StorageSettings,
+    /// Detection defaults for every dependency.
+    pub detection: DetectionSettings,
+    /// Fault-tolerance specs by dependency name.
+    pub dependencies: Specs,
 }
 
 impl Default for Settings {
@@ -53,6 +58,8 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             limits: Limits::default(),
             storage: StorageSettings::default(),
+            detection: DetectionSettings::default(),
+            dependencies: Specs::default(),
         }
     }
 }
@@ -222,6 +229,21 @@ impl Settings {
                 humantime::format_duration(self.storage.flush_interval).to_string(),
                 "must be between 1s and 60s",
             );
+        }
+        for (key, value, why) in self.detection.problems() {
+            problems.push(ConfigProblem { key, value, why });
+        }
+        for (name, spec) in &self.dependencies {
+            if let Err(e) = crate::domain::DependencyName::parse(name.as_str()) {
+                problems.push(ConfigProblem {
+                    key: format!("dependencies.{name}"),
+                    value: format!("{name:?}"),
+                    why: format!("not a valid dependency name: {e}"),
+                });
+            }
+            for (key, value, why) in spec.problems(name) {
+                problems.push(ConfigProblem { key, value, why });
+            }
         }
         if problems.is_empty() {
             Ok(self)

@@ -236,6 +236,8 @@ impl Engine {
             }
         }
 
+        explain_locally(&mut findings, &m1.instance_zone, &m1.instances, settings.peer_min_calls);
+
         // Step every machine that has a finding or is not idle.
         let h = settings.hysteresis(spec);
         let mut keys: Vec<Key> = state.tracked.keys().cloned().collect();
@@ -334,6 +336,37 @@ fn peers<'a>(
             })
         })
         .collect()
+}
+
+/// Attributes a localized problem to its cause. A bad instance makes its zone look bad too,
+/// and a bad zone makes each of its instances look bad. When exactly one of a flagged zone's
+/// instances (out of two or more judged) is flagged for the same detector, the instance is the
+/// cause and the zone finding goes; when two or more are, the zone is the cause and its
+/// instances' findings go.
+fn explain_locally(
+    findings: &mut HashMap<Key, Finding>,
+    instance_zone: &HashMap<String, String>,
+    instances: &[(String, crate::window::Snapshot)],
+    min_calls: u64,
+) {
+    let zone_keys: Vec<Key> = findings.keys().filter(|k| matches!(k.0, Scope::Zone(_))).cloned().collect();
+    for key in zone_keys {
+        let Scope::Zone(zone) = &key.0 else { continue };
+        let in_zone = |i: &str| instance_zone.get(i).is_some_and(|z| z == zone);
+        let judged = instances.iter().filter(|(i, s)| in_zone(i) && s.total() >= min_calls).count();
+        let flagged: Vec<Key> = findings
+            .keys()
+            .filter(|k| k.1 == key.1 && matches!(&k.0, Scope::Instance(i) if in_zone(i)))
+            .cloned()
+            .collect();
+        if flagged.len() == 1 && judged >= 2 {
+            findings.remove(&key);
+        } else if flagged.len() >= 2 {
+            for k in flagged {
+                findings.remove(&k);
+            }
+        }
+    }
 }
 
 /// Feeds completed, healthy minutes into the baseline.

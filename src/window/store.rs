@@ -100,6 +100,9 @@ pub struct DependencySeries {
     pub total: Series,
     pub instances: Map<Series>,
     pub zones: Map<Series>,
+    /// The zone each instance reported (first seen), so detection can tell a bad instance
+    /// from a bad zone.
+    pub instance_zone: Map<Box<str>>,
 }
 
 impl DependencySeries {
@@ -128,6 +131,8 @@ pub struct DependencyView {
     pub total: Snapshot,
     pub instances: Vec<(String, Snapshot)>,
     pub zones: Vec<(String, Snapshot)>,
+    /// Zone of each instance that reported one.
+    pub instance_zone: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -252,6 +257,11 @@ impl WindowStore {
         }
         if let Some(z) = zone {
             series_entry(&mut dep.zones, z).record(e.ts_ms, e.duration_us, e.outcome, now_ms);
+            if let Some(i) = instance
+                && !dep.instance_zone.contains_key(i)
+            {
+                dep.instance_zone.insert(i.into(), z.into());
+            }
         }
         Ok(())
     }
@@ -292,6 +302,8 @@ impl WindowStore {
                 let idle = |s: &Series| s.last_event_ms < idle_before && s.is_clean();
                 let before = dep.instances.len() + dep.zones.len();
                 dep.instances.retain(|_, s| !idle(s));
+                let instances = &dep.instances;
+                dep.instance_zone.retain(|i, _| instances.contains_key(i));
                 dep.zones.retain(|_, s| !idle(s));
                 dropped_series += before - dep.instances.len() - dep.zones.len();
                 let keep = !(idle(&dep.total) && dep.instances.is_empty() && dep.zones.is_empty());
@@ -325,6 +337,11 @@ impl WindowStore {
             total: dep.total.window(window, now_ms),
             instances: view(&dep.instances),
             zones: view(&dep.zones),
+            instance_zone: dep
+                .instance_zone
+                .iter()
+                .map(|(i, z)| (i.to_string(), z.to_string()))
+                .collect(),
         })
     }
 
