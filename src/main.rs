@@ -102,7 +102,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Replay { config, path } => run_replay(config, &path),
-        Command::Scenarios { seeds, format, emit, threads } => run_scenarios(&seeds, format, emit, threads),
+        Command::Scenarios {
+            seeds,
+            format,
+            emit,
+            threads,
+        } => run_scenarios(&seeds, format, emit, threads),
         Command::CheckConfig { file } => match Settings::from_file(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -206,7 +211,12 @@ fn run_replay(config: Option<PathBuf>, path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run_scenarios(seeds: &[u64], format: ScenarioFormat, emit: Option<String>, threads: usize) -> ExitCode {
+fn run_scenarios(
+    seeds: &[u64],
+    format: ScenarioFormat,
+    emit: Option<String>,
+    threads: usize,
+) -> ExitCode {
     use graywatch::scenario;
     use std::io::Write;
     let settings = Settings::default();
@@ -214,7 +224,10 @@ fn run_scenarios(seeds: &[u64], format: ScenarioFormat, emit: Option<String>, th
         let seed = seeds.first().copied().unwrap_or(1);
         let Some(s) = scenario::suite(seed).into_iter().find(|s| s.name == name) else {
             let names: Vec<String> = scenario::suite(seed).into_iter().map(|s| s.name).collect();
-            eprintln!("error: unknown scenario {name:?}; one of {}", names.join(", "));
+            eprintln!(
+                "error: unknown scenario {name:?}; one of {}",
+                names.join(", ")
+            );
             return ExitCode::from(1);
         };
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -236,7 +249,11 @@ fn run_scenarios(seeds: &[u64], format: ScenarioFormat, emit: Option<String>, th
             }
         });
         let _ = out.flush();
-        return if failed.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        return if failed.is_some() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     let results = scenario::run_suite(seeds, &settings.detection, &settings.dependencies, threads);
     match format {
@@ -247,5 +264,9 @@ fn run_scenarios(seeds: &[u64], format: ScenarioFormat, emit: Option<String>, th
             }
         }
     }
-    if results.iter().all(scenario::passes) { ExitCode::SUCCESS } else { ExitCode::from(2) }
+    if results.iter().all(scenario::passes) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }

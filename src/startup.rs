@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::api::{AppState, router};
 use crate::config::Settings;
+use crate::detect::{Engine, Transition};
 use crate::rollup::{self, Flusher};
 use crate::storage::Storage;
 use crate::time::Clock;
@@ -37,6 +38,19 @@ impl Application {
         let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
         tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
         let flusher = Arc::new(Flusher::new(&storage, &settings.node_id).await?);
+        let mut engine = Engine::new(settings.detection.clone(), settings.dependencies.clone());
+        for a in storage.firing_alerts().await? {
+            engine.restore_firing(
+                &a.dependency,
+                a.instance.as_deref(),
+                a.zone.as_deref(),
+                &a.detector,
+                &a.severity,
+                a.started_at_ms,
+                &a.summary,
+                a.evidence.clone(),
+            );
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -45,6 +59,7 @@ impl Application {
             storage,
             clock,
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
+            engine: Arc::new(parking_lot::Mutex::new(engine)),
             settings: Arc::new(settings),
         };
         Ok(Self {
@@ -81,7 +96,8 @@ impl Application {
         } = self;
         tracing::info!(address = %listener.local_addr()?, "Listening.");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let background = tokio::spawn(background(state.clone(), flusher.clone(), stop_rx));
+        let background = tokio::spawn(background(state.clone(), flusher.clone(), stop_rx.clone()));
+        let detection = tokio::spawn(detection(state.clone(), stop_rx));
         axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(shutdown)
             .await
@@ -89,6 +105,7 @@ impl Application {
         tracing::info!("Shutting down: flushing roll-ups.");
         let _ = stop_tx.send(true);
         let _ = background.await;
+        let _ = detection.await;
         let now = state.clock.now_ms();
         let written = flusher
             .flush(&state.store, &state.storage, now, true)
@@ -134,6 +151,59 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
                 Ok(n) if n > 0 => tracing::info!(rows = n, "Pruned old roll-ups."),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "Roll-up pruning failed."),
+            }
+        }
+    }
+}
+
+/// Transitions kept for a retry when the database refuses them; beyond this the oldest go.
+const MAX_UNSAVED_TRANSITIONS: usize = 10_000;
+
+/// Evaluates the detectors every `detection.evaluate_every` and records alert transitions.
+async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(state.settings.detection.evaluate_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unsaved: Vec<Transition> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = state.clock.now_ms();
+        let (store, engine) = (state.store.clone(), state.engine.clone());
+        let Ok(found) =
+            tokio::task::spawn_blocking(move || engine.lock().evaluate(&store, now)).await
+        else {
+            continue;
+        };
+        for t in &found {
+            tracing::info!(
+                status = t.status.as_str(),
+                dependency = %t.dependency,
+                instance = t.instance.as_deref().unwrap_or(""),
+                zone = t.zone.as_deref().unwrap_or(""),
+                detector = t.detector.as_str(),
+                severity = t.severity.as_str(),
+                summary = %t.summary,
+                "Alert transition."
+            );
+        }
+        unsaved.extend(found);
+        if unsaved.is_empty() {
+            continue;
+        }
+        match state.storage.record_transitions(&unsaved, now).await {
+            Ok(_) => unsaved.clear(),
+            Err(error) => {
+                tracing::warn!(%error, pending = unsaved.len(), "Cannot record alert transitions; will retry.");
+                if unsaved.len() > MAX_UNSAVED_TRANSITIONS {
+                    let excess = unsaved.len() - MAX_UNSAVED_TRANSITIONS;
+                    tracing::error!(
+                        dropped = excess,
+                        "Dropping the oldest unsaved alert transitions."
+                    );
+                    unsaved.drain(..excess);
+                }
             }
         }
     }

@@ -8,12 +8,14 @@ use axum::extract::{Path, Query, State};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
+use crate::detect::DependencyHealth;
 use crate::domain::DependencyName;
 use crate::window::{SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStats, decode_histogram};
 
 #[derive(Serialize)]
 pub struct DependencySummary {
     pub name: String,
+    pub health: DependencyHealth,
     pub stats: WindowStats,
 }
 
@@ -25,11 +27,13 @@ pub struct DependencyList {
 
 pub async fn list(State(state): State<AppState>) -> Json<DependencyList> {
     let now = state.clock.now_ms();
+    let health = state.engine.lock().health();
     let dependencies = state
         .store
         .dependencies(Window::M1, now)
         .into_iter()
         .map(|(name, snap)| DependencySummary {
+            health: health.get(&name).cloned().unwrap_or_default(),
             name,
             stats: snap.stats(),
         })
@@ -52,6 +56,7 @@ pub struct LabelStats {
 #[derive(Serialize)]
 pub struct DependencyDetail {
     pub name: String,
+    pub health: DependencyHealth,
     pub window: &'static str,
     pub stats: WindowStats,
     pub instances: Vec<LabelStats>,
@@ -92,8 +97,15 @@ pub async fn detail(
         zone: zone.then_some(k),
         stats: s.stats(),
     };
+    let health = state
+        .engine
+        .lock()
+        .health_of(&name)
+        .cloned()
+        .unwrap_or_default();
     Ok(Json(DependencyDetail {
         name,
+        health,
         window: window.as_str(),
         stats: view.total.stats(),
         instances: view

@@ -1,5 +1,6 @@
 //! The HTTP API: an edge that reads the core and feeds ingest; nothing in the core calls it.
 
+mod alerts;
 mod dependencies;
 mod error;
 mod events;
@@ -16,6 +17,7 @@ pub use error::ApiError;
 pub use events::{IngestResponse, ingest_body};
 
 use crate::config::Settings;
+use crate::detect::Engine;
 use crate::storage::Storage;
 use crate::time::Clock;
 use crate::window::WindowStore;
@@ -30,6 +32,9 @@ pub struct AppState {
     /// Bounds concurrent ingest requests (and so the memory held by their bodies); a request
     /// that finds no permit is answered 503 at once rather than queued.
     pub ingest_permits: Arc<Semaphore>,
+    /// The detection engine; evaluation holds the lock for a few milliseconds a second, API
+    /// reads of health take it briefly.
+    pub engine: Arc<parking_lot::Mutex<Engine>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -38,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dependencies", get(dependencies::list))
         .route("/v1/dependencies/{name}", get(dependencies::detail))
         .route("/v1/dependencies/{name}/series", get(dependencies::series))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/{id}", get(alerts::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })

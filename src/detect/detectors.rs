@@ -50,6 +50,23 @@ pub enum DetectorKind {
 }
 
 impl DetectorKind {
+    pub const ALL: [DetectorKind; 10] = [
+        DetectorKind::LatencyTail,
+        DetectorKind::ErrorRate,
+        DetectorKind::TimeoutRate,
+        DetectorKind::SlowCalls,
+        DetectorKind::SloLatency,
+        DetectorKind::SloErrors,
+        DetectorKind::SloTimeouts,
+        DetectorKind::PeerLatency,
+        DetectorKind::PeerErrors,
+        DetectorKind::HardFailure,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DetectorKind::LatencyTail => "latency_tail",
@@ -79,6 +96,14 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "degraded" => Some(Severity::Degraded),
+            "failing" => Some(Severity::Failing),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Degraded => "degraded",

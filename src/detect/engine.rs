@@ -149,7 +149,17 @@ impl Engine {
     /// dependency name.
     pub fn evaluate(&mut self, store: &WindowStore, now_ms: i64) -> Vec<Transition> {
         let mut out = Vec::new();
-        for name in store.names() {
+        let mut names = store.names();
+        // Dependencies gone from the store but with alerts still open: let those resolve.
+        names.extend(
+            self.deps
+                .iter()
+                .filter(|(n, d)| !d.tracked.is_empty() && !store.contains(n))
+                .map(|(n, _)| n.clone()),
+        );
+        names.sort();
+        names.dedup();
+        for name in names {
             self.evaluate_one(store, &name, now_ms, &mut out);
         }
         out
@@ -167,6 +177,7 @@ impl Engine {
             store.dependency(name, Window::M1, now),
             store.total(name, Window::M5, now),
         ) else {
+            self.step_without_data(name, now, out);
             return;
         };
         let settings = &self.settings;
@@ -236,7 +247,12 @@ impl Engine {
             }
         }
 
-        explain_locally(&mut findings, &m1.instance_zone, &m1.instances, settings.peer_min_calls);
+        explain_locally(
+            &mut findings,
+            &m1.instance_zone,
+            &m1.instances,
+            settings.peer_min_calls,
+        );
 
         // Step every machine that has a finding or is not idle.
         let h = settings.hysteresis(spec);
@@ -300,6 +316,87 @@ impl Engine {
         state.health = health(state, &h);
     }
 
+    /// Restores an alert that was firing when the daemon stopped: it goes on firing (and
+    /// resolves through the usual clear spell) instead of being forgotten or fired twice.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore_firing(
+        &mut self,
+        dependency: &str,
+        instance: Option<&str>,
+        zone: Option<&str>,
+        detector: &str,
+        severity: &str,
+        started_ms: i64,
+        summary: &str,
+        evidence: serde_json::Value,
+    ) -> bool {
+        let (Some(detector), Some(severity)) =
+            (DetectorKind::parse(detector), Severity::parse(severity))
+        else {
+            return false;
+        };
+        let scope = match (instance, zone) {
+            (Some(i), _) => Scope::Instance(i.to_string()),
+            (_, Some(z)) => Scope::Zone(z.to_string()),
+            _ => Scope::Dependency,
+        };
+        let settings = &self.settings;
+        let state = self
+            .deps
+            .entry(dependency.to_string())
+            .or_insert_with(|| DependencyState {
+                baseline: Baseline::new(settings.baseline_minutes),
+                tracked: BTreeMap::new(),
+                last_active_ms: started_ms,
+                health: DependencyHealth::default(),
+            });
+        state.last_active_ms = state.last_active_ms.max(started_ms);
+        let finding = Finding {
+            detector,
+            severity,
+            summary: summary.to_string(),
+            evidence,
+        };
+        state.tracked.insert(
+            (scope, detector, severity),
+            Tracked {
+                machine: AlertMachine::firing_since(started_ms),
+                fired: Some(finding),
+            },
+        );
+        let h = settings.hysteresis(self.specs.get(dependency));
+        state.health = health(state, &h);
+        true
+    }
+
+    /// A dependency without data: nothing is found, so open alerts move towards resolving.
+    fn step_without_data(&mut self, name: &str, now: i64, out: &mut Vec<Transition>) {
+        let h = self.settings.hysteresis(self.specs.get(name));
+        let Some(state) = self.deps.get_mut(name) else {
+            return;
+        };
+        for (key, tracked) in state.tracked.iter_mut() {
+            if let Step::Resolved {
+                started_ms,
+                resolved_ms,
+            } = tracked.machine.step(false, now, &h)
+                && let Some(f) = tracked.fired.take()
+            {
+                out.push(transition(
+                    name,
+                    key,
+                    &f,
+                    AlertStatus::Resolved,
+                    now,
+                    started_ms,
+                    Some(resolved_ms),
+                ));
+            }
+        }
+        state.tracked.retain(|_, t| t.machine.is_active());
+        state.health = health(state, &h);
+    }
+
     /// Health of every dependency that has been evaluated.
     pub fn health(&self) -> BTreeMap<String, DependencyHealth> {
         self.deps
@@ -312,9 +409,10 @@ impl Engine {
         self.deps.get(dependency).map(|d| &d.health)
     }
 
-    /// Drops state of dependencies that are no longer in the store.
+    /// Drops state of dependencies that are no longer in the store and have no open alert.
     pub fn forget_missing(&mut self, store: &WindowStore) {
-        self.deps.retain(|name, _| store.contains(name));
+        self.deps
+            .retain(|name, d| !d.tracked.is_empty() || store.contains(name));
     }
 }
 
@@ -349,11 +447,18 @@ fn explain_locally(
     instances: &[(String, crate::window::Snapshot)],
     min_calls: u64,
 ) {
-    let zone_keys: Vec<Key> = findings.keys().filter(|k| matches!(k.0, Scope::Zone(_))).cloned().collect();
+    let zone_keys: Vec<Key> = findings
+        .keys()
+        .filter(|k| matches!(k.0, Scope::Zone(_)))
+        .cloned()
+        .collect();
     for key in zone_keys {
         let Scope::Zone(zone) = &key.0 else { continue };
         let in_zone = |i: &str| instance_zone.get(i).is_some_and(|z| z == zone);
-        let judged = instances.iter().filter(|(i, s)| in_zone(i) && s.total() >= min_calls).count();
+        let judged = instances
+            .iter()
+            .filter(|(i, s)| in_zone(i) && s.total() >= min_calls)
+            .count();
         let flagged: Vec<Key> = findings
             .keys()
             .filter(|k| k.1 == key.1 && matches!(&k.0, Scope::Instance(i) if in_zone(i)))

@@ -84,6 +84,17 @@ impl Default for AlertMachine {
 }
 
 impl AlertMachine {
+    /// A machine already firing since `started_ms` (state restored after a restart).
+    pub fn firing_since(started_ms: i64) -> Self {
+        Self {
+            phase: Phase::Firing {
+                started_ms,
+                clear_since_ms: None,
+            },
+            recent_fires: VecDeque::from([started_ms]),
+        }
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase
     }

@@ -4,6 +4,7 @@
 //! `ON CONFLICT ... DO UPDATE`), bound at run time, so a second backend is a second pool type
 //! and a second migrations folder, not a rewrite.
 
+mod alerts;
 mod rollups;
 
 use std::str::FromStr;
@@ -14,6 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use alerts::{AlertFilter, AlertRecord};
 pub use rollups::RollupRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

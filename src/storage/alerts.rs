@@ -1,0 +1,164 @@
+//! The alert log: one row per alert occurrence.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::Storage;
+use crate::detect::{AlertStatus, Transition};
+
+/// An alert as stored and served by the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    pub id: i64,
+    pub fingerprint: String,
+    pub dependency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub detector: String,
+    pub severity: String,
+    pub state: String,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+    pub summary: String,
+    pub evidence: serde_json::Value,
+    pub updated_at: String,
+    #[serde(skip)]
+    pub started_at_ms: i64,
+}
+
+/// Filters of `GET /v1/alerts`.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub state: Option<AlertStatus>,
+    pub dependency: Option<String>,
+    pub limit: i64,
+}
+
+macro_rules! alert_columns {
+    () => {
+        "id, fingerprint, dependency, instance, zone, detector, severity, state, started_at_ms, \
+         resolved_at_ms, summary, evidence, updated_at_ms"
+    };
+}
+
+impl Storage {
+    /// Records transitions in one transaction: a firing creates the alert, a resolve closes
+    /// it. Returns the alert ids, in the order of `transitions`.
+    pub async fn record_transitions(
+        &self,
+        transitions: &[Transition],
+        now_ms: i64,
+    ) -> sqlx::Result<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(transitions.len());
+        for t in transitions {
+            let fingerprint = t.fingerprint();
+            match t.status {
+                AlertStatus::Firing => {
+                    sqlx::query(
+                        "INSERT INTO alerts (fingerprint, dependency, instance, zone, detector, severity, \
+                         state, started_at_ms, summary, evidence, updated_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'firing', $7, $8, $9, $10) \
+                         ON CONFLICT (fingerprint, started_at_ms) DO NOTHING",
+                    )
+                    .bind(&fingerprint)
+                    .bind(&t.dependency)
+                    .bind(&t.instance)
+                    .bind(&t.zone)
+                    .bind(t.detector.as_str())
+                    .bind(t.severity.as_str())
+                    .bind(t.started_ms)
+                    .bind(&t.summary)
+                    .bind(t.evidence.to_string())
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                AlertStatus::Resolved => {
+                    sqlx::query(
+                        "UPDATE alerts SET state = 'resolved', resolved_at_ms = $1, updated_at_ms = $2 \
+                         WHERE fingerprint = $3 AND started_at_ms = $4",
+                    )
+                    .bind(t.resolved_ms.unwrap_or(t.at_ms))
+                    .bind(now_ms)
+                    .bind(&fingerprint)
+                    .bind(t.started_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            let id: i64 = sqlx::query_scalar(
+                "SELECT id FROM alerts WHERE fingerprint = $1 AND started_at_ms = $2",
+            )
+            .bind(&fingerprint)
+            .bind(t.started_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    pub async fn list_alerts(&self, f: &AlertFilter) -> sqlx::Result<Vec<AlertRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR dependency = $2) \
+             ORDER BY started_at_ms DESC, id DESC LIMIT $3"
+        ))
+        .bind(f.state.map(|s| s.as_str()))
+        .bind(&f.dependency)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_alert).collect()
+    }
+
+    pub async fn get_alert(&self, id: i64) -> sqlx::Result<Option<AlertRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_alert).transpose()
+    }
+
+    /// Alerts still firing (to restore the detection state at start-up).
+    pub async fn firing_alerts(&self) -> sqlx::Result<Vec<AlertRecord>> {
+        self.list_alerts(&AlertFilter {
+            state: Some(AlertStatus::Firing),
+            dependency: None,
+            limit: i64::MAX,
+        })
+        .await
+    }
+}
+
+fn decode_alert(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<AlertRecord> {
+    let t = |ms: i64| crate::time::to_rfc3339(ms);
+    let evidence: String = row.try_get("evidence")?;
+    let started_at_ms: i64 = row.try_get("started_at_ms")?;
+    Ok(AlertRecord {
+        id: row.try_get("id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        dependency: row.try_get("dependency")?,
+        instance: row.try_get("instance")?,
+        zone: row.try_get("zone")?,
+        detector: row.try_get("detector")?,
+        severity: row.try_get("severity")?,
+        state: row.try_get("state")?,
+        started_at: t(started_at_ms),
+        resolved_at: row.try_get::<Option<i64>, _>("resolved_at_ms")?.map(t),
+        summary: row.try_get("summary")?,
+        evidence: serde_json::from_str(&evidence).unwrap_or(serde_json::Value::String(evidence)),
+        updated_at: t(row.try_get("updated_at_ms")?),
+        started_at_ms,
+    })
+}
