@@ -61,7 +61,7 @@ impl Replayer {
         while next <= t_ms {
             self.now_ms = self.now_ms.max(next);
             out.extend(self.engine.evaluate(&self.store, next));
-            if next - self.last_housekeeping_ms >= 60_000 {
+            if next.saturating_sub(self.last_housekeeping_ms) >= 60_000 {
                 // What the daemon's background task does: bound memory and drop idle series.
                 self.last_housekeeping_ms = next;
                 drop(self.store.take_rollups(next, false));

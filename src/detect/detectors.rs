@@ -500,3 +500,150 @@ pub fn peer_outliers<'a>(peers: &[Peer<'a>], s: &DetectionSettings) -> Vec<(&'a 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::baseline::Baseline;
+    use crate::detect::stats::normal_quantile;
+    use crate::domain::Outcome;
+    use crate::window::Slot;
+
+    /// `n` log-normal latencies (median 20 ms, sigma 0.5) at evenly spaced quantiles, with
+    /// `errors` of them errors; `slow` of them (spread evenly) multiplied by `factor`.
+    fn snap(n: u64, errors: u64, slow: u64, factor: f64) -> Snapshot {
+        let mut slot = Slot::new(0);
+        for i in 0..n {
+            let u = (i as f64 + 0.5) / n as f64;
+            let mut us = 20_000.0 * (0.5 * normal_quantile(u)).exp();
+            if slow > 0 && i % (n / slow).max(1) == 0 && i / (n / slow).max(1) < slow {
+                us *= factor;
+            }
+            let outcome =
+                if errors > 0 && i % (n / errors).max(1) == 0 && i / (n / errors).max(1) < errors {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                };
+            slot.record(us as u64, outcome);
+        }
+        let mut s = Snapshot::empty(0, 60_000);
+        s.add_slot(&slot);
+        s
+    }
+
+    fn baseline(errors_per_minute: u64) -> BaselineStats {
+        let mut b = Baseline::new(30);
+        for m in 0..10 {
+            let mut s = snap(3_000, errors_per_minute, 0, 1.0);
+            s.from_ms = m * 60_000;
+            b.absorb(&s, 0.99);
+        }
+        b.ready(5, 200).expect("ten minutes of 3000 calls")
+    }
+
+    fn windows(s: &Snapshot) -> Windows<'_> {
+        Windows {
+            s10: s,
+            m1: s,
+            m5: Some(s),
+        }
+    }
+
+    #[test]
+    fn a_slow_tail_on_five_percent_of_calls_is_a_tail_shift() {
+        let base = baseline(3);
+        let w = snap(3_000, 0, 150, 10.0);
+        let f = latency_tail(&windows(&w), &base, &DetectionSettings::default()).expect("detected");
+        assert_eq!(f.detector, DetectorKind::LatencyTail);
+        assert!(f.evidence["p_value"].as_f64().unwrap() < 1e-6);
+    }
+
+    #[test]
+    fn the_usual_distribution_is_not_a_tail_shift() {
+        let base = baseline(3);
+        let w = snap(3_000, 0, 0, 1.0);
+        assert!(latency_tail(&windows(&w), &base, &DetectionSettings::default()).is_none());
+    }
+
+    #[test]
+    fn a_trivial_shift_at_huge_traffic_is_significant_but_below_the_effect_floor() {
+        let base = baseline(3);
+        // 3% of a million calls 20% slower: overwhelming evidence, irrelevant effect.
+        let w = snap(1_000_000, 0, 30_000, 1.2);
+        assert!(latency_tail(&windows(&w), &base, &DetectionSettings::default()).is_none());
+    }
+
+    #[test]
+    fn an_error_rate_rise_far_below_thresholds_is_caught_and_noise_is_not() {
+        let base = baseline(3); // 0.1%
+        let s = DetectionSettings::default();
+        let risen = snap(6_000, 36, 0, 1.0); // 0.6%
+        let f = rate_rise(&windows(&risen), &base, &s, false).expect("detected");
+        assert_eq!(f.detector, DetectorKind::ErrorRate);
+        let noise = snap(6_000, 9, 0, 1.0); // 0.15%
+        assert!(rate_rise(&windows(&noise), &base, &s, false).is_none());
+    }
+
+    #[test]
+    fn forty_identical_instances_raise_nothing_and_one_slow_one_is_named() {
+        let s = DetectionSettings::default();
+        let healthy: Vec<Snapshot> = (0..40).map(|_| snap(300, 0, 0, 1.0)).collect();
+        let names: Vec<String> = (0..40).map(|i| format!("i-{i}")).collect();
+        let peers: Vec<Peer> = healthy
+            .iter()
+            .zip(&names)
+            .map(|(w, n)| Peer {
+                name: n,
+                s10: w,
+                m1: w,
+            })
+            .collect();
+        assert!(peer_outliers(&peers, &s).is_empty());
+
+        let bad = snap(300, 0, 90, 8.0);
+        let mut peers = peers;
+        peers[7] = Peer {
+            name: &names[7],
+            s10: &bad,
+            m1: &bad,
+        };
+        let found = peer_outliers(&peers, &s);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "i-7");
+        assert_eq!(found[0].1.detector, DetectorKind::PeerLatency);
+    }
+
+    #[test]
+    fn mostly_failing_calls_are_a_hard_failure() {
+        let s = DetectionSettings::default();
+        let w = snap(200, 120, 0, 1.0);
+        let f = hard_failure(&windows(&w), &s).expect("failing");
+        assert_eq!(f.severity, Severity::Failing);
+        assert!(hard_failure(&windows(&snap(200, 20, 0, 1.0)), &s).is_none());
+    }
+
+    #[test]
+    fn a_spec_envelope_breach_is_degraded_and_beyond_acceptable_is_failing() {
+        let s = DetectionSettings::default();
+        let spec = DependencySpec {
+            normal: crate::detect::spec::Envelope {
+                p99_ms: Some(40.0),
+                ..Default::default()
+            },
+            acceptable: crate::detect::spec::Envelope {
+                p99_ms: Some(400.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // p99 of the base distribution is ~64 ms: beyond normal, within acceptable.
+        let found = spec_rules(&windows(&snap(3_000, 0, 0, 1.0)), &spec, &s);
+        let sev: Vec<_> = found.iter().map(|f| (f.detector, f.severity)).collect();
+        assert_eq!(sev, vec![(DetectorKind::SloLatency, Severity::Degraded)]);
+        // 10% of calls 20x slower: beyond both.
+        let found = spec_rules(&windows(&snap(3_000, 0, 300, 20.0)), &spec, &s);
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().any(|f| f.severity == Severity::Failing));
+    }
+}

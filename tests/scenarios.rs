@@ -1,0 +1,71 @@
+//! The scenario suite: every gray failure is detected in time (and localized where one
+//! instance or zone is the cause) and resolved after recovery; healthy streams raise nothing.
+//!
+//! The seeds differ from the ones behind the README table, and each seed draws its own fault
+//! sizes, onset times and traffic, so passing here is not a matter of tuning to one stream.
+
+use graywatch::config::Settings;
+use graywatch::scenario::{self, ScenarioResult};
+
+fn check(results: &[ScenarioResult]) {
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| !scenario::passes(r))
+        .map(|r| {
+            format!(
+                "{} (seed {}, {}): time to detect {:?}, localized {:?}, resolved {}, false alerts {}; alerts: {:?}",
+                r.scenario,
+                r.seed,
+                r.description,
+                r.time_to_detect_s,
+                r.localized,
+                r.resolved,
+                r.false_alerts,
+                r.alerts
+            )
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} runs missed their targets:\n{}\n\n{}",
+        failures.len(),
+        results.len(),
+        failures.join("\n"),
+        scenario::markdown_table(results)
+    );
+}
+
+#[test]
+fn every_gray_scenario_is_caught_in_time_and_every_healthy_one_stays_quiet() {
+    let settings = Settings::default();
+    let results = scenario::run_suite(&[101, 202], &settings.detection, &settings.dependencies, 2);
+    assert_eq!(results.len(), 2 * scenario::suite(0).len());
+    // The suite covers what it claims: gray and healthy streams, localized faults included.
+    assert!(results.iter().filter(|r| r.gray).count() >= 16);
+    assert!(results.iter().filter(|r| r.localized.is_some()).count() >= 4);
+    check(&results);
+}
+
+#[test]
+fn the_scorer_counts_a_detector_that_never_fires_as_a_miss() {
+    // Guard against a suite that passes because scoring is lenient: with detection made
+    // impossible (alpha of 1e-300, no hard failures), every gray scenario must be a miss.
+    let mut settings = Settings::default();
+    settings.detection.alpha = 1e-300;
+    settings.detection.failing_rate = 1.0;
+    settings.detection.min_bad_calls = u64::MAX;
+    let gray: Vec<_> = scenario::suite(7)
+        .into_iter()
+        .filter(|s| s.is_gray())
+        .take(2)
+        .collect();
+    for s in gray {
+        let r = scenario::run(&s, 7, &settings.detection, &settings.dependencies);
+        assert!(
+            !r.detected_in_time && !scenario::passes(&r),
+            "{}: {:?}",
+            s.name,
+            r.alerts
+        );
+    }
+}
