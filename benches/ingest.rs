@@ -64,6 +64,35 @@ fn parse_and_record(c: &mut Criterion) {
             })
         });
     }
+    // The two halves of the path, to see where time goes.
+    let body = batch(1_000, false);
+    g.bench_function("parse_only_json_1000", |b| {
+        b.iter(|| {
+            let p = graywatch::ingest::parse(
+                black_box(&body),
+                Format::Json,
+                &graywatch::ingest::Validation::live(NOW),
+            )
+            .unwrap();
+            assert_eq!(p.events.len(), 1_000);
+        })
+    });
+    let parsed = graywatch::ingest::parse(
+        &body,
+        Format::Json,
+        &graywatch::ingest::Validation::live(NOW),
+    )
+    .unwrap();
+    let store = WindowStore::new(Limits::default());
+    g.bench_function("record_only_1000", |b| {
+        b.iter(|| {
+            assert!(
+                store
+                    .record_batch(black_box(&parsed.events), NOW)
+                    .is_empty()
+            )
+        })
+    });
     g.finish();
 }
 

@@ -133,34 +133,28 @@ fn syntax(e: &serde_json::Error) -> BodyError {
 }
 
 fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
-    let body: Body<'a> = serde_json::from_slice(body).map_err(|e| {
+    use serde::de::DeserializeSeed;
+    let mut out = Parsed::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let classify = |e: serde_json::Error| {
         if e.is_data() {
             BodyError::NotEvents
         } else {
             syntax(&e)
         }
-    })?;
-    let mut out = Parsed::default();
-    match body {
-        Body::One(raw) => out.push(0, v.validate(raw)),
-        Body::Many(elements) => {
-            out.events.reserve(elements.len());
-            for (i, el) in elements.into_iter().enumerate() {
-                out.push(i, element(el, v));
-            }
-        }
+    };
+    raw::BatchSeed {
+        validation: v,
+        out: &mut out,
     }
+    .deserialize(&mut de)
+    .map_err(classify)?;
+    de.end().map_err(|e| syntax(&e))?;
     Ok(out)
 }
 
-fn element<'a>(el: Element<'a>, v: &Validation) -> Result<Event<'a>, String> {
-    match el {
-        Element::Event(raw) => v.validate(raw),
-        Element::NotAnObject(kind) => Err(format!("event must be a JSON object, got {kind}")),
-    }
-}
-
 fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
+    use serde::de::DeserializeSeed;
     let mut out = Parsed::default();
     let mut first_syntax_error = None;
     let mut parsed_any = false;
@@ -168,12 +162,22 @@ fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyEr
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<Element<'a>>(line) {
-            Ok(el) => {
-                parsed_any = true;
-                out.push(i, element(el, v));
-            }
+        let (events_before, errors_before) = (out.events.len(), out.errors.len());
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let result = raw::ElementSeed {
+            validation: v,
+            out: &mut out,
+            index: i,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+        match result {
+            Ok(()) => parsed_any = true,
             Err(e) => {
+                // Trailing garbage after a complete object: drop what the line produced.
+                out.events.truncate(events_before);
+                out.indexes.truncate(events_before);
+                out.errors.truncate(errors_before);
                 let err = syntax(&e);
                 if let BodyError::Syntax {
                     column, message, ..
@@ -210,7 +214,7 @@ fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyEr
 }
 
 impl<'a> Parsed<'a> {
-    fn push(&mut self, index: usize, r: Result<Event<'a>, String>) {
+    pub(crate) fn push(&mut self, index: usize, r: Result<Event<'a>, String>) {
         match r {
             Ok(ev) => {
                 self.events.push(ev);
