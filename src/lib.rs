@@ -11,6 +11,7 @@
 //! `ingest` parses wire formats into [`domain::Event`]s, `window` keeps rolling HdrHistograms
 //! per series on event time, `storage` persists per-minute roll-ups, and `api` serves HTTP.
 
+pub mod actions;
 pub mod api;
 pub mod config;
 pub mod detect;

@@ -221,42 +221,6 @@ impl<'de> Deserialize<'de> for Body<'de> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_wrong_type_is_kept_for_the_validator_not_fatal() {
-        let body: Body = serde_json::from_str(
-            r#"[{"dependency": 5, "duration_ms": "slow", "x": {"y": [1]}}, 3, {"dependency": "a\/b"}]"#,
-        )
-        .unwrap();
-        let Body::Many(els) = body else {
-            panic!("expected an array")
-        };
-        assert_eq!(els.len(), 3);
-        let Element::Event(first) = &els[0] else {
-            panic!()
-        };
-        assert_eq!(first.dependency, Field::UInt(5));
-        assert_eq!(first.duration_ms, Field::Str("slow".into()));
-        assert_eq!(els[1], Element::NotAnObject("a number"));
-        let Element::Event(third) = &els[2] else {
-            panic!()
-        };
-        assert_eq!(third.dependency, Field::Str("a/b".into()));
-    }
-
-    #[test]
-    fn strings_without_escapes_are_borrowed() {
-        let raw = br#"{"dependency": "db", "instance": "i-1"}"#;
-        let Body::One(ev) = serde_json::from_slice(raw).unwrap() else {
-            panic!()
-        };
-        assert!(matches!(ev.dependency, Field::Str(Cow::Borrowed("db"))));
-    }
-}
-
 /// Streams a body straight into validated events: each element is validated as soon as it is
 /// read, so no intermediate list of raw events is built (that copy was a tenth of the cost).
 pub(super) struct BatchSeed<'p, 'v, 'a> {
@@ -321,5 +285,41 @@ impl<'a> serde::de::DeserializeSeed<'a> for ElementSeed<'_, '_, 'a> {
             ),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_type_is_kept_for_the_validator_not_fatal() {
+        let body: Body = serde_json::from_str(
+            r#"[{"dependency": 5, "duration_ms": "slow", "x": {"y": [1]}}, 3, {"dependency": "a\/b"}]"#,
+        )
+        .unwrap();
+        let Body::Many(els) = body else {
+            panic!("expected an array")
+        };
+        assert_eq!(els.len(), 3);
+        let Element::Event(first) = &els[0] else {
+            panic!()
+        };
+        assert_eq!(first.dependency, Field::UInt(5));
+        assert_eq!(first.duration_ms, Field::Str("slow".into()));
+        assert_eq!(els[1], Element::NotAnObject("a number"));
+        let Element::Event(third) = &els[2] else {
+            panic!()
+        };
+        assert_eq!(third.dependency, Field::Str("a/b".into()));
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed() {
+        let raw = br#"{"dependency": "db", "instance": "i-1"}"#;
+        let Body::One(ev) = serde_json::from_slice(raw).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(ev.dependency, Field::Str(Cow::Borrowed("db"))));
     }
 }
