@@ -28,6 +28,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::actions::breaker::BreakerSettings;
+use crate::actions::notifier::NotifierConfig;
+use crate::actions::route::{Route, RoutingSettings};
 use crate::detect::{DetectionSettings, Specs};
 use crate::window::Limits;
 
@@ -47,6 +50,12 @@ pub struct Settings {
     pub detection: DetectionSettings,
     /// Fault-tolerance specs by dependency name.
     pub dependencies: Specs,
+    /// Where notifications go (`[[notifiers]]`).
+    pub notifiers: Vec<NotifierConfig>,
+    /// Which alerts go to which notifiers (`[[routes]]`).
+    pub routes: Vec<Route>,
+    pub routing: RoutingSettings,
+    pub breakers: BreakerSettings,
 }
 
 impl Default for Settings {
@@ -60,6 +69,10 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             detection: DetectionSettings::default(),
             dependencies: Specs::default(),
+            notifiers: Vec::new(),
+            routes: Vec::new(),
+            routing: RoutingSettings::default(),
+            breakers: BreakerSettings::default(),
         }
     }
 }
@@ -231,6 +244,50 @@ impl Settings {
             );
         }
         for (key, value, why) in self.detection.problems() {
+            problems.push(ConfigProblem { key, value, why });
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (i, n) in self.notifiers.iter().enumerate() {
+            for (key, value, why) in n.problems(i) {
+                problems.push(ConfigProblem { key, value, why });
+            }
+            if names.contains(&n.name.as_str()) {
+                problems.push(ConfigProblem {
+                    key: format!("notifiers[{i}].name"),
+                    value: format!("{:?}", n.name),
+                    why: "is used by another notifier".into(),
+                });
+            }
+            names.push(&n.name);
+        }
+        let mut unknown = |key: String, list: &[String]| {
+            for n in list {
+                if !names.contains(&n.as_str()) {
+                    problems.push(ConfigProblem {
+                        key: key.clone(),
+                        value: format!("{n:?}"),
+                        why: "is not the name of a configured notifier".into(),
+                    });
+                }
+            }
+        };
+        for (i, r) in self.routes.iter().enumerate() {
+            unknown(format!("routes[{i}].notifiers"), &r.notifiers);
+        }
+        if let Some(d) = &self.routing.default_notifiers {
+            unknown("routing.default_notifiers".into(), d);
+        }
+        unknown(
+            "routing.breaker_notifiers".into(),
+            &self.routing.breaker_notifiers,
+        );
+        for (name, spec) in &self.dependencies {
+            unknown(
+                format!("dependencies.{name}.on_breach.notify"),
+                &spec.on_breach.notify,
+            );
+        }
+        for (key, value, why) in self.breakers.problems() {
             problems.push(ConfigProblem { key, value, why });
         }
         for (name, spec) in &self.dependencies {

@@ -52,6 +52,14 @@ enum Command {
         /// NDJSON file of events; `-` reads standard input; a `.gz` name is decompressed.
         path: PathBuf,
     },
+    /// Send a test message through a configured notifier and report the outcome.
+    TestNotifier {
+        /// TOML configuration holding the notifier.
+        #[arg(long, env = "GRAYWATCH_CONFIG")]
+        config: PathBuf,
+        /// The notifier's `name`.
+        name: String,
+    },
     /// Run the synthetic scenario suite and print how detection did.
     Scenarios {
         /// Seeds to run each scenario with.
@@ -102,6 +110,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Replay { config, path } => run_replay(config, &path),
+        Command::TestNotifier { config, name } => run_test_notifier(&config, &name),
         Command::Scenarios {
             seeds,
             format,
@@ -268,5 +277,55 @@ fn run_scenarios(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
+    }
+}
+
+fn run_test_notifier(config: &std::path::Path, name: &str) -> ExitCode {
+    use graywatch::actions::notice::Notice;
+    use graywatch::actions::notifier::{DeliveryError, Notifier};
+    let settings = match Settings::from_file(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let Some(cfg) = settings.notifiers.iter().find(|n| n.name == name) else {
+        let names: Vec<&str> = settings.notifiers.iter().map(|n| n.name.as_str()).collect();
+        eprintln!(
+            "error: no notifier named {name:?} in {}; configured: {}",
+            config.display(),
+            names.join(", ")
+        );
+        return ExitCode::from(1);
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
+    let outcome = runtime.block_on(async {
+        let notifier = Notifier::new(cfg)?;
+        let id = graywatch::actions::outbox::new_delivery_id();
+        let notice = Notice::Test {
+            notifier: name.to_string(),
+            at: graywatch::time::to_rfc3339(chrono::Utc::now().timestamp_millis()),
+        };
+        notifier
+            .deliver(&id, &notice)
+            .await
+            .map(|()| id)
+            .map_err(anyhow::Error::from)
+    });
+    match outcome {
+        Ok(id) => {
+            println!("sent a test notification through {name} (delivery id {id})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let kind = match e.downcast_ref::<DeliveryError>() {
+                Some(DeliveryError::Transient(_)) => " (transient: would be retried)",
+                Some(DeliveryError::Permanent(_)) => " (permanent: would not be retried)",
+                None => "",
+            };
+            eprintln!("error: test notification through {name} failed{kind}: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }

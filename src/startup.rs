@@ -11,6 +11,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use crate::actions::breaker::ForcedState;
+use crate::actions::hub::Actions;
 use crate::api::{AppState, router};
 use crate::config::Settings;
 use crate::detect::{Engine, Transition};
@@ -38,6 +40,25 @@ impl Application {
         let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
         tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
         let flusher = Arc::new(Flusher::new(&storage, &settings.node_id).await?);
+        let actions = Actions::new(&settings)?;
+        let now = clock.now_ms();
+        for (dependency, instance, state, reason, expires_ms) in
+            storage.active_overrides(now).await?
+        {
+            let forced = if state == "open" {
+                ForcedState::Open
+            } else {
+                ForcedState::Closed
+            };
+            let _ = actions.board.lock().set_override(
+                &dependency,
+                instance.as_deref(),
+                forced,
+                &reason,
+                expires_ms,
+                now,
+            );
+        }
         let mut engine = Engine::new(settings.detection.clone(), settings.dependencies.clone());
         for a in storage.firing_alerts().await? {
             engine.restore_firing(
@@ -60,6 +81,7 @@ impl Application {
             clock,
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
             engine: Arc::new(parking_lot::Mutex::new(engine)),
+            actions: Arc::new(actions),
             settings: Arc::new(settings),
         };
         Ok(Self {
@@ -97,6 +119,9 @@ impl Application {
         tracing::info!(address = %listener.local_addr()?, "Listening.");
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = tokio::spawn(background(state.clone(), flusher.clone(), stop_rx.clone()));
+        let workers = state
+            .actions
+            .spawn_workers(&state.storage, &state.clock, &stop_rx);
         let detection = tokio::spawn(detection(state.clone(), stop_rx));
         axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(shutdown)
@@ -106,6 +131,9 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = background.await;
         let _ = detection.await;
+        for w in workers {
+            let _ = w.await;
+        }
         let now = state.clock.now_ms();
         let written = flusher
             .flush(&state.store, &state.storage, now, true)
@@ -156,6 +184,9 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
     }
 }
 
+/// How often firing alerts are checked for re-notification.
+const RENOTIFY_CHECK: Duration = Duration::from_secs(60);
+
 /// Transitions kept for a retry when the database refuses them; beyond this the oldest go.
 const MAX_UNSAVED_TRANSITIONS: usize = 10_000;
 
@@ -164,6 +195,7 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(state.settings.detection.evaluate_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unsaved: Vec<Transition> = Vec::new();
+    let mut last_renotify: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -188,11 +220,30 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
                 "Alert transition."
             );
         }
+        // Breakers first: clients waiting on the stream should not wait for the database.
+        let (conditions, specs) = {
+            let engine = state.engine.lock();
+            (engine.conditions(), engine.specs().clone())
+        };
+        state
+            .actions
+            .update_breakers(&state.storage, &conditions, &specs, now)
+            .await;
+        if last_renotify.is_none_or(|t: tokio::time::Instant| t.elapsed() >= RENOTIFY_CHECK) {
+            last_renotify = Some(tokio::time::Instant::now());
+            if let Err(error) = state.actions.renotify(&state.storage, &specs, now).await {
+                tracing::warn!(%error, "Cannot queue re-notifications.");
+            }
+        }
         unsaved.extend(found);
         if unsaved.is_empty() {
             continue;
         }
-        match state.storage.record_transitions(&unsaved, now).await {
+        match state
+            .actions
+            .record(&state.storage, &unsaved, &specs, now)
+            .await
+        {
             Ok(_) => unsaved.clear(),
             Err(error) => {
                 tracing::warn!(%error, pending = unsaved.len(), "Cannot record alert transitions; will retry.");

@@ -1,5 +1,6 @@
 //! The HTTP API: an edge that reads the core and feeds ingest; nothing in the core calls it.
 
+mod actions;
 mod alerts;
 mod dependencies;
 mod error;
@@ -9,13 +10,14 @@ mod health;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::sync::Semaphore;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use events::{IngestResponse, ingest_body};
 
+use crate::actions::hub::Actions;
 use crate::config::Settings;
 use crate::detect::Engine;
 use crate::storage::Storage;
@@ -35,6 +37,8 @@ pub struct AppState {
     /// The detection engine; evaluation holds the lock for a few milliseconds a second, API
     /// reads of health take it briefly.
     pub engine: Arc<parking_lot::Mutex<Engine>>,
+    /// Notifiers, routing, the breaker board and its change stream.
+    pub actions: Arc<Actions>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,6 +47,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dependencies", get(dependencies::list))
         .route("/v1/dependencies/{name}", get(dependencies::detail))
         .route("/v1/dependencies/{name}/series", get(dependencies::series))
+        .route("/v1/notifications", get(actions::notifications))
+        .route(
+            "/v1/silences",
+            get(actions::silences).post(actions::create_silence),
+        )
+        .route("/v1/silences/{id}", delete(actions::delete_silence))
+        .route("/v1/breakers", get(actions::breakers))
+        .route("/v1/breakers/stream", get(actions::stream))
+        .route(
+            "/v1/breakers/{dependency}",
+            get(actions::breaker)
+                .put(actions::put_override)
+                .delete(actions::delete_override),
+        )
         .route("/v1/alerts", get(alerts::list))
         .route("/v1/alerts/{id}", get(alerts::get))
         .route("/healthz", get(health::healthz))

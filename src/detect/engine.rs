@@ -120,6 +120,18 @@ struct DependencyState {
     /// Last evaluation at which some alert of the dependency was pending or firing.
     last_active_ms: i64,
     health: DependencyHealth,
+    /// What the detectors found at the last evaluation, before hysteresis.
+    current: Conditions,
+}
+
+/// The raw verdict of one evaluation: worst severity found for the dependency as a whole and
+/// for each instance, before any hysteresis. Breaker probes judge by this fresh signal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conditions {
+    pub dependency: Option<Severity>,
+    pub instances: BTreeMap<String, Severity>,
+    /// Instances that reported in the last minute.
+    pub known_instances: usize,
 }
 
 pub struct Engine {
@@ -190,6 +202,7 @@ impl Engine {
                 tracked: BTreeMap::new(),
                 last_active_ms: i64::MIN,
                 health: DependencyHealth::default(),
+                current: Conditions::default(),
             });
         learn_baseline(state, store, name, now, settings);
 
@@ -253,6 +266,21 @@ impl Engine {
             &m1.instances,
             settings.peer_min_calls,
         );
+        let mut current = Conditions {
+            known_instances: m1.instances.len(),
+            ..Conditions::default()
+        };
+        for (scope, _, severity) in findings.keys() {
+            match scope {
+                Scope::Dependency => current.dependency = current.dependency.max(Some(*severity)),
+                Scope::Instance(i) => {
+                    let e = current.instances.entry(i.clone()).or_insert(*severity);
+                    *e = (*e).max(*severity);
+                }
+                Scope::Zone(_) => {}
+            }
+        }
+        state.current = current;
 
         // Step every machine that has a finding or is not idle.
         let h = settings.hysteresis(spec);
@@ -349,6 +377,7 @@ impl Engine {
                 tracked: BTreeMap::new(),
                 last_active_ms: started_ms,
                 health: DependencyHealth::default(),
+                current: Conditions::default(),
             });
         state.last_active_ms = state.last_active_ms.max(started_ms);
         let finding = Finding {
@@ -375,6 +404,7 @@ impl Engine {
         let Some(state) = self.deps.get_mut(name) else {
             return;
         };
+        state.current = Conditions::default();
         for (key, tracked) in state.tracked.iter_mut() {
             if let Step::Resolved {
                 started_ms,
@@ -403,6 +433,18 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.clone(), v.health.clone()))
             .collect()
+    }
+
+    /// Health and raw conditions of every evaluated dependency at the last evaluation.
+    pub fn conditions(&self) -> BTreeMap<String, (DependencyHealth, Conditions)> {
+        self.deps
+            .iter()
+            .map(|(k, v)| (k.clone(), (v.health.clone(), v.current.clone())))
+            .collect()
+    }
+
+    pub fn specs(&self) -> &Specs {
+        &self.specs
     }
 
     pub fn health_of(&self, dependency: &str) -> Option<&DependencyHealth> {

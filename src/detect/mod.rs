@@ -16,5 +16,5 @@ pub mod state;
 pub mod stats;
 
 pub use detectors::{DetectorKind, Severity};
-pub use engine::{AlertStatus, DependencyHealth, Engine, Health, Transition};
+pub use engine::{AlertStatus, Conditions, DependencyHealth, Engine, Health, Transition};
 pub use spec::{BreakerPolicy, DependencySpec, DetectionSettings, Specs};

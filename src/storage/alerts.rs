@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::Storage;
+use super::{NewNotification, Storage};
 use crate::detect::{AlertStatus, Transition};
 
 /// An alert as stored and served by the API.
@@ -47,11 +47,15 @@ macro_rules! alert_columns {
 impl Storage {
     /// Records transitions in one transaction: a firing creates the alert, a resolve closes
     /// it. Returns the alert ids, in the order of `transitions`.
+    /// `plan` names the notifications each transition causes (given its alert id); they are
+    /// written in the same transaction, so a crash can lose neither without the other.
+    /// Returns the notifiers that got a notification.
     pub async fn record_transitions(
         &self,
         transitions: &[Transition],
         now_ms: i64,
-    ) -> sqlx::Result<Vec<i64>> {
+        plan: &(dyn Fn(&Transition, i64) -> Vec<NewNotification> + Sync),
+    ) -> sqlx::Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         let mut ids = Vec::with_capacity(transitions.len());
         for t in transitions {
@@ -97,7 +101,10 @@ impl Storage {
             .bind(t.started_ms)
             .fetch_one(&mut *tx)
             .await?;
-            ids.push(id);
+            for n in plan(t, id) {
+                super::outbox::insert_notification(&mut tx, Some(id), &n, now_ms).await?;
+                ids.push(n.notifier);
+            }
         }
         tx.commit().await?;
         Ok(ids)

@@ -5,6 +5,7 @@
 //! and a second migrations folder, not a rewrite.
 
 mod alerts;
+mod outbox;
 mod rollups;
 
 use std::str::FromStr;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{
 };
 
 pub use alerts::{AlertFilter, AlertRecord};
+pub use outbox::{AttemptOutcome, NewNotification, NotificationRecord, Silence};
 pub use rollups::RollupRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

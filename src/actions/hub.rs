@@ -1,0 +1,284 @@
+//! The actions hub: turns transitions and health into outbox rows, breaker signals and
+//! stream events. The daemon's detection loop calls it after every evaluation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, watch};
+
+use super::breaker::{BreakerBoard, BreakerChange, BreakerState, Observation};
+use super::notice::{AlertNotice, Notice};
+use super::notifier::Notifier;
+use super::outbox::{Wakers, new_delivery_id, run_worker};
+use super::route::{Router, RoutingSettings};
+use crate::config::Settings;
+use crate::detect::{
+    AlertStatus, BreakerPolicy, Conditions, DependencyHealth, Severity, Specs, Transition,
+};
+use crate::storage::{NewNotification, Storage};
+use crate::time::Clock;
+
+/// Breaker changes a stream subscriber has not read yet; a slower subscriber gets a fresh
+/// snapshot instead of an unbounded backlog.
+const STREAM_BUFFER: usize = 1_024;
+
+pub struct Actions {
+    router: Router,
+    routing: RoutingSettings,
+    public_url: String,
+    notifiers: HashMap<String, Arc<Notifier>>,
+    wakers: Wakers,
+    /// The breaker board; updated once per evaluation, read by the API.
+    pub board: parking_lot::Mutex<BreakerBoard>,
+    /// Breaker changes as JSON, for SSE subscribers.
+    pub changes: broadcast::Sender<Arc<serde_json::Value>>,
+}
+
+impl Actions {
+    /// Builds notifiers (reading their secrets) and the router.
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let mut notifiers = HashMap::new();
+        for cfg in &settings.notifiers {
+            let n =
+                Notifier::new(cfg).map_err(|e| anyhow::anyhow!("notifier {}: {e:#}", cfg.name))?;
+            notifiers.insert(cfg.name.clone(), Arc::new(n));
+        }
+        let names: Vec<String> = settings.notifiers.iter().map(|n| n.name.clone()).collect();
+        Ok(Self {
+            router: Router::new(&settings.routes, &settings.routing, &names),
+            routing: settings.routing.clone(),
+            public_url: settings
+                .routing
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", settings.listen)),
+            wakers: Wakers::new(names),
+            notifiers,
+            board: parking_lot::Mutex::new(BreakerBoard::new(settings.breakers.clone())),
+            changes: broadcast::channel(STREAM_BUFFER).0,
+        })
+    }
+
+    pub fn notifier(&self, name: &str) -> Option<Arc<Notifier>> {
+        self.notifiers.get(name).cloned()
+    }
+
+    /// Starts one delivery worker per notifier.
+    pub fn spawn_workers(
+        &self,
+        storage: &Storage,
+        clock: &Clock,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.notifiers
+            .values()
+            .map(|n| {
+                tokio::spawn(run_worker(
+                    n.clone(),
+                    storage.clone(),
+                    clock.clone(),
+                    self.routing.clone(),
+                    self.wakers.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Records transitions and their notifications in one transaction, then wakes workers.
+    pub async fn record(
+        &self,
+        storage: &Storage,
+        transitions: &[Transition],
+        specs: &Specs,
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        let mut woken: Vec<String> = Vec::new();
+        let plan = |t: &Transition, alert_id: i64| {
+            let notice = Notice::Alert(AlertNotice::from_transition(t, alert_id, &self.public_url));
+            let payload = serde_json::to_value(&notice).unwrap_or_default();
+            self.router
+                .notifiers_for(&t.dependency, t.severity, specs.get(&t.dependency))
+                .into_iter()
+                .filter(|n| self.notifiers.contains_key(n))
+                .map(|notifier| NewNotification {
+                    id: new_delivery_id(),
+                    notifier,
+                    kind: match t.status {
+                        AlertStatus::Firing => "firing",
+                        AlertStatus::Resolved => "resolved",
+                    },
+                    payload: payload.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let planned = storage
+            .record_transitions(transitions, now_ms, &plan)
+            .await?;
+        for n in planned {
+            if !woken.contains(&n) {
+                self.wakers.wake(&n);
+                woken.push(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds the evaluation's health into the breaker board; broadcasts changes and queues
+    /// them for the breaker notifiers.
+    pub async fn update_breakers(
+        &self,
+        storage: &Storage,
+        conditions: &BTreeMap<String, (DependencyHealth, Conditions)>,
+        specs: &Specs,
+        now_ms: i64,
+    ) -> Vec<BreakerChange> {
+        let bad: Vec<(String, bool, Vec<String>)> = conditions
+            .iter()
+            .map(|(name, (_, c))| {
+                let policy = specs
+                    .get(name)
+                    .map(|s| s.on_breach.breaker)
+                    .unwrap_or_default();
+                let opens = |s: Severity| match policy {
+                    BreakerPolicy::Failing => s == Severity::Failing,
+                    BreakerPolicy::Degraded => true,
+                    BreakerPolicy::Never => false,
+                };
+                let instances = c
+                    .instances
+                    .iter()
+                    .filter(|(_, s)| opens(**s))
+                    .map(|(i, _)| i.clone())
+                    .collect();
+                (name.clone(), c.dependency.is_some_and(opens), instances)
+            })
+            .collect();
+        let observations: Vec<Observation> = conditions
+            .iter()
+            .zip(&bad)
+            .map(
+                |((name, (health, c)), (_, bad_now, bad_instances))| Observation {
+                    dependency: name,
+                    health,
+                    known_instances: c.known_instances,
+                    policy: specs
+                        .get(name)
+                        .map(|s| s.on_breach.breaker)
+                        .unwrap_or_default(),
+                    bad_now: *bad_now,
+                    bad_instances_now: bad_instances,
+                },
+            )
+            .collect();
+        let changes = self.board.lock().observe(&observations, now_ms);
+        self.publish(storage, &changes, now_ms).await;
+        changes
+    }
+
+    /// Broadcasts breaker changes and queues them for `routing.breaker_notifiers`.
+    pub async fn publish(&self, storage: &Storage, changes: &[BreakerChange], now_ms: i64) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut rows = Vec::new();
+        for c in changes {
+            let mut event = serde_json::json!({ "before": c.before.as_ref().map(|b| b.to_json()), "after": c.after.to_json() });
+            event["verdict_at_ms"] = now_ms.into();
+            let _ = self.changes.send(Arc::new(event));
+            tracing::info!(
+                dependency = %c.after.dependency,
+                instance = c.after.instance.as_deref().unwrap_or(""),
+                state = c.after.state.as_str(),
+                reason = %c.after.reason,
+                "Breaker changed."
+            );
+            if c.before.as_ref().is_some_and(|b| b.state == c.after.state)
+                || (c.before.is_none() && c.after.state == BreakerState::Closed)
+            {
+                continue;
+            }
+            let notice = Notice::Breaker {
+                dependency: c.after.dependency.clone(),
+                instance: c.after.instance.clone(),
+                state: c.after.state.as_str().to_string(),
+                reason: c.after.reason.clone(),
+                at: crate::time::to_rfc3339(now_ms),
+            };
+            for n in &self.routing.breaker_notifiers {
+                rows.push(NewNotification {
+                    id: new_delivery_id(),
+                    notifier: n.clone(),
+                    kind: "breaker",
+                    payload: serde_json::to_value(&notice).unwrap_or_default(),
+                });
+            }
+        }
+        if !rows.is_empty() {
+            match storage.enqueue(None, &rows, now_ms).await {
+                Ok(()) => rows.iter().for_each(|r| self.wakers.wake(&r.notifier)),
+                Err(error) => tracing::warn!(%error, "Cannot queue breaker notifications."),
+            }
+        }
+    }
+
+    /// Queues a reminder for alerts that have been firing for `renotify_every` since their
+    /// last notification.
+    pub async fn renotify(
+        &self,
+        storage: &Storage,
+        specs: &Specs,
+        now_ms: i64,
+    ) -> sqlx::Result<usize> {
+        let every = self.routing.renotify_every.as_millis() as i64;
+        let mut queued = 0;
+        for a in storage.firing_alerts().await? {
+            let Some(severity) = Severity::parse(&a.severity) else {
+                continue;
+            };
+            for n in self
+                .router
+                .notifiers_for(&a.dependency, severity, specs.get(&a.dependency))
+            {
+                if !self.notifiers.contains_key(&n) {
+                    continue;
+                }
+                let last = storage
+                    .last_firing_notice_ms(a.id, &n)
+                    .await?
+                    .unwrap_or(a.started_at_ms);
+                if now_ms - last < every {
+                    continue;
+                }
+                let notice = Notice::Alert(AlertNotice {
+                    id: a.id,
+                    status: "firing".into(),
+                    dependency: a.dependency.clone(),
+                    instance: a.instance.clone(),
+                    zone: a.zone.clone(),
+                    detector: a.detector.clone(),
+                    severity: a.severity.clone(),
+                    summary: a.summary.clone(),
+                    started_at: a.started_at.clone(),
+                    resolved_at: None,
+                    evidence: a.evidence.clone(),
+                    dashboard_url: format!(
+                        "{}/v1/alerts/{}",
+                        self.public_url.trim_end_matches('/'),
+                        a.id
+                    ),
+                });
+                let row = NewNotification {
+                    id: new_delivery_id(),
+                    notifier: n.clone(),
+                    kind: "renotify",
+                    payload: serde_json::to_value(&notice).unwrap_or_default(),
+                };
+                storage.enqueue(Some(a.id), &[row], now_ms).await?;
+                self.wakers.wake(&n);
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+}

@@ -1,0 +1,17 @@
+//! Actions: what graywatch does about detection's verdicts.
+//!
+//! - `route`: which notifiers hear about which alert.
+//! - `notice`: what a notification says; `notifier`: one integration per file (email,
+//!   webhook), each saying whether a failure is worth retrying.
+//! - `outbox`: delivery workers over the durable outbox (rows are written with the alert
+//!   transition, in the same transaction).
+//! - `breaker`: breaker signals clients poll or stream to trip their circuit breakers.
+//!
+//! Nothing here knows about histograms: it consumes transitions and health states.
+
+pub mod breaker;
+pub mod hub;
+pub mod notice;
+pub mod notifier;
+pub mod outbox;
+pub mod route;

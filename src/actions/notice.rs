@@ -1,0 +1,115 @@
+//! What a notification says, independent of how it is sent. Stored as the outbox payload,
+//! rendered by each notifier at delivery time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{AlertStatus, Transition};
+
+/// An alert transition as receivers see it (the graywatch webhook body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertNotice {
+    pub id: i64,
+    pub status: String,
+    pub dependency: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub zone: Option<String>,
+    pub detector: String,
+    pub severity: String,
+    pub summary: String,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resolved_at: Option<String>,
+    pub evidence: serde_json::Value,
+    pub dashboard_url: String,
+}
+
+impl AlertNotice {
+    pub fn from_transition(t: &Transition, alert_id: i64, public_url: &str) -> Self {
+        Self {
+            id: alert_id,
+            status: t.status.as_str().to_string(),
+            dependency: t.dependency.clone(),
+            instance: t.instance.clone(),
+            zone: t.zone.clone(),
+            detector: t.detector.as_str().to_string(),
+            severity: t.severity.as_str().to_string(),
+            summary: t.summary.clone(),
+            started_at: crate::time::to_rfc3339(t.started_ms),
+            resolved_at: (t.status == AlertStatus::Resolved)
+                .then(|| crate::time::to_rfc3339(t.resolved_ms.unwrap_or(t.at_ms))),
+            evidence: t.evidence.clone(),
+            dashboard_url: format!("{}/v1/alerts/{alert_id}", public_url.trim_end_matches('/')),
+        }
+    }
+
+    /// "payments-api" or "payments-api (instance 10.0.1.7)".
+    pub fn subject_name(&self) -> String {
+        match (&self.instance, &self.zone) {
+            (Some(i), _) => format!("{} (instance {i})", self.dependency),
+            (_, Some(z)) => format!("{} (zone {z})", self.dependency),
+            _ => self.dependency.clone(),
+        }
+    }
+
+    /// One line for chat and subjects.
+    pub fn headline(&self) -> String {
+        format!(
+            "[{}] {} is {}: {}",
+            self.status.to_uppercase(),
+            self.subject_name(),
+            if self.status == "resolved" {
+                "healthy again".to_string()
+            } else {
+                self.severity.clone()
+            },
+            self.summary
+        )
+    }
+}
+
+/// Everything the outbox can carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notice {
+    Alert(AlertNotice),
+    /// A breaker changed state (the breaker view after the change).
+    Breaker {
+        dependency: String,
+        instance: Option<String>,
+        state: String,
+        reason: String,
+        at: String,
+    },
+    /// `graywatch test-notifier`.
+    Test {
+        notifier: String,
+        at: String,
+    },
+}
+
+impl Notice {
+    pub fn headline(&self) -> String {
+        match self {
+            Notice::Alert(a) => a.headline(),
+            Notice::Breaker {
+                dependency,
+                instance,
+                state,
+                reason,
+                ..
+            } => format!(
+                "[BREAKER] {}{} is {state}: {reason}",
+                dependency,
+                instance
+                    .as_ref()
+                    .map(|i| format!(" (instance {i})"))
+                    .unwrap_or_default()
+            ),
+            Notice::Test { notifier, .. } => {
+                format!("[TEST] graywatch test notification through {notifier}")
+            }
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Notifications, silences and breakers.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use super::{ApiError, AppState};
+use crate::actions::breaker::ForcedState;
+use crate::storage::Silence;
+
+/// Heartbeat interval of the breaker stream (a comment line keeps proxies from timing out).
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+fn limit_param(q: &HashMap<String, String>) -> Result<i64, ApiError> {
+    match q.get("limit") {
+        None => Ok(100),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad(format!("limit: {raw:?} is not a number from 1 to 1000"))),
+    }
+}
+
+/// `GET /v1/notifications?alert=&status=&notifier=&limit=`.
+pub async fn notifications(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let alert = q
+        .get("alert")
+        .map(|a| {
+            a.parse::<i64>()
+                .map_err(|_| ApiError::bad(format!("alert: {a:?} is not an alert id")))
+        })
+        .transpose()?;
+    let status = q.get("status").map(String::as_str);
+    if let Some(s) = status
+        && !["pending", "delivered", "failed", "dead", "suppressed"].contains(&s)
+    {
+        return Err(ApiError::bad(format!(
+            "status: {s:?} is not one of pending, delivered, failed, dead, suppressed"
+        )));
+    }
+    let rows = state
+        .storage
+        .list_notifications(
+            alert,
+            status,
+            q.get("notifier").map(String::as_str),
+            limit_param(&q)?,
+        )
+        .await?;
+    Ok(Json(json!({ "notifications": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    dependency: Option<String>,
+    instance: Option<String>,
+    zone: Option<String>,
+    detector: Option<String>,
+    /// RFC 3339 or epoch ms; default now.
+    starts_at: Option<Value>,
+    /// RFC 3339 or epoch ms; or give `duration`.
+    ends_at: Option<Value>,
+    /// e.g. "2h"; alternative to `ends_at`.
+    duration: Option<String>,
+    comment: String,
+    created_by: String,
+}
+
+fn time_value(v: &Value, field: &str) -> Result<i64, ApiError> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => crate::time::parse_rfc3339(s),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::bad(format!("{field}: must be RFC 3339 or epoch milliseconds")))
+}
+
+/// `POST /v1/silences`.
+pub async fn create_silence(
+    State(state): State<AppState>,
+    body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Silence>), ApiError> {
+    let Json(b) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    let now = state.clock.now_ms();
+    let starts = b
+        .starts_at
+        .as_ref()
+        .map(|v| time_value(v, "starts_at"))
+        .transpose()?
+        .unwrap_or(now);
+    let ends = match (&b.ends_at, &b.duration) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad("ends_at: give ends_at or duration, not both"));
+        }
+        (Some(v), None) => time_value(v, "ends_at")?,
+        (None, Some(d)) => {
+            let d = humantime::parse_duration(d)
+                .map_err(|e| ApiError::bad(format!("duration: {d:?} is not a duration ({e})")))?;
+            starts + d.as_millis() as i64
+        }
+        (None, None) => return Err(ApiError::bad("ends_at: required (or give duration)")),
+    };
+    if ends <= starts || ends <= now {
+        return Err(ApiError::bad(
+            "ends_at: must be after starts_at and in the future",
+        ));
+    }
+    if b.comment.trim().is_empty() {
+        return Err(ApiError::bad("comment: must not be empty"));
+    }
+    if b.created_by.trim().is_empty() {
+        return Err(ApiError::bad("created_by: must not be empty"));
+    }
+    if [&b.dependency, &b.instance, &b.zone, &b.detector]
+        .iter()
+        .all(|m| m.is_none())
+    {
+        return Err(ApiError::bad(
+            "dependency: at least one matcher (dependency, instance, zone, detector) is required",
+        ));
+    }
+    if let Some(d) = &b.detector
+        && crate::detect::DetectorKind::parse(d).is_none()
+    {
+        return Err(ApiError::bad(format!("detector: {d:?} is not a detector")));
+    }
+    let mut s = Silence {
+        id: 0,
+        dependency: b.dependency,
+        instance: b.instance,
+        zone: b.zone,
+        detector: b.detector,
+        starts_ms: starts,
+        ends_ms: ends,
+        comment: b.comment,
+        created_by: b.created_by,
+        created_ms: now,
+    };
+    s.id = state.storage.create_silence(&s).await?;
+    tracing::info!(silence = s.id, created_by = %s.created_by, "Silence created.");
+    Ok((StatusCode::CREATED, Json(s)))
+}
+
+/// `GET /v1/silences`: active and future silences.
+pub async fn silences(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now_ms();
+    Ok(Json(
+        json!({ "silences": state.storage.silences(now).await? }),
+    ))
+}
+
+/// `DELETE /v1/silences/{id}`.
+pub async fn delete_silence(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad(format!("id: {id:?} is not a silence id")))?;
+    if state
+        .storage
+        .delete_silence(id, state.clock.now_ms())
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no active silence with id {id}"
+        )))
+    }
+}
+
+/// `GET /v1/breakers`.
+pub async fn breakers(State(state): State<AppState>) -> Json<Value> {
+    let views: Vec<Value> = state
+        .actions
+        .board
+        .lock()
+        .snapshot()
+        .iter()
+        .map(|v| v.to_json())
+        .collect();
+    Json(json!({ "breakers": views }))
+}
+
+/// `GET /v1/breakers/{dependency}`: the dependency's breaker, then its instances'.
+pub async fn breaker(
+    State(state): State<AppState>,
+    Path(dep): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let views = state.actions.board.lock().get(&dep);
+    if views.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no breaker for dependency {dep:?}"
+        )));
+    }
+    Ok(Json(
+        json!({ "dependency": dep, "breakers": views.iter().map(|v| v.to_json()).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideBody {
+    state: ForcedState,
+    reason: String,
+    instance: Option<String>,
+    /// RFC 3339 or epoch ms; or give `ttl`.
+    expires_at: Option<Value>,
+    /// e.g. "30m".
+    ttl: Option<String>,
+}
+
+/// `PUT /v1/breakers/{dependency}`: force open or closed until an expiry.
+pub async fn put_override(
+    State(state): State<AppState>,
+    Path(dep): Path<String>,
+    body: Result<Json<OverrideBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(b) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    crate::domain::DependencyName::parse(dep.as_str())
+        .map_err(|e| ApiError::bad(format!("dependency: {e}")))?;
+    let now = state.clock.now_ms();
+    let expires = match (&b.expires_at, &b.ttl) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "expires_at: give expires_at or ttl, not both",
+            ));
+        }
+        (Some(v), None) => time_value(v, "expires_at")?,
+        (None, Some(t)) => {
+            now + humantime::parse_duration(t)
+                .map_err(|e| ApiError::bad(format!("ttl: {t:?} is not a duration ({e})")))?
+                .as_millis() as i64
+        }
+        (None, None) => return Err(ApiError::bad("expires_at: required (or give ttl)")),
+    };
+    let change = state
+        .actions
+        .board
+        .lock()
+        .set_override(
+            &dep,
+            b.instance.as_deref(),
+            b.state,
+            &b.reason,
+            expires,
+            now,
+        )
+        .map_err(|e| ApiError::bad(format!("override: {e}")))?;
+    let state_str = match b.state {
+        ForcedState::Open => "open",
+        ForcedState::Closed => "closed",
+    };
+    let id = state
+        .storage
+        .record_override(
+            &dep,
+            b.instance.as_deref(),
+            state_str,
+            &b.reason,
+            expires,
+            now,
+        )
+        .await?;
+    if let Some(c) = &change {
+        state
+            .actions
+            .publish(&state.storage, std::slice::from_ref(c), now)
+            .await;
+    }
+    let views = state.actions.board.lock().get(&dep);
+    Ok(Json(
+        json!({ "override_id": id, "breakers": views.iter().map(|v| v.to_json()).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `DELETE /v1/breakers/{dependency}?instance=`: removes the override.
+pub async fn delete_override(
+    State(state): State<AppState>,
+    Path(dep): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let now = state.clock.now_ms();
+    let instance = q.get("instance").map(String::as_str);
+    let change = state
+        .actions
+        .board
+        .lock()
+        .remove_override(&dep, instance, now);
+    let Some(change) = change else {
+        return Err(ApiError::NotFound(format!("no override on {dep:?}")));
+    };
+    state.storage.remove_overrides(&dep, instance, now).await?;
+    state.actions.publish(&state.storage, &[change], now).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/breakers/stream`: Server-Sent Events. A `snapshot` event on connect, a `change`
+/// event per breaker change, heartbeats in between. A subscriber too slow to keep up gets a
+/// fresh `snapshot` instead of the changes it missed.
+pub async fn stream(
+    State(state): State<AppState>,
+) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.actions.changes.subscribe();
+    let snapshot = |s: &AppState| {
+        let views: Vec<Value> = s
+            .actions
+            .board
+            .lock()
+            .snapshot()
+            .iter()
+            .map(|v| v.to_json())
+            .collect();
+        Event::default()
+            .event("snapshot")
+            .json_data(json!({ "breakers": views }))
+            .unwrap_or_default()
+    };
+    let first = snapshot(&state);
+    let changes = BroadcastStream::new(rx).map(move |msg| {
+        Ok(match msg {
+            Ok(change) => Event::default()
+                .event("change")
+                .json_data(&*change)
+                .unwrap_or_default(),
+            Err(BroadcastStreamRecvError::Lagged(_)) => snapshot(&state),
+        })
+    });
+    let stream = tokio_stream::once(Ok(first)).chain(changes);
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+}
