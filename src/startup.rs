@@ -30,6 +30,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     flusher: Arc<Flusher>,
+    shutdown_tx: watch::Sender<bool>,
 }
 
 impl Application {
@@ -41,6 +42,7 @@ impl Application {
         tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
         let flusher = Arc::new(Flusher::new(&storage, &settings.node_id).await?);
         let actions = Actions::new(&settings)?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let now = clock.now_ms();
         for (dependency, instance, state, reason, expires_ms) in
             storage.active_overrides(now).await?
@@ -82,12 +84,14 @@ impl Application {
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
             engine: Arc::new(parking_lot::Mutex::new(engine)),
             actions: Arc::new(actions),
+            shutdown: shutdown_rx,
             settings: Arc::new(settings),
         };
         Ok(Self {
             listener,
             state,
             flusher,
+            shutdown_tx,
         })
     }
 
@@ -115,6 +119,7 @@ impl Application {
             listener,
             state,
             flusher,
+            shutdown_tx,
         } = self;
         tracing::info!(address = %listener.local_addr()?, "Listening.");
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -124,7 +129,10 @@ impl Application {
             .spawn_workers(&state.storage, &state.clock, &stop_rx);
         let detection = tokio::spawn(detection(state.clone(), stop_rx));
         axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = shutdown_tx.send(true);
+            })
             .await
             .context("HTTP server failed")?;
         tracing::info!("Shutting down: flushing roll-ups.");

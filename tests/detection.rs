@@ -9,8 +9,8 @@
 //!
 //! A negative result ("nothing fired") is only meaningful once the daemon has evaluated the
 //! data in question. [`wait_for_evaluations`] provides that barrier: it makes a separate canary
-//! dependency fail and waits until the canary's alert fires, which takes at least two
-//! evaluations (each of which evaluates every dependency).
+//! dependency fail until its alert fires, then recover until it resolves, which takes at least
+//! four evaluations (each of which evaluates every dependency).
 
 // Each test crate uses a different part of the shared harness.
 #[allow(dead_code)]
@@ -526,8 +526,6 @@ async fn a_healthy_dependency_learns_a_baseline_and_raises_no_alert() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: health.baseline_ready is true once a single minute is learned, \
-            before the baseline detectors judge (src/detect/engine.rs, fn health)"]
 async fn baseline_ready_is_reported_once_the_baseline_detectors_judge_and_not_before() {
     let app = spawn_detecting(&["search-api"]).await;
     let rng = RefCell::new(StdRng::seed_from_u64(11));

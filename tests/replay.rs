@@ -341,7 +341,7 @@ fn check_config_exits_1_naming_an_unknown_key_and_0_on_a_valid_file() {
          normal = { p99_ms = 300, error_rate = 0.005 }\n\
          acceptable = { p99_ms = 400, error_rate = 0.02 }\n\
          slow_call = { duration_ms = 1000, max_rate = 0.05 }\n\
-         on_breach = { notify = [\"oncall-mail\"], breaker = \"degraded\" }\n",
+         on_breach = { breaker = \"degraded\" }\n",
     );
     let r = run(graywatch().arg("check-config").arg(&valid));
     assert_eq!(r.code, Some(0), "stderr:\n{}", r.stderr);

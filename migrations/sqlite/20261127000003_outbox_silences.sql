@@ -10,6 +10,8 @@ CREATE TABLE notifications (
     status           TEXT    NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'dead', 'suppressed')),
     attempts         INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms  BIGINT  NOT NULL,
+    -- When the retry horizon started: the first real attempt (time spent silenced excluded).
+    horizon_start_ms BIGINT,
     last_error       TEXT,
     created_ms       BIGINT  NOT NULL,
     updated_ms       BIGINT  NOT NULL,

@@ -59,6 +59,11 @@ impl Actions {
         })
     }
 
+    /// Wakes every delivery worker (after a silence was deleted).
+    pub fn wake_all(&self) {
+        self.wakers.wake_all();
+    }
+
     pub fn notifier(&self, name: &str) -> Option<Arc<Notifier>> {
         self.notifiers.get(name).cloned()
     }

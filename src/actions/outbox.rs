@@ -48,6 +48,10 @@ impl Wakers {
         ))
     }
 
+    pub fn wake_all(&self) {
+        self.0.values().for_each(|n| n.notify_one());
+    }
+
     pub fn wake(&self, notifier: &str) {
         if let Some(n) = self.0.get(notifier) {
             n.notify_one();
@@ -188,7 +192,18 @@ async fn attempt(
             }
         }
     }
-    if now - row.created_ms > settings.retry_horizon.as_millis() as i64 {
+    // A resolve never overtakes its firing notice (a receiver would keep the alert open).
+    if let (Notice::Alert(a), Some(alert_id)) = (&notice, row.alert_id)
+        && a.status == "resolved"
+        && let Ok(Some((status, next))) = storage.firing_notice(alert_id, &notifier.name).await
+        && status == "pending"
+    {
+        return AttemptOutcome::Postpone {
+            at_ms: next.max(now) + 1,
+            reason: "waiting for the firing notice to be delivered first".into(),
+        };
+    }
+    if now - row.horizon_start_ms.unwrap_or(now) > settings.retry_horizon.as_millis() as i64 {
         return AttemptOutcome::Dead {
             error: format!(
                 "not delivered within the retry horizon of {}; last error: {}",

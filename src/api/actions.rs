@@ -11,8 +11,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 
 use super::{ApiError, AppState};
 use crate::actions::breaker::ForcedState;
@@ -94,7 +94,7 @@ fn time_value(v: &Value, field: &str) -> Result<i64, ApiError> {
 pub async fn create_silence(
     State(state): State<AppState>,
     body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Silence>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(b) = body.map_err(|e| ApiError::bad(e.body_text()))?;
     let now = state.clock.now_ms();
     let starts = b
@@ -153,15 +153,28 @@ pub async fn create_silence(
     };
     s.id = state.storage.create_silence(&s).await?;
     tracing::info!(silence = s.id, created_by = %s.created_by, "Silence created.");
-    Ok((StatusCode::CREATED, Json(s)))
+    Ok((StatusCode::CREATED, Json(silence_json(&s))))
 }
 
 /// `GET /v1/silences`: active and future silences.
 pub async fn silences(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now_ms();
-    Ok(Json(
-        json!({ "silences": state.storage.silences(now).await? }),
-    ))
+    let list: Vec<Value> = state
+        .storage
+        .silences(now)
+        .await?
+        .iter()
+        .map(silence_json)
+        .collect();
+    Ok(Json(json!({ "silences": list })))
+}
+
+/// A silence with its times also in RFC 3339 (as they are given).
+fn silence_json(s: &Silence) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    v["starts_at"] = json!(crate::time::to_rfc3339(s.starts_ms));
+    v["ends_at"] = json!(crate::time::to_rfc3339(s.ends_ms));
+    v
 }
 
 /// `DELETE /v1/silences/{id}`.
@@ -172,11 +185,11 @@ pub async fn delete_silence(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad(format!("id: {id:?} is not a silence id")))?;
-    if state
-        .storage
-        .delete_silence(id, state.clock.now_ms())
-        .await?
-    {
+    let now = state.clock.now_ms();
+    if state.storage.delete_silence(id, now).await? {
+        // What the silence held back is due now, not at its original end.
+        state.storage.release_silenced(id, now).await?;
+        state.actions.wake_all();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(
@@ -318,6 +331,7 @@ pub async fn stream(
     State(state): State<AppState>,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
     let rx = state.actions.changes.subscribe();
+    let state_shutdown = state.shutdown.clone();
     let snapshot = |s: &AppState| {
         let views: Vec<Value> = s
             .actions
@@ -342,6 +356,15 @@ pub async fn stream(
             Err(BroadcastStreamRecvError::Lagged(_)) => snapshot(&state),
         })
     });
-    let stream = tokio_stream::once(Ok(first)).chain(changes);
+    // End the stream when the daemon shuts down, or graceful shutdown would wait on it forever.
+    let stopping = WatchStream::new(state_shutdown)
+        .filter(|stop| *stop)
+        .map(|_| None);
+    let stream = tokio_stream::once(Ok(first))
+        .chain(changes)
+        .map(Some)
+        .merge(stopping)
+        .take_while(Option::is_some)
+        .map(|e| e.expect("taken while Some"));
     Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
 }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub engine: Arc<parking_lot::Mutex<Engine>>,
     /// Notifiers, routing, the breaker board and its change stream.
     pub actions: Arc<Actions>,
+    /// Turns true when the daemon starts shutting down: long-lived responses (SSE) end then.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: AppState) -> Router {

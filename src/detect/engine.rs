@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::baseline::Baseline;
 use super::detectors::{self, DetectorKind, Finding, Peer, Severity, Windows};
 use super::spec::{DependencySpec, DetectionSettings, Specs};
-use super::state::{AlertMachine, Hysteresis, Step};
+use super::state::{AlertMachine, Step};
 use crate::window::{SeriesKey, SeriesKind, Window, WindowStore};
 
 /// A minute joins the baseline this long after it ended, so that a degradation starting in
@@ -341,7 +341,7 @@ impl Engine {
         if !state.tracked.is_empty() {
             state.last_active_ms = now;
         }
-        state.health = health(state, &h);
+        state.health = health(state, settings);
     }
 
     /// Restores an alert that was firing when the daemon stopped: it goes on firing (and
@@ -393,8 +393,7 @@ impl Engine {
                 fired: Some(finding),
             },
         );
-        let h = settings.hysteresis(self.specs.get(dependency));
-        state.health = health(state, &h);
+        state.health = health(state, settings);
         true
     }
 
@@ -424,7 +423,7 @@ impl Engine {
             }
         }
         state.tracked.retain(|_, t| t.machine.is_active());
-        state.health = health(state, &h);
+        state.health = health(state, &self.settings);
     }
 
     /// Health of every dependency that has been evaluated.
@@ -551,9 +550,13 @@ fn learn_baseline(
     }
 }
 
-fn health(state: &DependencyState, _h: &Hysteresis) -> DependencyHealth {
+fn health(state: &DependencyState, s: &DetectionSettings) -> DependencyHealth {
     let mut out = DependencyHealth {
-        baseline_ready: state.baseline.stats().is_some(),
+        // The same test the baseline detectors use before they judge.
+        baseline_ready: state
+            .baseline
+            .ready(s.baseline_min_minutes, s.baseline_min_calls)
+            .is_some(),
         ..DependencyHealth::default()
     };
     for ((scope, _, severity), t) in &state.tracked {

@@ -134,7 +134,7 @@ fn syntax(e: &serde_json::Error) -> BodyError {
 
 fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
     use serde::de::DeserializeSeed;
-    let mut out = Parsed::default();
+    let mut out = Parsed::with_capacity_for(body.len());
     let mut de = serde_json::Deserializer::from_slice(body);
     let classify = |e: serde_json::Error| {
         if e.is_data() {
@@ -155,7 +155,7 @@ fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyErro
 
 fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
     use serde::de::DeserializeSeed;
-    let mut out = Parsed::default();
+    let mut out = Parsed::with_capacity_for(body.len());
     let mut first_syntax_error = None;
     let mut parsed_any = false;
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
@@ -214,6 +214,17 @@ fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyEr
 }
 
 impl<'a> Parsed<'a> {
+    /// Sized for a body of `len` bytes (events are rarely shorter than ~60 bytes), so that
+    /// pushing does not reallocate and copy the events already parsed.
+    fn with_capacity_for(len: usize) -> Self {
+        let n = (len / 60).min(1 << 20);
+        Self {
+            events: Vec::with_capacity(n),
+            indexes: Vec::with_capacity(n),
+            errors: Vec::new(),
+        }
+    }
+
     pub(crate) fn push(&mut self, index: usize, r: Result<Event<'a>, String>) {
         match r {
             Ok(ev) => {

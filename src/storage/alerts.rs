@@ -94,13 +94,19 @@ impl Storage {
                     .await?;
                 }
             }
-            let id: i64 = sqlx::query_scalar(
+            let id: Option<i64> = sqlx::query_scalar(
                 "SELECT id FROM alerts WHERE fingerprint = $1 AND started_at_ms = $2",
             )
             .bind(&fingerprint)
             .bind(t.started_ms)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+            // A resolve whose firing row never made it (dropped after a long database outage)
+            // has nothing to update; it must not block the transitions behind it.
+            let Some(id) = id else {
+                tracing::warn!(%fingerprint, "Resolved alert not found; skipping its transition.");
+                continue;
+            };
             for n in plan(t, id) {
                 super::outbox::insert_notification(&mut tx, Some(id), &n, now_ms).await?;
                 ids.push(n.notifier);

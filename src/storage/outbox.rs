@@ -34,6 +34,11 @@ pub struct NotificationRecord {
     pub payload: serde_json::Value,
     #[serde(skip)]
     pub created_ms: i64,
+    #[serde(skip)]
+    pub next_attempt_ms: i64,
+    /// Start of the retry horizon (`None` until the first real attempt).
+    #[serde(skip)]
+    pub horizon_start_ms: Option<i64>,
 }
 
 /// How a delivery attempt ended, for [`Storage::finish_attempt`].
@@ -106,7 +111,7 @@ impl Silence {
 macro_rules! notification_columns {
     () => {
         "id, alert_id, notifier, kind, payload, status, attempts, next_attempt_ms, last_error, \
-         created_ms, delivered_ms"
+         created_ms, delivered_ms, horizon_start_ms"
     };
 }
 
@@ -163,30 +168,37 @@ impl Storage {
         outcome: &AttemptOutcome,
         now_ms: i64,
     ) -> sqlx::Result<()> {
-        let (status, next, error, counts, delivered): (
-            &str,
+        // `counts`: a request was made. `clear`: forget the last error (delivered). A postponement
+        // (silence) restarts the retry horizon, so time spent silenced never dead-letters.
+        type Update<'e> = (
+            &'static str,
             Option<i64>,
-            Option<&str>,
+            Option<&'e str>,
             bool,
             Option<i64>,
-        ) = match outcome {
-            AttemptOutcome::Delivered => ("delivered", None, None, true, Some(now_ms)),
+            bool,
+        );
+        let (status, next, error, counts, delivered, clear): Update = match outcome {
+            AttemptOutcome::Delivered => ("delivered", None, None, true, Some(now_ms), true),
             AttemptOutcome::Retry { at_ms, error } => {
-                ("pending", Some(*at_ms), Some(error), true, None)
+                ("pending", Some(*at_ms), Some(error), true, None, false)
             }
             AttemptOutcome::Postpone { at_ms, reason } => {
-                ("pending", Some(*at_ms), Some(reason), false, None)
+                ("pending", Some(*at_ms), Some(reason), false, None, false)
             }
-            AttemptOutcome::Failed { error } => ("failed", None, Some(error), true, None),
-            AttemptOutcome::Dead { error } => ("dead", None, Some(error), true, None),
+            AttemptOutcome::Failed { error } => ("failed", None, Some(error), true, None, false),
+            AttemptOutcome::Dead { error } => ("dead", None, Some(error), false, None, false),
             AttemptOutcome::Suppressed { reason } => {
-                ("suppressed", None, Some(reason), false, None)
+                ("suppressed", None, Some(reason), false, None, false)
             }
         };
+        let postponed = matches!(outcome, AttemptOutcome::Postpone { .. });
         sqlx::query(
             "UPDATE notifications SET status = $1, next_attempt_ms = COALESCE($2, next_attempt_ms), \
-             last_error = COALESCE($3, last_error), attempts = attempts + $4, \
-             delivered_ms = COALESCE($5, delivered_ms), updated_ms = $6 WHERE id = $7",
+             last_error = CASE WHEN $8 THEN NULL ELSE COALESCE($3, last_error) END, \
+             attempts = attempts + $4, delivered_ms = COALESCE($5, delivered_ms), updated_ms = $6, \
+             horizon_start_ms = CASE WHEN $9 THEN NULL WHEN $4 = 1 THEN COALESCE(horizon_start_ms, $6) \
+             ELSE horizon_start_ms END WHERE id = $7",
         )
         .bind(status)
         .bind(next)
@@ -195,6 +207,8 @@ impl Storage {
         .bind(delivered)
         .bind(now_ms)
         .bind(id)
+        .bind(clear)
+        .bind(postponed)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -236,6 +250,37 @@ impl Storage {
         .bind(notifier)
         .fetch_optional(&self.pool)
         .await
+    }
+
+    /// The latest firing-type notification of an alert to a notifier: status and next attempt.
+    pub async fn firing_notice(
+        &self,
+        alert_id: i64,
+        notifier: &str,
+    ) -> sqlx::Result<Option<(String, i64)>> {
+        let row = sqlx::query(
+            "SELECT status, next_attempt_ms FROM notifications WHERE alert_id = $1 AND notifier = $2 \
+             AND kind IN ('firing', 'renotify') ORDER BY created_ms DESC LIMIT 1",
+        )
+        .bind(alert_id)
+        .bind(notifier)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("status")?, r.try_get("next_attempt_ms")?)))
+            .transpose()
+    }
+
+    /// Makes notifications postponed by silence `id` due now (the silence was deleted).
+    pub async fn release_silenced(&self, id: i64, now_ms: i64) -> sqlx::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE notifications SET next_attempt_ms = $1, updated_ms = $1 WHERE status = 'pending' \
+             AND last_error LIKE $2",
+        )
+        .bind(now_ms)
+        .bind(format!("silenced by silence {id} %"))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// When the alert last had a firing-type notification created for `notifier`.
@@ -423,5 +468,7 @@ fn decode_notification(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Notification
         delivered_at: r.try_get::<Option<i64>, _>("delivered_ms")?.map(t),
         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
         created_ms,
+        next_attempt_ms: r.try_get("next_attempt_ms")?,
+        horizon_start_ms: r.try_get("horizon_start_ms")?,
     })
 }
