@@ -64,6 +64,38 @@ fn parse_and_record(c: &mut Criterion) {
             })
         });
     }
+    // The smallest useful event: dependency, duration and outcome only.
+    let mut lean = String::from("[");
+    for i in 0..1_000 {
+        if i > 0 {
+            lean.push(',');
+        }
+        lean.push_str(&format!(
+            r#"{{"dependency":"svc-{}","duration_ms":{}.{},"outcome":"{}"}}"#,
+            i % 8,
+            i % 97,
+            i % 10,
+            if i % 100 == 0 { "error" } else { "ok" }
+        ));
+    }
+    lean.push(']');
+    let lean = lean.into_bytes();
+    let store = WindowStore::new(Limits::default());
+    g.bench_function("json_batch_1000_lean_events", |b| {
+        b.iter(|| {
+            let r = ingest_body(
+                &store,
+                black_box(&lean),
+                None,
+                Format::Json,
+                10 << 20,
+                NOW,
+                100,
+            )
+            .expect("valid");
+            assert_eq!(r.accepted, 1_000);
+        })
+    });
     // The two halves of the path, to see where time goes.
     let body = batch(1_000, false);
     g.bench_function("parse_only_json_1000", |b| {

@@ -46,6 +46,9 @@ pub struct MinuteRollup {
 #[derive(Debug, Clone)]
 pub struct Series {
     fine: Ring,
+    /// The sum of the live fine slots, kept as events arrive and fine slots retire, so every
+    /// window reads one histogram for its last ten seconds instead of adding up to ten.
+    fine_total: Slot,
     tiers: [Ring; 3],
     /// Late data for minutes the minute ring no longer covers, waiting to be persisted.
     late_minutes: BTreeMap<i64, Slot>,
@@ -66,6 +69,7 @@ impl Series {
     pub fn new() -> Self {
         Self {
             fine: Ring::new(FINE_WIDTH_MS, FINE_LEN),
+            fine_total: Slot::new(0),
             tiers: TIERS.map(|(w, n)| Ring::new(w, n)),
             late_minutes: BTreeMap::new(),
             evicted_minutes: Vec::new(),
@@ -94,12 +98,17 @@ impl Series {
         self.last_event_ms = self.last_event_ms.max(ts_ms);
         let second = self.fine.align(ts_ms);
         if second >= self.fine.horizon_start(now_ms) {
-            let (tiers, evicted) = (&mut self.tiers, &mut self.evicted_minutes);
+            let (tiers, evicted, total) = (
+                &mut self.tiers,
+                &mut self.evicted_minutes,
+                &mut self.fine_total,
+            );
             if let Some(slot) = self
                 .fine
-                .slot_mut_evicting(second, |old| fold(old, tiers, evicted))
+                .slot_mut_evicting(second, |old| retire(old, tiers, evicted, total))
             {
                 slot.record(duration_us, outcome);
+                self.fine_total.record(duration_us, outcome);
                 return true;
             }
         }
@@ -136,7 +145,12 @@ impl Series {
         let horizon = self.fine.horizon_start(now_ms);
         for slot in self.fine.iter_mut() {
             if slot.start_ms < horizon && !slot.is_empty() {
-                fold(slot, &mut self.tiers, &mut self.evicted_minutes);
+                retire(
+                    slot,
+                    &mut self.tiers,
+                    &mut self.evicted_minutes,
+                    &mut self.fine_total,
+                );
                 slot.reset(slot.start_ms);
             }
         }
@@ -146,7 +160,12 @@ impl Series {
     pub fn fold_all(&mut self) {
         for slot in self.fine.iter_mut() {
             if !slot.is_empty() {
-                fold(slot, &mut self.tiers, &mut self.evicted_minutes);
+                retire(
+                    slot,
+                    &mut self.tiers,
+                    &mut self.evicted_minutes,
+                    &mut self.fine_total,
+                );
                 slot.reset(slot.start_ms);
             }
         }
@@ -168,8 +187,9 @@ impl Series {
                 snap.add_slot(slot);
             }
         }
-        for slot in self.fine.in_range(from, now_ms) {
-            snap.add_slot(slot);
+        // After `advance`, every live fine slot lies inside any window's range.
+        if !self.fine_total.is_empty() {
+            snap.add_slot(&self.fine_total);
         }
         snap
     }
@@ -287,6 +307,13 @@ impl Series {
     pub fn allocated_slots(&self) -> usize {
         self.fine.allocated() + self.tiers.iter().map(Ring::allocated).sum::<usize>()
     }
+}
+
+/// A fine slot leaving the 10-second ring: folded into the coarse rings and taken out of the
+/// running fine total.
+fn retire(fine: &Slot, tiers: &mut [Ring; 3], evicted: &mut Vec<Slot>, total: &mut Slot) {
+    fold(fine, tiers, evicted);
+    total.remove(fine);
 }
 
 /// Adds a fine slot into the slot of each coarse ring that covers its second.

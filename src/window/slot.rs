@@ -77,6 +77,22 @@ impl Slot {
         self.dirty = true;
     }
 
+    /// Takes a slot's calls back out (the inverse of [`Slot::absorb`]).
+    pub fn remove(&mut self, other: &Slot) {
+        if self.counts == other.counts {
+            // Everything goes: resetting is exact and skips HdrHistogram's re-scan of min/max.
+            self.reset(self.start_ms);
+            return;
+        }
+        self.hist
+            .subtract(&other.hist)
+            .expect("a slot only removes calls it absorbed");
+        self.counts.ok -= other.counts.ok;
+        self.counts.error -= other.counts.error;
+        self.counts.timeout -= other.counts.timeout;
+        self.counts.clamped -= other.counts.clamped;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.counts.total() == 0
     }
