@@ -193,6 +193,7 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
 }
 
 /// How often firing alerts are checked for re-notification.
+/// (At most; a short `renotify_every` is checked at a quarter of its length.)
 const RENOTIFY_CHECK: Duration = Duration::from_secs(60);
 
 /// Transitions kept for a retry when the database refuses them; beyond this the oldest go.
@@ -237,7 +238,9 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             .actions
             .update_breakers(&state.storage, &conditions, &specs, now)
             .await;
-        if last_renotify.is_none_or(|t: tokio::time::Instant| t.elapsed() >= RENOTIFY_CHECK) {
+        let renotify_check = (state.settings.routing.renotify_every / 4)
+            .clamp(Duration::from_millis(100), RENOTIFY_CHECK);
+        if last_renotify.is_none_or(|t: tokio::time::Instant| t.elapsed() >= renotify_check) {
             last_renotify = Some(tokio::time::Instant::now());
             if let Err(error) = state.actions.renotify(&state.storage, &specs, now).await {
                 tracing::warn!(%error, "Cannot queue re-notifications.");

@@ -2223,3 +2223,414 @@ async fn a_silence_longer_than_the_retry_horizon_does_not_dead_letter_a_still_fi
     assert_eq!(row["status"], "delivered", "{row}");
     assert_eq!(hook.count(), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 11. Webhook formats, routes, re-notification and breaker notifiers
+// ---------------------------------------------------------------------------------------------
+
+/// An unsigned webhook notifier (no secret); `extra` holds more TOML keys.
+fn plain_webhook(name: &str, url: &str, extra: &str) -> NotifierConfig {
+    toml::from_str(&format!(
+        "name = \"{name}\"\ntype = \"webhook\"\nurl = \"{url}\"\n{extra}"
+    ))
+    .expect("a valid webhook notifier")
+}
+
+/// Where receivers are told to look: set as `routing.public_url` (with a trailing slash,
+/// which graywatch trims).
+const PUBLIC_URL: &str = "https://graywatch.example.com";
+
+fn with_public_url(s: &mut Settings) {
+    s.routing.public_url = Some(format!("{PUBLIC_URL}/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_webhook_gets_a_text_body_with_the_headline_and_link() {
+    let hook = Receiver::start().await;
+    let cfg = plain_webhook("chat", &hook.url(), "format = \"slack\"");
+    let app = spawn_app(|s| {
+        s.notifiers = vec![cfg];
+        with_public_url(s);
+    })
+    .await;
+    let fired = fire(&app).await;
+    let id = id_of(&fired);
+    let link = format!("{PUBLIC_URL}/v1/alerts/{id}");
+
+    let got = hook.wait_for(1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let request = &got[0];
+    assert_eq!(request.header("content-type"), "application/json");
+    assert!(
+        request.headers.get("x-graywatch-signature").is_none(),
+        "no secret, no signature: {:?}",
+        request.headers
+    );
+    let body = request.json();
+    let keys: Vec<&String> = body.as_object().expect("a JSON object").keys().collect();
+    assert_eq!(keys, ["text"], "{body}");
+    let text = str_of(&body, "text");
+    assert!(text.contains("FIRING"), "{text}");
+    assert!(text.contains(DEP), "{text}");
+    assert!(text.contains(str_of(&fired, "summary")), "{text}");
+    assert!(text.contains(&format!("<{link}|")), "a Slack link: {text}");
+    let row = notification(&app, id, "chat", "firing")
+        .await
+        .expect("a firing notification to chat");
+    assert_eq!(request.delivery(), str_of(&row, "id"));
+
+    recover(&app, id).await;
+    let got = hook.wait_for(2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let body = got[1].json();
+    let text = str_of(&body, "text");
+    assert!(text.contains("RESOLVED"), "{text}");
+    assert!(text.contains(DEP), "{text}");
+    assert!(text.contains(&format!("<{link}|")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alertmanager_sink_gets_v2_alerts_with_labels_and_ends_at_on_resolve() {
+    let hook = Receiver::start().await;
+    let cfg = plain_webhook("am", &hook.url(), "format = \"alertmanager\"");
+    let app = spawn_app(|s| {
+        s.notifiers = vec![cfg];
+        with_public_url(s);
+    })
+    .await;
+    let fired = fire(&app).await;
+    let id = id_of(&fired);
+
+    let got = hook.wait_for(1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].header("content-type"), "application/json");
+    let body = got[0].json();
+    let list = body
+        .as_array()
+        .unwrap_or_else(|| panic!("a JSON array: {body}"));
+    assert_eq!(list.len(), 1, "{body}");
+    let firing_alert = &list[0];
+    let labels = firing_alert["labels"]
+        .as_object()
+        .unwrap_or_else(|| panic!("`labels` object: {body}"));
+    assert!(
+        labels.values().all(Value::is_string),
+        "Alertmanager label values are strings: {body}"
+    );
+    assert!(
+        str_of(&firing_alert["labels"], "alertname").starts_with("graywatch_"),
+        "{body}"
+    );
+    assert_eq!(labels["dependency"], DEP, "{body}");
+    assert_eq!(labels["severity"], fired["severity"], "{body}");
+    assert_eq!(labels["detector"], "hard_failure", "{body}");
+    assert_eq!(
+        firing_alert["annotations"]["summary"], fired["summary"],
+        "{body}"
+    );
+    assert_eq!(firing_alert["startsAt"], fired["started_at"], "{body}");
+    assert!(
+        graywatch::time::parse_rfc3339(str_of(firing_alert, "startsAt")).is_some(),
+        "{body}"
+    );
+    assert!(firing_alert.get("endsAt").is_none(), "{body}");
+    assert_eq!(
+        firing_alert["generatorURL"],
+        json!(format!("{PUBLIC_URL}/v1/alerts/{id}")),
+        "{body}"
+    );
+
+    let resolved = recover(&app, id).await;
+    let got = hook.wait_for(2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let body = got[1].json();
+    let list = body
+        .as_array()
+        .unwrap_or_else(|| panic!("a JSON array: {body}"));
+    assert_eq!(list.len(), 1, "{body}");
+    let resolved_alert = &list[0];
+    assert_eq!(
+        resolved_alert["labels"], firing_alert["labels"],
+        "the same label set, so Alertmanager resolves the same alert: {body}"
+    );
+    assert_eq!(resolved_alert["startsAt"], fired["started_at"], "{body}");
+    assert_eq!(resolved_alert["endsAt"], resolved["resolved_at"], "{body}");
+    let starts = graywatch::time::parse_rfc3339(str_of(resolved_alert, "startsAt")).unwrap();
+    let ends = graywatch::time::parse_rfc3339(str_of(resolved_alert, "endsAt"))
+        .unwrap_or_else(|| panic!("endsAt is RFC 3339: {body}"));
+    assert!(ends > starts, "{body}");
+}
+
+/// `n` calls of `dependency` of 20 ms with `outcome` at `ts`.
+fn calls_of(dependency: &str, n: usize, outcome: &str, ts: i64) -> Vec<Value> {
+    (0..n)
+        .map(|_| event(dependency, 20.0, outcome, Some(ts)))
+        .collect()
+}
+
+/// The firing hard-failure alert of `dependency`, if listed.
+async fn firing_of(app: &TestApp, dependency: &str) -> Option<Value> {
+    alerts(app, &format!("state=firing&dependency={dependency}"))
+        .await
+        .into_iter()
+        .find(|a| a["detector"] == "hard_failure")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_send_each_alert_only_to_the_notifiers_its_route_names() {
+    use graywatch::actions::route::Route;
+
+    let a = Receiver::start().await;
+    let b = Receiver::start().await;
+    let (a_cfg, b_cfg) = (
+        plain_webhook("a", &a.url(), ""),
+        plain_webhook("b", &b.url(), ""),
+    );
+    let app = spawn_app(|s| {
+        for dep in ["payments", "cache"] {
+            s.dependencies.insert(
+                dep.to_string(),
+                DependencySpec {
+                    fire_after: Some(Duration::from_secs(1)),
+                    resolve_after: Some(Duration::from_secs(1)),
+                    ..Default::default()
+                },
+            );
+        }
+        s.notifiers = vec![a_cfg, b_cfg];
+        s.routes = vec![Route {
+            dependencies: vec!["pay*".into()],
+            severities: vec![],
+            notifiers: vec!["a".into()],
+            continue_matching: false,
+        }];
+        s.routing.default_notifiers = Some(vec!["b".into()]);
+        fast_retries(s);
+    })
+    .await;
+
+    // Both dependencies fail at once.
+    let both_failing = |ts: i64| {
+        let mut v = calls_of("payments", 20, "error", ts);
+        v.extend(calls_of("cache", 20, "error", ts));
+        v
+    };
+    let mut burst = calls_of("payments", 200, "error", app.now());
+    burst.extend(calls_of("cache", 200, "error", app.now()));
+    app.post_ok(&burst).await;
+    let (payments, cache) = drive_until(
+        &app,
+        "payments and cache alerts are firing",
+        both_failing,
+        async |app: &TestApp| {
+            Some((
+                firing_of(app, "payments").await?,
+                firing_of(app, "cache").await?,
+            ))
+        },
+    )
+    .await;
+    let (pay_id, cache_id) = (id_of(&payments), id_of(&cache));
+    drive_until_notification(
+        &app,
+        "the payments alert is delivered to a",
+        (pay_id, "a", "firing"),
+        both_failing,
+        |n| n["status"] == "delivered",
+    )
+    .await;
+    drive_until_notification(
+        &app,
+        "the cache alert is delivered to b",
+        (cache_id, "b", "firing"),
+        both_failing,
+        |n| n["status"] == "delivered",
+    )
+    .await;
+    // More evaluation cycles: nothing else turns up.
+    for _ in 0..20 {
+        app.advance(STEP_MS);
+        app.post_ok(&both_failing(app.now())).await;
+    }
+
+    for (alert_id, only) in [(pay_id, "a"), (cache_id, "b")] {
+        let rows = notifications(&app, &format!("alert={alert_id}")).await;
+        assert!(!rows.is_empty());
+        for n in &rows {
+            assert_eq!(n["notifier"], only, "alert {alert_id}: {rows:?}");
+        }
+    }
+    for (notifier, only) in [("a", pay_id), ("b", cache_id)] {
+        let rows = notifications(&app, &format!("notifier={notifier}")).await;
+        for n in &rows {
+            assert_eq!(n["alert_id"], json!(only), "notifier {notifier}: {rows:?}");
+        }
+    }
+    let (to_a, to_b) = (a.requests(), b.requests());
+    assert!(!to_a.is_empty() && !to_b.is_empty(), "{to_a:?} {to_b:?}");
+    for r in &to_a {
+        let body = r.json();
+        assert_eq!(body["dependency"], "payments", "{body}");
+        assert_eq!(body["id"], json!(pay_id), "{body}");
+    }
+    for r in &to_b {
+        let body = r.json();
+        assert_eq!(body["dependency"], "cache", "{body}");
+        assert_eq!(body["id"], json!(cache_id), "{body}");
+    }
+}
+
+/// `created_at` of a notification row, in epoch ms.
+fn created_ms(n: &Value) -> i64 {
+    graywatch::time::parse_rfc3339(str_of(n, "created_at"))
+        .unwrap_or_else(|| panic!("`created_at` is RFC 3339: {n}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_firing_alert_is_notified_again_after_renotify_every() {
+    let hook = Receiver::start().await;
+    let secret = Secret::new("renotify");
+    let app = spawn_with_hook(&hook, &secret, |s| {
+        s.routing.renotify_every = Duration::from_secs(2);
+    })
+    .await;
+    let fired = fire(&app).await;
+    let id = id_of(&fired);
+    let first = drive_until_notification(
+        &app,
+        "the firing notification is delivered",
+        (id, "hook", "firing"),
+        failing,
+        |n| n["status"] == "delivered",
+    )
+    .await;
+
+    // The alert keeps firing while the clock moves on by more than renotify_every.
+    let again = drive_until_notification(
+        &app,
+        "a re-notification is delivered",
+        (id, "hook", "renotify"),
+        failing,
+        |n| n["status"] == "delivered",
+    )
+    .await;
+    assert_eq!(alert(&app, id).await["state"], "firing");
+    assert_eq!(again["alert_id"], json!(id), "{again}");
+    assert_eq!(again["notifier"], "hook", "{again}");
+    assert_ne!(again["id"], first["id"]);
+    assert!(
+        created_ms(&again) >= created_ms(&first) + 2 * SECOND,
+        "not before renotify_every: {first} {again}"
+    );
+
+    let got = hook.requests();
+    let request = got
+        .iter()
+        .find(|r| r.delivery() == str_of(&again, "id"))
+        .unwrap_or_else(|| panic!("the receiver got the re-notification: {got:?}"));
+    request.assert_signed(&secret.value);
+    let body = request.json();
+    assert_eq!(body["id"], json!(id), "{body}");
+    assert_eq!(body["status"], "firing", "{body}");
+    assert_eq!(body["dependency"], DEP, "{body}");
+    assert_eq!(body["started_at"], fired["started_at"], "{body}");
+    assert_eq!(body["summary"], fired["summary"], "{body}");
+    assert!(
+        str_of(&body, "dashboard_url").ends_with(&format!("/v1/alerts/{id}")),
+        "{body}"
+    );
+
+    // Reminders keep at least renotify_every of clock apart.
+    let mut notices: Vec<i64> = notifications(&app, &format!("alert={id}&notifier=hook"))
+        .await
+        .iter()
+        .filter(|n| n["kind"] == "firing" || n["kind"] == "renotify")
+        .map(created_ms)
+        .collect();
+    notices.sort();
+    for pair in notices.windows(2) {
+        assert!(pair[1] - pair[0] >= 2 * SECOND, "{notices:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_changes_reach_the_breaker_notifiers_through_the_outbox() {
+    let hook = Receiver::start().await;
+    let secret = Secret::new("breakers");
+    let app = spawn_with_hook(&hook, &secret, |s| {
+        s.routing.breaker_notifiers = vec!["hook".into()];
+        s.breakers.base_cooldown = Duration::from_secs(2);
+        s.breakers.jitter = 0.0;
+        s.breakers.probe_healthy_for = Duration::from_secs(1);
+    })
+    .await;
+    fire(&app).await;
+
+    let hook = &hook;
+    let breaker_rows = |state: &'static str| {
+        async move |app: &TestApp| {
+            let rows: Vec<Value> = notifications(app, "notifier=hook")
+                .await
+                .into_iter()
+                .filter(|n| n["kind"] == "breaker" && n["status"] == "delivered")
+                .collect();
+            let bodies: Vec<(Value, Received)> = hook
+                .requests()
+                .into_iter()
+                .filter_map(|r| {
+                    let body = r.json();
+                    (body["type"] == "breaker" && body["state"] == state).then_some((body, r))
+                })
+                .collect();
+            (!bodies.is_empty()
+                && bodies
+                    .iter()
+                    .all(|(_, r)| rows.iter().any(|n| n["id"] == r.delivery().as_str())))
+            .then_some((rows, bodies))
+        }
+    };
+    let (rows, bodies) = drive_until(
+        &app,
+        "an open breaker notification is delivered",
+        failing,
+        breaker_rows("open"),
+    )
+    .await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let (body, request) = &bodies[0];
+    request.assert_signed(&secret.value);
+    assert_eq!(body["dependency"], DEP, "{body}");
+    assert_eq!(body["state"], "open", "{body}");
+    assert!(body["instance"].is_null(), "{body}");
+    assert_eq!(body["id"], json!(request.delivery()), "{body}");
+    assert!(!str_of(body, "reason").is_empty(), "{body}");
+    assert!(
+        graywatch::time::parse_rfc3339(str_of(body, "at")).is_some(),
+        "{body}"
+    );
+    let row = rows
+        .iter()
+        .find(|n| n["id"] == request.delivery().as_str())
+        .unwrap();
+    assert!(row.get("alert_id").is_none(), "{row}");
+    assert_eq!(row["attempts"], json!(1), "{row}");
+    assert_eq!(breaker_of(&app).await["state"], "open");
+
+    // The dependency recovers: the breaker probes and closes, and both changes are sent too.
+    app.post_ok(&calls(2000, "ok", app.now())).await;
+    drive_until(
+        &app,
+        "a closed breaker notification is delivered",
+        healthy,
+        breaker_rows("closed"),
+    )
+    .await;
+    let states: Vec<Value> = hook
+        .requests()
+        .iter()
+        .map(Received::json)
+        .filter(|b| b["type"] == "breaker")
+        .map(|b| b["state"].clone())
+        .collect();
+    assert_eq!(states, ["open", "half_open", "closed"]);
+}
