@@ -198,8 +198,8 @@ pub async fn delete_silence(
     }
 }
 
-/// `GET /v1/breakers`.
-pub async fn breakers(State(state): State<AppState>) -> Json<Value> {
+/// Every breaker on the board, as the API shows them.
+fn board_json(state: &AppState) -> Value {
     let views: Vec<Value> = state
         .actions
         .board
@@ -208,7 +208,12 @@ pub async fn breakers(State(state): State<AppState>) -> Json<Value> {
         .iter()
         .map(|v| v.to_json())
         .collect();
-    Json(json!({ "breakers": views }))
+    json!({ "breakers": views })
+}
+
+/// `GET /v1/breakers`.
+pub async fn breakers(State(state): State<AppState>) -> Json<Value> {
+    Json(board_json(&state))
 }
 
 /// `GET /v1/breakers/{dependency}`: the dependency's breaker, then its instances'.
@@ -333,17 +338,9 @@ pub async fn stream(
     let rx = state.actions.changes.subscribe();
     let state_shutdown = state.shutdown.clone();
     let snapshot = |s: &AppState| {
-        let views: Vec<Value> = s
-            .actions
-            .board
-            .lock()
-            .snapshot()
-            .iter()
-            .map(|v| v.to_json())
-            .collect();
         Event::default()
             .event("snapshot")
-            .json_data(json!({ "breakers": views }))
+            .json_data(board_json(s))
             .unwrap_or_default()
     };
     let first = snapshot(&state);

@@ -4,6 +4,7 @@
 //! whole with the position of the problem, while a batch with some bad events keeps the good
 //! ones and reports each bad one by index with the field at fault.
 
+mod fast;
 mod raw;
 mod validate;
 
@@ -135,6 +136,12 @@ fn syntax(e: &serde_json::Error) -> BodyError {
 fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
     use serde::de::DeserializeSeed;
     let mut out = Parsed::with_capacity_for(body.len());
+    if let Some(raws) = fast::json_body(body) {
+        for (i, raw) in raws.into_iter().enumerate() {
+            out.push(i, v.validate(raw));
+        }
+        return Ok(out);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let classify = |e: serde_json::Error| {
         if e.is_data() {
@@ -160,6 +167,11 @@ fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyEr
     let mut parsed_any = false;
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Some(raw) = fast::json_line(line) {
+            parsed_any = true;
+            out.push(i, v.validate(raw));
             continue;
         }
         let (events_before, errors_before) = (out.events.len(), out.errors.len());

@@ -1,0 +1,342 @@
+//! A fast path for the common body: a JSON array (or NDJSON lines) of flat event objects
+//! whose keys are plain strings and whose values are strings without escapes, numbers, or
+//! null. Anything else (escapes, nested values, unusual whitespace inside numbers, syntax
+//! errors) makes it give up, and the body goes through the general serde path, which also
+//! produces the error messages. Both paths feed the same validation, so they accept and
+//! refuse exactly the same events; a property test holds them to that.
+
+use std::borrow::Cow;
+
+use super::raw::{Field, RawEvent};
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(c) = self.b.get(self.i) {
+            if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        self.ws();
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let end = start + memchr::memchr2(b'"', b'\\', &self.b[start..])?;
+        if self.b[end] != b'"' {
+            return None;
+        }
+        let bytes = &self.b[start..end];
+        if bytes.iter().any(|c| *c < 0x20) {
+            return None;
+        }
+        self.i = end + 1;
+        std::str::from_utf8(bytes).ok()
+    }
+
+    /// A JSON number: its text, checked against the JSON grammar, and its value.
+    #[inline]
+    fn number(&mut self) -> Option<Field<'a>> {
+        let start = self.i;
+        let b = self.b;
+        let mut i = start;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let int_start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let int_len = i - int_start;
+        if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+            return None;
+        }
+        let mut integer = true;
+        if b.get(i) == Some(&b'.') {
+            integer = false;
+            i += 1;
+            let f = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == f {
+                return None;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            integer = false;
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let e = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == e {
+                return None;
+            }
+        }
+        let text = std::str::from_utf8(&b[start..i]).ok()?;
+        self.i = i;
+        // serde_json reads "-0" as the float -0.0.
+        if integer && text != "-0" {
+            if let Ok(u) = text.parse::<u64>() {
+                return Some(Field::UInt(u));
+            }
+            if let Ok(n) = text.parse::<i64>() {
+                return Some(Field::Int(n));
+            }
+        }
+        // serde_json would refuse an infinite value; leave such bodies to it.
+        text.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Field::Float)
+    }
+
+    fn value(&mut self) -> Option<Field<'a>> {
+        self.ws();
+        match self.peek()? {
+            b'"' => self.string().map(|s| Field::Str(Cow::Borrowed(s))),
+            b'-' | b'0'..=b'9' => self.number(),
+            b'n' if self.b[self.i..].starts_with(b"null") => {
+                self.i += 4;
+                Some(Field::Null)
+            }
+            _ => None,
+        }
+    }
+
+    /// One flat event object.
+    fn object(&mut self) -> Option<RawEvent<'a>> {
+        self.eat(b'{')?;
+        let mut ev = RawEvent::default();
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(ev);
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            let value = self.value()?;
+            match key {
+                "dependency" => ev.dependency = value,
+                "duration_ms" => ev.duration_ms = value,
+                "outcome" => ev.outcome = value,
+                "ts" => ev.ts = value,
+                "instance" => ev.instance = value,
+                "zone" => ev.zone = value,
+                "source" => ev.source = value,
+                // Unknown keys are ignored, as by the general path.
+                _ => {}
+            }
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(ev);
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Parses a whole JSON body (an object or an array of objects) into raw events, or `None`
+/// when the body needs the general parser.
+pub fn json_body(body: &[u8]) -> Option<Vec<RawEvent<'_>>> {
+    let mut c = Cursor { b: body, i: 0 };
+    c.ws();
+    let out = match c.peek()? {
+        b'{' => vec![c.object()?],
+        b'[' => {
+            c.i += 1;
+            let mut out = Vec::with_capacity(body.len() / 120);
+            c.ws();
+            if c.peek()? == b']' {
+                c.i += 1;
+            } else {
+                loop {
+                    out.push(c.object()?);
+                    c.ws();
+                    match c.peek()? {
+                        b',' => c.i += 1,
+                        b']' => {
+                            c.i += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            out
+        }
+        _ => return None,
+    };
+    c.ws();
+    (c.i == body.len()).then_some(out)
+}
+
+/// Parses one NDJSON line holding one event object.
+pub fn json_line(line: &[u8]) -> Option<RawEvent<'_>> {
+    let mut c = Cursor { b: line, i: 0 };
+    let ev = c.object()?;
+    c.ws();
+    (c.i == line.len()).then_some(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::Body;
+    use proptest::prelude::*;
+
+    fn serde_events(body: &[u8]) -> Option<Vec<RawEvent<'_>>> {
+        match serde_json::from_slice::<Body>(body).ok()? {
+            Body::One(e) => Some(vec![e]),
+            Body::Many(els) => els
+                .into_iter()
+                .map(|e| match e {
+                    crate::ingest::Element::Event(r) => Some(r),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn common_bodies_take_the_fast_path_and_match_serde() {
+        let body = br#" [ {"dependency":"db","duration_ms":1.5,"outcome":"ok","ts":1800000000000,"instance":"i-1","zone":null},
+            {"duration_ms":-2e3,"dependency":"x"} ,{}] "#;
+        let fast = json_body(body).expect("fast path");
+        assert_eq!(Some(fast), serde_events(body));
+    }
+
+    #[test]
+    fn unusual_bodies_fall_back() {
+        for body in [
+            &br#"[{"dependency":"a\/b"}]"#[..],
+            br#"[{"dependency":"a","extra":{"x":1}}]"#,
+            br#"[{"duration_ms":01}]"#,
+            br#"[{"duration_ms":1e999}]"#,
+            br#"[{"dependency":"a"},]"#,
+            br#"[{"dependency":"a"}] x"#,
+            br#"[1]"#,
+            br#"[{"dependency":true}]"#,
+        ] {
+            assert!(
+                json_body(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    fn value_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\"[a-zA-Z0-9._:/ \u{e9}-]{0,12}\"",
+            "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,6})?([eE][-+]?[0-9]{1,2})?",
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("{\"a\":1}".to_string()),
+            Just("\"a\\\"b\"".to_string()),
+        ]
+    }
+
+    fn key_strategy() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("dependency"),
+            Just("duration_ms"),
+            Just("outcome"),
+            Just("ts"),
+            Just("instance"),
+            Just("zone"),
+            Just("source"),
+            Just("other"),
+        ]
+    }
+
+    proptest! {
+        /// Well-formed batches (and the same batches with one byte inserted) are read the same
+        /// by both paths, or the fast path declines; simple well-formed ones take the fast path.
+        #[test]
+        fn batches_read_the_same_on_both_paths(
+            events in proptest::collection::vec(
+                proptest::collection::vec((key_strategy(), value_strategy()), 0..8),
+                0..6,
+            ),
+            ws in "[ \n\t]{0,2}",
+            mutate in proptest::option::of((0usize..400, 0u8..128)),
+        ) {
+            let objects: Vec<String> = events
+                .iter()
+                .map(|kv| {
+                    let fields: Vec<String> =
+                        kv.iter().map(|(k, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}")).collect();
+                    format!("{{{}{ws}}}", fields.join(","))
+                })
+                .collect();
+            let mut body = format!("{ws}[{}]{ws}", objects.join(&format!(",{ws}"))).into_bytes();
+            if let Some((at, byte)) = mutate {
+                let at = at % (body.len() + 1);
+                body.insert(at, byte);
+            }
+            if let Some(fast) = json_body(&body) {
+                prop_assert_eq!(Some(fast), serde_events(&body), "{}", String::from_utf8_lossy(&body));
+            }
+            let simple = events
+                .iter()
+                .flatten()
+                .all(|(_, v)| !v.starts_with('t') && !v.starts_with('{') && !v.contains('\\'));
+            if mutate.is_none() && simple && serde_events(&body).is_some() {
+                prop_assert!(json_body(&body).is_some(), "{}", String::from_utf8_lossy(&body));
+            }
+        }
+    }
+
+    proptest! {
+        /// Whatever the fast path accepts, serde reads identically.
+        #[test]
+        fn the_fast_path_never_disagrees_with_serde(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("{".to_string()), Just("}".to_string()), Just("[".to_string()),
+                    Just("]".to_string()), Just(",".to_string()), Just(":".to_string()),
+                    Just(" ".to_string()), Just("null".to_string()),
+                    Just("\"dependency\"".to_string()), Just("\"duration_ms\"".to_string()),
+                    Just("\"ts\"".to_string()), Just("\"zone\"".to_string()),
+                    "\"[a-z\\\\\u{e9} ]{0,4}\"", "-?[0-9]{1,3}(\\.[0-9]{0,2})?([eE][-+]?[0-9]{1,2})?",
+                ],
+                0..24,
+            )
+        ) {
+            let body = parts.concat();
+            if let Some(fast) = json_body(body.as_bytes()) {
+                prop_assert_eq!(Some(fast), serde_events(body.as_bytes()), "{}", body);
+            }
+        }
+    }
+}
