@@ -41,7 +41,19 @@ impl Application {
         let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
         tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
         let flusher = Arc::new(Flusher::new(&storage, &settings.node_id).await?);
-        let actions = Actions::new(&settings)?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        // Links in notifications use the address actually bound (port 0 resolved), unless
+        // `routing.public_url` says how receivers reach this graywatch.
+        let bound = listener.local_addr()?;
+        if settings.routing.public_url.is_none() && bound.ip().is_unspecified() {
+            tracing::warn!(address = %bound, "Listening on all interfaces without routing.public_url: links in notifications will not be reachable.");
+        }
+        let actions = Actions::new(&Settings {
+            listen: bound,
+            ..settings.clone()
+        })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let now = clock.now_ms();
         for (dependency, instance, state, reason, expires_ms) in
@@ -74,9 +86,6 @@ impl Application {
                 a.evidence.clone(),
             );
         }
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let state = AppState {
             store,
             storage,
@@ -238,7 +247,7 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             .actions
             .update_breakers(&state.storage, &conditions, &specs, now)
             .await;
-        let renotify_check = (state.settings.routing.renotify_every / 4)
+        let renotify_check = (state.actions.shortest_renotify() / 4)
             .clamp(Duration::from_millis(100), RENOTIFY_CHECK);
         if last_renotify.is_none_or(|t: tokio::time::Instant| t.elapsed() >= renotify_check) {
             last_renotify = Some(tokio::time::Instant::now());

@@ -64,6 +64,14 @@ impl Actions {
         self.wakers.wake_all();
     }
 
+    /// The shortest re-notification interval of any notifier.
+    pub fn shortest_renotify(&self) -> std::time::Duration {
+        self.notifiers
+            .values()
+            .filter_map(|n| n.renotify_every)
+            .fold(self.routing.renotify_every, std::cmp::min)
+    }
+
     pub fn notifier(&self, name: &str) -> Option<Arc<Notifier>> {
         self.notifiers.get(name).cloned()
     }
@@ -235,7 +243,6 @@ impl Actions {
         specs: &Specs,
         now_ms: i64,
     ) -> sqlx::Result<usize> {
-        let every = self.routing.renotify_every.as_millis() as i64;
         let mut queued = 0;
         for a in storage.firing_alerts().await? {
             let Some(severity) = Severity::parse(&a.severity) else {
@@ -245,9 +252,13 @@ impl Actions {
                 .router
                 .notifiers_for(&a.dependency, severity, specs.get(&a.dependency))
             {
-                if !self.notifiers.contains_key(&n) {
+                let Some(notifier) = self.notifiers.get(&n) else {
                     continue;
-                }
+                };
+                let every = notifier
+                    .renotify_every
+                    .unwrap_or(self.routing.renotify_every)
+                    .as_millis() as i64;
                 let last = storage
                     .last_firing_notice_ms(a.id, &n)
                     .await?

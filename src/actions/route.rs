@@ -72,6 +72,24 @@ impl Default for RoutingSettings {
     }
 }
 
+/// Optional human-readable durations (`"1m"`).
+pub mod opt_duration {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => crate::config::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        crate::config::duration::deserialize(d).map(Some)
+    }
+}
+
 /// Resolves notifiers for an alert.
 #[derive(Debug, Clone)]
 pub struct Router {

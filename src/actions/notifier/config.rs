@@ -60,6 +60,15 @@ pub struct NotifierConfig {
     /// Give up on one attempt after this long.
     #[serde(default = "default_timeout", with = "crate::config::duration")]
     pub timeout: Duration,
+    /// Re-send still-firing alerts this often (default: `routing.renotify_every`, or 1 minute
+    /// for `format = "alertmanager"`, which forgets alerts not re-sent within its
+    /// `resolve_timeout`).
+    #[serde(
+        default,
+        with = "crate::actions::route::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub renotify_every: Option<Duration>,
 
     // email
     pub smtp_host: Option<String>,

@@ -29,6 +29,8 @@ pub struct Notifier {
     pub name: String,
     pub send_resolved: bool,
     pub timeout: std::time::Duration,
+    /// This notifier's own re-notification interval, if it has one.
+    pub renotify_every: Option<std::time::Duration>,
     kind: Kind,
 }
 
@@ -39,10 +41,15 @@ impl Notifier {
             NotifierType::Email => Kind::Email(email::EmailNotifier::new(cfg)?),
             NotifierType::Webhook => Kind::Webhook(webhook::WebhookNotifier::new(cfg)?),
         };
+        let renotify_every = cfg.renotify_every.or_else(|| {
+            (cfg.kind == NotifierType::Webhook && cfg.format == WebhookFormat::Alertmanager)
+                .then(|| std::time::Duration::from_secs(60))
+        });
         Ok(Self {
             name: cfg.name.clone(),
             send_resolved: cfg.send_resolved,
             timeout: cfg.timeout,
+            renotify_every,
             kind,
         })
     }

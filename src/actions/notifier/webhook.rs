@@ -97,15 +97,24 @@ impl WebhookNotifier {
                             a.dashboard_url.clone(),
                         )
                     }
+                    // One alert per breaker (the state is not a label), so that "closed" ends
+                    // the alert that "open" started.
                     Notice::Breaker {
                         dependency,
+                        instance,
                         state,
                         reason,
                         at,
-                        ..
                     } => (
-                        json!({ "alertname": "graywatch_breaker", "dependency": dependency, "state": state }),
-                        reason.clone(),
+                        match instance {
+                            Some(i) => {
+                                json!({ "alertname": "graywatch_breaker", "dependency": dependency, "instance": i })
+                            }
+                            None => {
+                                json!({ "alertname": "graywatch_breaker", "dependency": dependency })
+                            }
+                        },
+                        format!("breaker {state}: {reason}"),
                         at.clone(),
                         (state == "closed").then(|| at.clone()),
                         String::new(),
