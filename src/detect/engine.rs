@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::baseline::Baseline;
 use super::detectors::{self, DetectorKind, Finding, Peer, Severity, Windows};
 use super::spec::{DependencySpec, DetectionSettings, Specs};
-use super::state::{AlertMachine, Step};
+use super::state::{AlertMachine, Hysteresis, Step};
 use crate::window::{SeriesKey, SeriesKind, Window, WindowStore};
 
 /// A minute joins the baseline this long after it ended, so that a degradation starting in
@@ -284,63 +284,19 @@ impl Engine {
 
         // Step every machine that has a finding or is not idle.
         let h = settings.hysteresis(spec);
-        let mut keys: Vec<Key> = state.tracked.keys().cloned().collect();
-        keys.extend(
-            findings
-                .keys()
-                .filter(|k| !state.tracked.contains_key(*k))
-                .cloned(),
+        let dependency_evidence = serde_json::json!({
+            "window_stats_1m": serde_json::to_value(m1.total.stats()).unwrap_or_default(),
+            "baseline": state.baseline.stats(),
+        });
+        step_machines(
+            name,
+            state,
+            findings,
+            Some(&dependency_evidence),
+            now,
+            &h,
+            out,
         );
-        keys.sort();
-        let window_stats = serde_json::to_value(m1.total.stats()).unwrap_or_default();
-        let baseline = state.baseline.stats();
-        for key in keys {
-            let finding = findings.remove(&key);
-            let tracked = state.tracked.entry(key.clone()).or_default();
-            let step = tracked.machine.step(finding.is_some(), now, &h);
-            match step {
-                Step::Unchanged => {}
-                Step::Fired { started_ms } => {
-                    let mut f = finding.expect("fires only on a finding");
-                    if key.0 == Scope::Dependency {
-                        f.evidence["window_stats_1m"] = window_stats.clone();
-                        if let Some(b) = baseline {
-                            f.evidence["baseline"] = serde_json::to_value(b).unwrap_or_default();
-                        }
-                    }
-                    out.push(transition(
-                        name,
-                        &key,
-                        &f,
-                        AlertStatus::Firing,
-                        now,
-                        started_ms,
-                        None,
-                    ));
-                    tracked.fired = Some(f);
-                }
-                Step::Resolved {
-                    started_ms,
-                    resolved_ms,
-                } => {
-                    if let Some(f) = tracked.fired.take() {
-                        out.push(transition(
-                            name,
-                            &key,
-                            &f,
-                            AlertStatus::Resolved,
-                            now,
-                            started_ms,
-                            Some(resolved_ms),
-                        ));
-                    }
-                }
-            }
-        }
-        state.tracked.retain(|_, t| t.machine.is_active());
-        if !state.tracked.is_empty() {
-            state.last_active_ms = now;
-        }
         state.health = health(state, settings);
     }
 
@@ -404,25 +360,7 @@ impl Engine {
             return;
         };
         state.current = Conditions::default();
-        for (key, tracked) in state.tracked.iter_mut() {
-            if let Step::Resolved {
-                started_ms,
-                resolved_ms,
-            } = tracked.machine.step(false, now, &h)
-                && let Some(f) = tracked.fired.take()
-            {
-                out.push(transition(
-                    name,
-                    key,
-                    &f,
-                    AlertStatus::Resolved,
-                    now,
-                    started_ms,
-                    Some(resolved_ms),
-                ));
-            }
-        }
-        state.tracked.retain(|_, t| t.machine.is_active());
+        step_machines(name, state, HashMap::new(), None, now, &h, out);
         state.health = health(state, &self.settings);
     }
 
@@ -475,6 +413,74 @@ fn peers<'a>(
             })
         })
         .collect()
+}
+
+/// Steps every machine that has a finding or is not idle, emitting transitions. Findings at
+/// the dependency scope get `dependency_evidence` (window stats, baseline) merged in.
+fn step_machines(
+    name: &str,
+    state: &mut DependencyState,
+    mut findings: HashMap<Key, Finding>,
+    dependency_evidence: Option<&serde_json::Value>,
+    now: i64,
+    h: &Hysteresis,
+    out: &mut Vec<Transition>,
+) {
+    let mut keys: Vec<Key> = state.tracked.keys().cloned().collect();
+    keys.extend(
+        findings
+            .keys()
+            .filter(|k| !state.tracked.contains_key(*k))
+            .cloned(),
+    );
+    keys.sort();
+    for key in keys {
+        let finding = findings.remove(&key);
+        let tracked = state.tracked.entry(key.clone()).or_default();
+        match tracked.machine.step(finding.is_some(), now, h) {
+            Step::Unchanged => {}
+            Step::Fired { started_ms } => {
+                let mut f = finding.expect("fires only on a finding");
+                if let (Scope::Dependency, Some(extra)) = (&key.0, dependency_evidence)
+                    && let Some(extra) = extra.as_object()
+                {
+                    for (k, v) in extra {
+                        f.evidence[k] = v.clone();
+                    }
+                }
+                out.push(transition(
+                    name,
+                    &key,
+                    &f,
+                    AlertStatus::Firing,
+                    now,
+                    started_ms,
+                    None,
+                ));
+                tracked.fired = Some(f);
+            }
+            Step::Resolved {
+                started_ms,
+                resolved_ms,
+            } => {
+                if let Some(f) = tracked.fired.take() {
+                    out.push(transition(
+                        name,
+                        &key,
+                        &f,
+                        AlertStatus::Resolved,
+                        now,
+                        started_ms,
+                        Some(resolved_ms),
+                    ));
+                }
+            }
+        }
+    }
+    state.tracked.retain(|_, t| t.machine.is_active());
+    if !state.tracked.is_empty() {
+        state.last_active_ms = now;
+    }
 }
 
 /// Attributes a localized problem to its cause. A bad instance makes its zone look bad too,
