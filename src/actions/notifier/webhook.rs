@@ -70,7 +70,12 @@ impl WebhookNotifier {
                 v
             }
             (WebhookFormat::Slack, n) => {
-                let mut text = n.headline();
+                // Slack reads &, < and > as markup; labels may contain them.
+                let mut text = n
+                    .headline()
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;");
                 if let Notice::Alert(a) = n {
                     text.push_str(&format!("\n<{}|details>", a.dashboard_url));
                 }
@@ -198,6 +203,35 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_text_escapes_markup_in_labels_but_keeps_its_link() {
+        let cfg: crate::actions::notifier::NotifierConfig = toml::from_str(
+            "name = \"s\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nformat = \"slack\"",
+        )
+        .unwrap();
+        let hook = WebhookNotifier::new(&cfg).unwrap();
+        let notice = Notice::Alert(crate::actions::notice::AlertNotice {
+            id: 7,
+            status: "firing".into(),
+            dependency: "db".into(),
+            instance: Some("<i&1>".into()),
+            zone: None,
+            detector: "hard_failure".into(),
+            severity: "failing".into(),
+            summary: "50% fail".into(),
+            started_at: "2027-01-15T08:00:00.000Z".into(),
+            resolved_at: None,
+            evidence: json!({}),
+            dashboard_url: "http://gw/v1/alerts/7".into(),
+        });
+        let text = hook.body("d", &notice)["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(text.contains("instance &lt;i&amp;1&gt;"), "{text}");
+        assert!(text.ends_with("<http://gw/v1/alerts/7|details>"), "{text}");
+    }
 
     #[test]
     fn the_signature_is_hmac_sha256_of_the_body_in_hex() {
