@@ -342,6 +342,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_configuration_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/graywatch.example.toml");
+        let s = Settings::from_file(std::path::Path::new(path)).unwrap();
+        assert_eq!(s.notifiers.len(), 2);
+        assert_eq!(s.dependencies.len(), 3);
+        assert!(s.dependencies["analytics-ingest"].on_breach.silent);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let err = Settings::from_toml("[ingest]\nmax_body = 5\n", "x.toml")
             .unwrap_err()
