@@ -72,10 +72,6 @@ impl Actions {
             .fold(self.routing.renotify_every, std::cmp::min)
     }
 
-    pub fn notifier(&self, name: &str) -> Option<Arc<Notifier>> {
-        self.notifiers.get(name).cloned()
-    }
-
     /// Starts one delivery worker per notifier.
     pub fn spawn_workers(
         &self,

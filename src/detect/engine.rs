@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::baseline::Baseline;
 use super::detectors::{self, DetectorKind, Finding, Peer, Severity, Windows};
-use super::spec::{DependencySpec, DetectionSettings, Specs};
+use super::spec::{DetectionSettings, Specs};
 use super::state::{AlertMachine, Hysteresis, Step};
 use crate::window::{SeriesKey, SeriesKind, Window, WindowStore};
 
@@ -147,14 +147,6 @@ impl Engine {
             specs,
             deps: HashMap::new(),
         }
-    }
-
-    pub fn settings(&self) -> &DetectionSettings {
-        &self.settings
-    }
-
-    pub fn spec(&self, dependency: &str) -> Option<&DependencySpec> {
-        self.specs.get(dependency)
     }
 
     /// Evaluates every dependency at `now_ms` and returns the alert transitions, ordered by

@@ -165,22 +165,24 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Parses a whole JSON body (an object or an array of objects) into raw events, or `None`
-/// when the body needs the general parser.
-pub fn json_body(body: &[u8]) -> Option<Vec<RawEvent<'_>>> {
+/// Reads a whole JSON body (an object or an array of objects), handing each raw event and
+/// its index to `each` as soon as it is read. `None` when the body needs the general parser;
+/// events already handed over must then be discarded by the caller.
+pub fn each_event<'a>(body: &'a [u8], mut each: impl FnMut(usize, RawEvent<'a>)) -> Option<()> {
     let mut c = Cursor { b: body, i: 0 };
     c.ws();
-    let out = match c.peek()? {
-        b'{' => vec![c.object()?],
+    match c.peek()? {
+        b'{' => each(0, c.object()?),
         b'[' => {
             c.i += 1;
-            let mut out = Vec::with_capacity(body.len() / 120);
             c.ws();
             if c.peek()? == b']' {
                 c.i += 1;
             } else {
+                let mut index = 0;
                 loop {
-                    out.push(c.object()?);
+                    each(index, c.object()?);
+                    index += 1;
                     c.ws();
                     match c.peek()? {
                         b',' => c.i += 1,
@@ -192,12 +194,11 @@ pub fn json_body(body: &[u8]) -> Option<Vec<RawEvent<'_>>> {
                     }
                 }
             }
-            out
         }
         _ => return None,
-    };
+    }
     c.ws();
-    (c.i == body.len()).then_some(out)
+    (c.i == body.len()).then_some(())
 }
 
 /// Parses one NDJSON line holding one event object.
@@ -211,6 +212,12 @@ pub fn json_line(line: &[u8]) -> Option<RawEvent<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn json_body(body: &[u8]) -> Option<Vec<RawEvent<'_>>> {
+        let mut out = Vec::new();
+        each_event(body, |_, e| out.push(e))?;
+        Some(out)
+    }
     use crate::ingest::Body;
     use proptest::prelude::*;
 

@@ -136,12 +136,13 @@ fn syntax(e: &serde_json::Error) -> BodyError {
 fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
     use serde::de::DeserializeSeed;
     let mut out = Parsed::with_capacity_for(body.len());
-    if let Some(raws) = fast::json_body(body) {
-        for (i, raw) in raws.into_iter().enumerate() {
-            out.push(i, v.validate(raw));
-        }
+    if fast::each_event(body, |i, raw| out.push(i, v.validate(raw))).is_some() {
         return Ok(out);
     }
+    // Not the common shape: start over with the general parser.
+    out.events.clear();
+    out.indexes.clear();
+    out.errors.clear();
     let mut de = serde_json::Deserializer::from_slice(body);
     let classify = |e: serde_json::Error| {
         if e.is_data() {

@@ -34,8 +34,6 @@ pub struct NotificationRecord {
     pub payload: serde_json::Value,
     #[serde(skip)]
     pub created_ms: i64,
-    #[serde(skip)]
-    pub next_attempt_ms: i64,
     /// Start of the retry horizon (`None` until the first real attempt).
     #[serde(skip)]
     pub horizon_start_ms: Option<i64>,
@@ -468,7 +466,6 @@ fn decode_notification(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Notification
         delivered_at: r.try_get::<Option<i64>, _>("delivered_ms")?.map(t),
         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
         created_ms,
-        next_attempt_ms: r.try_get("next_attempt_ms")?,
         horizon_start_ms: r.try_get("horizon_start_ms")?,
     })
 }
