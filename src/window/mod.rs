@@ -4,6 +4,7 @@
 //! the live daemon (wall clock) and `replay` (event time). Snapshots are mergeable, which is
 //! what roll-ups and cluster merges are built on.
 
+mod fine;
 mod histogram;
 mod ring;
 mod series;

@@ -3,13 +3,36 @@
 
 use super::slot::Slot;
 
-#[derive(Debug, Clone)]
-pub(crate) struct Ring {
-    pub width_ms: i64,
-    slots: Box<[Option<Box<Slot>>]>,
+/// What a ring holds: a slot that knows its start and can be emptied for reuse.
+pub(crate) trait RingSlot {
+    fn new(start_ms: i64) -> Self;
+    fn start_ms(&self) -> i64;
+    fn is_empty(&self) -> bool;
+    fn reset(&mut self, start_ms: i64);
 }
 
-impl Ring {
+impl RingSlot for Slot {
+    fn new(start_ms: i64) -> Self {
+        Slot::new(start_ms)
+    }
+    fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+    fn is_empty(&self) -> bool {
+        Slot::is_empty(self)
+    }
+    fn reset(&mut self, start_ms: i64) {
+        Slot::reset(self, start_ms)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Ring<S = Slot> {
+    pub width_ms: i64,
+    slots: Box<[Option<Box<S>>]>,
+}
+
+impl<S: RingSlot> Ring<S> {
     pub fn new(width_ms: i64, len: usize) -> Self {
         Self {
             width_ms,
@@ -37,7 +60,7 @@ impl Ring {
     /// The slot starting at `start_ms` (aligned), recycling whatever older slot shares its
     /// index. `None` when the index already holds a newer slot: the time is past this ring.
     #[cfg(test)]
-    pub fn slot_mut(&mut self, start_ms: i64) -> Option<&mut Slot> {
+    pub fn slot_mut(&mut self, start_ms: i64) -> Option<&mut S> {
         self.slot_mut_evicting(start_ms, |_| {})
     }
 
@@ -46,44 +69,44 @@ impl Ring {
     pub fn slot_mut_evicting(
         &mut self,
         start_ms: i64,
-        evict: impl FnOnce(&Slot),
-    ) -> Option<&mut Slot> {
+        evict: impl FnOnce(&mut S),
+    ) -> Option<&mut S> {
         let i = self.index(start_ms);
         let entry = &mut self.slots[i];
         match entry {
-            Some(slot) if slot.start_ms == start_ms => {}
-            Some(slot) if slot.start_ms < start_ms => {
+            Some(slot) if slot.start_ms() == start_ms => {}
+            Some(slot) if slot.start_ms() < start_ms => {
                 if !slot.is_empty() {
                     evict(slot);
                 }
                 slot.reset(start_ms);
             }
             Some(_) => return None,
-            None => *entry = Some(Box::new(Slot::new(start_ms))),
+            None => *entry = Some(Box::new(S::new(start_ms))),
         }
         entry.as_deref_mut()
     }
 
     /// The slot starting exactly at `start_ms`, if the ring still holds it.
-    pub fn get_mut(&mut self, start_ms: i64) -> Option<&mut Slot> {
+    pub fn get_mut(&mut self, start_ms: i64) -> Option<&mut S> {
         let i = self.index(start_ms);
         self.slots[i]
             .as_deref_mut()
-            .filter(|s| s.start_ms == start_ms)
+            .filter(|s| s.start_ms() == start_ms)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Slot> {
+    pub fn iter(&self) -> impl Iterator<Item = &S> {
         self.slots.iter().filter_map(|s| s.as_deref())
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut S> {
         self.slots.iter_mut().filter_map(|s| s.as_deref_mut())
     }
 
     /// Slots holding data whose start lies in `[from_ms, to_ms]`.
-    pub fn in_range(&self, from_ms: i64, to_ms: i64) -> impl Iterator<Item = &Slot> {
+    pub fn in_range(&self, from_ms: i64, to_ms: i64) -> impl Iterator<Item = &S> {
         self.iter()
-            .filter(move |s| s.start_ms >= from_ms && s.start_ms <= to_ms && !s.is_empty())
+            .filter(move |s| s.start_ms() >= from_ms && s.start_ms() <= to_ms && !s.is_empty())
     }
 
     pub fn allocated(&self) -> usize {
@@ -98,7 +121,7 @@ mod tests {
 
     #[test]
     fn a_slot_is_recycled_only_by_newer_time() {
-        let mut ring = Ring::new(1_000, 4);
+        let mut ring: Ring = Ring::new(1_000, 4);
         ring.slot_mut(10_000).unwrap().record(5, Outcome::Ok);
         // 14_000 shares the index of 10_000 and is newer: the slot is recycled.
         let s = ring.slot_mut(14_000).unwrap();
@@ -111,7 +134,7 @@ mod tests {
 
     #[test]
     fn negative_times_align_downwards() {
-        let ring = Ring::new(1_000, 4);
+        let ring: Ring = Ring::new(1_000, 4);
         assert_eq!(ring.align(-1), -1_000);
         assert_eq!(ring.align(1_999), 1_000);
     }

@@ -9,10 +9,16 @@
 //! | tier 1 | 1 m   | 16    | 5 m, 15 m      |
 //! | tier 2 | 5 m   | 13    | 1 h            |
 //!
-//! An event is recorded into one histogram only: the fine slot of its second. When a fine slot
-//! leaves the 10-second ring it is folded into the three coarse rings, which costs one counter
-//! loop per second per series instead of three histogram writes per event. Windows therefore
-//! read one coarse ring plus the still-unfolded fine slots, which never overlap.
+//! An event is recorded into the fine slot of its second only. When a fine slot leaves the
+//! 10-second ring it is folded into the three coarse rings. Windows therefore read one coarse
+//! ring plus the still-unfolded fine slots, which never overlap.
+//!
+//! The detectors read the 10-second, 1-minute and 5-minute windows of every series every
+//! second, so those are kept cheap to read: fine slots stay lists of durations while they
+//! hold few calls (see [`super::fine`]), the fine slots that did turn into histograms are kept
+//! summed, and the 1-minute and 5-minute windows' coarse slots are kept summed too (a slot
+//! joins the sum when data is folded into it and leaves it when the window slides past it).
+//! Reading one of those windows is then one histogram copy plus the sparse fine calls.
 //!
 //! Events older than the fine ring go straight to the coarse rings that still cover their time.
 //! Minutes older than the minute ring are kept in a small side map until they are persisted.
@@ -22,7 +28,8 @@
 use std::collections::BTreeMap;
 
 use super::Window;
-use super::ring::Ring;
+use super::fine::{FineSlot, SPARSE_MAX};
+use super::ring::{Ring, RingSlot};
 use super::slot::Slot;
 use super::snapshot::Snapshot;
 use crate::domain::Outcome;
@@ -32,6 +39,16 @@ pub(crate) const FINE_LEN: usize = 10;
 const TIERS: [(i64, usize); 3] = [(10_000, 6), (60_000, 16), (300_000, 13)];
 pub(crate) const MINUTE_TIER: usize = 1;
 pub(crate) const MINUTE_MS: i64 = 60_000;
+/// Windows whose coarse part is kept as a running sum; `SUMMED[t]` reads tier `t` (1 minute:
+/// six 10-second slots; 5 minutes: five minute slots).
+const SUMMED: [Window; 2] = [Window::M1, Window::M5];
+
+/// The running sum of the coarse slots of one tier that start at or after `from_ms`.
+#[derive(Debug, Clone)]
+struct CoarseSum {
+    sum: Slot,
+    from_ms: i64,
+}
 
 /// A minute of one series ready to be persisted.
 #[derive(Debug, Clone)]
@@ -45,11 +62,15 @@ pub struct MinuteRollup {
 
 #[derive(Debug, Clone)]
 pub struct Series {
-    fine: Ring,
-    /// The sum of the live fine slots, kept as events arrive and fine slots retire, so every
-    /// window reads one histogram for its last ten seconds instead of adding up to ten.
-    fine_total: Slot,
+    fine: Ring<FineSlot>,
+    /// The sum of the live fine slots that have turned into histograms, kept as events arrive
+    /// and fine slots retire, so windows read one histogram for them instead of up to ten.
+    dense_fine: Slot,
     tiers: [Ring; 3],
+    /// Running sums of the coarse part of the windows in [`SUMMED`], by tier: both for a
+    /// dependency's total, the 1-minute one only for instances and zones (the detectors read
+    /// their 5-minute window only for the total).
+    sums: Vec<CoarseSum>,
     /// Late data for minutes the minute ring no longer covers, waiting to be persisted.
     late_minutes: BTreeMap<i64, Slot>,
     /// Minute slots recycled before they were persisted (a flush fell behind): written as
@@ -66,11 +87,27 @@ impl Default for Series {
 }
 
 impl Series {
+    /// The series of a dependency's total.
     pub fn new() -> Self {
+        Self::with_sums(SUMMED.len())
+    }
+
+    /// The series of an instance or a zone.
+    pub fn peer() -> Self {
+        Self::with_sums(1)
+    }
+
+    fn with_sums(n: usize) -> Self {
         Self {
             fine: Ring::new(FINE_WIDTH_MS, FINE_LEN),
-            fine_total: Slot::new(0),
+            dense_fine: Slot::new(0),
             tiers: TIERS.map(|(w, n)| Ring::new(w, n)),
+            sums: (0..n)
+                .map(|_| CoarseSum {
+                    sum: Slot::new(0),
+                    from_ms: i64::MIN,
+                })
+                .collect(),
             late_minutes: BTreeMap::new(),
             evicted_minutes: Vec::new(),
             last_event_ms: i64::MIN,
@@ -79,8 +116,13 @@ impl Series {
 
     /// Upper bound on the memory of one series in bytes, when every slot holds data.
     pub fn max_bytes() -> usize {
-        let slots = FINE_LEN + TIERS.iter().map(|t| t.1).sum::<usize>();
-        slots * (super::histogram::slot_histogram_bytes() + std::mem::size_of::<Slot>() + 16)
+        let hist = super::histogram::slot_histogram_bytes();
+        let coarse = TIERS.iter().map(|t| t.1).sum::<usize>();
+        let fine = hist + std::mem::size_of::<FineSlot>() + (SPARSE_MAX + 1) * 4 + 16;
+        coarse * (hist + std::mem::size_of::<Slot>() + 16)
+            + FINE_LEN * fine
+            // The dense fine total and the two window sums.
+            + 3 * hist
             + std::mem::size_of::<Series>()
     }
 
@@ -96,19 +138,20 @@ impl Series {
     pub fn record(&mut self, ts_ms: i64, duration_us: u64, outcome: Outcome, now_ms: i64) -> bool {
         let ts_ms = ts_ms.min(now_ms);
         self.last_event_ms = self.last_event_ms.max(ts_ms);
+        self.slide(now_ms);
         let second = self.fine.align(ts_ms);
         if second >= self.fine.horizon_start(now_ms) {
-            let (tiers, evicted, total) = (
+            let (tiers, sums, evicted, dense) = (
                 &mut self.tiers,
+                &mut self.sums,
                 &mut self.evicted_minutes,
-                &mut self.fine_total,
+                &mut self.dense_fine,
             );
             if let Some(slot) = self
                 .fine
-                .slot_mut_evicting(second, |old| retire(old, tiers, evicted, total))
+                .slot_mut_evicting(second, |old| retire(old, tiers, sums, evicted, dense))
             {
-                slot.record(duration_us, outcome);
-                self.fine_total.record(duration_us, outcome);
+                slot.record(duration_us, outcome, &mut self.dense_fine);
                 return true;
             }
         }
@@ -127,6 +170,9 @@ impl Series {
             {
                 slot.record(duration_us, outcome);
                 kept = true;
+                if let Some(s) = self.sums.get_mut(tier).filter(|s| start >= s.from_ms) {
+                    s.sum.record(duration_us, outcome);
+                }
             }
         }
         let minute = self.tiers[MINUTE_TIER].align(ts_ms);
@@ -142,17 +188,38 @@ impl Series {
     /// Folds every fine slot that has left the 10-second ring. Called before reading and by
     /// the periodic tick, so windows roll forward even when no events arrive.
     pub fn advance(&mut self, now_ms: i64) {
+        self.slide(now_ms);
         let horizon = self.fine.horizon_start(now_ms);
         for slot in self.fine.iter_mut() {
             if slot.start_ms < horizon && !slot.is_empty() {
                 retire(
                     slot,
                     &mut self.tiers,
+                    &mut self.sums,
                     &mut self.evicted_minutes,
-                    &mut self.fine_total,
+                    &mut self.dense_fine,
                 );
                 slot.reset(slot.start_ms);
             }
+        }
+    }
+
+    /// Moves the window sums forward to the windows ending at `now_ms`: coarse slots the
+    /// windows no longer span leave their sums. Must run before anything is folded at
+    /// `now_ms`, so that a slot is recycled only after it left its sum.
+    fn slide(&mut self, now_ms: i64) {
+        for (tier, (window, s)) in SUMMED.iter().zip(&mut self.sums).enumerate() {
+            let ring = &self.tiers[tier];
+            let from = window_start(ring, *window, now_ms);
+            if from <= s.from_ms {
+                continue;
+            }
+            for slot in ring.iter() {
+                if slot.start_ms >= s.from_ms && slot.start_ms < from && !slot.is_empty() {
+                    s.sum.remove(slot);
+                }
+            }
+            s.from_ms = from;
         }
     }
 
@@ -163,8 +230,9 @@ impl Series {
                 retire(
                     slot,
                     &mut self.tiers,
+                    &mut self.sums,
                     &mut self.evicted_minutes,
-                    &mut self.fine_total,
+                    &mut self.dense_fine,
                 );
                 slot.reset(slot.start_ms);
             }
@@ -173,23 +241,35 @@ impl Series {
 
     /// The window ending at `now_ms`. Call [`Series::advance`] first.
     pub fn window(&self, window: Window, now_ms: i64) -> Snapshot {
-        let (from, coarse) = match window.tier() {
-            None => (self.fine.horizon_start(now_ms), None),
+        let mut snap = match window.tier() {
+            None => Snapshot::empty(self.fine.horizon_start(now_ms), now_ms),
             Some(t) => {
                 let ring = &self.tiers[t];
-                let from = ring.align(now_ms) - (window.slots() as i64 - 1) * ring.width_ms;
-                (from, Some(ring))
+                let from = window_start(ring, window, now_ms);
+                match self.sums.get(t) {
+                    // The sum is exactly the window's coarse slots when it was slid to the
+                    // same `now` (a clock that stepped back takes the long way).
+                    Some(s) if SUMMED[t] == window && s.from_ms == from => {
+                        Snapshot::of_slot(&s.sum, from, now_ms)
+                    }
+                    _ => {
+                        let mut snap = Snapshot::empty(from, now_ms);
+                        for slot in ring.in_range(from, now_ms) {
+                            snap.add_slot(slot);
+                        }
+                        snap
+                    }
+                }
             }
         };
-        let mut snap = Snapshot::empty(from, now_ms);
-        if let Some(ring) = coarse {
-            for slot in ring.in_range(from, now_ms) {
-                snap.add_slot(slot);
-            }
-        }
         // After `advance`, every live fine slot lies inside any window's range.
-        if !self.fine_total.is_empty() {
-            snap.add_slot(&self.fine_total);
+        if !self.dense_fine.is_empty() {
+            snap.add_slot(&self.dense_fine);
+        }
+        for slot in self.fine.iter() {
+            if !slot.is_dense() && !slot.is_empty() {
+                snap.add_fine(slot);
+            }
         }
         snap
     }
@@ -199,19 +279,21 @@ impl Series {
     pub fn buckets(&self, tier: usize, from_ms: i64, to_ms: i64) -> BTreeMap<i64, Snapshot> {
         let ring = &self.tiers[tier];
         let mut out: BTreeMap<i64, Snapshot> = BTreeMap::new();
-        let slots = ring.in_range(from_ms, to_ms).chain(
-            self.fine
-                .iter()
-                .filter(|s| !s.is_empty() && ring.align(s.start_ms) >= from_ms),
-        );
-        for slot in slots {
-            let start = ring.align(slot.start_ms);
-            if start > to_ms {
-                continue;
-            }
+        let in_range = |start: i64| start >= from_ms && start <= to_ms;
+        let empty = |start: i64| Snapshot::empty(start, start + ring.width_ms);
+        for slot in ring.in_range(from_ms, to_ms) {
+            let start = slot.start_ms;
             out.entry(start)
-                .or_insert_with(|| Snapshot::empty(start, start + ring.width_ms))
+                .or_insert_with(|| empty(start))
                 .add_slot(slot);
+        }
+        for slot in self.fine.iter().filter(|s| !s.is_empty()) {
+            let start = ring.align(slot.start_ms);
+            if in_range(start) {
+                out.entry(start)
+                    .or_insert_with(|| empty(start))
+                    .add_fine(slot);
+            }
         }
         out
     }
@@ -231,6 +313,9 @@ impl Series {
                 // Loaded data is already stored; only new data makes the minute dirty.
                 if tier == MINUTE_TIER {
                     dst.dirty = was_dirty;
+                }
+                if let Some(s) = self.sums.get_mut(tier).filter(|s| start >= s.from_ms) {
+                    s.sum.absorb(&slot.hist, &slot.counts);
                 }
             }
         }
@@ -309,21 +394,38 @@ impl Series {
     }
 }
 
-/// A fine slot leaving the 10-second ring: folded into the coarse rings and taken out of the
-/// running fine total.
-fn retire(fine: &Slot, tiers: &mut [Ring; 3], evicted: &mut Vec<Slot>, total: &mut Slot) {
-    fold(fine, tiers, evicted);
-    total.remove(fine);
+/// Start of the first slot of `ring` that `window` (read from that ring) spans at `now_ms`.
+fn window_start(ring: &Ring, window: Window, now_ms: i64) -> i64 {
+    ring.align(now_ms) - (window.slots() as i64 - 1) * ring.width_ms
 }
 
-/// Adds a fine slot into the slot of each coarse ring that covers its second.
-fn fold(fine: &Slot, tiers: &mut [Ring; 3], evicted: &mut Vec<Slot>) {
+/// A fine slot leaving the 10-second ring: folded into the coarse rings and, if it was a
+/// histogram, taken out of the running total of dense fine slots.
+fn retire(
+    fine: &FineSlot,
+    tiers: &mut [Ring; 3],
+    sums: &mut [CoarseSum],
+    evicted: &mut Vec<Slot>,
+    dense: &mut Slot,
+) {
+    fold(fine, tiers, sums, evicted);
+    if let super::fine::FineData::Dense(hist) = fine.data() {
+        dense.remove_parts(hist, &fine.counts);
+    }
+}
+
+/// Adds a fine slot into the slot of each coarse ring that covers its second, and into the
+/// window sums that span that slot.
+fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], sums: &mut [CoarseSum], evicted: &mut Vec<Slot>) {
     for tier in 0..tiers.len() {
         let start = tiers[tier].align(fine.start_ms);
         // `None`: the coarse ring has moved past this second (only possible after a long gap
         // without ticks); the data is older than every window that ring serves.
         if let Some(dst) = coarse_slot(tiers, evicted, tier, start) {
-            dst.absorb(&fine.hist, &fine.counts);
+            dst.absorb_fine(fine);
+            if let Some(s) = sums.get_mut(tier).filter(|s| start >= s.from_ms) {
+                s.sum.absorb_fine(fine);
+            }
         }
     }
 }
@@ -473,6 +575,44 @@ mod tests {
                 let expected = seen.iter().filter(|&&t| t >= snap.from_ms && t <= now).count() as u64;
                 prop_assert_eq!(snap.total(), expected, "window {}", w);
                 prop_assert_eq!(snap.hist.len(), expected);
+            }
+        }
+
+        /// Busy seconds (fine slots that turn into histograms), quiet ones, late events and a
+        /// clock that moves in uneven steps: every window, read through the running sums or
+        /// the slots, holds exactly the histogram of the events in its range.
+        #[test]
+        fn window_sums_equal_the_events_in_range(
+            bursts in proptest::collection::vec(
+                (0i64..120_000, 0usize..(2 * SPARSE_MAX), 0u64..2_000_000, 0i64..3_000),
+                1..25,
+            ),
+        ) {
+            for mut s in [Series::new(), Series::peer()] {
+                let mut now = T0;
+                let mut seen: Vec<(i64, u64)> = Vec::new();
+                for (step, n, base, lateness) in &bursts {
+                    now += step;
+                    for k in 0..*n {
+                        let ts = now - lateness - (k as i64 % 7) * 100;
+                        let d = base + k as u64 * 37;
+                        if s.record(ts, d, Outcome::Ok, now) {
+                            seen.push((ts, d));
+                        }
+                    }
+                    s.advance(now);
+                    for w in Window::ALL {
+                        let snap = s.window(w, now);
+                        let mut expected = crate::window::new_histogram::<u32>();
+                        for (ts, d) in &seen {
+                            if *ts >= snap.from_ms && *ts <= now {
+                                expected.record(*d).unwrap();
+                            }
+                        }
+                        prop_assert_eq!(&snap.hist, &expected, "window {} at {}", w, now - T0);
+                        prop_assert_eq!(snap.total(), expected.len());
+                    }
+                }
             }
         }
 

@@ -79,18 +79,23 @@ impl Slot {
 
     /// Takes a slot's calls back out (the inverse of [`Slot::absorb`]).
     pub fn remove(&mut self, other: &Slot) {
-        if self.counts == other.counts {
+        self.remove_parts(&other.hist, &other.counts);
+    }
+
+    /// Takes calls back out, given as a histogram and their counts.
+    pub fn remove_parts(&mut self, hist: &SlotHistogram, counts: &Counts) {
+        if self.counts == *counts {
             // Everything goes: resetting is exact and skips HdrHistogram's re-scan of min/max.
             self.reset(self.start_ms);
             return;
         }
         self.hist
-            .subtract(&other.hist)
+            .subtract(hist)
             .expect("a slot only removes calls it absorbed");
-        self.counts.ok -= other.counts.ok;
-        self.counts.error -= other.counts.error;
-        self.counts.timeout -= other.counts.timeout;
-        self.counts.clamped -= other.counts.clamped;
+        self.counts.ok -= counts.ok;
+        self.counts.error -= counts.error;
+        self.counts.timeout -= counts.timeout;
+        self.counts.clamped -= counts.clamped;
     }
 
     pub fn is_empty(&self) -> bool {

@@ -3,7 +3,10 @@
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
-use super::histogram::{SlotHistogram, WideHistogram, add_into_wide, new_histogram, quantile_us};
+use super::fine::{FineData, FineSlot};
+use super::histogram::{
+    SlotHistogram, WideHistogram, add_into_wide, new_histogram, quantile_us, record_clamped,
+};
 use super::slot::{Counts, Slot};
 
 #[derive(Debug, Clone)]
@@ -26,8 +29,30 @@ impl Snapshot {
         }
     }
 
+    /// A snapshot holding exactly the calls of `slot`.
+    pub(crate) fn of_slot(slot: &Slot, from_ms: i64, to_ms: i64) -> Self {
+        Self {
+            from_ms,
+            to_ms,
+            hist: slot.hist.clone(),
+            counts: slot.counts,
+        }
+    }
+
     pub fn add_slot(&mut self, slot: &Slot) {
         add_into_wide(&mut self.hist, &slot.hist);
+        self.counts.add(&slot.counts);
+    }
+
+    pub(crate) fn add_fine(&mut self, slot: &FineSlot) {
+        match slot.data() {
+            FineData::Sparse(values) => {
+                for &v in values {
+                    record_clamped(&mut self.hist, u64::from(v));
+                }
+            }
+            FineData::Dense(hist) => add_into_wide(&mut self.hist, hist),
+        }
         self.counts.add(&slot.counts);
     }
 

@@ -219,27 +219,41 @@ impl WindowStore {
             return Err(RecordError::TooOld);
         }
         let name = e.dependency.as_str();
+        if let Some(dep) = shard.deps.get_mut(name) {
+            return self.record_into(dep, e, now_ms, false);
+        }
+        // Reserve the dependency and every series it brings before inserting anything, so a
+        // refusal leaves no empty dependency behind.
+        let series = 1 + usize::from(e.instance.is_some()) + usize::from(e.zone.is_some());
+        self.reserve_dependency(series)?;
+        let dep = shard.deps.entry(name.into()).or_default();
+        self.record_into(dep, e, now_ms, true)
+    }
+
+    /// Records into a dependency's series. The common case (known instance and zone) looks
+    /// each series up once.
+    #[inline]
+    fn record_into(
+        &self,
+        dep: &mut DependencySeries,
+        e: &Event<'_>,
+        now_ms: i64,
+        created: bool,
+    ) -> Result<(), RecordError> {
         let instance = e.instance.as_ref().map(|l| l.as_str());
         let zone = e.zone.as_ref().map(|l| l.as_str());
-        let created = !shard.deps.contains_key(name);
-        if created {
-            // Reserve the dependency and every series it brings before inserting anything, so
-            // a refusal leaves no empty dependency behind.
-            let series = 1 + usize::from(instance.is_some()) + usize::from(zone.is_some());
-            self.reserve_dependency(series)?;
-            shard.deps.insert(name.into(), DependencySeries::default());
-        }
-        let dep = shard.deps.get_mut(name).expect("present or inserted above");
+        let (instance_count, zone_count) = (dep.instances.len(), dep.zones.len());
+        let mut known_instance = instance.and_then(|i| dep.instances.get_mut(i));
+        let mut known_zone = zone.and_then(|z| dep.zones.get_mut(z));
         // Check every limit before recording anything, so a refused event leaves no trace.
-        let new_instance = instance.filter(|i| !dep.instances.contains_key(*i));
-        let new_zone = zone.filter(|z| !dep.zones.contains_key(*z));
-        if new_instance.is_some() && dep.instances.len() >= self.limits.max_instances_per_dependency
-        {
+        let new_instance = instance.filter(|_| known_instance.is_none());
+        let new_zone = zone.filter(|_| known_zone.is_none());
+        if new_instance.is_some() && instance_count >= self.limits.max_instances_per_dependency {
             return Err(RecordError::InstanceLimit(
                 self.limits.max_instances_per_dependency,
             ));
         }
-        if new_zone.is_some() && dep.zones.len() >= self.limits.max_zones_per_dependency {
+        if new_zone.is_some() && zone_count >= self.limits.max_zones_per_dependency {
             return Err(RecordError::ZoneLimit(self.limits.max_zones_per_dependency));
         }
         let new_series = usize::from(new_instance.is_some()) + usize::from(new_zone.is_some());
@@ -251,17 +265,30 @@ impl WindowStore {
             };
             self.reserve_series(new_series, field)?;
         }
-        dep.total.record(e.ts_ms, e.duration_us, e.outcome, now_ms);
-        if let Some(i) = instance {
-            series_entry(&mut dep.instances, i).record(e.ts_ms, e.duration_us, e.outcome, now_ms);
+        let (ts, d, o) = (e.ts_ms, e.duration_us, e.outcome);
+        if let Some(s) = known_instance.take() {
+            s.record(ts, d, o, now_ms);
         }
-        if let Some(z) = zone {
-            series_entry(&mut dep.zones, z).record(e.ts_ms, e.duration_us, e.outcome, now_ms);
-            if let Some(i) = instance
-                && !dep.instance_zone.contains_key(i)
-            {
-                dep.instance_zone.insert(i.into(), z.into());
-            }
+        if let Some(s) = known_zone.take() {
+            s.record(ts, d, o, now_ms);
+        }
+        dep.total.record(ts, d, o, now_ms);
+        if let Some(i) = new_instance {
+            dep.instances
+                .entry(i.into())
+                .or_insert_with(Series::peer)
+                .record(ts, d, o, now_ms);
+        }
+        if let Some(z) = new_zone {
+            dep.zones
+                .entry(z.into())
+                .or_insert_with(Series::peer)
+                .record(ts, d, o, now_ms);
+        }
+        if let (Some(i), Some(z)) = (instance, zone)
+            && !dep.instance_zone.contains_key(i)
+        {
+            dep.instance_zone.insert(i.into(), z.into());
         }
         Ok(())
     }
@@ -509,7 +536,7 @@ impl WindowStore {
 
 fn series_entry<'m>(map: &'m mut Map<Series>, label: &str) -> &'m mut Series {
     if !map.contains_key(label) {
-        map.insert(label.into(), Series::new());
+        map.insert(label.into(), Series::peer());
     }
     map.get_mut(label).expect("inserted above")
 }

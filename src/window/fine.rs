@@ -1,0 +1,204 @@
+//! The 1-second slots of a series.
+//!
+//! Most series see a few calls a second: an instance among forty, a dependency called now and
+//! then. A histogram slot costs a pass over its 3,328 counters every time it is folded,
+//! summed into a window or taken out of one, whatever it holds. A fine slot therefore keeps
+//! the raw durations of its calls until it holds [`SPARSE_MAX`] of them and only then turns
+//! into a histogram. Windows and folds then cost a few records for a quiet series and a few
+//! counter passes a second for a busy one, where they are shared by many calls.
+
+use super::histogram::{SlotHistogram, new_histogram, record_clamped};
+use super::ring::RingSlot;
+use super::slot::{Counts, Slot};
+use crate::domain::Outcome;
+
+/// Calls a fine slot keeps as raw durations before it switches to a histogram. Each sparse
+/// call is re-recorded into the 10-second and 1-minute windows at every evaluation for ten
+/// seconds (about twenty records), while a histogram slot costs about eight counter passes a
+/// second; they break even near 180 calls a second.
+pub(crate) const SPARSE_MAX: usize = 48;
+
+#[derive(Debug, Clone)]
+pub(crate) struct FineSlot {
+    pub start_ms: i64,
+    pub counts: Counts,
+    /// Durations in microseconds, clamped to the histogram's range, while the slot is sparse.
+    values: Vec<u32>,
+    /// The slot's histogram once it holds more than [`SPARSE_MAX`] calls. The allocation is
+    /// kept when the slot is recycled so a busy series does not reallocate every second.
+    hist: Option<Box<SlotHistogram>>,
+    dense: bool,
+}
+
+/// What a fine slot holds, for those who add it up.
+pub(crate) enum FineData<'a> {
+    /// Raw durations in microseconds.
+    Sparse(&'a [u32]),
+    Dense(&'a SlotHistogram),
+}
+
+impl FineSlot {
+    /// Records one call. Once the slot is a histogram, its calls are also recorded in
+    /// `dense_total`, the running sum of the histogram fine slots of the series.
+    #[inline]
+    pub fn record(&mut self, duration_us: u64, outcome: Outcome, dense_total: &mut Slot) {
+        if self.dense {
+            let hist = self.hist.as_mut().expect("a dense slot has a histogram");
+            let clamped = record_clamped(hist, duration_us);
+            self.counts.count(outcome, clamped);
+            dense_total.record(duration_us, outcome);
+            return;
+        }
+        let clamped = duration_us > super::histogram::HIGHEST_US;
+        self.counts.count(outcome, clamped);
+        if self.values.capacity() == 0 {
+            self.values.reserve_exact(SPARSE_MAX + 1);
+        }
+        self.values
+            .push(duration_us.min(super::histogram::HIGHEST_US) as u32);
+        if self.values.len() > SPARSE_MAX {
+            self.densify(dense_total);
+        }
+    }
+
+    /// Turns the slot into a histogram and hands its calls to `dense_total`.
+    fn densify(&mut self, dense_total: &mut Slot) {
+        let hist = self.hist.get_or_insert_with(|| Box::new(new_histogram()));
+        for &v in &self.values {
+            record_clamped(hist, u64::from(v));
+            record_clamped(&mut dense_total.hist, u64::from(v));
+        }
+        dense_total.counts.add(&self.counts);
+        dense_total.dirty = true;
+        self.values.clear();
+        self.dense = true;
+    }
+
+    pub fn data(&self) -> FineData<'_> {
+        if self.dense {
+            FineData::Dense(self.hist.as_ref().expect("a dense slot has a histogram"))
+        } else {
+            FineData::Sparse(&self.values)
+        }
+    }
+
+    pub fn is_dense(&self) -> bool {
+        self.dense
+    }
+}
+
+impl RingSlot for FineSlot {
+    fn new(start_ms: i64) -> Self {
+        Self {
+            start_ms,
+            counts: Counts::default(),
+            values: Vec::new(),
+            hist: None,
+            dense: false,
+        }
+    }
+
+    fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.total() == 0
+    }
+
+    fn reset(&mut self, start_ms: i64) {
+        self.start_ms = start_ms;
+        self.counts = Counts::default();
+        self.values.clear();
+        if self.dense {
+            if let Some(h) = self.hist.as_mut() {
+                h.reset();
+            }
+            self.dense = false;
+        }
+    }
+}
+
+impl Slot {
+    /// Adds a fine slot's calls.
+    pub(crate) fn absorb_fine(&mut self, fine: &FineSlot) {
+        match fine.data() {
+            FineData::Sparse(values) => {
+                for &v in values {
+                    record_clamped(&mut self.hist, u64::from(v));
+                }
+                self.counts.add(&fine.counts);
+                self.dirty = true;
+            }
+            FineData::Dense(hist) => self.absorb(hist, &fine.counts),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(n: usize, dense_total: &mut Slot) -> FineSlot {
+        let mut s = FineSlot::new(0);
+        for i in 0..n {
+            s.record(1_000 + i as u64, Outcome::Ok, dense_total);
+        }
+        s
+    }
+
+    #[test]
+    fn a_slot_stays_sparse_up_to_its_limit_and_then_counts_in_the_dense_total() {
+        let mut total = Slot::new(0);
+        let sparse = filled(SPARSE_MAX, &mut total);
+        assert!(!sparse.is_dense());
+        assert!(total.is_empty());
+        let dense = filled(SPARSE_MAX + 1, &mut total);
+        assert!(dense.is_dense());
+        assert_eq!(total.counts.ok, SPARSE_MAX as u64 + 1);
+        assert_eq!(total.hist.len(), SPARSE_MAX as u64 + 1);
+    }
+
+    #[test]
+    fn sparse_and_dense_slots_absorb_into_the_same_histogram() {
+        let mut total = Slot::new(0);
+        for n in [3, SPARSE_MAX + 5] {
+            let fine = filled(n, &mut total);
+            let mut via_fine = Slot::new(0);
+            via_fine.absorb_fine(&fine);
+            let mut direct = Slot::new(0);
+            for i in 0..n {
+                direct.record(1_000 + i as u64, Outcome::Ok);
+            }
+            assert_eq!(via_fine.hist, direct.hist, "{n} calls");
+            assert_eq!(via_fine.counts, direct.counts);
+        }
+    }
+
+    #[test]
+    fn clamped_durations_are_counted_once_and_recorded_at_the_top() {
+        let mut total = Slot::new(0);
+        let mut fine = FineSlot::new(0);
+        fine.record(
+            super::super::histogram::HIGHEST_US * 3,
+            Outcome::Timeout,
+            &mut total,
+        );
+        let mut slot = Slot::new(0);
+        slot.absorb_fine(&fine);
+        assert_eq!(slot.counts.clamped, 1);
+        assert_eq!(slot.counts.timeout, 1);
+        assert!(slot.hist.max() >= super::super::histogram::HIGHEST_US);
+    }
+
+    #[test]
+    fn a_recycled_slot_is_sparse_again() {
+        let mut total = Slot::new(0);
+        let mut s = filled(SPARSE_MAX + 1, &mut total);
+        s.reset(1_000);
+        assert!(!s.is_dense());
+        assert!(s.is_empty());
+        s.record(5, Outcome::Ok, &mut total);
+        assert!(matches!(s.data(), FineData::Sparse(v) if v == [5]));
+    }
+}
