@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::detect::{AlertStatus, DetectionSettings, Engine, Specs, Transition};
 use crate::domain::Event;
-use crate::ingest::{Element, Validation};
+use crate::ingest::{Element, Validation, fast};
 use crate::window::{Limits, RecordError, WindowStore};
 
 /// Idle event time evaluated second by second before jumping ahead (windows and pending
@@ -150,7 +150,12 @@ pub fn replay(
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let event = match serde_json::from_slice::<Element>(&buf) {
+        // Flat lines take the fast scanner; anything it declines gets serde and its errors.
+        let event = match fast::json_line(&buf)
+            .map(Element::Event)
+            .ok_or(())
+            .or_else(|()| serde_json::from_slice::<Element>(&buf))
+        {
             Ok(Element::Event(raw)) => validation.validate(raw),
             Ok(Element::NotAnObject(kind)) => {
                 Err(format!("event must be a JSON object, got {kind}"))

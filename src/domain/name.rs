@@ -76,6 +76,11 @@ impl<'a> Label<'a> {
         if raw.is_empty() {
             return Err(NameError::Empty);
         }
+        // The usual label (a host name, an address, a zone) is short printable ASCII: one
+        // pass over its bytes settles it.
+        if raw.len() <= Self::MAX_LEN && raw.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Ok(Self(raw));
+        }
         let chars = raw.chars().count();
         if chars > Self::MAX_LEN {
             return Err(NameError::TooLong {

@@ -9,6 +9,27 @@ use std::borrow::Cow;
 
 use super::raw::{Field, RawEvent};
 
+/// Bytes that end the fast scan of a string: its closing quote, an escape, or a control
+/// character (which JSON forbids inside strings).
+static STOPS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Offset of the first byte in [`STOPS`]. Kept out of line: inlined into the object loop
+/// the scan ran short of registers and spilled its counters on every byte.
+#[inline(never)]
+fn string_end(rest: &[u8]) -> Option<usize> {
+    rest.iter().position(|&c| STOPS[usize::from(c)])
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
@@ -40,18 +61,36 @@ impl<'a> Cursor<'a> {
     /// A string without escapes or control characters, borrowed.
     #[inline]
     fn string(&mut self) -> Option<&'a str> {
+        let bytes = self.string_bytes()?;
+        if bytes.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+        } else {
+            std::str::from_utf8(bytes).ok()
+        }
+    }
+
+    /// The raw bytes of a string without escapes or control characters. One pass: names and
+    /// labels are short, so a byte loop beats searching and then checking.
+    #[inline]
+    fn string_bytes(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
-        let end = start + memchr::memchr2(b'"', b'\\', &self.b[start..])?;
-        if self.b[end] != b'"' {
+        let rest = &self.b[start..];
+        let len = string_end(rest)?;
+        if rest[len] != b'"' {
             return None;
         }
-        let bytes = &self.b[start..end];
-        if bytes.iter().any(|c| *c < 0x20) {
-            return None;
-        }
-        self.i = end + 1;
-        std::str::from_utf8(bytes).ok()
+        self.i = start + len + 1;
+        Some(&rest[..len])
+    }
+
+    /// An object key: matched as bytes, so known keys skip UTF-8 decoding (an unknown key
+    /// must still be valid UTF-8, or serde would refuse the body).
+    #[inline]
+    fn key(&mut self) -> Option<&'a [u8]> {
+        let bytes = self.string_bytes()?;
+        (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()).then_some(bytes)
     }
 
     /// A JSON number: its text, checked against the JSON grammar, and its value.
@@ -97,8 +136,12 @@ impl<'a> Cursor<'a> {
                 return None;
             }
         }
-        let text = std::str::from_utf8(&b[start..i]).ok()?;
+        // SAFETY: the bytes were checked above to be ASCII digits, signs, '.', 'e' or 'E'.
+        let text = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
         self.i = i;
+        if let Some(f) = simple_decimal(&b[start..i]) {
+            return Some(f);
+        }
         // serde_json reads "-0" as the float -0.0.
         if integer && text != "-0" {
             if let Ok(u) = text.parse::<u64>() {
@@ -115,6 +158,7 @@ impl<'a> Cursor<'a> {
             .map(Field::Float)
     }
 
+    #[inline]
     fn value(&mut self) -> Option<Field<'a>> {
         self.ws();
         match self.peek()? {
@@ -138,17 +182,17 @@ impl<'a> Cursor<'a> {
             return Some(ev);
         }
         loop {
-            let key = self.string()?;
+            let key = self.key()?;
             self.eat(b':')?;
             let value = self.value()?;
             match key {
-                "dependency" => ev.dependency = value,
-                "duration_ms" => ev.duration_ms = value,
-                "outcome" => ev.outcome = value,
-                "ts" => ev.ts = value,
-                "instance" => ev.instance = value,
-                "zone" => ev.zone = value,
-                "source" => ev.source = value,
+                b"dependency" => ev.dependency = value,
+                b"duration_ms" => ev.duration_ms = value,
+                b"outcome" => ev.outcome = value,
+                b"ts" => ev.ts = value,
+                b"instance" => ev.instance = value,
+                b"zone" => ev.zone = value,
+                b"source" => ev.source = value,
                 // Unknown keys are ignored, as by the general path.
                 _ => {}
             }
@@ -162,6 +206,39 @@ impl<'a> Cursor<'a> {
                 _ => return None,
             }
         }
+    }
+}
+
+/// The common number shapes, read exactly without the general float parser: an integer of up
+/// to 19 digits (a `ts`), or a non-negative decimal fraction with at most 15 significant
+/// digits and no exponent (a `duration_ms`). The fraction is `digits / 10^k` with both exactly
+/// representable, so the one rounding of the division gives the correctly rounded value, as
+/// serde_json and the standard parser do. `None` for anything else.
+#[inline]
+fn simple_decimal(text: &[u8]) -> Option<Field<'static>> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let mut mantissa: u64 = 0;
+    let mut digits = 0usize;
+    let mut frac: Option<usize> = None;
+    for &c in text {
+        match c {
+            b'0'..=b'9' if digits < 19 => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                digits += 1;
+                if let Some(f) = frac.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' => frac = Some(0),
+            _ => return None,
+        }
+    }
+    match frac {
+        None => Some(Field::UInt(mantissa)),
+        Some(k) if digits <= 15 => Some(Field::Float(mantissa as f64 / POW10[k])),
+        Some(_) => None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! whole with the position of the problem, while a batch with some bad events keeps the good
 //! ones and reports each bad one by index with the field at fault.
 
-mod fast;
+pub(crate) mod fast;
 mod raw;
 mod validate;
 
