@@ -91,12 +91,7 @@ pub async fn warm(
                 continue;
             }
         };
-        let slot = Slot {
-            start_ms: row.minute_ms,
-            hist,
-            counts: row.counts,
-            dirty: false,
-        };
+        let slot = Slot::from_parts(row.minute_ms, hist, row.counts);
         match store.load_minute(&row.key, &slot, now_ms) {
             Ok(()) => loaded += 1,
             Err(error) => {

@@ -257,12 +257,7 @@ pub async fn series(
         {
             in_storage = true;
             let hist = decode_histogram(&row.histogram).map_err(|e| anyhow::anyhow!(e))?;
-            let slot = Slot {
-                start_ms: row.minute_ms,
-                hist,
-                counts: row.counts,
-                dirty: false,
-            };
+            let slot = Slot::from_parts(row.minute_ms, hist, row.counts);
             buckets
                 .entry(row.minute_ms)
                 .or_insert_with(|| Snapshot::empty(row.minute_ms, row.minute_ms + MINUTE))

@@ -54,7 +54,10 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn eat(&mut self, c: u8) -> Option<()> {
-        self.ws();
+        // Compact JSON has no whitespace between tokens: try the byte itself first.
+        if self.peek() != Some(c) {
+            self.ws();
+        }
         (self.peek()? == c).then(|| self.i += 1)
     }
 

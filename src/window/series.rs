@@ -76,6 +76,8 @@ pub struct Series {
     /// Minute slots recycled before they were persisted (a flush fell behind): written as
     /// their minute's main row by the next flush, so recycling never loses stored data.
     evicted_minutes: Vec<Slot>,
+    /// The sums are up to date for every `now` before this (see [`Series::slide`]).
+    next_slide_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
 }
@@ -110,6 +112,7 @@ impl Series {
                 .collect(),
             late_minutes: BTreeMap::new(),
             evicted_minutes: Vec::new(),
+            next_slide_ms: i64::MIN,
             last_event_ms: i64::MIN,
         }
     }
@@ -166,12 +169,23 @@ impl Series {
             if start < ring.horizon_start(now_ms) {
                 continue;
             }
-            if let Some(slot) = coarse_slot(&mut self.tiers, &mut self.evicted_minutes, tier, start)
-            {
+            let (rings, sums, evicted) =
+                (&mut self.tiers, &mut self.sums, &mut self.evicted_minutes);
+            let slot = if tier == 0 {
+                ten_second_slot(rings, sums, evicted, start)
+            } else {
+                coarse_slot(&mut rings[tier], tier, evicted, start)
+            };
+            if let Some(slot) = slot {
                 slot.record(duration_us, outcome);
                 kept = true;
+                // A 10-second slot not yet passed on carries the call up when it is.
+                let carried = slot.pending;
                 if let Some(s) = self.sums.get_mut(tier).filter(|s| start >= s.from_ms) {
                     s.sum.record(duration_us, outcome);
+                }
+                if carried {
+                    break;
                 }
             }
         }
@@ -202,12 +216,30 @@ impl Series {
                 slot.reset(slot.start_ms);
             }
         }
+        self.pass_on(horizon);
+    }
+
+    /// Passes every 10-second slot that ends at or before `until_ms` (all its seconds
+    /// folded) on to the minute and 5-minute rings.
+    fn pass_on(&mut self, until_ms: i64) {
+        let (ten, upper) = self.tiers.split_first_mut().expect("three rings");
+        let width = ten.width_ms;
+        for slot in ten.iter_mut() {
+            if slot.pending && slot.start_ms.saturating_add(width) <= until_ms {
+                pass_on(slot, upper, &mut self.sums, &mut self.evicted_minutes);
+            }
+        }
     }
 
     /// Moves the window sums forward to the windows ending at `now_ms`: coarse slots the
     /// windows no longer span leave their sums. Must run before anything is folded at
     /// `now_ms`, so that a slot is recycled only after it left its sum.
     fn slide(&mut self, now_ms: i64) {
+        // Windows move at 10-second boundaries: nothing to do before the next one.
+        if now_ms < self.next_slide_ms {
+            return;
+        }
+        self.next_slide_ms = self.tiers[0].align(now_ms) + self.tiers[0].width_ms;
         for (tier, (window, s)) in SUMMED.iter().zip(&mut self.sums).enumerate() {
             let ring = &self.tiers[tier];
             let from = window_start(ring, *window, now_ms);
@@ -237,6 +269,7 @@ impl Series {
                 slot.reset(slot.start_ms);
             }
         }
+        self.pass_on(i64::MAX);
     }
 
     /// The window ending at `now_ms`. Call [`Series::advance`] first.
@@ -246,7 +279,7 @@ impl Series {
             Some(t) => {
                 let ring = &self.tiers[t];
                 let from = window_start(ring, window, now_ms);
-                match self.sums.get(t) {
+                let mut snap = match self.sums.get(t) {
                     // The sum is exactly the window's coarse slots when it was slid to the
                     // same `now` (a clock that stepped back takes the long way).
                     Some(s) if SUMMED[t] == window && s.from_ms == from => {
@@ -259,7 +292,14 @@ impl Series {
                         }
                         snap
                     }
+                };
+                if t > 0 {
+                    // Folded seconds not yet passed on to this ring.
+                    for slot in self.tiers[0].in_range(from, now_ms).filter(|s| s.pending) {
+                        snap.add_slot(slot);
+                    }
                 }
+                snap
             }
         };
         // After `advance`, every live fine slot lies inside any window's range.
@@ -287,6 +327,16 @@ impl Series {
                 .or_insert_with(|| empty(start))
                 .add_slot(slot);
         }
+        if tier > 0 {
+            for slot in self.tiers[0].iter().filter(|s| s.pending && !s.is_empty()) {
+                let start = ring.align(slot.start_ms);
+                if in_range(start) {
+                    out.entry(start)
+                        .or_insert_with(|| empty(start))
+                        .add_slot(slot);
+                }
+            }
+        }
         for slot in self.fine.iter().filter(|s| !s.is_empty()) {
             let start = ring.align(slot.start_ms);
             if in_range(start) {
@@ -306,8 +356,12 @@ impl Series {
             if start < ring.horizon_start(now_ms) {
                 continue;
             }
-            if let Some(dst) = coarse_slot(&mut self.tiers, &mut self.evicted_minutes, tier, start)
-            {
+            if let Some(dst) = coarse_slot(
+                &mut self.tiers[tier],
+                tier,
+                &mut self.evicted_minutes,
+                start,
+            ) {
                 let was_dirty = dst.dirty;
                 dst.absorb(&slot.hist, &slot.counts);
                 // Loaded data is already stored; only new data makes the minute dirty.
@@ -414,30 +468,78 @@ fn retire(
     }
 }
 
-/// Adds a fine slot into the slot of each coarse ring that covers its second, and into the
-/// window sums that span that slot.
+/// Adds a retired fine slot into its 10-second slot and the 1-minute sum. The coarser rings
+/// get it when the 10-second slot is passed on, unless that already happened (a late second),
+/// in which case they get it now.
 fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], sums: &mut [CoarseSum], evicted: &mut Vec<Slot>) {
-    for tier in 0..tiers.len() {
-        let start = tiers[tier].align(fine.start_ms);
-        // `None`: the coarse ring has moved past this second (only possible after a long gap
-        // without ticks); the data is older than every window that ring serves.
-        if let Some(dst) = coarse_slot(tiers, evicted, tier, start) {
+    let start = tiers[0].align(fine.start_ms);
+    // `None`: the 10-second ring has moved past this second (after a gap without ticks, a
+    // late second); the data is older than its windows, but the coarser rings may cover it.
+    let passed_on = match ten_second_slot(tiers, sums, evicted, start) {
+        Some(dst) => {
+            let passed_on = !dst.pending && !dst.is_empty();
             dst.absorb_fine(fine);
-            if let Some(s) = sums.get_mut(tier).filter(|s| start >= s.from_ms) {
+            dst.pending = !passed_on;
+            if let Some(s) = sums.first_mut().filter(|s| start >= s.from_ms) {
                 s.sum.absorb_fine(fine);
+            }
+            passed_on
+        }
+        None => true,
+    };
+    if passed_on {
+        for tier in 1..tiers.len() {
+            let start = tiers[tier].align(fine.start_ms);
+            if let Some(dst) = coarse_slot(&mut tiers[tier], tier, evicted, start) {
+                dst.absorb_fine(fine);
+                if let Some(s) = sums.get_mut(tier).filter(|s| start >= s.from_ms) {
+                    s.sum.absorb_fine(fine);
+                }
             }
         }
     }
 }
 
-/// The coarse slot for `start`, stashing an unsaved minute slot before it is recycled.
-fn coarse_slot<'a>(
+/// Adds a complete 10-second slot into the minute and 5-minute rings (`upper`) and the
+/// 5-minute sum. Ten seconds pass on in one counter loop per ring instead of ten.
+fn pass_on(slot: &mut Slot, upper: &mut [Ring], sums: &mut [CoarseSum], evicted: &mut Vec<Slot>) {
+    for (k, ring) in upper.iter_mut().enumerate() {
+        let tier = k + 1;
+        let start = ring.align(slot.start_ms);
+        if let Some(dst) = coarse_slot(ring, tier, evicted, start) {
+            dst.absorb(&slot.hist, &slot.counts);
+            if let Some(s) = sums.get_mut(tier).filter(|s| start >= s.from_ms) {
+                s.sum.absorb(&slot.hist, &slot.counts);
+            }
+        }
+    }
+    slot.pending = false;
+}
+
+/// The 10-second slot for `start`; a slot recycled before it was passed on is passed on first.
+fn ten_second_slot<'a>(
     tiers: &'a mut [Ring; 3],
+    sums: &mut [CoarseSum],
     evicted: &mut Vec<Slot>,
-    tier: usize,
     start: i64,
 ) -> Option<&'a mut Slot> {
-    tiers[tier].slot_mut_evicting(start, |old| {
+    let (ten, upper) = tiers.split_first_mut().expect("three rings");
+    ten.slot_mut_evicting(start, |old| {
+        if old.pending {
+            pass_on(old, upper, sums, evicted);
+        }
+    })
+}
+
+/// The slot for `start` in coarse ring `tier`, stashing an unsaved minute slot before it is
+/// recycled.
+fn coarse_slot<'a>(
+    ring: &'a mut Ring,
+    tier: usize,
+    evicted: &mut Vec<Slot>,
+    start: i64,
+) -> Option<&'a mut Slot> {
+    ring.slot_mut_evicting(start, |old| {
         if tier == MINUTE_TIER && old.dirty {
             evicted.push(old.clone());
         }

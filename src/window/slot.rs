@@ -44,6 +44,8 @@ pub struct Slot {
     pub counts: Counts,
     /// Set when the slot changed since it was last persisted (only read for minute slots).
     pub dirty: bool,
+    /// Holds folded seconds not yet passed on to the coarser rings (10-second slots only).
+    pub pending: bool,
 }
 
 impl Slot {
@@ -53,6 +55,18 @@ impl Slot {
             hist: new_histogram(),
             counts: Counts::default(),
             dirty: false,
+            pending: false,
+        }
+    }
+
+    /// A clean slot holding a stored histogram and its counts.
+    pub fn from_parts(start_ms: i64, hist: SlotHistogram, counts: Counts) -> Self {
+        Self {
+            start_ms,
+            hist,
+            counts,
+            dirty: false,
+            pending: false,
         }
     }
 
@@ -62,6 +76,7 @@ impl Slot {
         self.hist.reset();
         self.counts = Counts::default();
         self.dirty = false;
+        self.pending = false;
     }
 
     #[inline]
