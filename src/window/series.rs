@@ -488,9 +488,9 @@ fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], sums: &mut [CoarseSum], evicted:
         None => true,
     };
     if passed_on {
-        for tier in 1..tiers.len() {
-            let start = tiers[tier].align(fine.start_ms);
-            if let Some(dst) = coarse_slot(&mut tiers[tier], tier, evicted, start) {
+        for (tier, ring) in tiers.iter_mut().enumerate().skip(1) {
+            let start = ring.align(fine.start_ms);
+            if let Some(dst) = coarse_slot(ring, tier, evicted, start) {
                 dst.absorb_fine(fine);
                 if let Some(s) = sums.get_mut(tier).filter(|s| start >= s.from_ms) {
                     s.sum.absorb_fine(fine);
