@@ -27,7 +27,33 @@ static STOPS: [bool; 256] = {
 /// the scan ran short of registers and spilled its counters on every byte.
 #[inline(never)]
 fn string_end(rest: &[u8]) -> Option<usize> {
-    rest.iter().position(|&c| STOPS[usize::from(c)])
+    // Eight bytes at a time while none can be a stop byte: the classic "has a zero byte" bit
+    // trick, applied to the bytes xor '"', xor '\\', and to "less than 0x20". It can flag
+    // a chunk falsely only above a real stop, and the byte loop settles the chunk exactly.
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut i = 0;
+    while let Some(chunk) = rest.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let stops = zero_in(w ^ (ONES * u64::from(b'"')))
+            | zero_in(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if stops != 0 {
+            break;
+        }
+        i += 8;
+    }
+    rest[i..]
+        .iter()
+        .position(|&c| STOPS[usize::from(c)])
+        .map(|p| p + i)
+}
+
+/// `rest` starts with `key`; the fixed length lets the comparison compile inline.
+#[inline(always)]
+fn starts<const N: usize>(rest: &[u8], key: &[u8; N]) -> bool {
+    rest.get(..N) == Some(&key[..])
 }
 
 struct Cursor<'a> {
@@ -92,6 +118,25 @@ impl<'a> Cursor<'a> {
     /// must still be valid UTF-8, or serde would refuse the body).
     #[inline]
     fn key(&mut self) -> Option<&'a [u8]> {
+        // The event's own keys are recognised by their first letter and compared whole,
+        // closing quote included, without scanning.
+        if self.peek() == Some(b'"') {
+            let rest = &self.b[self.i + 1..];
+            let len = match rest.first() {
+                Some(b'd') if starts(rest, b"dependency\"") => 10,
+                Some(b'd') if starts(rest, b"duration_ms\"") => 11,
+                Some(b'o') if starts(rest, b"outcome\"") => 7,
+                Some(b't') if starts(rest, b"ts\"") => 2,
+                Some(b'i') if starts(rest, b"instance\"") => 8,
+                Some(b'z') if starts(rest, b"zone\"") => 4,
+                Some(b's') if starts(rest, b"source\"") => 6,
+                _ => 0,
+            };
+            if len > 0 {
+                self.i += len + 2;
+                return Some(&rest[..len]);
+            }
+        }
         let bytes = self.string_bytes()?;
         (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()).then_some(bytes)
     }
@@ -401,6 +446,20 @@ mod tests {
             if mutate.is_none() && simple && serde_events(&body).is_some() {
                 prop_assert!(json_body(&body).is_some(), "{}", String::from_utf8_lossy(&body));
             }
+        }
+    }
+
+    proptest! {
+        /// The word-at-a-time scan finds exactly the first stop byte.
+        #[test]
+        fn string_end_finds_the_first_stop_byte(
+            bytes in proptest::collection::vec(
+                prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>()],
+                0..40,
+            )
+        ) {
+            let expected = bytes.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            prop_assert_eq!(string_end(&bytes), expected);
         }
     }
 
