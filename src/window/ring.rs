@@ -45,8 +45,14 @@ impl<S: RingSlot> Ring<S> {
         ts_ms - ts_ms.rem_euclid(self.width_ms)
     }
 
+    /// The slot at ring index `i`, whatever its time.
     #[inline]
-    fn index(&self, start_ms: i64) -> usize {
+    pub fn at_mut(&mut self, i: usize) -> Option<&mut S> {
+        self.slots.get_mut(i)?.as_deref_mut()
+    }
+
+    #[inline]
+    pub fn index(&self, start_ms: i64) -> usize {
         start_ms
             .div_euclid(self.width_ms)
             .rem_euclid(self.slots.len() as i64) as usize

@@ -76,6 +76,8 @@ pub struct Series {
     /// Minute slots recycled before they were persisted (a flush fell behind): written as
     /// their minute's main row by the next flush, so recycling never loses stored data.
     evicted_minutes: Vec<Slot>,
+    /// The fine slot the last event went to: its start and ring index.
+    hot: Option<(i64, usize)>,
     /// The sums are up to date for every `now` before this (see [`Series::slide`]).
     next_slide_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
@@ -112,6 +114,7 @@ impl Series {
                 .collect(),
             late_minutes: BTreeMap::new(),
             evicted_minutes: Vec::new(),
+            hot: None,
             next_slide_ms: i64::MIN,
             last_event_ms: i64::MIN,
         }
@@ -142,6 +145,17 @@ impl Series {
         let ts_ms = ts_ms.min(now_ms);
         self.last_event_ms = self.last_event_ms.max(ts_ms);
         self.slide(now_ms);
+        // Most events land in the same second as the one before: skip the ring arithmetic
+        // (three integer divisions) while that second is live, i.e. inside the fine ring.
+        if let Some((start, index)) = self.hot
+            && ts_ms >= start
+            && ts_ms < start + FINE_WIDTH_MS
+            && now_ms < start + FINE_LEN as i64 * FINE_WIDTH_MS
+            && let Some(slot) = self.fine.at_mut(index).filter(|s| s.start_ms == start)
+        {
+            slot.record(duration_us, outcome, &mut self.dense_fine);
+            return true;
+        }
         let second = self.fine.align(ts_ms);
         if second >= self.fine.horizon_start(now_ms) {
             let (tiers, sums, evicted, dense) = (
@@ -155,6 +169,7 @@ impl Series {
                 .slot_mut_evicting(second, |old| retire(old, tiers, sums, evicted, dense))
             {
                 slot.record(duration_us, outcome, &mut self.dense_fine);
+                self.hot = Some((second, self.fine.index(second)));
                 return true;
             }
         }
