@@ -141,37 +141,57 @@ impl<'a> Cursor<'a> {
         (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()).then_some(bytes)
     }
 
-    /// A JSON number: its text, checked against the JSON grammar, and its value.
+    /// A JSON number: checked against the JSON grammar while its digits are read, then its
+    /// value. The common shapes are read exactly right there: an integer of up to 19 digits
+    /// (a `ts`), or a non-negative fraction of at most 15 significant digits without exponent
+    /// (a `duration_ms`), which is `digits / 10^k` with both exactly representable, so the
+    /// one rounding of the division gives the correctly rounded value, as serde_json and the
+    /// standard parser do. Anything else goes to the standard parsers.
     #[inline]
     fn number(&mut self) -> Option<Field<'a>> {
+        const POW10: [f64; 16] = [
+            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+        ];
         let start = self.i;
         let b = self.b;
         let mut i = start;
-        if b.get(i) == Some(&b'-') {
+        let negative = b.get(i) == Some(&b'-');
+        if negative {
             i += 1;
         }
+        let mut mantissa: u64 = 0;
+        let mut digits = 0usize;
+        let mut digit = |c: u8| {
+            if digits < 19 {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+            }
+            digits += 1;
+        };
         let int_start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
+        while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            digit(c);
             i += 1;
         }
         let int_len = i - int_start;
         if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
             return None;
         }
-        let mut integer = true;
+        let mut fraction = None;
         if b.get(i) == Some(&b'.') {
-            integer = false;
             i += 1;
             let f = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
+            while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+                digit(c);
                 i += 1;
             }
             if i == f {
                 return None;
             }
+            fraction = Some(i - f);
         }
+        let mut exponent = false;
         if matches!(b.get(i), Some(b'e' | b'E')) {
-            integer = false;
+            exponent = true;
             i += 1;
             if matches!(b.get(i), Some(b'+' | b'-')) {
                 i += 1;
@@ -184,12 +204,19 @@ impl<'a> Cursor<'a> {
                 return None;
             }
         }
+        self.i = i;
+        if !negative && !exponent && digits <= 19 {
+            match fraction {
+                None => return Some(Field::UInt(mantissa)),
+                Some(k) if digits <= 15 => {
+                    return Some(Field::Float(mantissa as f64 / POW10[k]));
+                }
+                Some(_) => {}
+            }
+        }
         // SAFETY: the bytes were checked above to be ASCII digits, signs, '.', 'e' or 'E'.
         let text = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
-        self.i = i;
-        if let Some(f) = simple_decimal(&b[start..i]) {
-            return Some(f);
-        }
+        let integer = fraction.is_none() && !exponent;
         // serde_json reads "-0" as the float -0.0.
         if integer && text != "-0" {
             if let Ok(u) = text.parse::<u64>() {
@@ -254,39 +281,6 @@ impl<'a> Cursor<'a> {
                 _ => return None,
             }
         }
-    }
-}
-
-/// The common number shapes, read exactly without the general float parser: an integer of up
-/// to 19 digits (a `ts`), or a non-negative decimal fraction with at most 15 significant
-/// digits and no exponent (a `duration_ms`). The fraction is `digits / 10^k` with both exactly
-/// representable, so the one rounding of the division gives the correctly rounded value, as
-/// serde_json and the standard parser do. `None` for anything else.
-#[inline]
-fn simple_decimal(text: &[u8]) -> Option<Field<'static>> {
-    const POW10: [f64; 16] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-    ];
-    let mut mantissa: u64 = 0;
-    let mut digits = 0usize;
-    let mut frac: Option<usize> = None;
-    for &c in text {
-        match c {
-            b'0'..=b'9' if digits < 19 => {
-                mantissa = mantissa * 10 + u64::from(c - b'0');
-                digits += 1;
-                if let Some(f) = frac.as_mut() {
-                    *f += 1;
-                }
-            }
-            b'.' => frac = Some(0),
-            _ => return None,
-        }
-    }
-    match frac {
-        None => Some(Field::UInt(mantissa)),
-        Some(k) if digits <= 15 => Some(Field::Float(mantissa as f64 / POW10[k])),
-        Some(_) => None,
     }
 }
 

@@ -166,7 +166,15 @@ fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyEr
     let mut out = Parsed::with_capacity_for(body.len());
     let mut first_syntax_error = None;
     let mut parsed_any = false;
-    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+    // Lines are found with memchr: a byte-at-a-time split cost as much as parsing them.
+    let mut starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', body).map(|n| n + 1));
+    let mut next = starts.next();
+    let lines = std::iter::from_fn(|| {
+        let start = next?;
+        next = starts.next();
+        Some(&body[start..next.map_or(body.len(), |n| n - 1)])
+    });
+    for (i, line) in lines.enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
