@@ -10,8 +10,10 @@
 //! | tier 2 | 5 m   | 13    | 1 h            |
 //!
 //! An event is recorded into the fine slot of its second only. When a fine slot leaves the
-//! 10-second ring it is folded into the three coarse rings. Windows therefore read one coarse
-//! ring plus the still-unfolded fine slots, which never overlap.
+//! 10-second ring it is folded into its 10-second slot, and a complete 10-second slot is passed
+//! on to the minute and 5-minute rings in one go. Windows therefore read one coarse ring, the
+//! 10-second slots not yet passed on (for the rings above it) and the still-unfolded fine
+//! slots, which never overlap.
 //!
 //! The detectors read the 10-second, 1-minute and 5-minute windows of every series every
 //! second, so those are kept cheap to read: fine slots stay lists of durations while they
