@@ -87,6 +87,18 @@ impl FineSlot {
     pub fn is_dense(&self) -> bool {
         self.dense
     }
+
+    /// Adds the slot's durations into `hist` (its counts are the caller's to add).
+    pub fn add_to(&self, hist: &mut SlotHistogram) {
+        match self.data() {
+            FineData::Sparse(values) => {
+                for &v in values {
+                    record_clamped(hist, u64::from(v));
+                }
+            }
+            FineData::Dense(dense) => hist.add(dense).expect("slot histograms share bounds"),
+        }
+    }
 }
 
 impl RingSlot for FineSlot {
@@ -124,16 +136,9 @@ impl RingSlot for FineSlot {
 impl Slot {
     /// Adds a fine slot's calls.
     pub(crate) fn absorb_fine(&mut self, fine: &FineSlot) {
-        match fine.data() {
-            FineData::Sparse(values) => {
-                for &v in values {
-                    record_clamped(&mut self.hist, u64::from(v));
-                }
-                self.counts.add(&fine.counts);
-                self.dirty = true;
-            }
-            FineData::Dense(hist) => self.absorb(hist, &fine.counts),
-        }
+        fine.add_to(&mut self.hist);
+        self.counts.add(&fine.counts);
+        self.dirty = true;
     }
 }
 

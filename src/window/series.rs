@@ -220,9 +220,14 @@ impl Series {
     /// the periodic tick, so windows roll forward even when no events arrive.
     pub fn advance(&mut self, now_ms: i64) {
         self.slide(now_ms);
-        let horizon = self.fine.horizon_start(now_ms);
+        self.fold_before(self.fine.horizon_start(now_ms));
+    }
+
+    /// Retires every fine slot that starts before `until_ms`, then passes on every 10-second
+    /// slot whose seconds are all folded.
+    fn fold_before(&mut self, until_ms: i64) {
         for slot in self.fine.iter_mut() {
-            if slot.start_ms < horizon && !slot.is_empty() {
+            if slot.start_ms < until_ms && !slot.is_empty() {
                 retire(
                     slot,
                     &mut self.tiers,
@@ -233,7 +238,7 @@ impl Series {
                 slot.reset(slot.start_ms);
             }
         }
-        self.pass_on(horizon);
+        self.pass_on(until_ms);
     }
 
     /// Passes every 10-second slot that ends at or before `until_ms` (all its seconds
@@ -274,19 +279,7 @@ impl Series {
 
     /// Folds all fine slots regardless of age (before persisting at shutdown).
     pub fn fold_all(&mut self) {
-        for slot in self.fine.iter_mut() {
-            if !slot.is_empty() {
-                retire(
-                    slot,
-                    &mut self.tiers,
-                    &mut self.sums,
-                    &mut self.evicted_minutes,
-                    &mut self.dense_fine,
-                );
-                slot.reset(slot.start_ms);
-            }
-        }
-        self.pass_on(i64::MAX);
+        self.fold_before(i64::MAX);
     }
 
     /// The window ending at `now_ms`. Call [`Series::advance`] first.

@@ -3,10 +3,8 @@
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
-use super::fine::{FineData, FineSlot};
-use super::histogram::{
-    SlotHistogram, WideHistogram, add_into_wide, new_histogram, quantile_us, record_clamped,
-};
+use super::fine::FineSlot;
+use super::histogram::{SlotHistogram, WideHistogram, add_into_wide, new_histogram, quantile_us};
 use super::slot::{Counts, Slot};
 
 #[derive(Debug, Clone)]
@@ -45,14 +43,7 @@ impl Snapshot {
     }
 
     pub(crate) fn add_fine(&mut self, slot: &FineSlot) {
-        match slot.data() {
-            FineData::Sparse(values) => {
-                for &v in values {
-                    record_clamped(&mut self.hist, u64::from(v));
-                }
-            }
-            FineData::Dense(hist) => add_into_wide(&mut self.hist, hist),
-        }
+        slot.add_to(&mut self.hist);
         self.counts.add(&slot.counts);
     }
 
