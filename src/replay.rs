@@ -151,11 +151,11 @@ pub fn replay(
             continue;
         }
         // Flat lines take the fast scanner; anything it declines gets serde and its errors.
-        let event = match fast::json_line(&buf)
-            .map(Element::Event)
-            .ok_or(())
-            .or_else(|()| serde_json::from_slice::<Element>(&buf))
-        {
+        let element = match fast::json_line(&buf) {
+            Some(raw) => Ok(Element::Event(raw)),
+            None => serde_json::from_slice::<Element>(&buf),
+        };
+        let event = match element {
             Ok(Element::Event(raw)) => validation.validate(raw),
             Ok(Element::NotAnObject(kind)) => {
                 Err(format!("event must be a JSON object, got {kind}"))

@@ -243,8 +243,8 @@ impl WindowStore {
         let instance = e.instance.as_ref().map(|l| l.as_str());
         let zone = e.zone.as_ref().map(|l| l.as_str());
         let (instance_count, zone_count) = (dep.instances.len(), dep.zones.len());
-        let mut known_instance = instance.and_then(|i| dep.instances.get_mut(i));
-        let mut known_zone = zone.and_then(|z| dep.zones.get_mut(z));
+        let known_instance = instance.and_then(|i| dep.instances.get_mut(i));
+        let known_zone = zone.and_then(|z| dep.zones.get_mut(z));
         // Check every limit before recording anything, so a refused event leaves no trace.
         let new_instance = instance.filter(|_| known_instance.is_none());
         let new_zone = zone.filter(|_| known_zone.is_none());
@@ -266,10 +266,10 @@ impl WindowStore {
             self.reserve_series(new_series, field)?;
         }
         let (ts, d, o) = (e.ts_ms, e.duration_us, e.outcome);
-        if let Some(s) = known_instance.take() {
+        if let Some(s) = known_instance {
             s.record(ts, d, o, now_ms);
         }
-        if let Some(s) = known_zone.take() {
+        if let Some(s) = known_zone {
             s.record(ts, d, o, now_ms);
         }
         dep.total.record(ts, d, o, now_ms);
