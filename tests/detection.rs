@@ -105,6 +105,23 @@ async fn alert(app: &TestApp, id: i64) -> Value {
     body
 }
 
+/// Sends only healthy payments-api calls, two minutes on, until alert `id` resolves; returns
+/// the alert.
+async fn recover(app: &TestApp, id: i64, what: &str) -> Value {
+    app.advance(2 * MINUTE);
+    drive_until(
+        app,
+        what,
+        STEP_MS,
+        |now| calls("payments-api", 40, "ok", now),
+        async |app: &TestApp| {
+            let a = alert(app, id).await;
+            (a["state"] == "resolved").then_some(a)
+        },
+    )
+    .await
+}
+
 fn id_of(alert: &Value) -> i64 {
     alert["id"]
         .as_i64()
@@ -271,18 +288,7 @@ async fn a_fired_alert_resolves_once_only_healthy_calls_arrive_and_health_return
     let started = ms_of(&fired, "started_at");
 
     // Recovery: the failures leave the 1-minute window; only healthy calls arrive.
-    app.advance(2 * MINUTE);
-    let resolved = drive_until(
-        &app,
-        "the alert is resolved",
-        STEP_MS,
-        |now| calls("payments-api", 40, "ok", now),
-        async |app: &TestApp| {
-            let a = alert(app, id).await;
-            (a["state"] == "resolved").then_some(a)
-        },
-    )
-    .await;
+    let resolved = recover(&app, id, "the alert is resolved").await;
 
     let resolved_at = ms_of(&resolved, "resolved_at");
     assert!(
@@ -411,18 +417,7 @@ async fn a_firing_alert_survives_a_restart_without_firing_twice_and_resolves_lat
     assert_eq!(detail["health"]["state"], "failing", "{detail}");
 
     // The restored alert resolves through the usual clear spell, closing the same row.
-    app.advance(2 * MINUTE);
-    let resolved = drive_until(
-        &app,
-        "the restored alert is resolved",
-        STEP_MS,
-        |now| calls("payments-api", 40, "ok", now),
-        async |app: &TestApp| {
-            let a = alert(app, id).await;
-            (a["state"] == "resolved").then_some(a)
-        },
-    )
-    .await;
+    let resolved = recover(&app, id, "the restored alert is resolved").await;
     assert_eq!(resolved["started_at"], fired["started_at"], "{resolved}");
     let all = alerts(&app, "dependency=payments-api").await;
     assert_eq!(all, [resolved]);
