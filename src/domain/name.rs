@@ -55,8 +55,20 @@ impl<'a> DependencyName<'a> {
 }
 
 fn is_dependency_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-')
+    DEPENDENCY_BYTES[usize::from(b)]
 }
+
+/// `[A-Za-z0-9._:/-]` as a table: one load per byte on the ingest path.
+static DEPENDENCY_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'/' | b'-');
+        b += 1;
+    }
+    t
+};
 
 impl fmt::Display for DependencyName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -161,6 +161,8 @@ pub struct WindowStore {
 }
 
 const SHARDS: usize = 64;
+// `record_batch` keeps a shard index in a byte.
+const _: () = assert!(SHARDS <= 256);
 
 impl WindowStore {
     pub fn new(limits: Limits) -> Self {
@@ -184,23 +186,38 @@ impl WindowStore {
     /// Records a batch of events at wall-clock (or replay) time `now_ms`. Returns the indexes
     /// of events that were refused, with the reason; all others were recorded.
     pub fn record_batch(&self, events: &[Event<'_>], now_ms: i64) -> Vec<(usize, RecordError)> {
-        let mut order: Vec<(u32, u32)> = events
+        // Group the events by shard with a counting sort (one pass to count, one to place),
+        // keeping batch order within a shard.
+        let shard_of: Vec<u8> = events
             .iter()
-            .enumerate()
-            .map(|(i, e)| (self.shard_of(e.dependency.as_str()) as u32, i as u32))
+            .map(|e| self.shard_of(e.dependency.as_str()) as u8)
             .collect();
-        order.sort_unstable();
+        let mut starts = [0u32; SHARDS + 1];
+        for &s in &shard_of {
+            starts[usize::from(s) + 1] += 1;
+        }
+        for s in 0..SHARDS {
+            starts[s + 1] += starts[s];
+        }
+        let mut next = starts;
+        let mut order = vec![0u32; events.len()];
+        for (i, &s) in shard_of.iter().enumerate() {
+            let at = &mut next[usize::from(s)];
+            order[*at as usize] = i as u32;
+            *at += 1;
+        }
         let mut refused = Vec::new();
-        let mut i = 0;
-        while i < order.len() {
-            let shard_idx = order[i].0;
-            let mut shard = self.shards[shard_idx as usize].lock();
-            while i < order.len() && order[i].0 == shard_idx {
-                let idx = order[i].1 as usize;
+        for s in 0..SHARDS {
+            let group = &order[starts[s] as usize..starts[s + 1] as usize];
+            if group.is_empty() {
+                continue;
+            }
+            let mut shard = self.shards[s].lock();
+            for &idx in group {
+                let idx = idx as usize;
                 if let Err(e) = self.record_one(&mut shard, &events[idx], now_ms) {
                     refused.push((idx, e));
                 }
-                i += 1;
             }
         }
         refused.sort_unstable_by_key(|r| r.0);
@@ -285,7 +302,10 @@ impl WindowStore {
                 .or_insert_with(Series::peer)
                 .record(ts, d, o, now_ms);
         }
+        // Every instance with a zone on record leaves nothing to look up (the map's keys are
+        // a subset of the instances').
         if let (Some(i), Some(z)) = (instance, zone)
+            && dep.instance_zone.len() < dep.instances.len()
             && !dep.instance_zone.contains_key(i)
         {
             dep.instance_zone.insert(i.into(), z.into());
@@ -592,6 +612,63 @@ mod tests {
         );
         assert!(!store.contains("b"));
         assert_eq!(store.stats().series, 3);
+    }
+
+    #[test]
+    fn a_batch_records_and_refuses_exactly_as_events_one_by_one() {
+        let limits = Limits {
+            max_instances_per_dependency: 3,
+            ..Limits::default()
+        };
+        let (batched, single) = (WindowStore::new(limits), WindowStore::new(limits));
+        let names: Vec<String> = (0..40).map(|i| format!("dep-{i}")).collect();
+        let instances: Vec<String> = (0..5).map(|i| format!("i-{i}")).collect();
+        let events: Vec<Event> = (0..600)
+            .map(|k| {
+                let mut e = ev(&names[k * 7 % 40], Some(&instances[k / 40 % 5]));
+                e.duration_us = 100 + k as u64;
+                e
+            })
+            .collect();
+        let refused = batched.record_batch(&events, NOW);
+        let expected: Vec<(usize, RecordError)> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| single.record(e, NOW).err().map(|err| (i, err)))
+            .collect();
+        assert!(!expected.is_empty(), "the instance limit must refuse some");
+        assert_eq!(refused, expected);
+        for name in &names {
+            let a = batched.dependency(name, Window::M1, NOW).unwrap();
+            let b = single.dependency(name, Window::M1, NOW).unwrap();
+            assert_eq!(a.total.counts, b.total.counts, "{name}");
+            assert_eq!(a.total.hist, b.total.hist, "{name}");
+            let labels =
+                |v: &DependencyView| v.instances.iter().map(|i| i.0.clone()).collect::<Vec<_>>();
+            assert_eq!(labels(&a), labels(&b), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_instance_keeps_the_first_zone_it_reports_even_after_calls_without_one() {
+        let store = WindowStore::new(Limits::default());
+        let with_zone = |i: &'static str, z: Option<&'static str>| Event {
+            zone: z.map(|z| Label::parse(z).unwrap()),
+            ..ev("a", Some(i))
+        };
+        for e in [
+            with_zone("1", None),
+            with_zone("2", Some("z2")),
+            with_zone("1", Some("z1")),
+            with_zone("1", Some("z9")),
+            with_zone("2", Some("z9")),
+        ] {
+            store.record(&e, NOW).unwrap();
+        }
+        let view = store.dependency("a", Window::M1, NOW).unwrap();
+        assert_eq!(view.instance_zone.get("1").map(String::as_str), Some("z1"));
+        assert_eq!(view.instance_zone.get("2").map(String::as_str), Some("z2"));
+        assert_eq!(view.instance_zone.len(), 2);
     }
 
     #[test]
