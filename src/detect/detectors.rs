@@ -19,7 +19,7 @@ use serde_json::json;
 use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
 use super::stats::{binomial_upper_p_value, holm_bonferroni, two_proportion_p_value};
-use crate::window::Snapshot;
+use crate::window::{Counts, Snapshot};
 
 /// Calls the recency window needs before its point estimate is trusted.
 const RECENT_MIN_CALLS: u64 = 30;
@@ -286,7 +286,21 @@ pub fn rate_rise(
 /// Errors plus timeouts at or above `failing_rate` in the recent window.
 pub fn hard_failure(w: &Windows, s: &DetectionSettings) -> Option<Finding> {
     let (name, recent) = w.recent();
-    let bad = recent.counts.error + recent.counts.timeout;
+    failing(name, &recent.counts, s)
+}
+
+/// [`hard_failure`] of one instance or zone, on its last 10 seconds when they hold enough
+/// calls and on its last minute otherwise.
+pub fn peer_hard_failure(p: &Peer, s: &DetectionSettings) -> Option<Finding> {
+    if p.s10.total() >= RECENT_MIN_CALLS {
+        failing("10s", p.s10, s)
+    } else {
+        failing("1m", &p.m1.counts, s)
+    }
+}
+
+fn failing(name: &str, recent: &Counts, s: &DetectionSettings) -> Option<Finding> {
+    let bad = recent.error + recent.timeout;
     let n = recent.total();
     if n < 10 || bad < s.min_bad_calls || (bad as f64) < s.failing_rate * n as f64 {
         return None;
@@ -301,8 +315,8 @@ pub fn hard_failure(w: &Windows, s: &DetectionSettings) -> Option<Finding> {
             s.failing_rate * 100.0
         ),
         evidence: json!({
-            "window": name, "calls": n, "errors": recent.counts.error,
-            "timeouts": recent.counts.timeout, "rate": rate, "threshold": s.failing_rate,
+            "window": name, "calls": n, "errors": recent.error,
+            "timeouts": recent.timeout, "rate": rate, "threshold": s.failing_rate,
         }),
     })
 }
@@ -406,7 +420,8 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
 /// One peer (instance or zone) with its windows.
 pub struct Peer<'a> {
     pub name: &'a str,
-    pub s10: &'a Snapshot,
+    /// Calls of the last 10 seconds: counts only (see `recent_latency` of [`peer_outliers`]).
+    pub s10: &'a Counts,
     pub m1: &'a Snapshot,
 }
 
@@ -414,7 +429,16 @@ pub struct Peer<'a> {
 /// above the median peer p99) or in errors plus timeouts. Holm's step-down procedure over the
 /// peers keeps the family-wise false-alarm rate at `alpha` however many peers there are.
 /// Returns findings by peer name.
-pub fn peer_outliers<'a>(peers: &[Peer<'a>], s: &DetectionSettings) -> Vec<(&'a str, Finding)> {
+///
+/// A flagged peer must also be worse over its last 10 seconds (when they hold enough calls),
+/// so that a peer which has recovered is not flagged on its minute alone. The latencies of
+/// those 10 seconds are asked of `recent_latency` only then, for the peer at hand; `None`
+/// (the peer is gone) judges the minute instead.
+pub fn peer_outliers<'a>(
+    peers: &[Peer<'a>],
+    s: &DetectionSettings,
+    recent_latency: &mut dyn FnMut(&str) -> Option<Snapshot>,
+) -> Vec<(&'a str, Finding)> {
     let judged: Vec<&Peer> = peers
         .iter()
         .filter(|p| p.m1.total() >= s.peer_min_calls)
@@ -453,12 +477,15 @@ pub fn peer_outliers<'a>(peers: &[Peer<'a>], s: &DetectionSettings) -> Vec<(&'a 
             let (k, n) = (count(peer.m1), peer.m1.total());
             let rest_rate = (total_k - k) as f64 / (total_n - n).max(1) as f64;
             let rate = k as f64 / n as f64;
-            let recent = if peer.s10.total() >= RECENT_MIN_CALLS {
-                peer.s10
+            let recent_s10 = if peer.s10.total() < RECENT_MIN_CALLS {
+                None
+            } else if detector == DetectorKind::PeerLatency {
+                recent_latency(peer.name).map(|w| (w.count_above(threshold), w.total()))
             } else {
-                peer.m1
+                Some((peer.s10.error + peer.s10.timeout, peer.s10.total()))
             };
-            let recent_rate = count(recent) as f64 / recent.total().max(1) as f64;
+            let (recent_k, recent_n) = recent_s10.unwrap_or((k, n));
+            let recent_rate = recent_k as f64 / recent_n.max(1) as f64;
             let effect =
                 |r: f64| r >= rest_rate * s.rate_ratio && r >= rest_rate + s.rate_min_increase;
             let latency_ok = detector != DetectorKind::PeerLatency
@@ -595,23 +622,66 @@ mod tests {
             .zip(&names)
             .map(|(w, n)| Peer {
                 name: n,
-                s10: w,
+                s10: &w.counts,
                 m1: w,
             })
             .collect();
-        assert!(peer_outliers(&peers, &s).is_empty());
+        let mut asked = Vec::new();
+        assert!(
+            peer_outliers(&peers, &s, &mut |n| {
+                asked.push(n.to_string());
+                None
+            })
+            .is_empty()
+        );
+        assert!(asked.is_empty(), "no peer stands out: {asked:?}");
 
         let bad = snap(300, 0, 90, 8.0);
         let mut peers = peers;
         peers[7] = Peer {
             name: &names[7],
-            s10: &bad,
+            s10: &bad.counts,
             m1: &bad,
         };
-        let found = peer_outliers(&peers, &s);
+        let found = peer_outliers(&peers, &s, &mut |n| {
+            asked.push(n.to_string());
+            Some(bad.clone())
+        });
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "i-7");
         assert_eq!(found[0].1.detector, DetectorKind::PeerLatency);
+        assert_eq!(asked, ["i-7"]);
+
+        // The same minute, but its last 10 seconds are back to normal: not flagged.
+        let recovered = snap(300, 0, 0, 1.0);
+        let found = peer_outliers(&peers, &s, &mut |_| Some(recovered.clone()));
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn a_failing_peer_is_judged_on_its_last_ten_seconds_when_they_hold_enough_calls() {
+        let s = DetectionSettings::default();
+        let minute = snap(600, 6, 0, 1.0);
+        let failing_now = snap(60, 40, 0, 1.0);
+        let p = Peer {
+            name: "i-1",
+            s10: &failing_now.counts,
+            m1: &minute,
+        };
+        let f = peer_hard_failure(&p, &s).expect("failing over the last 10 s");
+        assert_eq!(f.evidence["window"], "10s");
+        let quiet_now = snap(5, 5, 0, 1.0);
+        let p = Peer {
+            s10: &quiet_now.counts,
+            ..p
+        };
+        assert!(peer_hard_failure(&p, &s).is_none(), "the minute is healthy");
+        let failing_minute = snap(20, 15, 0, 1.0);
+        let p = Peer {
+            m1: &failing_minute,
+            ..p
+        };
+        assert_eq!(peer_hard_failure(&p, &s).unwrap().evidence["window"], "1m");
     }
 
     #[test]

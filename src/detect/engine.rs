@@ -12,7 +12,7 @@ use super::baseline::Baseline;
 use super::detectors::{self, DetectorKind, Finding, Peer, Severity, Windows};
 use super::spec::{DetectionSettings, Specs};
 use super::state::{AlertMachine, Hysteresis, Step};
-use crate::window::{SeriesKey, SeriesKind, Window, WindowStore};
+use crate::window::{PeerView, SeriesKey, SeriesKind, Window, WindowStore};
 
 /// A minute joins the baseline this long after it ended, so that a degradation starting in
 /// it has had time to be noticed (and keep it out).
@@ -176,11 +176,7 @@ impl Engine {
         now: i64,
         out: &mut Vec<Transition>,
     ) {
-        let (Some(s10), Some(m1), Some(m5)) = (
-            store.dependency(name, Window::S10, now),
-            store.dependency(name, Window::M1, now),
-            store.total(name, Window::M5, now),
-        ) else {
+        let Some(view) = store.detection_view(name, now) else {
             self.step_without_data(name, now, out);
             return;
         };
@@ -203,9 +199,9 @@ impl Engine {
             findings.insert((scope, f.detector, f.severity), f);
         };
         let total = Windows {
-            s10: &s10.total,
-            m1: &m1.total,
-            m5: Some(&m5),
+            s10: &view.s10,
+            m1: &view.m1,
+            m5: Some(&view.m5),
         };
         if let Some(base) = state
             .baseline
@@ -228,25 +224,35 @@ impl Engine {
                 add(Scope::Dependency, f);
             }
         }
-        for (kind, s10s, m1s) in [
-            (SeriesKind::Instance, &s10.instances, &m1.instances),
-            (SeriesKind::Zone, &s10.zones, &m1.zones),
+        for (kind, views) in [
+            (SeriesKind::Instance, &view.instances),
+            (SeriesKind::Zone, &view.zones),
         ] {
             let scope = |n: &str| match kind {
                 SeriesKind::Instance => Scope::Instance(n.to_string()),
                 _ => Scope::Zone(n.to_string()),
             };
-            let peers = peers(s10s, m1s);
-            for (peer, f) in detectors::peer_outliers(&peers, settings) {
+            let peers: Vec<Peer> = views
+                .iter()
+                .map(|p| Peer {
+                    name: &p.name,
+                    s10: &p.s10,
+                    m1: &p.m1,
+                })
+                .collect();
+            let mut recent_latency = |peer: &str| {
+                let key = SeriesKey {
+                    dependency: name.to_string(),
+                    kind,
+                    label: peer.to_string(),
+                };
+                store.series_window(&key, Window::S10, now)
+            };
+            for (peer, f) in detectors::peer_outliers(&peers, settings, &mut recent_latency) {
                 add(scope(peer), f);
             }
             for p in &peers {
-                let w = Windows {
-                    s10: p.s10,
-                    m1: p.m1,
-                    m5: None,
-                };
-                if let Some(f) = detectors::hard_failure(&w, settings) {
+                if let Some(f) = detectors::peer_hard_failure(p, settings) {
                     add(scope(p.name), f);
                 }
             }
@@ -254,12 +260,12 @@ impl Engine {
 
         explain_locally(
             &mut findings,
-            &m1.instance_zone,
-            &m1.instances,
+            &view.instance_zone,
+            &view.instances,
             settings.peer_min_calls,
         );
         let mut current = Conditions {
-            known_instances: m1.instances.len(),
+            known_instances: view.instances.len(),
             ..Conditions::default()
         };
         for (scope, _, severity) in findings.keys() {
@@ -276,10 +282,14 @@ impl Engine {
 
         // Step every machine that has a finding or is not idle.
         let h = settings.hysteresis(spec);
-        let dependency_evidence = serde_json::json!({
-            "window_stats_1m": serde_json::to_value(m1.total.stats()).unwrap_or_default(),
-            "baseline": state.baseline.stats(),
-        });
+        // Built only when an alert fires: most evaluations fire nothing.
+        let baseline = state.baseline.stats();
+        let dependency_evidence = || {
+            serde_json::json!({
+                "window_stats_1m": serde_json::to_value(view.m1.stats()).unwrap_or_default(),
+                "baseline": baseline,
+            })
+        };
         step_machines(
             name,
             state,
@@ -387,33 +397,13 @@ impl Engine {
     }
 }
 
-fn peers<'a>(
-    s10: &'a [(String, crate::window::Snapshot)],
-    m1: &'a [(String, crate::window::Snapshot)],
-) -> Vec<Peer<'a>> {
-    // Both lists come sorted by name from the same series set.
-    m1.iter()
-        .filter_map(|(name, m)| {
-            let s = s10
-                .binary_search_by(|(n, _)| n.as_str().cmp(name))
-                .ok()
-                .map(|i| &s10[i].1)?;
-            Some(Peer {
-                name,
-                s10: s,
-                m1: m,
-            })
-        })
-        .collect()
-}
-
 /// Steps every machine that has a finding or is not idle, emitting transitions. Findings at
 /// the dependency scope get `dependency_evidence` (window stats, baseline) merged in.
 fn step_machines(
     name: &str,
     state: &mut DependencyState,
     mut findings: HashMap<Key, Finding>,
-    dependency_evidence: Option<&serde_json::Value>,
+    dependency_evidence: Option<&dyn Fn() -> serde_json::Value>,
     now: i64,
     h: &Hysteresis,
     out: &mut Vec<Transition>,
@@ -434,10 +424,10 @@ fn step_machines(
             Step::Fired { started_ms } => {
                 let mut f = finding.expect("fires only on a finding");
                 if let (Scope::Dependency, Some(extra)) = (&key.0, dependency_evidence)
-                    && let Some(extra) = extra.as_object()
+                    && let serde_json::Value::Object(extra) = extra()
                 {
                     for (k, v) in extra {
-                        f.evidence[k] = v.clone();
+                        f.evidence[k] = v;
                     }
                 }
                 out.push(transition(
@@ -483,7 +473,7 @@ fn step_machines(
 fn explain_locally(
     findings: &mut HashMap<Key, Finding>,
     instance_zone: &HashMap<String, String>,
-    instances: &[(String, crate::window::Snapshot)],
+    instances: &[PeerView],
     min_calls: u64,
 ) {
     let zone_keys: Vec<Key> = findings
@@ -496,7 +486,7 @@ fn explain_locally(
         let in_zone = |i: &str| instance_zone.get(i).is_some_and(|z| z == zone);
         let judged = instances
             .iter()
-            .filter(|(i, s)| in_zone(i) && s.total() >= min_calls)
+            .filter(|p| in_zone(&p.name) && p.m1.total() >= min_calls)
             .count();
         let flagged: Vec<Key> = findings
             .keys()

@@ -20,7 +20,8 @@ pub use series::{MinuteRollup, Series};
 pub use slot::{Counts, Slot};
 pub use snapshot::{Snapshot, WindowStats, decode_histogram, encode_histogram};
 pub use store::{
-    DependencyView, Limits, RecordError, SeriesKey, SeriesKind, StoreStats, WindowStore,
+    DependencyView, DetectionView, Limits, PeerView, RecordError, SeriesKey, SeriesKind,
+    StoreStats, WindowStore,
 };
 
 /// The windows every series reports.

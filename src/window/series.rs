@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use super::Window;
 use super::fine::{FineSlot, SPARSE_MAX};
 use super::ring::{Ring, RingSlot};
-use super::slot::Slot;
+use super::slot::{Counts, Slot};
 use super::snapshot::Snapshot;
 use crate::domain::Outcome;
 
@@ -280,6 +280,16 @@ impl Series {
     /// Folds all fine slots regardless of age (before persisting at shutdown).
     pub fn fold_all(&mut self) {
         self.fold_before(i64::MAX);
+    }
+
+    /// The counts of the 10-second window, without summing its latencies. Call
+    /// [`Series::advance`] first.
+    pub fn recent_counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for slot in self.fine.iter() {
+            counts.add(&slot.counts);
+        }
+        counts
     }
 
     /// The window ending at `now_ms`. Call [`Series::advance`] first.
@@ -723,6 +733,9 @@ mod tests {
                         }
                         prop_assert_eq!(&snap.hist, &expected, "window {} at {}", w, now - T0);
                         prop_assert_eq!(snap.total(), expected.len());
+                        if w == Window::S10 {
+                            prop_assert_eq!(s.recent_counts(), snap.counts);
+                        }
                     }
                 }
             }

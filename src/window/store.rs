@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use super::series::{MinuteRollup, Series};
-use super::slot::Slot;
+use super::slot::{Counts, Slot};
 use super::snapshot::Snapshot;
 use super::{Window, histogram};
 use crate::domain::Event;
@@ -133,6 +133,32 @@ pub struct DependencyView {
     pub zones: Vec<(String, Snapshot)>,
     /// Zone of each instance that reported one.
     pub instance_zone: std::collections::HashMap<String, String>,
+}
+
+/// What detection reads of one dependency at one evaluation: its total over 10 s, 1 m and
+/// 5 m, and each instance and zone over 1 m with the calls of its last 10 s as counts only.
+/// A peer's recent latencies matter only once it already stands out over the minute, so they
+/// are not summed for every peer every second: [`WindowStore::series_window`] reads them.
+#[derive(Debug, Clone)]
+pub struct DetectionView {
+    pub s10: Snapshot,
+    pub m1: Snapshot,
+    pub m5: Snapshot,
+    /// Sorted by name.
+    pub instances: Vec<PeerView>,
+    /// Sorted by name.
+    pub zones: Vec<PeerView>,
+    /// Zone of each instance that reported one.
+    pub instance_zone: std::collections::HashMap<String, String>,
+}
+
+/// One instance or zone of a [`DetectionView`].
+#[derive(Debug, Clone)]
+pub struct PeerView {
+    pub name: String,
+    /// Calls of the last 10 seconds (the 10-second window's counts).
+    pub s10: Counts,
+    pub m1: Snapshot,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -390,6 +416,50 @@ impl WindowStore {
                 .map(|(i, z)| (i.to_string(), z.to_string()))
                 .collect(),
         })
+    }
+
+    /// What detection reads of one dependency at one evaluation, under one lock (see
+    /// [`DetectionView`]).
+    pub fn detection_view(&self, name: &str, now_ms: i64) -> Option<DetectionView> {
+        let mut shard = self.shards[self.shard_of(name)].lock();
+        let dep = shard.deps.get_mut(name)?;
+        dep.for_each_mut(|_, _, s| s.advance(now_ms));
+        let peers = |m: &Map<Series>| {
+            let mut v: Vec<PeerView> = m
+                .iter()
+                .map(|(k, s)| PeerView {
+                    name: k.to_string(),
+                    s10: s.recent_counts(),
+                    m1: s.window(Window::M1, now_ms),
+                })
+                .collect();
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        };
+        let total = &dep.total;
+        Some(DetectionView {
+            s10: total.window(Window::S10, now_ms),
+            m1: total.window(Window::M1, now_ms),
+            m5: total.window(Window::M5, now_ms),
+            instances: peers(&dep.instances),
+            zones: peers(&dep.zones),
+            instance_zone: dep
+                .instance_zone
+                .iter()
+                .map(|(i, z)| (i.to_string(), z.to_string()))
+                .collect(),
+        })
+    }
+
+    /// One series over `window` ending at `now_ms`.
+    pub fn series_window(&self, key: &SeriesKey, window: Window, now_ms: i64) -> Option<Snapshot> {
+        let mut shard = self.shards[self.shard_of(&key.dependency)].lock();
+        let series = shard
+            .deps
+            .get_mut(key.dependency.as_str())?
+            .series_mut(key.kind, &key.label)?;
+        series.advance(now_ms);
+        Some(series.window(window, now_ms))
     }
 
     /// Every dependency's total over `window`, sorted by name.
