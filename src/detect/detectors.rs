@@ -460,13 +460,15 @@ pub fn peer_outliers<'a>(
         ),
         (DetectorKind::PeerErrors, &bad_calls),
     ] {
-        let total_k: u64 = judged.iter().map(|p| count(p.m1)).sum();
+        // Offending calls of each peer over the minute, counted once.
+        let ks: Vec<u64> = judged.iter().map(|p| count(p.m1)).collect();
+        let total_k: u64 = ks.iter().sum();
         let total_n: u64 = judged.iter().map(|p| p.m1.total()).sum();
         let pv: Vec<f64> = judged
             .iter()
-            .map(|p| {
-                let (k, n) = (count(p.m1), p.m1.total());
-                two_proportion_p_value(k, n, total_k - k, total_n - n)
+            .zip(&ks)
+            .map(|(p, &k)| {
+                two_proportion_p_value(k, p.m1.total(), total_k - k, total_n - p.m1.total())
             })
             .collect();
         let rejected = holm_bonferroni(&pv, s.alpha);
@@ -474,7 +476,7 @@ pub fn peer_outliers<'a>(
             if !rejected[i] {
                 continue;
             }
-            let (k, n) = (count(peer.m1), peer.m1.total());
+            let (k, n) = (ks[i], peer.m1.total());
             let rest_rate = (total_k - k) as f64 / (total_n - n).max(1) as f64;
             let rate = k as f64 / n as f64;
             let recent_s10 = if peer.s10.total() < RECENT_MIN_CALLS {
