@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::raw::{Field, RawEvent};
+use super::raw::{Field, Key, RawEvent};
 
 /// Bytes that end the fast scan of a string: its closing quote, an escape, or a control
 /// character (which JSON forbids inside strings).
@@ -114,31 +114,33 @@ impl<'a> Cursor<'a> {
         Some(&rest[..len])
     }
 
-    /// An object key: matched as bytes, so known keys skip UTF-8 decoding (an unknown key
-    /// must still be valid UTF-8, or serde would refuse the body).
+    /// An object key. The event's own keys are recognised by their first letter and compared
+    /// whole, closing quote included, without scanning or decoding; any other key must still
+    /// be a valid string, or serde would refuse the body.
     #[inline]
-    fn key(&mut self) -> Option<&'a [u8]> {
-        // The event's own keys are recognised by their first letter and compared whole,
-        // closing quote included, without scanning.
+    fn key(&mut self) -> Option<Key> {
+        self.ws();
         if self.peek() == Some(b'"') {
             let rest = &self.b[self.i + 1..];
-            let len = match rest.first() {
-                Some(b'd') if starts(rest, b"dependency\"") => 10,
-                Some(b'd') if starts(rest, b"duration_ms\"") => 11,
-                Some(b'o') if starts(rest, b"outcome\"") => 7,
-                Some(b't') if starts(rest, b"ts\"") => 2,
-                Some(b'i') if starts(rest, b"instance\"") => 8,
-                Some(b'z') if starts(rest, b"zone\"") => 4,
-                Some(b's') if starts(rest, b"source\"") => 6,
-                _ => 0,
+            let known = match rest.first() {
+                Some(b'd') if starts(rest, b"dependency\"") => Some((Key::Dependency, 10)),
+                Some(b'd') if starts(rest, b"duration_ms\"") => Some((Key::DurationMs, 11)),
+                Some(b'o') if starts(rest, b"outcome\"") => Some((Key::Outcome, 7)),
+                Some(b't') if starts(rest, b"ts\"") => Some((Key::Ts, 2)),
+                Some(b'i') if starts(rest, b"instance\"") => Some((Key::Instance, 8)),
+                Some(b'z') if starts(rest, b"zone\"") => Some((Key::Zone, 4)),
+                Some(b's') if starts(rest, b"source\"") => Some((Key::Source, 6)),
+                _ => None,
             };
-            if len > 0 {
+            if let Some((key, len)) = known {
                 self.i += len + 2;
-                return Some(&rest[..len]);
+                return Some(key);
             }
         }
+        // Not one of ours: an exact known key would have matched above, and one spelt with
+        // escapes stops the scan (the body goes to serde, which reads it as that key).
         let bytes = self.string_bytes()?;
-        (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()).then_some(bytes)
+        (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()).then_some(Key::Unknown)
     }
 
     /// A JSON number: checked against the JSON grammar while its digits are read, then its
@@ -260,16 +262,9 @@ impl<'a> Cursor<'a> {
             let key = self.key()?;
             self.eat(b':')?;
             let value = self.value()?;
-            match key {
-                b"dependency" => ev.dependency = value,
-                b"duration_ms" => ev.duration_ms = value,
-                b"outcome" => ev.outcome = value,
-                b"ts" => ev.ts = value,
-                b"instance" => ev.instance = value,
-                b"zone" => ev.zone = value,
-                b"source" => ev.source = value,
-                // Unknown keys are ignored, as by the general path.
-                _ => {}
+            // Unknown keys are ignored, as by the general path.
+            if let Some(slot) = ev.field_mut(key) {
+                *slot = value;
             }
             self.ws();
             match self.peek()? {
@@ -356,7 +351,8 @@ mod tests {
     #[test]
     fn common_bodies_take_the_fast_path_and_match_serde() {
         let body = br#" [ {"dependency":"db","duration_ms":1.5,"outcome":"ok","ts":1800000000000,"instance":"i-1","zone":null},
-            {"duration_ms":-2e3,"dependency":"x"} ,{}] "#;
+            {"duration_ms":-2e3,"dependency":"x"} ,{}, { "dependency" : "y", "zone": "z",
+            "instance" :"i"}] "#;
         let fast = json_body(body).expect("fast path");
         assert_eq!(Some(fast), serde_events(body));
     }

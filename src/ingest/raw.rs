@@ -89,9 +89,10 @@ impl<'de> Deserialize<'de> for Field<'de> {
     }
 }
 
-#[derive(serde::Deserialize)]
+/// The keys of an event object (the fast scanner names them too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
-enum Key {
+pub(super) enum Key {
     Dependency,
     DurationMs,
     Outcome,
@@ -118,22 +119,31 @@ pub struct RawEvent<'a> {
 fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<RawEvent<'de>, A::Error> {
     let mut ev = RawEvent::default();
     while let Some(key) = map.next_key::<Key>()? {
-        let slot = match key {
-            Key::Dependency => &mut ev.dependency,
-            Key::DurationMs => &mut ev.duration_ms,
-            Key::Outcome => &mut ev.outcome,
-            Key::Ts => &mut ev.ts,
-            Key::Instance => &mut ev.instance,
-            Key::Zone => &mut ev.zone,
-            Key::Source => &mut ev.source,
-            Key::Unknown => {
+        match ev.field_mut(key) {
+            Some(slot) => *slot = map.next_value()?,
+            None => {
                 map.next_value::<IgnoredAny>()?;
-                continue;
             }
-        };
-        *slot = map.next_value()?;
+        }
     }
     Ok(ev)
+}
+
+impl<'a> RawEvent<'a> {
+    /// Where the value of `key` goes; `None` for a key that is ignored.
+    #[inline]
+    pub(super) fn field_mut(&mut self, key: Key) -> Option<&mut Field<'a>> {
+        Some(match key {
+            Key::Dependency => &mut self.dependency,
+            Key::DurationMs => &mut self.duration_ms,
+            Key::Outcome => &mut self.outcome,
+            Key::Ts => &mut self.ts,
+            Key::Instance => &mut self.instance,
+            Key::Zone => &mut self.zone,
+            Key::Source => &mut self.source,
+            Key::Unknown => return None,
+        })
+    }
 }
 
 /// An element of a batch: an event object, or something else (reported per element).
