@@ -70,6 +70,25 @@ static DEPENDENCY_BYTES: [bool; 256] = {
     t
 };
 
+/// Every byte is printable ASCII (0x20 to 0x7e). Eight bytes at a time: a word has a byte
+/// below `n` when `(w - n*ONES) & !w & HIGH` is set, and one above `m` when
+/// `((w + (127 - m)*ONES) | w) & HIGH` is, here with `m` = 0x7e (both exact for the word as
+/// a whole).
+fn printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let (words, tail) = bytes.as_chunks::<8>();
+    for w in words {
+        let w = u64::from_le_bytes(*w);
+        let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let above = (w.wrapping_add(ONES) | w) & HIGH;
+        if below | above != 0 {
+            return false;
+        }
+    }
+    tail.iter().all(|b| (0x20..0x7f).contains(b))
+}
+
 impl fmt::Display for DependencyName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -90,7 +109,7 @@ impl<'a> Label<'a> {
         }
         // The usual label (a host name, an address, a zone) is short printable ASCII: one
         // pass over its bytes settles it.
-        if raw.len() <= Self::MAX_LEN && raw.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        if raw.len() <= Self::MAX_LEN && printable_ascii(raw.as_bytes()) {
             return Ok(Self(raw));
         }
         let chars = raw.chars().count();
@@ -124,6 +143,23 @@ impl fmt::Display for Label<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The word-at-a-time check agrees with checking byte by byte.
+        #[test]
+        fn printable_ascii_matches_the_byte_rule(
+            bytes in proptest::collection::vec(
+                prop_oneof![8 => 0x20u8..0x7f, 1 => any::<u8>(), 1 => prop_oneof![Just(0x1fu8), Just(0x7f), Just(0x80), Just(0xff), Just(0)]],
+                0..40,
+            )
+        ) {
+            prop_assert_eq!(
+                printable_ascii(&bytes),
+                bytes.iter().all(|b| (0x20..0x7f).contains(b))
+            );
+        }
+    }
 
     #[test]
     fn dependency_names_accept_the_documented_alphabet() {
