@@ -137,9 +137,10 @@ impl RingSlot for FineSlot {
 impl Slot {
     /// Adds a fine slot's calls.
     pub(crate) fn absorb_fine(&mut self, fine: &FineSlot) {
-        fine.add_to(&mut self.hist);
-        self.counts.add(&fine.counts);
-        self.dirty = true;
+        match fine.data() {
+            FineData::Sparse(values) => self.absorb_values(values, &fine.counts),
+            FineData::Dense(hist) => self.absorb(hist, &fine.counts),
+        }
     }
 }
 

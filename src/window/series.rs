@@ -41,6 +41,9 @@ pub(crate) const FINE_LEN: usize = 10;
 const TIERS: [(i64, usize); 3] = [(10_000, 6), (60_000, 16), (300_000, 13)];
 pub(crate) const MINUTE_TIER: usize = 1;
 pub(crate) const MINUTE_MS: i64 = 60_000;
+/// Most durations a running sum is rebuilt from instead of subtracting the slots that leave it
+/// (about the cost of one subtraction).
+const REBUILD_MAX: usize = 512;
 /// Windows whose coarse part is kept as a running sum; `SUMMED[t]` reads tier `t` (1 minute:
 /// six 10-second slots; 5 minutes: five minute slots).
 const SUMMED: [Window; 2] = [Window::M1, Window::M5];
@@ -128,6 +131,8 @@ impl Series {
         let coarse = TIERS.iter().map(|t| t.1).sum::<usize>();
         let fine = hist + std::mem::size_of::<FineSlot>() + (SPARSE_MAX + 1) * 4 + 16;
         coarse * (hist + std::mem::size_of::<Slot>() + 16)
+            // The 10-second slots' lists of durations.
+            + TIERS[0].1 * super::slot::VALUES_MAX * 4
             + FINE_LEN * fine
             // The dense fine total and the two window sums.
             + 3 * hist
@@ -268,9 +273,34 @@ impl Series {
             if from <= s.from_ms {
                 continue;
             }
-            for slot in ring.iter() {
-                if slot.start_ms >= s.from_ms && slot.start_ms < from && !slot.is_empty() {
-                    s.sum.remove(slot);
+            let leaving = |slot: &&Slot| {
+                slot.start_ms >= s.from_ms && slot.start_ms < from && !slot.is_empty()
+            };
+            if !ring.iter().any(|slot| leaving(&slot)) {
+                s.from_ms = from;
+                continue;
+            }
+            // The sum is the slots from `from_ms` on. When those that stay all keep their
+            // durations and are few, recording them afresh is cheaper than HdrHistogram's
+            // subtraction (a pass over the counters, often a second one to find min and max).
+            let staying: Option<Vec<(&[u32], &Counts)>> = ring
+                .iter()
+                .filter(|slot| slot.start_ms >= from && !slot.is_empty())
+                .map(|slot| slot.values().map(|v| (v, &slot.counts)))
+                .collect();
+            match staying {
+                Some(staying)
+                    if staying.iter().map(|(v, _)| v.len()).sum::<usize>() <= REBUILD_MAX =>
+                {
+                    s.sum.reset(0);
+                    for (values, counts) in staying {
+                        s.sum.absorb_values(values, counts);
+                    }
+                }
+                _ => {
+                    for slot in ring.iter().filter(|slot| leaving(slot)) {
+                        s.sum.remove(slot);
+                    }
                 }
             }
             s.from_ms = from;
@@ -523,13 +553,18 @@ fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], sums: &mut [CoarseSum], evicted:
 /// Adds a complete 10-second slot into the minute and 5-minute rings (`upper`) and the
 /// 5-minute sum. Ten seconds pass on in one counter loop per ring instead of ten.
 fn pass_on(slot: &mut Slot, upper: &mut [Ring], sums: &mut [CoarseSum], evicted: &mut Vec<Slot>) {
+    // A quiet slot still has its durations as a list: recording them beats a counter pass.
+    let add = |dst: &mut Slot| match slot.values() {
+        Some(values) => dst.absorb_values(values, &slot.counts),
+        None => dst.absorb(&slot.hist, &slot.counts),
+    };
     for (k, ring) in upper.iter_mut().enumerate() {
         let tier = k + 1;
         let start = ring.align(slot.start_ms);
         if let Some(dst) = coarse_slot(ring, tier, evicted, start) {
-            dst.absorb(&slot.hist, &slot.counts);
+            add(dst);
             if let Some(s) = sums.get_mut(tier).filter(|s| start >= s.from_ms) {
-                s.sum.absorb(&slot.hist, &slot.counts);
+                add(&mut s.sum);
             }
         }
     }
@@ -544,11 +579,15 @@ fn ten_second_slot<'a>(
     start: i64,
 ) -> Option<&'a mut Slot> {
     let (ten, upper) = tiers.split_first_mut().expect("three rings");
-    ten.slot_mut_evicting(start, |old| {
+    let slot = ten.slot_mut_evicting(start, |old| {
         if old.pending {
             pass_on(old, upper, sums, evicted);
         }
-    })
+    })?;
+    if slot.is_empty() {
+        slot.keep_values();
+    }
+    Some(slot)
 }
 
 /// The slot for `start` in coarse ring `tier`, stashing an unsaved minute slot before it is

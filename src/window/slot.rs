@@ -46,7 +46,13 @@ pub struct Slot {
     pub dirty: bool,
     /// Holds folded seconds not yet passed on to the coarser rings (10-second slots only).
     pub pending: bool,
+    /// Every call's duration, while `values_complete` (see [`Slot::keep_values`]).
+    values: Vec<u32>,
+    values_complete: bool,
 }
+
+/// Most durations a slot keeps as a list (see [`Slot::keep_values`]).
+pub(crate) const VALUES_MAX: usize = 256;
 
 impl Slot {
     pub fn new(start_ms: i64) -> Self {
@@ -56,6 +62,8 @@ impl Slot {
             counts: Counts::default(),
             dirty: false,
             pending: false,
+            values: Vec::new(),
+            values_complete: false,
         }
     }
 
@@ -67,6 +75,8 @@ impl Slot {
             counts,
             dirty: false,
             pending: false,
+            values: Vec::new(),
+            values_complete: false,
         }
     }
 
@@ -77,6 +87,36 @@ impl Slot {
         self.counts = Counts::default();
         self.dirty = false;
         self.pending = false;
+        self.values.clear();
+        self.values_complete = false;
+    }
+
+    /// From now on, while it holds at most [`VALUES_MAX`] calls, the slot also keeps their
+    /// durations as a list, so that passing it on to a coarser slot or rebuilding a sum from
+    /// it costs a few records instead of a pass over every counter. For an empty slot (the
+    /// 10-second slots of a series); anything but a record or a sparse fine slot (a whole
+    /// histogram added or taken out) ends it.
+    pub(crate) fn keep_values(&mut self) {
+        debug_assert!(self.is_empty());
+        self.values_complete = self.is_empty();
+    }
+
+    /// The durations of all the slot's calls, when it keeps them.
+    pub(crate) fn values(&self) -> Option<&[u32]> {
+        self.values_complete.then_some(&self.values[..])
+    }
+
+    /// Notes durations added to the slot for the list, or ends the list when they do not fit.
+    #[inline]
+    fn note_values(&mut self, values: &[u32]) {
+        if self.values_complete {
+            if self.values.len() + values.len() <= VALUES_MAX {
+                self.values.extend_from_slice(values);
+            } else {
+                self.values_complete = false;
+                self.values.clear();
+            }
+        }
     }
 
     #[inline]
@@ -84,12 +124,27 @@ impl Slot {
         let clamped = record_clamped(&mut self.hist, duration_us);
         self.counts.count(outcome, clamped);
         self.dirty = true;
+        if self.values_complete {
+            self.note_values(&[duration_us.min(super::histogram::HIGHEST_US) as u32]);
+        }
     }
 
     pub fn absorb(&mut self, hist: &SlotHistogram, counts: &Counts) {
         self.hist.add(hist).expect("slot histograms share bounds");
         self.counts.add(counts);
         self.dirty = true;
+        self.values_complete = false;
+        self.values.clear();
+    }
+
+    /// Adds calls given as durations (clamped to the histogram's range) and their counts.
+    pub(crate) fn absorb_values(&mut self, values: &[u32], counts: &Counts) {
+        for &v in values {
+            record_clamped(&mut self.hist, u64::from(v));
+        }
+        self.counts.add(counts);
+        self.dirty = true;
+        self.note_values(values);
     }
 
     /// Takes a slot's calls back out (the inverse of [`Slot::absorb`]).
@@ -107,6 +162,8 @@ impl Slot {
         self.hist
             .subtract(hist)
             .expect("a slot only removes calls it absorbed");
+        self.values_complete = false;
+        self.values.clear();
         self.counts.ok -= counts.ok;
         self.counts.error -= counts.error;
         self.counts.timeout -= counts.timeout;

@@ -24,7 +24,7 @@ type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Series of all kinds together: the bound on memory (about 592 KiB per busy series).
+    /// Series of all kinds together: the bound on memory (about 640 KiB per busy series).
     pub max_series: usize,
     pub max_dependencies: usize,
     pub max_instances_per_dependency: usize,
