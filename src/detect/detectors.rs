@@ -479,6 +479,14 @@ pub fn peer_outliers<'a>(
             let (k, n) = (ks[i], peer.m1.total());
             let rest_rate = (total_k - k) as f64 / (total_n - n).max(1) as f64;
             let rate = k as f64 / n as f64;
+            let effect =
+                |r: f64| r >= rest_rate * s.rate_ratio && r >= rest_rate + s.rate_min_increase;
+            let latency_ok = detector != DetectorKind::PeerLatency
+                || p99_us(peer.m1) as f64 >= threshold as f64 * s.tail_ratio;
+            if k < s.min_bad_calls || !effect(rate) || !latency_ok {
+                continue;
+            }
+            // Only now, for a peer that stands out over the minute, its last 10 seconds.
             let recent_s10 = if peer.s10.total() < RECENT_MIN_CALLS {
                 None
             } else if detector == DetectorKind::PeerLatency {
@@ -488,11 +496,7 @@ pub fn peer_outliers<'a>(
             };
             let (recent_k, recent_n) = recent_s10.unwrap_or((k, n));
             let recent_rate = recent_k as f64 / recent_n.max(1) as f64;
-            let effect =
-                |r: f64| r >= rest_rate * s.rate_ratio && r >= rest_rate + s.rate_min_increase;
-            let latency_ok = detector != DetectorKind::PeerLatency
-                || p99_us(peer.m1) as f64 >= threshold as f64 * s.tail_ratio;
-            if k < s.min_bad_calls || !effect(rate) || !effect(recent_rate) || !latency_ok {
+            if !effect(recent_rate) {
                 continue;
             }
             let severity = Severity::Degraded;

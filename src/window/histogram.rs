@@ -29,12 +29,14 @@ pub fn new_histogram<T: Counter>() -> Histogram<T> {
         .expect("static histogram bounds are valid")
 }
 
-/// Records `value_us`, clamping to the trackable range. Returns true when the value was clamped.
+/// Records `value_us`, clamped to [`HIGHEST_US`]. Returns true when the value was clamped.
 #[inline]
 pub fn record_clamped<T: Counter>(hist: &mut Histogram<T>, value_us: u64) -> bool {
     let clamped = value_us > HIGHEST_US;
-    // `saturating_record` clamps to the trackable range and cannot fail.
-    hist.saturating_record(value_us);
+    // Clamp here rather than rely on `saturating_record`: the counter array reaches a little
+    // past 2^32 µs, and a value kept in a slot's list of durations (clamped to `HIGHEST_US`)
+    // must land in the same bucket as the same value recorded directly.
+    hist.saturating_record(value_us.min(HIGHEST_US));
     clamped
 }
 
@@ -63,8 +65,11 @@ mod tests {
         assert!(!record_clamped(&mut h, 0));
         assert!(!record_clamped(&mut h, HIGHEST_US));
         assert!(record_clamped(&mut h, HIGHEST_US * 5));
-        assert_eq!(h.len(), 3);
-        assert!(h.max() >= HIGHEST_US);
+        // Just past the hour, where the counter array still has buckets: clamped all the same.
+        assert!(record_clamped(&mut h, HIGHEST_US + 100_000_000));
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.count_at(HIGHEST_US), 3);
+        assert_eq!(h.max(), h.highest_equivalent(HIGHEST_US));
     }
 
     #[test]

@@ -111,6 +111,8 @@ impl Slot {
     fn note_values(&mut self, values: &[u32]) {
         if self.values_complete {
             if self.values.len() + values.len() <= VALUES_MAX {
+                // Exactly the documented bound, never a doubling past it.
+                self.values.reserve_exact(VALUES_MAX - self.values.len());
                 self.values.extend_from_slice(values);
             } else {
                 self.values_complete = false;

@@ -138,7 +138,9 @@ pub struct DependencyView {
 /// What detection reads of one dependency at one evaluation: its total over 10 s, 1 m and
 /// 5 m, and each instance and zone over 1 m with the calls of its last 10 s as counts only.
 /// A peer's recent latencies matter only once it already stands out over the minute, so they
-/// are not summed for every peer every second: [`WindowStore::series_window`] reads them.
+/// are not summed for every peer every second: [`WindowStore::series_window`] reads them, a
+/// moment later under its own lock (live, calls that arrived in between are included; a
+/// replay records nothing in between, so it stays deterministic).
 #[derive(Debug, Clone)]
 pub struct DetectionView {
     pub s10: Snapshot,
