@@ -116,6 +116,14 @@ impl DependencySeries {
         }
     }
 
+    /// The zone of each instance that reported one.
+    fn instance_zones(&self) -> std::collections::HashMap<String, String> {
+        self.instance_zone
+            .iter()
+            .map(|(i, z)| (i.to_string(), z.to_string()))
+            .collect()
+    }
+
     fn series_mut(&mut self, kind: SeriesKind, label: &str) -> Option<&mut Series> {
         match kind {
             SeriesKind::Dependency => Some(&mut self.total),
@@ -395,73 +403,86 @@ impl WindowStore {
         }
     }
 
-    /// Stats of one dependency over `window` ending at `now_ms`.
-    pub fn dependency(&self, name: &str, window: Window, now_ms: i64) -> Option<DependencyView> {
+    /// Runs `f` on one dependency's series, rolled forward to `now_ms`, under its shard's lock.
+    fn with_dependency<R>(
+        &self,
+        name: &str,
+        now_ms: i64,
+        f: impl FnOnce(&DependencySeries) -> R,
+    ) -> Option<R> {
         let mut shard = self.shards[self.shard_of(name)].lock();
         let dep = shard.deps.get_mut(name)?;
         dep.for_each_mut(|_, _, s| s.advance(now_ms));
-        let view = |m: &Map<Series>| {
-            let mut v: Vec<(String, Snapshot)> = m
-                .iter()
-                .map(|(k, s)| (k.to_string(), s.window(window, now_ms)))
-                .collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
-        Some(DependencyView {
-            total: dep.total.window(window, now_ms),
-            instances: view(&dep.instances),
-            zones: view(&dep.zones),
-            instance_zone: dep
-                .instance_zone
-                .iter()
-                .map(|(i, z)| (i.to_string(), z.to_string()))
-                .collect(),
+        Some(f(dep))
+    }
+
+    /// Stats of one dependency over `window` ending at `now_ms`.
+    pub fn dependency(&self, name: &str, window: Window, now_ms: i64) -> Option<DependencyView> {
+        self.with_dependency(name, now_ms, |dep| {
+            let view = |m: &Map<Series>| {
+                let mut v: Vec<(String, Snapshot)> = m
+                    .iter()
+                    .map(|(k, s)| (k.to_string(), s.window(window, now_ms)))
+                    .collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v
+            };
+            DependencyView {
+                total: dep.total.window(window, now_ms),
+                instances: view(&dep.instances),
+                zones: view(&dep.zones),
+                instance_zone: dep.instance_zones(),
+            }
         })
     }
 
     /// What detection reads of one dependency at one evaluation, under one lock (see
     /// [`DetectionView`]).
     pub fn detection_view(&self, name: &str, now_ms: i64) -> Option<DetectionView> {
-        let mut shard = self.shards[self.shard_of(name)].lock();
-        let dep = shard.deps.get_mut(name)?;
-        dep.for_each_mut(|_, _, s| s.advance(now_ms));
-        let peers = |m: &Map<Series>| {
-            let mut v: Vec<PeerView> = m
-                .iter()
-                .map(|(k, s)| PeerView {
-                    name: k.to_string(),
-                    s10: s.recent_counts(),
-                    m1: s.window(Window::M1, now_ms),
-                })
-                .collect();
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-            v
-        };
-        let total = &dep.total;
-        Some(DetectionView {
-            s10: total.window(Window::S10, now_ms),
-            m1: total.window(Window::M1, now_ms),
-            m5: total.window(Window::M5, now_ms),
-            instances: peers(&dep.instances),
-            zones: peers(&dep.zones),
-            instance_zone: dep
-                .instance_zone
-                .iter()
-                .map(|(i, z)| (i.to_string(), z.to_string()))
-                .collect(),
+        self.with_dependency(name, now_ms, |dep| {
+            let peers = |m: &Map<Series>| {
+                let mut v: Vec<PeerView> = m
+                    .iter()
+                    .map(|(k, s)| PeerView {
+                        name: k.to_string(),
+                        s10: s.recent_counts(),
+                        m1: s.window(Window::M1, now_ms),
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.name.cmp(&b.name));
+                v
+            };
+            let total = &dep.total;
+            DetectionView {
+                s10: total.window(Window::S10, now_ms),
+                m1: total.window(Window::M1, now_ms),
+                m5: total.window(Window::M5, now_ms),
+                instances: peers(&dep.instances),
+                zones: peers(&dep.zones),
+                instance_zone: dep.instance_zones(),
+            }
         })
     }
 
     /// One series over `window` ending at `now_ms`.
     pub fn series_window(&self, key: &SeriesKey, window: Window, now_ms: i64) -> Option<Snapshot> {
+        self.with_series(key, now_ms, |series| series.window(window, now_ms))
+    }
+
+    /// Runs `f` on one series, rolled forward to `now_ms`, under its shard's lock.
+    fn with_series<R>(
+        &self,
+        key: &SeriesKey,
+        now_ms: i64,
+        f: impl FnOnce(&Series) -> R,
+    ) -> Option<R> {
         let mut shard = self.shards[self.shard_of(&key.dependency)].lock();
         let series = shard
             .deps
             .get_mut(key.dependency.as_str())?
             .series_mut(key.kind, &key.label)?;
         series.advance(now_ms);
-        Some(series.window(window, now_ms))
+        Some(f(series))
     }
 
     /// Every dependency's total over `window`, sorted by name.
@@ -487,13 +508,7 @@ impl WindowStore {
         to_ms: i64,
         now_ms: i64,
     ) -> Option<std::collections::BTreeMap<i64, Snapshot>> {
-        let mut shard = self.shards[self.shard_of(&key.dependency)].lock();
-        let series = shard
-            .deps
-            .get_mut(key.dependency.as_str())?
-            .series_mut(key.kind, &key.label)?;
-        series.advance(now_ms);
-        Some(series.buckets(tier, from_ms, to_ms))
+        self.with_series(key, now_ms, |series| series.buckets(tier, from_ms, to_ms))
     }
 
     /// Names of all dependencies, sorted.
