@@ -167,12 +167,11 @@ fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyEr
     let mut first_syntax_error = None;
     let mut parsed_any = false;
     // Lines are found with memchr: a byte-at-a-time split cost as much as parsing them.
-    let mut starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', body).map(|n| n + 1));
-    let mut next = starts.next();
-    let lines = std::iter::from_fn(|| {
-        let start = next?;
-        next = starts.next();
-        Some(&body[start..next.map_or(body.len(), |n| n - 1)])
+    let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+    let lines = ends.scan(0, |start, end| {
+        let line = &body[*start..end];
+        *start = end + 1;
+        Some(line)
     });
     for (i, line) in lines.enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {

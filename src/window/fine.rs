@@ -57,8 +57,7 @@ impl FineSlot {
         if self.values.capacity() == 0 {
             self.values.reserve_exact(SPARSE_MAX + 1);
         }
-        self.values
-            .push(duration_us.min(super::histogram::HIGHEST_US) as u32);
+        self.values.push(super::histogram::list_value(duration_us));
         if self.values.len() > SPARSE_MAX {
             self.densify(dense_total);
         }

@@ -40,6 +40,13 @@ pub fn record_clamped<T: Counter>(hist: &mut Histogram<T>, value_us: u64) -> boo
     clamped
 }
 
+/// A duration as slots keep it in a list: clamped exactly as [`record_clamped`] records it, so
+/// recording the list later fills the same buckets.
+#[inline]
+pub(crate) fn list_value(value_us: u64) -> u32 {
+    value_us.min(HIGHEST_US) as u32
+}
+
 /// Adds a slot histogram into a window's. Both share bounds, so this is a counter loop.
 pub fn add_into_wide(dst: &mut WideHistogram, src: &SlotHistogram) {
     dst.add(src).expect("histograms share bounds");

@@ -585,9 +585,7 @@ fn ten_second_slot<'a>(
             pass_on(old, upper, sums, evicted);
         }
     })?;
-    if slot.is_empty() {
-        slot.keep_values();
-    }
+    slot.keep_values();
     Some(slot)
 }
 

@@ -95,10 +95,11 @@ impl Slot {
     /// durations as a list, so that passing it on to a coarser slot or rebuilding a sum from
     /// it costs a few records instead of a pass over every counter. For an empty slot (the
     /// 10-second slots of a series); anything but a record or a sparse fine slot (a whole
-    /// histogram added or taken out) ends it.
+    /// histogram added or taken out) ends it. Does nothing to a slot that holds calls.
     pub(crate) fn keep_values(&mut self) {
-        debug_assert!(self.is_empty());
-        self.values_complete = self.is_empty();
+        if self.is_empty() {
+            self.values_complete = true;
+        }
     }
 
     /// The durations of all the slot's calls, when it keeps them.
@@ -127,7 +128,7 @@ impl Slot {
         self.counts.count(outcome, clamped);
         self.dirty = true;
         if self.values_complete {
-            self.note_values(&[duration_us.min(super::histogram::HIGHEST_US) as u32]);
+            self.note_values(&[super::histogram::list_value(duration_us)]);
         }
     }
 
