@@ -137,23 +137,18 @@ pub fn replay(
     let started = Instant::now();
     let mut r = Replayer::new(settings, specs, limits);
     let mut summary = ReplaySummary::default();
-    let mut buf = Vec::with_capacity(512);
     let mut transitions = Vec::new();
     let validation = Validation::replay();
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
+    let mut line = |buf: &[u8]| -> anyhow::Result<()> {
         summary.lines += 1;
         let line_no = summary.lines;
         if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
+            return Ok(());
         }
         // Flat lines take the fast scanner; anything it declines gets serde and its errors.
-        let element = match fast::json_line(&buf) {
+        let element = match fast::json_line(buf) {
             Some(raw) => Ok(Element::Event(raw)),
-            None => serde_json::from_slice::<Element>(&buf),
+            None => serde_json::from_slice::<Element>(buf),
         };
         let event = match element {
             Ok(Element::Event(raw)) => validation.validate(raw),
@@ -167,7 +162,7 @@ pub fn replay(
             Err(error) => {
                 summary.malformed += 1;
                 writeln!(diag, "line {line_no}: skipped: {error}")?;
-                continue;
+                return Ok(());
             }
         };
         summary.first_ts_ms.get_or_insert(event.ts_ms);
@@ -184,6 +179,28 @@ pub fn replay(
             }
         }
         emit(&mut transitions, out, &mut summary)?;
+        Ok(())
+    };
+    // Whole lines are read where they lie in the reader's buffer; only a line that runs past
+    // its end (or the last one, without a newline) is gathered into `partial` first.
+    let mut partial = Vec::with_capacity(512);
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            break;
+        }
+        let mut used = 0;
+        for end in memchr::memchr_iter(b'\n', available) {
+            line(&available[used..=end])?;
+            used = end + 1;
+        }
+        if used > 0 {
+            input.consume(used);
+            continue;
+        }
+        partial.clear();
+        input.read_until(b'\n', &mut partial)?;
+        line(&partial)?;
     }
     if let Some(last) = summary.last_ts_ms {
         r.advance_to(last - last.rem_euclid(1000) + 1000, &mut transitions);
@@ -207,4 +224,66 @@ fn emit(
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufReader;
+
+    /// Runs `input` through `replay` with a reader buffer of `capacity` bytes.
+    fn run(input: &[u8], capacity: usize) -> (String, String, u64, u64, u64) {
+        let (mut out, mut diag) = (Vec::new(), Vec::new());
+        let s = replay(
+            BufReader::with_capacity(capacity, input),
+            &mut out,
+            &mut diag,
+            DetectionSettings::default(),
+            Specs::default(),
+            Limits::default(),
+        )
+        .expect("replay");
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8");
+        (text(out), text(diag), s.lines, s.events, s.malformed)
+    }
+
+    #[test]
+    fn lines_split_across_reader_buffers_read_like_whole_ones() {
+        let mut input = String::new();
+        for i in 0..3_000i64 {
+            let outcome = if i % 3 == 0 { "ok" } else { "error" };
+            input.push_str(&format!(
+                r#"{{"dependency":"db","duration_ms":{}.5,"outcome":"{outcome}","ts":{}}}"#,
+                i % 40,
+                1_800_000_000_000 + i * 50
+            ));
+            input.push_str(match i {
+                7 => "\nnot json\n",
+                11 => "\n\n   \n",
+                _ => "\n",
+            });
+        }
+        // The last line has no newline.
+        input.push_str(r#"{"dependency":"db","duration_ms":1,"ts":1800000150000}"#);
+        let whole = run(input.as_bytes(), 1 << 20);
+        assert_eq!(whole.2, 3_004, "lines");
+        assert_eq!(whole.3, 3_001, "events");
+        assert_eq!(whole.4, 1, "malformed");
+        assert!(
+            whole.1.starts_with("line 9: skipped: invalid JSON"),
+            "{}",
+            whole.1
+        );
+        assert!(
+            whole.0.contains("\"status\":\"firing\""),
+            "two thirds of calls fail"
+        );
+        for capacity in [7, 64, 333] {
+            assert_eq!(
+                run(input.as_bytes(), capacity),
+                whole,
+                "buffer of {capacity}"
+            );
+        }
+    }
 }

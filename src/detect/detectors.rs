@@ -19,7 +19,7 @@ use serde_json::json;
 use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
 use super::stats::{binomial_upper_p_value, holm_bonferroni, two_proportion_p_value};
-use crate::window::{Counts, Snapshot};
+use crate::window::{Counts, Sample, Snapshot};
 
 /// Calls the recency window needs before its point estimate is trusted.
 const RECENT_MIN_CALLS: u64 = 30;
@@ -295,7 +295,7 @@ pub fn peer_hard_failure(p: &Peer, s: &DetectionSettings) -> Option<Finding> {
     if p.s10.total() >= RECENT_MIN_CALLS {
         failing("10s", p.s10, s)
     } else {
-        failing("1m", &p.m1.counts, s)
+        failing("1m", p.m1.counts(), s)
     }
 }
 
@@ -422,7 +422,7 @@ pub struct Peer<'a> {
     pub name: &'a str,
     /// Calls of the last 10 seconds: counts only (see `recent_latency` of [`peer_outliers`]).
     pub s10: &'a Counts,
-    pub m1: &'a Snapshot,
+    pub m1: &'a Sample,
 }
 
 /// Peer outliers: a peer significantly worse than the rest of its peers, in latency (share
@@ -446,18 +446,16 @@ pub fn peer_outliers<'a>(
     if judged.len() < 2 {
         return Vec::new();
     }
-    let mut p99s: Vec<u64> = judged.iter().map(|p| p99_us(p.m1)).collect();
+    let p99 = |x: &Sample| x.value_at_quantile(0.99);
+    let mut p99s: Vec<u64> = judged.iter().map(|p| p99(p.m1)).collect();
     p99s.sort_unstable();
     // The median of the peers' p99s: one bad peer cannot move it.
     let threshold = p99s[(p99s.len() - 1) / 2];
     let mut out = Vec::new();
-    let bad_calls = |x: &Snapshot| x.counts.error + x.counts.timeout;
-    let slow = |x: &Snapshot| x.count_above(threshold);
+    let bad_calls = |x: &Sample| x.counts().error + x.counts().timeout;
+    let slow = |x: &Sample| x.count_above(threshold);
     for (detector, count) in [
-        (
-            DetectorKind::PeerLatency,
-            &slow as &dyn Fn(&Snapshot) -> u64,
-        ),
+        (DetectorKind::PeerLatency, &slow as &dyn Fn(&Sample) -> u64),
         (DetectorKind::PeerErrors, &bad_calls),
     ] {
         // Offending calls of each peer over the minute, counted once.
@@ -482,7 +480,7 @@ pub fn peer_outliers<'a>(
             let effect =
                 |r: f64| r >= rest_rate * s.rate_ratio && r >= rest_rate + s.rate_min_increase;
             let latency_ok = detector != DetectorKind::PeerLatency
-                || p99_us(peer.m1) as f64 >= threshold as f64 * s.tail_ratio;
+                || p99(peer.m1) as f64 >= threshold as f64 * s.tail_ratio;
             if k < s.min_bad_calls || !effect(rate) || !latency_ok {
                 continue;
             }
@@ -504,7 +502,7 @@ pub fn peer_outliers<'a>(
                 DetectorKind::PeerLatency => format!(
                     "{} is slower than its peers: p99 {:.1} ms against a peer median of {:.1} ms",
                     peer.name,
-                    ms(p99_us(peer.m1)),
+                    ms(p99(peer.m1)),
                     ms(threshold)
                 ),
                 _ => format!(
@@ -523,7 +521,7 @@ pub fn peer_outliers<'a>(
                     evidence: json!({
                         "window": "1m", "calls": n, "offending_calls": k, "rate": rate,
                         "peers_rate": rest_rate, "peers": judged.len(),
-                        "peer_median_p99_ms": ms(threshold), "p99_ms": ms(p99_us(peer.m1)),
+                        "peer_median_p99_ms": ms(threshold), "p99_ms": ms(p99(peer.m1)),
                         "test": "two-proportion, one-sided, Holm-corrected over peers",
                         "p_value": pv[i], "alpha": s.alpha, "recent_rate": recent_rate,
                     }),
@@ -621,14 +619,14 @@ mod tests {
     #[test]
     fn forty_identical_instances_raise_nothing_and_one_slow_one_is_named() {
         let s = DetectionSettings::default();
-        let healthy: Vec<Snapshot> = (0..40).map(|_| snap(300, 0, 0, 1.0)).collect();
+        let healthy: Vec<Sample> = (0..40).map(|_| snap(300, 0, 0, 1.0).into()).collect();
         let names: Vec<String> = (0..40).map(|i| format!("i-{i}")).collect();
         let peers: Vec<Peer> = healthy
             .iter()
             .zip(&names)
             .map(|(w, n)| Peer {
                 name: n,
-                s10: &w.counts,
+                s10: w.counts(),
                 m1: w,
             })
             .collect();
@@ -643,11 +641,12 @@ mod tests {
         assert!(asked.is_empty(), "no peer stands out: {asked:?}");
 
         let bad = snap(300, 0, 90, 8.0);
+        let bad_sample = Sample::from(bad.clone());
         let mut peers = peers;
         peers[7] = Peer {
             name: &names[7],
             s10: &bad.counts,
-            m1: &bad,
+            m1: &bad_sample,
         };
         let found = peer_outliers(&peers, &s, &mut |n| {
             asked.push(n.to_string());
@@ -667,7 +666,7 @@ mod tests {
     #[test]
     fn a_failing_peer_is_judged_on_its_last_ten_seconds_when_they_hold_enough_calls() {
         let s = DetectionSettings::default();
-        let minute = snap(600, 6, 0, 1.0);
+        let minute = Sample::from(snap(600, 6, 0, 1.0));
         let failing_now = snap(60, 40, 0, 1.0);
         let p = Peer {
             name: "i-1",
@@ -682,7 +681,7 @@ mod tests {
             ..p
         };
         assert!(peer_hard_failure(&p, &s).is_none(), "the minute is healthy");
-        let failing_minute = snap(20, 15, 0, 1.0);
+        let failing_minute = Sample::from(snap(20, 15, 0, 1.0));
         let p = Peer {
             m1: &failing_minute,
             ..p

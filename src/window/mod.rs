@@ -7,6 +7,7 @@
 mod fine;
 mod histogram;
 mod ring;
+mod sample;
 mod series;
 mod slot;
 mod snapshot;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use histogram::{HIGHEST_US, LOWEST_US, SlotHistogram, new_histogram, slot_histogram_bytes};
+pub use sample::Sample;
 pub use series::{MinuteRollup, Series};
 pub use slot::{Counts, Slot};
 pub use snapshot::{Snapshot, WindowStats, decode_histogram, encode_histogram};

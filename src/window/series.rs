@@ -30,8 +30,9 @@
 use std::collections::BTreeMap;
 
 use super::Window;
-use super::fine::{FineSlot, SPARSE_MAX};
+use super::fine::{FineData, FineSlot, SPARSE_MAX};
 use super::ring::{Ring, RingSlot};
+use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
 use super::snapshot::Snapshot;
 use crate::domain::Outcome;
@@ -364,6 +365,59 @@ impl Series {
         snap
     }
 
+    /// The window ending at `now_ms` as the peer detectors read it: the durations themselves
+    /// when every part of the window still keeps them and they are few, else the histogram
+    /// (see [`Sample`]). Call [`Series::advance`] first.
+    pub fn sample(&self, window: Window, now_ms: i64) -> Sample {
+        match self.durations(window, now_ms) {
+            Some((from_ms, values, counts)) => Sample::Durations {
+                from_ms,
+                to_ms: now_ms,
+                values,
+                counts,
+            },
+            None => Sample::Histogram(self.window(window, now_ms)),
+        }
+    }
+
+    /// The durations of the 10-second or 1-minute window, when every slot it reads keeps them
+    /// and they number at most [`SAMPLE_MAX`].
+    fn durations(&self, window: Window, now_ms: i64) -> Option<(i64, Vec<u32>, Counts)> {
+        // A fine slot that turned into a histogram has its calls in `dense_fine`.
+        if !self.dense_fine.is_empty() {
+            return None;
+        }
+        let mut values = Vec::new();
+        let mut counts = Counts::default();
+        let mut take = |list: &[u32], c: &Counts| {
+            if values.len() + list.len() > SAMPLE_MAX {
+                return None;
+            }
+            values.extend_from_slice(list);
+            counts.add(c);
+            Some(())
+        };
+        let from = match window.tier() {
+            None => self.fine.horizon_start(now_ms),
+            Some(0) => {
+                let ring = &self.tiers[0];
+                let from = window_start(ring, window, now_ms);
+                for slot in ring.in_range(from, now_ms) {
+                    take(slot.values()?, &slot.counts)?;
+                }
+                from
+            }
+            Some(_) => return None,
+        };
+        for slot in self.fine.iter().filter(|s| !s.is_empty()) {
+            match slot.data() {
+                FineData::Sparse(list) => take(list, &slot.counts)?,
+                FineData::Dense(_) => return None,
+            }
+        }
+        Some((from, values, counts))
+    }
+
     /// Per-bucket snapshots at the resolution of coarse tier `tier` for buckets starting in
     /// `[from_ms, to_ms]`, unfolded fine slots included. Call [`Series::advance`] first.
     pub fn buckets(&self, tier: usize, from_ms: i64, to_ms: i64) -> BTreeMap<i64, Snapshot> {
@@ -513,7 +567,7 @@ fn retire(
     dense: &mut Slot,
 ) {
     fold(fine, tiers, sums, evicted);
-    if let super::fine::FineData::Dense(hist) = fine.data() {
+    if let FineData::Dense(hist) = fine.data() {
         dense.remove_parts(hist, &fine.counts);
     }
 }
@@ -707,6 +761,33 @@ mod tests {
         assert_eq!(total(&mut s, Window::H1, T0 + 5 * MINUTE_MS), 10);
     }
 
+    #[test]
+    fn a_quiet_minute_is_read_as_durations_and_a_busy_one_as_a_histogram() {
+        let mut quiet = Series::peer();
+        let mut busy = Series::peer();
+        let mut now = T0;
+        for second in 0..60 {
+            now = T0 + second * 1_000;
+            for k in 0..5 {
+                quiet.record(now, 1_000 + k as u64, Outcome::Ok, now);
+            }
+            for k in 0..(SPARSE_MAX as i64 + 2) {
+                busy.record(now, 1_000 + k as u64, Outcome::Error, now);
+            }
+        }
+        quiet.advance(now);
+        busy.advance(now);
+        let q = quiet.sample(Window::M1, now);
+        assert!(
+            matches!(&q, Sample::Durations { values, .. } if values.len() == 300),
+            "{q:?}"
+        );
+        assert_eq!(q.total(), quiet.window(Window::M1, now).total());
+        let b = busy.sample(Window::M1, now);
+        assert!(matches!(b, Sample::Histogram(_)));
+        assert_eq!(b.counts().error, 60 * (SPARSE_MAX as u64 + 2));
+    }
+
     proptest! {
         /// Whatever the order and lateness of events, every window holds exactly the events
         /// whose time falls inside it, and the histogram agrees with the counters.
@@ -783,6 +864,16 @@ mod tests {
                         }
                         prop_assert_eq!(&snap.hist, &expected, "window {} at {}", w, now - T0);
                         prop_assert_eq!(snap.total(), expected.len());
+                        // The form the peer detectors read answers like the histogram.
+                        let sample = s.sample(w, now);
+                        let as_hist = Sample::Histogram(snap.clone());
+                        prop_assert_eq!(sample.counts(), &snap.counts);
+                        for q in [0.5, 0.99, 1.0] {
+                            prop_assert_eq!(sample.value_at_quantile(q), as_hist.value_at_quantile(q));
+                        }
+                        for t in [0, 20_000, 1_000_000, *base + 500] {
+                            prop_assert_eq!(sample.count_above(t), as_hist.count_above(t));
+                        }
                         if w == Window::S10 {
                             prop_assert_eq!(s.recent_counts(), snap.counts);
                         }

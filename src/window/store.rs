@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use super::sample::Sample;
 use super::series::{MinuteRollup, Series};
 use super::slot::{Counts, Slot};
 use super::snapshot::Snapshot;
@@ -168,7 +169,8 @@ pub struct PeerView {
     pub name: String,
     /// Calls of the last 10 seconds (the 10-second window's counts).
     pub s10: Counts,
-    pub m1: Snapshot,
+    /// The last minute, as durations when the peer is quiet (see [`Sample`]).
+    pub m1: Sample,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -446,7 +448,7 @@ impl WindowStore {
                     .map(|(k, s)| PeerView {
                         name: k.to_string(),
                         s10: s.recent_counts(),
-                        m1: s.window(Window::M1, now_ms),
+                        m1: s.sample(Window::M1, now_ms),
                     })
                     .collect();
                 v.sort_by(|a, b| a.name.cmp(&b.name));

@@ -1,0 +1,203 @@
+//! A window's calls as the peer detectors read them: every second, for every instance and zone
+//! of every dependency, they ask a few questions (how many calls and failures, the p99, how
+//! many calls are slower than a threshold). Most peers are quiet, and their window is a few
+//! hundred durations still kept as lists by their slots. Answering from those durations spares
+//! building a 13 KiB histogram per peer per second and scanning its 3,328 counters; busier
+//! peers are answered from their histogram. Both forms give exactly the same answers, bucket
+//! for bucket, as a property test checks.
+
+use std::sync::LazyLock;
+
+use super::histogram::{SlotHistogram, new_histogram};
+use super::slot::Counts;
+use super::snapshot::Snapshot;
+
+/// Most durations a sample keeps as a list; a window holding more is read as a histogram.
+/// Picking the p99 of a list is one pass over it, against a pass over the histogram's
+/// counters plus copying them.
+pub(crate) const SAMPLE_MAX: usize = 1_024;
+
+/// The bucket layout every histogram shares, to map a duration to its bucket's bounds.
+static SHAPE: LazyLock<SlotHistogram> = LazyLock::new(new_histogram);
+
+#[derive(Debug, Clone)]
+pub enum Sample {
+    Histogram(Snapshot),
+    /// The window's durations in microseconds (clamped as histograms record them), unordered.
+    Durations {
+        from_ms: i64,
+        to_ms: i64,
+        values: Vec<u32>,
+        counts: Counts,
+    },
+}
+
+impl From<Snapshot> for Sample {
+    fn from(s: Snapshot) -> Self {
+        Sample::Histogram(s)
+    }
+}
+
+impl Sample {
+    pub fn counts(&self) -> &Counts {
+        match self {
+            Sample::Histogram(s) => &s.counts,
+            Sample::Durations { counts, .. } => counts,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts().total()
+    }
+
+    /// HdrHistogram's `value_at_quantile`: the highest value of the bucket holding the
+    /// quantile (the lowest for quantile 0), or 0 for a window without calls.
+    pub fn value_at_quantile(&self, q: f64) -> u64 {
+        match self {
+            Sample::Histogram(s) if s.hist.is_empty() => 0,
+            Sample::Histogram(s) => s.hist.value_at_quantile(q),
+            Sample::Durations { values, .. } if values.is_empty() => 0,
+            Sample::Durations { values, .. } => {
+                // The rank HdrHistogram looks for, counting from 1.
+                let q = q.min(1.0);
+                let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+                let value = u64::from(kth_smallest(values, rank));
+                if q == 0.0 {
+                    SHAPE.lowest_equivalent(value)
+                } else {
+                    SHAPE.highest_equivalent(value)
+                }
+            }
+        }
+    }
+
+    /// Calls slower than `threshold_us`: strictly above the bucket holding it.
+    pub fn count_above(&self, threshold_us: u64) -> u64 {
+        match self {
+            Sample::Histogram(s) => s.count_above(threshold_us),
+            Sample::Durations { values, .. } => {
+                let edge = SHAPE.highest_equivalent(threshold_us);
+                values.iter().filter(|&&v| u64::from(v) > edge).count() as u64
+            }
+        }
+    }
+
+    /// The same calls as a snapshot (for statistics and evidence).
+    pub fn to_snapshot(&self) -> Snapshot {
+        match self {
+            Sample::Histogram(s) => s.clone(),
+            Sample::Durations {
+                from_ms,
+                to_ms,
+                values,
+                counts,
+            } => {
+                let mut s = Snapshot::empty(*from_ms, *to_ms);
+                for &v in values {
+                    s.hist.saturating_record(u64::from(v));
+                }
+                s.counts = *counts;
+                s
+            }
+        }
+    }
+}
+
+/// The `rank`-th smallest of `values` (from 1). A high quantile of a short list sits among its
+/// few largest values: keep those in a small sorted array in one pass.
+fn kth_smallest(values: &[u32], rank: usize) -> u32 {
+    const TOP: usize = 32;
+    let from_top = values.len() - rank + 1;
+    if from_top > TOP {
+        let mut scratch = values.to_vec();
+        return *scratch.select_nth_unstable(rank - 1).1;
+    }
+    // The `from_top` largest values seen so far, largest first.
+    let mut top = [0u32; TOP];
+    let mut len = 0;
+    for &v in values {
+        if len == from_top {
+            if v <= top[len - 1] {
+                continue;
+            }
+            len -= 1;
+        }
+        let mut i = len;
+        while i > 0 && top[i - 1] < v {
+            top[i] = top[i - 1];
+            i -= 1;
+        }
+        top[i] = v;
+        len += 1;
+    }
+    top[from_top - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn both(values: &[u32]) -> (Sample, Sample) {
+        let counts = Counts {
+            ok: values.len() as u64,
+            ..Counts::default()
+        };
+        let durations = Sample::Durations {
+            from_ms: 0,
+            to_ms: 60_000,
+            values: values.to_vec(),
+            counts,
+        };
+        let histogram = Sample::Histogram(durations.to_snapshot());
+        (durations, histogram)
+    }
+
+    #[test]
+    fn an_empty_sample_answers_zero() {
+        let (d, h) = both(&[]);
+        assert_eq!(d.value_at_quantile(0.99), 0);
+        assert_eq!(h.value_at_quantile(0.99), 0);
+        assert_eq!(d.count_above(0), 0);
+        assert_eq!(h.count_above(0), 0);
+    }
+
+    proptest! {
+        /// A list of durations and the histogram of the same durations give the same
+        /// quantiles, the same counts above any threshold, and the same total.
+        #[test]
+        fn durations_answer_exactly_like_their_histogram(
+            values in proptest::collection::vec(
+                prop_oneof![
+                    4 => 0u32..50_000,
+                    1 => 0u32..=(super::super::histogram::HIGHEST_US as u32),
+                    1 => Just(20_000u32),
+                ],
+                0..400,
+            ),
+            thresholds in proptest::collection::vec(0u64..4_000_000_000, 1..6),
+        ) {
+            let (d, h) = both(&values);
+            for q in [0.0, 0.01, 0.5, 0.9, 0.99, 0.999, 1.0] {
+                prop_assert_eq!(d.value_at_quantile(q), h.value_at_quantile(q), "q {}", q);
+            }
+            let mut edges: Vec<u64> = thresholds;
+            edges.extend(values.iter().take(3).map(|&v| u64::from(v)));
+            for t in edges {
+                prop_assert_eq!(d.count_above(t), h.count_above(t), "threshold {}", t);
+            }
+            prop_assert_eq!(d.total(), h.total());
+        }
+
+        #[test]
+        fn the_kth_smallest_is_what_sorting_gives(
+            values in proptest::collection::vec(any::<u32>(), 1..200),
+            pick in any::<proptest::sample::Index>(),
+        ) {
+            let rank = pick.index(values.len()) + 1;
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(kth_smallest(&values, rank), sorted[rank - 1]);
+        }
+    }
+}
