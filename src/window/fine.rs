@@ -12,14 +12,14 @@ use super::ring::RingSlot;
 use super::slot::{Counts, Slot};
 use crate::domain::Outcome;
 
-/// Calls a fine slot keeps as raw durations before it switches to a histogram. Each sparse
-/// call is re-recorded into the 10-second and 1-minute windows at every evaluation for ten
-/// seconds (about twenty records), while a histogram slot costs a few counter passes a second
-/// (fold, 1-minute sum, leaving the 10-second total, window reads). At about 15 ns a record
-/// and 3 µs a pass they break even near 40 calls a second. Against 128, a limit of 48
-/// replayed the 40-instance benchmark recording 13% faster and the 4,000-calls/s one within
-/// noise.
-pub(crate) const SPARSE_MAX: usize = 48;
+/// Calls a fine slot keeps as raw durations before it switches to a histogram. A histogram
+/// slot costs a few counter passes a second (folding it, the 1-minute sum, leaving the running
+/// total of dense seconds); a sparse call costs a record when it is folded, and a record at
+/// each window read that includes it (the detectors read a peer's minute as durations, and a
+/// dependency's windows as histograms). Against 48, a limit of 128 replayed the 40-instance
+/// benchmark recording 10-15% faster and the 4,000-calls/s one 20-30% faster; 256 was no
+/// better.
+pub(crate) const SPARSE_MAX: usize = 128;
 
 #[derive(Debug, Clone)]
 pub(crate) struct FineSlot {
