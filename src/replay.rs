@@ -146,16 +146,15 @@ pub fn replay(
             return Ok(());
         }
         // Flat lines take the fast scanner; anything it declines gets serde and its errors.
-        let element = match fast::json_line(buf) {
-            Some(raw) => Ok(Element::Event(raw)),
-            None => serde_json::from_slice::<Element>(buf),
-        };
-        let event = match element {
-            Ok(Element::Event(raw)) => validation.validate(raw),
-            Ok(Element::NotAnObject(kind)) => {
-                Err(format!("event must be a JSON object, got {kind}"))
-            }
-            Err(e) => Err(format!("invalid JSON: {e}")),
+        let event = match fast::json_line(buf, &validation) {
+            Some(event) => event,
+            None => match serde_json::from_slice::<Element>(buf) {
+                Ok(Element::Event(raw)) => validation.validate(raw),
+                Ok(Element::NotAnObject(kind)) => {
+                    Err(format!("event must be a JSON object, got {kind}"))
+                }
+                Err(e) => Err(format!("invalid JSON: {e}")),
+            },
         };
         let event = match event {
             Ok(e) => e,

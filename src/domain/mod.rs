@@ -7,4 +7,5 @@ mod event;
 mod name;
 
 pub use event::{Event, Outcome};
+pub(crate) use name::DEPENDENCY_BYTES;
 pub use name::{DependencyName, Label, NameError};

@@ -45,6 +45,13 @@ impl<'a> DependencyName<'a> {
         Ok(Self(raw))
     }
 
+    /// A name already checked to be 1 to [`Self::MAX_LEN`] bytes, each in
+    /// [`DEPENDENCY_BYTES`] (the ingest scanner checks them while it finds the string's end).
+    pub(crate) fn from_checked(raw: &'a str) -> Self {
+        debug_assert!(Self::parse(raw).is_ok(), "{raw:?}");
+        Self(Cow::Borrowed(raw))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -58,8 +65,9 @@ fn is_dependency_byte(b: u8) -> bool {
     DEPENDENCY_BYTES[usize::from(b)]
 }
 
-/// `[A-Za-z0-9._:/-]` as a table: one load per byte on the ingest path.
-static DEPENDENCY_BYTES: [bool; 256] = {
+/// `[A-Za-z0-9._:/-]` as a table: one load per byte on the ingest path. None of these bytes
+/// ends or escapes a JSON string, so the ingest scanner finds a name's end with it too.
+pub(crate) static DEPENDENCY_BYTES: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
@@ -127,6 +135,16 @@ impl<'a> Label<'a> {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A label already checked to be 1 to [`Self::MAX_LEN`] bytes of printable ASCII (the
+    /// ingest scanner checks them while it finds the string's end).
+    pub(crate) fn from_checked(raw: &'a str) -> Self {
+        debug_assert!(
+            !raw.is_empty() && raw.len() <= Self::MAX_LEN && printable_ascii(raw.as_bytes()),
+            "{raw:?}"
+        );
+        Self(Cow::Borrowed(raw))
     }
 
     pub fn into_owned(self) -> Label<'static> {

@@ -136,7 +136,7 @@ fn syntax(e: &serde_json::Error) -> BodyError {
 fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
     use serde::de::DeserializeSeed;
     let mut out = Parsed::with_capacity_for(body.len());
-    if fast::each_event(body, |i, raw| out.push(i, v.validate(raw))).is_some() {
+    if fast::each_event(body, v, |i, event| out.push(i, event)).is_some() {
         return Ok(out);
     }
     // Not the common shape: start over with the general parser.
@@ -177,9 +177,9 @@ fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyEr
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if let Some(raw) = fast::json_line(line) {
+        if let Some(event) = fast::json_line(line, v) {
             parsed_any = true;
-            out.push(i, v.validate(raw));
+            out.push(i, event);
             continue;
         }
         let (events_before, errors_before) = (out.events.len(), out.errors.len());

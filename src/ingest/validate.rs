@@ -92,24 +92,12 @@ impl Validation {
                 );
             }
         };
-        if self.check_age {
-            if ts_ms < self.now_ms - Window::LONGEST_MS {
-                let hint = if ts_ms.abs() < 100_000_000_000 {
-                    " (ts is in milliseconds; this looks like seconds)"
-                } else {
-                    ""
-                };
-                return Err(format!("ts: older than the longest window (1h){hint}"));
-            }
-            if ts_ms > self.now_ms + MAX_FUTURE_MS {
-                return Err("ts: more than 5 minutes in the future".into());
-            }
+        if let Some(e) = self.age_error(ts_ms) {
+            return Err(e);
         }
         Ok(Event {
             dependency,
-            // `as` saturates: absurd durations become u64::MAX and are clamped (and counted)
-            // by the histogram rather than refused.
-            duration_us: (duration_ms * 1000.0).round() as u64,
+            duration_us: duration_us(duration_ms),
             outcome,
             ts_ms,
             instance: label("instance", raw.instance)?,
@@ -117,6 +105,35 @@ impl Validation {
             source: label("source", raw.source)?,
         })
     }
+}
+
+impl Validation {
+    /// Why an event at `ts_ms` is refused, when it is (too old or too far in the future).
+    #[inline]
+    pub(super) fn age_error(&self, ts_ms: i64) -> Option<String> {
+        if !self.check_age {
+            return None;
+        }
+        if ts_ms < self.now_ms - Window::LONGEST_MS {
+            let hint = if ts_ms.abs() < 100_000_000_000 {
+                " (ts is in milliseconds; this looks like seconds)"
+            } else {
+                ""
+            };
+            return Some(format!("ts: older than the longest window (1h){hint}"));
+        }
+        if ts_ms > self.now_ms + MAX_FUTURE_MS {
+            return Some("ts: more than 5 minutes in the future".into());
+        }
+        None
+    }
+}
+
+/// A valid `duration_ms` (finite, not negative) in whole microseconds. `as` saturates: absurd
+/// durations become u64::MAX and are clamped (and counted) by the histogram, not refused.
+#[inline]
+pub(super) fn duration_us(duration_ms: f64) -> u64 {
+    (duration_ms * 1000.0).round() as u64
 }
 
 /// Optional labels: absent, null and "" all mean "not given".
