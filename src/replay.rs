@@ -64,7 +64,7 @@ impl Replayer {
             if next.saturating_sub(self.last_housekeeping_ms) >= 60_000 {
                 // What the daemon's background task does: bound memory and drop idle series.
                 self.last_housekeeping_ms = next;
-                drop(self.store.take_rollups(next, false));
+                self.store.discard_rollups(next);
                 self.store.advance_all(next);
                 self.engine.forget_missing(&self.store);
             }

@@ -522,6 +522,20 @@ impl Series {
         out
     }
 
+    /// Marks as persisted exactly what [`Series::take_rollups`] without `force` would hand
+    /// out, without copying any of it: for `replay`, which keeps no history.
+    pub fn discard_rollups(&mut self, now_ms: i64) {
+        self.advance(now_ms);
+        let fine_horizon = self.fine.horizon_start(now_ms);
+        for slot in self.tiers[MINUTE_TIER].iter_mut() {
+            if slot.dirty && slot.start_ms + MINUTE_MS <= fine_horizon {
+                slot.dirty = false;
+            }
+        }
+        self.evicted_minutes.clear();
+        self.late_minutes.clear();
+    }
+
     /// Gives back rollups whose write failed so that the next flush retries them.
     pub fn restore_unsaved(&mut self, rollups: Vec<MinuteRollup>) {
         for r in rollups {
@@ -759,6 +773,37 @@ mod tests {
         assert!(s.is_clean());
         assert_eq!(total(&mut s, Window::M15, T0 + 5 * MINUTE_MS), 10);
         assert_eq!(total(&mut s, Window::H1, T0 + 5 * MINUTE_MS), 10);
+    }
+
+    #[test]
+    fn discarding_rollups_leaves_the_series_as_taking_them_does() {
+        let (mut taken, mut discarded) = (Series::new(), Series::new());
+        let mut now = T0;
+        for step in 0..400 {
+            now = T0 + step * 1_700;
+            for s in [&mut taken, &mut discarded] {
+                s.record(now, 1_000 + step as u64, Outcome::Ok, now);
+                // Late calls: into the minute ring, and past it (kept apart until persisted).
+                s.record(now - 90_000, 7, Outcome::Error, now);
+                s.record(now - 40 * 60_000, 9, Outcome::Timeout, now);
+            }
+            if step % 37 == 0 {
+                assert!(!taken.take_rollups(now, false).is_empty());
+                discarded.discard_rollups(now);
+                assert_eq!(taken.is_clean(), discarded.is_clean());
+                assert!(discarded.late_minutes.is_empty() && discarded.evicted_minutes.is_empty());
+            }
+        }
+        for w in Window::ALL {
+            assert_eq!(
+                taken.window(w, now).hist,
+                discarded.window(w, now).hist,
+                "{w}"
+            );
+        }
+        taken.take_rollups(now, false);
+        discarded.discard_rollups(now);
+        assert!(taken.is_clean() && discarded.is_clean());
     }
 
     #[test]

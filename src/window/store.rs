@@ -566,6 +566,16 @@ impl WindowStore {
         out
     }
 
+    /// Marks every minute [`WindowStore::take_rollups`] would hand out (without `force`) as
+    /// persisted, copying nothing: `replay` keeps no history but must bound memory alike.
+    pub fn discard_rollups(&self, now_ms: i64) {
+        for shard in self.shards.iter() {
+            for dep in shard.lock().deps.values_mut() {
+                dep.for_each_mut(|_, _, s| s.discard_rollups(now_ms));
+            }
+        }
+    }
+
     /// Hands back roll-ups whose write failed.
     pub fn restore_unsaved(&self, rollups: Vec<(SeriesKey, MinuteRollup)>) {
         for (key, r) in rollups {
