@@ -82,8 +82,6 @@ pub struct Series {
     /// Minute slots recycled before they were persisted (a flush fell behind): written as
     /// their minute's main row by the next flush, so recycling never loses stored data.
     evicted_minutes: Vec<Slot>,
-    /// The fine slot the last event went to: its start and ring index.
-    hot: Option<(i64, usize)>,
     /// The sums are up to date for every `now` before this (see [`Series::slide`]).
     next_slide_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
@@ -120,7 +118,6 @@ impl Series {
                 .collect(),
             late_minutes: BTreeMap::new(),
             evicted_minutes: Vec::new(),
-            hot: None,
             next_slide_ms: i64::MIN,
             last_event_ms: i64::MIN,
         }
@@ -153,13 +150,16 @@ impl Series {
         let ts_ms = ts_ms.min(now_ms);
         self.last_event_ms = self.last_event_ms.max(ts_ms);
         self.slide(now_ms);
-        // Most events land in the same second as the one before: skip the ring arithmetic
-        // (three integer divisions) while that second is live, i.e. inside the fine ring.
-        if let Some((start, index)) = self.hot
-            && ts_ms >= start
-            && ts_ms < start + FINE_WIDTH_MS
-            && now_ms < start + FINE_LEN as i64 * FINE_WIDTH_MS
-            && let Some(slot) = self.fine.at_mut(index).filter(|s| s.start_ms == start)
+        // Most events land in a live second whose slot exists: find it with the fine ring's
+        // constant width and length (a multiply and shifts, where the general ring
+        // arithmetic divides by its runtime width three times).
+        let second = ts_ms.div_euclid(FINE_WIDTH_MS);
+        let start = second * FINE_WIDTH_MS;
+        if now_ms < start + FINE_LEN as i64 * FINE_WIDTH_MS
+            && let Some(slot) = self
+                .fine
+                .at_mut(second.rem_euclid(FINE_LEN as i64) as usize)
+                .filter(|s| s.start_ms == start)
         {
             slot.record(duration_us, outcome, &mut self.dense_fine);
             return true;
@@ -177,7 +177,6 @@ impl Series {
                 .slot_mut_evicting(second, |old| retire(old, tiers, sums, evicted, dense))
             {
                 slot.record(duration_us, outcome, &mut self.dense_fine);
-                self.hot = Some((second, self.fine.index(second)));
                 return true;
             }
         }
