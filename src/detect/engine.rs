@@ -260,8 +260,8 @@ impl Engine {
 
         explain_locally(
             &mut findings,
-            &view.instance_zone,
             &view.instances,
+            &view.zones,
             settings.peer_min_calls,
         );
         let mut current = Conditions {
@@ -472,8 +472,8 @@ fn step_machines(
 /// instances' findings go.
 fn explain_locally(
     findings: &mut HashMap<Key, Finding>,
-    instance_zone: &HashMap<String, String>,
     instances: &[PeerView],
+    zones: &[PeerView],
     min_calls: u64,
 ) {
     let zone_keys: Vec<Key> = findings
@@ -481,13 +481,18 @@ fn explain_locally(
         .filter(|k| matches!(k.0, Scope::Zone(_)))
         .cloned()
         .collect();
+    // Both lists are sorted by name.
+    let find =
+        |peers: &[PeerView], name: &str| peers.binary_search_by(|p| p.name.as_str().cmp(name)).ok();
     for key in zone_keys {
         let Scope::Zone(zone) = &key.0 else { continue };
-        let in_zone = |i: &str| instance_zone.get(i).is_some_and(|z| z == zone);
+        let zone = find(zones, zone);
+        let in_zone = |p: &PeerView| zone.is_some() && p.zone == zone;
         let judged = instances
             .iter()
-            .filter(|p| in_zone(&p.name) && p.m1.total() >= min_calls)
+            .filter(|p| in_zone(p) && p.m1.total() >= min_calls)
             .count();
+        let in_zone = |i: &str| find(instances, i).is_some_and(|at| in_zone(&instances[at]));
         let flagged: Vec<Key> = findings
             .keys()
             .filter(|k| k.1 == key.1 && matches!(&k.0, Scope::Instance(i) if in_zone(i)))

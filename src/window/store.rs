@@ -159,8 +159,6 @@ pub struct DetectionView {
     pub instances: Vec<PeerView>,
     /// Sorted by name.
     pub zones: Vec<PeerView>,
-    /// Zone of each instance that reported one.
-    pub instance_zone: std::collections::HashMap<String, String>,
 }
 
 /// One instance or zone of a [`DetectionView`].
@@ -171,6 +169,9 @@ pub struct PeerView {
     pub s10: Counts,
     /// The last minute, as durations when the peer is quiet (see [`Sample`]).
     pub m1: Sample,
+    /// For an instance that reported its zone: that zone's index in
+    /// [`DetectionView::zones`].
+    pub zone: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -449,19 +450,27 @@ impl WindowStore {
                         name: k.to_string(),
                         s10: s.recent_counts(),
                         m1: s.sample(Window::M1, now_ms),
+                        zone: None,
                     })
                     .collect();
                 v.sort_by(|a, b| a.name.cmp(&b.name));
                 v
             };
+            let zones = peers(&dep.zones);
+            let mut instances = peers(&dep.instances);
+            for p in &mut instances {
+                p.zone = dep
+                    .instance_zone
+                    .get(p.name.as_str())
+                    .and_then(|z| zones.binary_search_by(|q| q.name.as_str().cmp(z)).ok());
+            }
             let total = &dep.total;
             DetectionView {
                 s10: total.window(Window::S10, now_ms),
                 m1: total.window(Window::M1, now_ms),
                 m5: total.window(Window::M5, now_ms),
-                instances: peers(&dep.instances),
-                zones: peers(&dep.zones),
-                instance_zone: dep.instance_zones(),
+                instances,
+                zones,
             }
         })
     }
