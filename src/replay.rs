@@ -184,7 +184,11 @@ pub fn replay(
     // its end (or the last one, without a newline) is gathered into `partial` first.
     let mut partial = Vec::with_capacity(512);
     loop {
-        let available = input.fill_buf()?;
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
         if available.is_empty() {
             break;
         }
@@ -244,6 +248,23 @@ mod tests {
         .expect("replay");
         let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8");
         (text(out), text(diag), s.lines, s.events, s.malformed)
+    }
+
+    #[test]
+    fn a_time_near_the_end_of_the_clock_is_skipped_not_replayed() {
+        // Evaluating every second up to such a time would overflow (or never finish).
+        let input = format!(
+            "{}\n{}\n{}\n",
+            r#"{"dependency":"db","duration_ms":1,"ts":1800000000000}"#,
+            r#"{"dependency":"db","duration_ms":1,"ts":9223372036854775807}"#,
+            r#"{"dependency":"db","duration_ms":1,"ts":-5}"#,
+        );
+        let (_, diag, lines, events, malformed) = run(input.as_bytes(), 1 << 20);
+        assert_eq!((lines, events, malformed), (3, 1, 2));
+        assert!(
+            diag.starts_with("line 2: skipped: ts: out of range (must be from 1970 to 9999)"),
+            "{diag}"
+        );
     }
 
     #[test]

@@ -466,7 +466,7 @@ impl<'a> Cursor<'a> {
             None if v.require_ts => return None,
             None => v.now_ms,
         };
-        if v.check_age && v.age_error(ts_ms).is_some() {
+        if v.time_error(ts_ms).is_some() {
             return None;
         }
         Some(Event {

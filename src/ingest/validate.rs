@@ -6,6 +6,9 @@ use crate::window::Window;
 
 /// How far in the future an event's `ts` may be (clock skew between hosts).
 pub const MAX_FUTURE_MS: i64 = 5 * 60_000;
+/// The last millisecond of the year 9999: a replayed `ts` beyond it (or before 1970) is
+/// refused, so that event-time arithmetic never comes near overflow.
+pub const MAX_TS_MS: i64 = 253_402_300_799_999;
 
 /// The context events are validated in.
 #[derive(Debug, Clone, Copy)]
@@ -92,7 +95,7 @@ impl Validation {
                 );
             }
         };
-        if let Some(e) = self.age_error(ts_ms) {
+        if let Some(e) = self.time_error(ts_ms) {
             return Err(e);
         }
         Ok(Event {
@@ -108,14 +111,17 @@ impl Validation {
 }
 
 impl Validation {
-    /// Why an event at `ts_ms` is refused, when it is (too old or too far in the future).
+    /// Why an event at `ts_ms` is refused, when it is: too old or too far in the future (live),
+    /// or outside the years 1970 to 9999 (replay, where any other time is what the recording
+    /// says).
     #[inline]
-    pub(super) fn age_error(&self, ts_ms: i64) -> Option<String> {
+    pub(super) fn time_error(&self, ts_ms: i64) -> Option<String> {
         if !self.check_age {
-            return None;
+            return (!(0..=MAX_TS_MS).contains(&ts_ms))
+                .then(|| "ts: out of range (must be from 1970 to 9999)".to_string());
         }
         if ts_ms < self.now_ms - Window::LONGEST_MS {
-            let hint = if ts_ms.abs() < 100_000_000_000 {
+            let hint = if ts_ms.unsigned_abs() < 100_000_000_000 {
                 " (ts is in milliseconds; this looks like seconds)"
             } else {
                 ""
@@ -207,6 +213,10 @@ mod tests {
                 "ts: more than 5 minutes in the future",
             ),
             (
+                r#"{"dependency":"a","duration_ms":1,"ts":-9223372036854775808}"#,
+                "ts: older than the longest window (1h)",
+            ),
+            (
                 r#"{"dependency":"a","duration_ms":1,"instance":3}"#,
                 "instance: must be a string",
             ),
@@ -220,6 +230,32 @@ mod tests {
             assert!(
                 err.starts_with(want),
                 "{json}: got {err:?}, want prefix {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn replay_takes_any_time_from_1970_to_9999_and_refuses_the_rest() {
+        let replay = |json: &str| {
+            let raw: RawEvent = match serde_json::from_str(json).unwrap() {
+                crate::ingest::Body::One(r) => r,
+                _ => unreachable!(),
+            };
+            Validation::replay().validate(raw).map(|e| e.ts_ms)
+        };
+        for ts in [0, 1_000, MAX_TS_MS] {
+            let e = replay(&format!(
+                r#"{{"dependency":"a","duration_ms":1,"ts":{ts}}}"#
+            ));
+            assert_eq!(e, Ok(ts));
+        }
+        for ts in [-1, MAX_TS_MS + 1, i64::MAX] {
+            let e = replay(&format!(
+                r#"{{"dependency":"a","duration_ms":1,"ts":{ts}}}"#
+            ));
+            assert_eq!(
+                e,
+                Err("ts: out of range (must be from 1970 to 9999)".to_string())
             );
         }
     }

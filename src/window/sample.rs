@@ -58,6 +58,7 @@ impl Sample {
             Sample::Histogram(s) => s.hist.value_at_quantile(q),
             Sample::Durations { values, .. } if values.is_empty() => 0,
             Sample::Durations { values, .. } => {
+                debug_assert!(!q.is_nan(), "a quantile, not NaN");
                 // The rank HdrHistogram looks for, counting from 1.
                 let q = q.min(1.0);
                 let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
@@ -82,7 +83,7 @@ impl Sample {
         }
     }
 
-    /// The same calls as a snapshot (for statistics and evidence).
+    /// The same calls as a snapshot.
     pub fn to_snapshot(&self) -> Snapshot {
         match self {
             Sample::Histogram(s) => s.clone(),

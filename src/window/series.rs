@@ -15,12 +15,14 @@
 //! 10-second slots not yet passed on (for the rings above it) and the still-unfolded fine
 //! slots, which never overlap.
 //!
-//! The detectors read the 10-second, 1-minute and 5-minute windows of every series every
-//! second, so those are kept cheap to read: fine slots stay lists of durations while they
-//! hold few calls (see [`super::fine`]), the fine slots that did turn into histograms are kept
-//! summed, and the 1-minute and 5-minute windows' coarse slots are kept summed too (a slot
-//! joins the sum when data is folded into it and leaves it when the window slides past it).
-//! Reading one of those windows is then one histogram copy plus the sparse fine calls.
+//! The detectors read a dependency's 10-second, 1-minute and 5-minute windows and each
+//! instance's and zone's 1-minute window every second, so those are kept cheap to read: fine
+//! slots stay lists of durations while they hold few calls (see [`super::fine`]), the fine
+//! slots that did turn into histograms are kept summed, and the 1-minute and 5-minute windows'
+//! coarse slots are kept summed too (a slot joins the sum when data is folded into it and
+//! leaves it when the window slides past it). Reading one of those windows is then one
+//! histogram copy plus the sparse fine calls; a quiet peer's minute is read as its durations
+//! (see [`Series::sample`]).
 //!
 //! Events older than the fine ring go straight to the coarse rings that still cover their time.
 //! Minutes older than the minute ring are kept in a small side map until they are persisted.
@@ -386,33 +388,41 @@ impl Series {
         if !self.dense_fine.is_empty() {
             return None;
         }
-        let mut values = Vec::new();
-        let mut counts = Counts::default();
-        let mut take = |list: &[u32], c: &Counts| {
-            if values.len() + list.len() > SAMPLE_MAX {
-                return None;
-            }
-            values.extend_from_slice(list);
-            counts.add(c);
-            Some(())
-        };
-        let from = match window.tier() {
-            None => self.fine.horizon_start(now_ms),
-            Some(0) => {
-                let ring = &self.tiers[0];
-                let from = window_start(ring, window, now_ms);
-                for slot in ring.in_range(from, now_ms) {
-                    take(slot.values()?, &slot.counts)?;
-                }
-                from
-            }
+        let (from, tens) = match window.tier() {
+            None => (self.fine.horizon_start(now_ms), false),
+            Some(0) => (window_start(&self.tiers[0], window, now_ms), true),
             Some(_) => return None,
         };
-        for slot in self.fine.iter().filter(|s| !s.is_empty()) {
-            match slot.data() {
-                FineData::Sparse(list) => take(list, &slot.counts)?,
-                FineData::Dense(_) => return None,
-            }
+        // Each part of the window as its list of durations, or `None` for a part without one.
+        let parts = || {
+            let ten = self.tiers[0]
+                .in_range(from, now_ms)
+                .filter(move |_| tens)
+                .map(|slot| slot.values().map(|v| (v, &slot.counts)));
+            let fine = self
+                .fine
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|slot| match slot.data() {
+                    FineData::Sparse(v) => Some((v, &slot.counts)),
+                    FineData::Dense(_) => None,
+                });
+            ten.chain(fine)
+        };
+        // Check every part and the total before copying anything: a busier peer is read as a
+        // histogram every second, and should not pay for a list first.
+        let mut n = 0;
+        for part in parts() {
+            n += part?.0.len();
+        }
+        if n > SAMPLE_MAX {
+            return None;
+        }
+        let mut values = Vec::with_capacity(n);
+        let mut counts = Counts::default();
+        for (list, c) in parts().flatten() {
+            values.extend_from_slice(list);
+            counts.add(c);
         }
         Some((from, values, counts))
     }
