@@ -349,6 +349,20 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// After an object member or array element: `Some(true)` past a comma, `Some(false)` past
+    /// `close`, `None` for anything else.
+    #[inline]
+    fn comma_or(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let c = self.peek()?;
+        self.i += 1;
+        match c {
+            b',' => Some(true),
+            c if c == close => Some(false),
+            _ => None,
+        }
+    }
+
     /// A string value made only of `allowed` bytes, up to its closing quote. `None` when
     /// another byte comes first: the general path decides about such a string. (Names and
     /// labels are short: a table lookup per byte beat checking eight bytes at a time.)
@@ -451,14 +465,8 @@ impl<'a> Cursor<'a> {
                 Key::Source => source = self.label()?,
                 Key::Unknown => return None,
             }
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    break;
-                }
-                _ => return None,
+            if !self.comma_or(b'}')? {
+                break;
             }
         }
         let ts_ms = match ts {
@@ -509,14 +517,8 @@ impl<'a> Cursor<'a> {
             if let Some(slot) = ev.field_mut(key) {
                 *slot = value;
             }
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some(ev);
-                }
-                _ => return None,
+            if !self.comma_or(b'}')? {
+                return Some(ev);
             }
         }
     }
@@ -556,14 +558,8 @@ fn each_object<'a>(
                 loop {
                     read(index, &mut c)?;
                     index += 1;
-                    c.ws();
-                    match c.peek()? {
-                        b',' => c.i += 1,
-                        b']' => {
-                            c.i += 1;
-                            break;
-                        }
-                        _ => return None,
+                    if !c.comma_or(b']')? {
+                        break;
                     }
                 }
             }
