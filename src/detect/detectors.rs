@@ -19,7 +19,7 @@ use serde_json::json;
 use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
 use super::stats::{binomial_upper_p_value, holm_bonferroni, two_proportion_p_value};
-use crate::window::{Counts, Sample, Snapshot};
+use crate::window::{Counts, PeerView, Sample, Snapshot};
 
 /// Calls the recency window needs before its point estimate is trusted.
 const RECENT_MIN_CALLS: u64 = 30;
@@ -291,9 +291,9 @@ pub fn hard_failure(w: &Windows, s: &DetectionSettings) -> Option<Finding> {
 
 /// [`hard_failure`] of one instance or zone, on its last 10 seconds when they hold enough
 /// calls and on its last minute otherwise.
-pub fn peer_hard_failure(p: &Peer, s: &DetectionSettings) -> Option<Finding> {
+pub fn peer_hard_failure(p: &PeerView, s: &DetectionSettings) -> Option<Finding> {
     if p.s10.total() >= RECENT_MIN_CALLS {
-        failing("10s", p.s10, s)
+        failing("10s", &p.s10, s)
     } else {
         failing("1m", p.m1.counts(), s)
     }
@@ -417,29 +417,21 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
     out
 }
 
-/// One peer (instance or zone) with its windows.
-pub struct Peer<'a> {
-    pub name: &'a str,
-    /// Calls of the last 10 seconds: counts only (see `recent_latency` of [`peer_outliers`]).
-    pub s10: &'a Counts,
-    pub m1: &'a Sample,
-}
-
 /// Peer outliers: a peer significantly worse than the rest of its peers, in latency (share
 /// above the median peer p99) or in errors plus timeouts. Holm's step-down procedure over the
 /// peers keeps the family-wise false-alarm rate at `alpha` however many peers there are.
 /// Returns findings by peer name.
 ///
 /// A flagged peer must also be worse over its last 10 seconds (when they hold enough calls),
-/// so that a peer which has recovered is not flagged on its minute alone. The latencies of
-/// those 10 seconds are asked of `recent_latency` only then, for the peer at hand; `None`
-/// (the peer is gone) judges the minute instead.
+/// so that a peer which has recovered is not flagged on its minute alone. A peer's view holds
+/// only the counts of those 10 seconds; their latencies are asked of `recent_latency` only
+/// then, for the peer at hand; `None` (the peer is gone) judges the minute instead.
 pub fn peer_outliers<'a>(
-    peers: &[Peer<'a>],
+    peers: &'a [PeerView],
     s: &DetectionSettings,
     recent_latency: &mut dyn FnMut(&str) -> Option<Snapshot>,
 ) -> Vec<(&'a str, Finding)> {
-    let judged: Vec<&Peer> = peers
+    let judged: Vec<&PeerView> = peers
         .iter()
         .filter(|p| p.m1.total() >= s.peer_min_calls)
         .collect();
@@ -447,7 +439,7 @@ pub fn peer_outliers<'a>(
         return Vec::new();
     }
     let p99 = |x: &Sample| x.value_at_quantile(0.99);
-    let mut p99s: Vec<u64> = judged.iter().map(|p| p99(p.m1)).collect();
+    let mut p99s: Vec<u64> = judged.iter().map(|p| p99(&p.m1)).collect();
     p99s.sort_unstable();
     // The median of the peers' p99s: one bad peer cannot move it.
     let threshold = p99s[(p99s.len() - 1) / 2];
@@ -459,7 +451,7 @@ pub fn peer_outliers<'a>(
         (DetectorKind::PeerErrors, &bad_calls),
     ] {
         // Offending calls of each peer over the minute, counted once.
-        let ks: Vec<u64> = judged.iter().map(|p| count(p.m1)).collect();
+        let ks: Vec<u64> = judged.iter().map(|p| count(&p.m1)).collect();
         let total_k: u64 = ks.iter().sum();
         let total_n: u64 = judged.iter().map(|p| p.m1.total()).sum();
         let pv: Vec<f64> = judged
@@ -480,7 +472,7 @@ pub fn peer_outliers<'a>(
             let effect =
                 |r: f64| r >= rest_rate * s.rate_ratio && r >= rest_rate + s.rate_min_increase;
             let latency_ok = detector != DetectorKind::PeerLatency
-                || p99(peer.m1) as f64 >= threshold as f64 * s.tail_ratio;
+                || p99(&peer.m1) as f64 >= threshold as f64 * s.tail_ratio;
             if k < s.min_bad_calls || !effect(rate) || !latency_ok {
                 continue;
             }
@@ -488,7 +480,7 @@ pub fn peer_outliers<'a>(
             let recent_s10 = if peer.s10.total() < RECENT_MIN_CALLS {
                 None
             } else if detector == DetectorKind::PeerLatency {
-                recent_latency(peer.name).map(|w| (w.count_above(threshold), w.total()))
+                recent_latency(&peer.name).map(|w| (w.count_above(threshold), w.total()))
             } else {
                 Some((peer.s10.error + peer.s10.timeout, peer.s10.total()))
             };
@@ -502,7 +494,7 @@ pub fn peer_outliers<'a>(
                 DetectorKind::PeerLatency => format!(
                     "{} is slower than its peers: p99 {:.1} ms against a peer median of {:.1} ms",
                     peer.name,
-                    ms(p99(peer.m1)),
+                    ms(p99(&peer.m1)),
                     ms(threshold)
                 ),
                 _ => format!(
@@ -513,7 +505,7 @@ pub fn peer_outliers<'a>(
                 ),
             };
             out.push((
-                peer.name,
+                peer.name.as_str(),
                 Finding {
                     detector,
                     severity,
@@ -521,7 +513,7 @@ pub fn peer_outliers<'a>(
                     evidence: json!({
                         "window": "1m", "calls": n, "offending_calls": k, "rate": rate,
                         "peers_rate": rest_rate, "peers": judged.len(),
-                        "peer_median_p99_ms": ms(threshold), "p99_ms": ms(p99(peer.m1)),
+                        "peer_median_p99_ms": ms(threshold), "p99_ms": ms(p99(&peer.m1)),
                         "test": "two-proportion, one-sided, Holm-corrected over peers",
                         "p_value": pv[i], "alpha": s.alpha, "recent_rate": recent_rate,
                     }),
@@ -561,6 +553,16 @@ mod tests {
         let mut s = Snapshot::empty(0, 60_000);
         s.add_slot(&slot);
         s
+    }
+
+    /// A peer's view: the counts of its last 10 seconds and its minute.
+    fn peer(name: &str, s10: Snapshot, m1: Snapshot) -> PeerView {
+        PeerView {
+            name: name.to_string(),
+            s10: s10.counts,
+            m1: Sample::from(m1),
+            zone: None,
+        }
     }
 
     fn baseline(errors_per_minute: u64) -> BaselineStats {
@@ -619,15 +621,13 @@ mod tests {
     #[test]
     fn forty_identical_instances_raise_nothing_and_one_slow_one_is_named() {
         let s = DetectionSettings::default();
-        let healthy: Vec<Sample> = (0..40).map(|_| snap(300, 0, 0, 1.0).into()).collect();
-        let names: Vec<String> = (0..40).map(|i| format!("i-{i}")).collect();
-        let peers: Vec<Peer> = healthy
-            .iter()
-            .zip(&names)
-            .map(|(w, n)| Peer {
-                name: n,
-                s10: w.counts(),
-                m1: w,
+        let peers: Vec<PeerView> = (0..40)
+            .map(|i| {
+                peer(
+                    &format!("i-{i}"),
+                    snap(300, 0, 0, 1.0),
+                    snap(300, 0, 0, 1.0),
+                )
             })
             .collect();
         let mut asked = Vec::new();
@@ -641,13 +641,8 @@ mod tests {
         assert!(asked.is_empty(), "no peer stands out: {asked:?}");
 
         let bad = snap(300, 0, 90, 8.0);
-        let bad_sample = Sample::from(bad.clone());
         let mut peers = peers;
-        peers[7] = Peer {
-            name: &names[7],
-            s10: &bad.counts,
-            m1: &bad_sample,
-        };
+        peers[7] = peer("i-7", bad.clone(), bad.clone());
         let found = peer_outliers(&peers, &s, &mut |n| {
             asked.push(n.to_string());
             Some(bad.clone())
@@ -666,26 +661,13 @@ mod tests {
     #[test]
     fn a_failing_peer_is_judged_on_its_last_ten_seconds_when_they_hold_enough_calls() {
         let s = DetectionSettings::default();
-        let minute = Sample::from(snap(600, 6, 0, 1.0));
-        let failing_now = snap(60, 40, 0, 1.0);
-        let p = Peer {
-            name: "i-1",
-            s10: &failing_now.counts,
-            m1: &minute,
-        };
+        let minute = snap(600, 6, 0, 1.0);
+        let p = peer("i-1", snap(60, 40, 0, 1.0), minute.clone());
         let f = peer_hard_failure(&p, &s).expect("failing over the last 10 s");
         assert_eq!(f.evidence["window"], "10s");
-        let quiet_now = snap(5, 5, 0, 1.0);
-        let p = Peer {
-            s10: &quiet_now.counts,
-            ..p
-        };
+        let p = peer("i-1", snap(5, 5, 0, 1.0), minute);
         assert!(peer_hard_failure(&p, &s).is_none(), "the minute is healthy");
-        let failing_minute = Sample::from(snap(20, 15, 0, 1.0));
-        let p = Peer {
-            m1: &failing_minute,
-            ..p
-        };
+        let p = peer("i-1", snap(5, 5, 0, 1.0), snap(20, 15, 0, 1.0));
         assert_eq!(peer_hard_failure(&p, &s).unwrap().evidence["window"], "1m");
     }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::baseline::Baseline;
-use super::detectors::{self, DetectorKind, Finding, Peer, Severity, Windows};
+use super::detectors::{self, DetectorKind, Finding, Severity, Windows};
 use super::spec::{DetectionSettings, Specs};
 use super::state::{AlertMachine, Hysteresis, Step};
 use crate::window::{PeerView, SeriesKey, SeriesKind, Window, WindowStore};
@@ -224,7 +224,7 @@ impl Engine {
                 add(Scope::Dependency, f);
             }
         }
-        for (kind, views) in [
+        for (kind, peers) in [
             (SeriesKind::Instance, &view.instances),
             (SeriesKind::Zone, &view.zones),
         ] {
@@ -232,14 +232,6 @@ impl Engine {
                 SeriesKind::Instance => Scope::Instance(n.to_string()),
                 _ => Scope::Zone(n.to_string()),
             };
-            let peers: Vec<Peer> = views
-                .iter()
-                .map(|p| Peer {
-                    name: &p.name,
-                    s10: &p.s10,
-                    m1: &p.m1,
-                })
-                .collect();
             let mut recent_latency = |peer: &str| {
                 let key = SeriesKey {
                     dependency: name.to_string(),
@@ -248,12 +240,12 @@ impl Engine {
                 };
                 store.series_window(&key, Window::S10, now)
             };
-            for (peer, f) in detectors::peer_outliers(&peers, settings, &mut recent_latency) {
+            for (peer, f) in detectors::peer_outliers(peers, settings, &mut recent_latency) {
                 add(scope(peer), f);
             }
-            for p in &peers {
+            for p in peers {
                 if let Some(f) = detectors::peer_hard_failure(p, settings) {
-                    add(scope(p.name), f);
+                    add(scope(&p.name), f);
                 }
             }
         }

@@ -25,7 +25,7 @@ type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Series of all kinds together: the bound on memory (about 640 KiB per busy series).
+    /// Series of all kinds together: the bound on memory (about 643 KiB per busy series).
     pub max_series: usize,
     pub max_dependencies: usize,
     pub max_instances_per_dependency: usize,
@@ -537,14 +537,6 @@ impl WindowStore {
             .collect();
         out.sort();
         out
-    }
-
-    /// One dependency's total over `window` (without its instances and zones).
-    pub fn total(&self, name: &str, window: Window, now_ms: i64) -> Option<Snapshot> {
-        let mut shard = self.shards[self.shard_of(name)].lock();
-        let dep = shard.deps.get_mut(name)?;
-        dep.total.advance(now_ms);
-        Some(dep.total.window(window, now_ms))
     }
 
     pub fn contains(&self, name: &str) -> bool {
