@@ -12,7 +12,7 @@
 //! max_errors_reported = 100   # per-event errors listed in a response
 //!
 //! [limits]
-//! max_series = 4000           # all kinds together; ~640 KiB each when busy
+//! max_series = 4000           # all kinds together; ~643 KiB each when busy
 //! max_dependencies = 500
 //! max_instances_per_dependency = 100
 //! max_zones_per_dependency = 16

@@ -70,7 +70,17 @@ fn string_end(rest: &[u8]) -> Option<usize> {
         .map(|p| p + i)
 }
 
-const POW10_U64: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+const POW10_U64: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
 
 /// Reads the ASCII digits from `b[i..]` into `value` (wrapping: the caller uses it only for
 /// 19 digits or fewer) and returns the index after them. Eight digits at a time while it can:
@@ -79,36 +89,28 @@ const POW10_U64: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_0
 fn digit_run(b: &[u8], mut i: usize, value: &mut u64) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        // Every byte is '0'..='9' when its high nibble is 3 and adding 6 leaves it 3 (a carry
-        // out of a byte can only come from a byte that already fails the first test).
+        // A byte is '0'..='9' when its high nibble is 3 and adding 6 leaves it 3; the bytes of
+        // `not_digit` are zero exactly up to the first other byte (a carry out of a byte comes
+        // only from a byte that fails the first test, and only disturbs the bytes above it).
         const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-        let all_digits = (w & HIGH) | (((w.wrapping_add(0x0606_0606_0606_0606)) & HIGH) >> 4)
-            == 0x3333_3333_3333_3333;
-        if !all_digits {
-            // Fewer than eight digits: the same arithmetic on just those, shifted to the top
-            // of the word so that the bytes below them are zero. A byte that is not a digit
-            // can only disturb the bytes above it, and those are shifted out.
-            let not_digit = ((w & HIGH) | (((w.wrapping_add(0x0606_0606_0606_0606)) & HIGH) >> 4))
-                ^ 0x3333_3333_3333_3333;
-            let n = (not_digit.trailing_zeros() / 8) as usize;
-            if n > 0 {
-                let mut v = w.wrapping_sub(0x3030_3030_3030_3030) << (8 * (8 - n));
-                v = (v * 10 + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
-                v = (v * 100 + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
-                v = (v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF;
-                *value = value.wrapping_mul(POW10_U64[n]).wrapping_add(v);
-                i += n;
-            }
+        let not_digit = ((w & HIGH) | (((w.wrapping_add(0x0606_0606_0606_0606)) & HIGH) >> 4))
+            ^ 0x3333_3333_3333_3333;
+        let n = (not_digit.trailing_zeros() / 8) as usize;
+        if n == 0 {
             return i;
         }
-        // The first digit is the lowest byte: combine neighbours into 2-, 4- and 8-digit
-        // numbers, each step within its lane.
-        let mut v = w - 0x3030_3030_3030_3030;
+        // The n digits, shifted to the top of the word so the bytes below them are zero (and
+        // whatever follows them is shifted out). The first digit is then the lowest nonzero
+        // byte: combine neighbours into 2-, 4- and 8-digit numbers, each step within its lane.
+        let mut v = w.wrapping_sub(0x3030_3030_3030_3030) << (8 * (8 - n));
         v = (v * 10 + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
         v = (v * 100 + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
         v = (v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF;
-        *value = value.wrapping_mul(100_000_000).wrapping_add(v);
-        i += 8;
+        *value = value.wrapping_mul(POW10_U64[n]).wrapping_add(v);
+        i += n;
+        if n < 8 {
+            return i;
+        }
     }
     while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
         *value = value.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));

@@ -16,7 +16,8 @@ pub struct Validation {
     /// Time of receipt: the default `ts`, and the reference for the age checks.
     pub now_ms: i64,
     /// Refuse events older than the longest window or too far in the future (live ingest).
-    /// `replay` turns this off: there, time is whatever the recording says.
+    /// `replay` turns this off: there, time is whatever the recording says, within the years
+    /// 1970 to 9999.
     pub check_age: bool,
     /// Require `ts` (replay needs event time; live ingest defaults it to receipt time).
     pub require_ts: bool,
@@ -108,9 +109,7 @@ impl Validation {
             source: label("source", raw.source)?,
         })
     }
-}
 
-impl Validation {
     /// Why an event at `ts_ms` is refused, when it is: too old or too far in the future (live),
     /// or outside the years 1970 to 9999 (replay, where any other time is what the recording
     /// says).

@@ -82,26 +82,6 @@ impl Sample {
             }
         }
     }
-
-    /// The same calls as a snapshot.
-    pub fn to_snapshot(&self) -> Snapshot {
-        match self {
-            Sample::Histogram(s) => s.clone(),
-            Sample::Durations {
-                from_ms,
-                to_ms,
-                values,
-                counts,
-            } => {
-                let mut s = Snapshot::empty(*from_ms, *to_ms);
-                for &v in values {
-                    s.hist.saturating_record(u64::from(v));
-                }
-                s.counts = *counts;
-                s
-            }
-        }
-    }
 }
 
 /// The `rank`-th smallest of `values` (from 1). A high quantile of a short list sits among its
@@ -144,14 +124,18 @@ mod tests {
             ok: values.len() as u64,
             ..Counts::default()
         };
+        let mut snapshot = Snapshot::empty(0, 60_000);
+        for &v in values {
+            snapshot.hist.saturating_record(u64::from(v));
+        }
+        snapshot.counts = counts;
         let durations = Sample::Durations {
             from_ms: 0,
             to_ms: 60_000,
             values: values.to_vec(),
             counts,
         };
-        let histogram = Sample::Histogram(durations.to_snapshot());
-        (durations, histogram)
+        (durations, Sample::Histogram(snapshot))
     }
 
     #[test]
