@@ -12,6 +12,7 @@ mod series;
 mod slot;
 mod snapshot;
 mod store;
+mod totals;
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,9 +23,10 @@ pub use series::{MinuteRollup, Series};
 pub use slot::{Counts, Slot};
 pub use snapshot::{Snapshot, WindowStats, decode_histogram, encode_histogram};
 pub use store::{
-    DependencyView, DetectionView, Limits, PeerView, RecordError, SeriesKey, SeriesKind,
-    StoreStats, WindowStore,
+    DependencyTotals, DependencyView, DetectionView, Limits, PeerTotals, PeerView, RecordError,
+    SeriesKey, SeriesKind, StoreStats, WindowStore,
 };
+pub use totals::{BUCKET_BOUNDS_US, LatencyBuckets, Totals};
 
 /// The windows every series reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

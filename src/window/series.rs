@@ -37,6 +37,7 @@ use super::ring::{Ring, RingSlot};
 use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
 use super::snapshot::Snapshot;
+use super::totals::Totals;
 use crate::domain::Outcome;
 
 pub(crate) const FINE_WIDTH_MS: i64 = 1_000;
@@ -88,6 +89,9 @@ pub struct Series {
     next_slide_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
+    /// Everything recorded since the series was created, except the live fine slots (see
+    /// [`super::totals`]).
+    retired: Totals,
 }
 
 impl Default for Series {
@@ -99,7 +103,10 @@ impl Default for Series {
 impl Series {
     /// The series of a dependency's total.
     pub fn new() -> Self {
-        Self::with_sums(SUMMED.len())
+        Self {
+            retired: Totals::with_latency(),
+            ..Self::with_sums(SUMMED.len())
+        }
     }
 
     /// The series of an instance or a zone.
@@ -122,6 +129,7 @@ impl Series {
             evicted_minutes: Vec::new(),
             next_slide_ms: i64::MIN,
             last_event_ms: i64::MIN,
+            retired: Totals::default(),
         }
     }
 
@@ -168,16 +176,16 @@ impl Series {
         }
         let second = self.fine.align(ts_ms);
         if second >= self.fine.horizon_start(now_ms) {
-            let (tiers, sums, evicted, dense) = (
+            let (tiers, sums, evicted, dense, retired) = (
                 &mut self.tiers,
                 &mut self.sums,
                 &mut self.evicted_minutes,
                 &mut self.dense_fine,
+                &mut self.retired,
             );
-            if let Some(slot) = self
-                .fine
-                .slot_mut_evicting(second, |old| retire(old, tiers, sums, evicted, dense))
-            {
+            if let Some(slot) = self.fine.slot_mut_evicting(second, |old| {
+                retire(old, tiers, sums, evicted, dense, retired)
+            }) {
                 slot.record(duration_us, outcome, &mut self.dense_fine);
                 return true;
             }
@@ -213,6 +221,10 @@ impl Series {
                 }
             }
         }
+        if kept {
+            // The slow path of events over 10 s late: they never pass a fine slot.
+            self.retired.record(duration_us, outcome);
+        }
         let minute = self.tiers[MINUTE_TIER].align(ts_ms);
         if kept && minute < self.tiers[MINUTE_TIER].horizon_start(now_ms) {
             self.late_minutes
@@ -241,6 +253,7 @@ impl Series {
                     &mut self.sums,
                     &mut self.evicted_minutes,
                     &mut self.dense_fine,
+                    &mut self.retired,
                 );
                 slot.reset(slot.start_ms);
             }
@@ -322,6 +335,25 @@ impl Series {
             counts.add(&slot.counts);
         }
         counts
+    }
+
+    /// Everything recorded since the series was created: what retired plus the live fine
+    /// slots. Never less than at an earlier call.
+    pub fn totals(&self) -> Totals {
+        let mut t = self.retired.clone();
+        t.counts.add(&self.recent_counts());
+        if let Some(l) = &mut t.latency {
+            for slot in self.fine.iter() {
+                if let FineData::Sparse(values) = slot.data() {
+                    l.add_values(values);
+                }
+            }
+            // The dense fine slots, summed.
+            if !self.dense_fine.is_empty() {
+                l.add_histogram(&self.dense_fine.hist);
+            }
+        }
+        t
     }
 
     /// The window ending at `now_ms`. Call [`Series::advance`] first.
@@ -588,7 +620,9 @@ fn retire(
     sums: &mut [CoarseSum],
     evicted: &mut Vec<Slot>,
     dense: &mut Slot,
+    retired: &mut Totals,
 ) {
+    retired.add_fine(fine);
     fold(fine, tiers, sums, evicted);
     if let FineData::Dense(hist) = fine.data() {
         dense.remove_parts(hist, &fine.counts);

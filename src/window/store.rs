@@ -16,6 +16,7 @@ use super::sample::Sample;
 use super::series::{MinuteRollup, Series};
 use super::slot::{Counts, Slot};
 use super::snapshot::Snapshot;
+use super::totals::Totals;
 use super::{Window, histogram};
 use crate::domain::Event;
 
@@ -172,6 +173,29 @@ pub struct PeerView {
     /// For an instance that reported its zone: that zone's index in
     /// [`DetectionView::zones`].
     pub zone: Option<usize>,
+}
+
+/// One dependency as the metrics exposition reads it (see [`WindowStore::exposition`]).
+#[derive(Debug, Clone)]
+pub struct DependencyTotals {
+    pub name: String,
+    /// Everything recorded since the dependency's series was created.
+    pub totals: Totals,
+    /// The last minute.
+    pub m1: Snapshot,
+    /// Sorted by name.
+    pub instances: Vec<PeerTotals>,
+    /// Sorted by name.
+    pub zones: Vec<PeerTotals>,
+}
+
+/// One instance or zone of a [`DependencyTotals`].
+#[derive(Debug, Clone)]
+pub struct PeerTotals {
+    pub name: String,
+    pub totals: Totals,
+    /// The last minute, as durations when the peer is quiet.
+    pub m1: Sample,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -636,6 +660,40 @@ impl WindowStore {
         Ok(())
     }
 
+    /// Every dependency with its running totals and its last minute, each instance and zone
+    /// too, sorted by name: what `GET /metrics` exports. One shard lock at a time, each held
+    /// for copies only (quantiles are the caller's to compute).
+    pub fn exposition(&self, now_ms: i64) -> Vec<DependencyTotals> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            for (name, dep) in shard.deps.iter_mut() {
+                dep.for_each_mut(|_, _, s| s.advance(now_ms));
+                let peers = |m: &Map<Series>| {
+                    let mut v: Vec<PeerTotals> = m
+                        .iter()
+                        .map(|(k, s)| PeerTotals {
+                            name: k.to_string(),
+                            totals: s.totals(),
+                            m1: s.sample(Window::M1, now_ms),
+                        })
+                        .collect();
+                    v.sort_by(|a, b| a.name.cmp(&b.name));
+                    v
+                };
+                out.push(DependencyTotals {
+                    name: name.to_string(),
+                    totals: dep.total.totals(),
+                    m1: dep.total.window(Window::M1, now_ms),
+                    instances: peers(&dep.instances),
+                    zones: peers(&dep.zones),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
     pub fn stats(&self) -> StoreStats {
         let mut st = StoreStats::default();
         for shard in self.shards.iter() {
@@ -769,6 +827,49 @@ mod tests {
         assert_eq!(view.instance_zone.get("1").map(String::as_str), Some("z1"));
         assert_eq!(view.instance_zone.get("2").map(String::as_str), Some("z2"));
         assert_eq!(view.instance_zone.len(), 2);
+    }
+
+    #[test]
+    fn exported_totals_count_every_call_once_and_never_decrease_late_calls_included() {
+        let store = WindowStore::new(Limits::default());
+        let mut recorded = 0u64;
+        let mut last = (0u64, 0u64);
+        // Two minutes of calls, busy enough for some seconds to turn into histograms, with
+        // calls 3 s, 30 s and 5 min late, read after every step.
+        for step in 0..120i64 {
+            let now = NOW + step * 1_000 + 500;
+            let mut events = Vec::new();
+            let n = if step % 7 == 0 { 300 } else { 5 };
+            for k in 0..n {
+                let ts = match k % 10 {
+                    0 => now - 3_000,
+                    1 => now - 30_000,
+                    2 => now - 300_000,
+                    _ => now,
+                };
+                events.push(Event {
+                    ts_ms: ts,
+                    duration_us: 500 + (k as u64) * 997,
+                    instance: Some(Label::parse(["a", "b"][k % 2]).unwrap()),
+                    ..ev("dep", None)
+                });
+            }
+            assert!(store.record_batch(&events, now).is_empty());
+            recorded += events.len() as u64;
+            if step % 3 == 0 {
+                store.advance_all(now);
+            }
+            let view = store.exposition(now);
+            let dep = &view[0];
+            let calls = dep.totals.counts.total();
+            let buckets = dep.totals.latency.as_ref().unwrap().cumulative();
+            assert_eq!(calls, recorded, "step {step}");
+            assert_eq!(buckets[buckets.len() - 1], calls, "step {step}");
+            let peers: u64 = dep.instances.iter().map(|p| p.totals.counts.total()).sum();
+            assert_eq!(peers, recorded, "step {step}");
+            assert!(calls >= last.0 && peers >= last.1, "step {step}");
+            last = (calls, peers);
+        }
     }
 
     #[test]
