@@ -17,6 +17,7 @@ pub mod config;
 pub mod detect;
 pub mod domain;
 pub mod ingest;
+pub mod metrics;
 pub mod replay;
 pub mod rollup;
 pub mod scenario;

@@ -16,6 +16,7 @@ use crate::actions::hub::Actions;
 use crate::api::{AppState, router};
 use crate::config::Settings;
 use crate::detect::{Engine, Transition};
+use crate::metrics::Metrics;
 use crate::rollup::{self, Flusher};
 use crate::storage::Storage;
 use crate::time::Clock;
@@ -97,6 +98,7 @@ impl Application {
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
             engine: Arc::new(parking_lot::Mutex::new(engine)),
             actions: Arc::new(actions),
+            metrics: Arc::new(Metrics::new()),
             shutdown: shutdown_rx,
             settings: Arc::new(settings),
         };
@@ -137,9 +139,10 @@ impl Application {
         tracing::info!(address = %listener.local_addr()?, "Listening.");
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = tokio::spawn(background(state.clone(), flusher.clone(), stop_rx.clone()));
-        let workers = state
-            .actions
-            .spawn_workers(&state.storage, &state.clock, &stop_rx);
+        let workers =
+            state
+                .actions
+                .spawn_workers(&state.storage, &state.clock, &state.metrics, &stop_rx);
         let detection = tokio::spawn(detection(state.clone(), stop_rx));
         axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(async move {
@@ -183,10 +186,15 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
         let _ = tokio::task::spawn_blocking(move || store.advance_all(now)).await;
         if last_flush.elapsed() >= flush_every {
             last_flush = tokio::time::Instant::now();
-            if let Err(error) = flusher
+            let started = std::time::Instant::now();
+            let flushed = flusher
                 .flush(&state.store, &state.storage, now, false)
-                .await
-            {
+                .await;
+            state
+                .metrics
+                .database_write("rollup_flush", started.elapsed());
+            if let Err(error) = flushed {
+                state.metrics.database_error("rollup_flush");
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "Roll-up flush failed; will retry."
@@ -199,7 +207,10 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
             match state.storage.prune_rollups(before).await {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "Pruned old roll-ups."),
                 Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "Roll-up pruning failed."),
+                Err(error) => {
+                    state.metrics.database_error("rollup_prune");
+                    tracing::warn!(%error, "Roll-up pruning failed.")
+                }
             }
         }
     }
@@ -225,11 +236,13 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         let now = state.clock.now_ms();
         let (store, engine) = (state.store.clone(), state.engine.clone());
+        let started = std::time::Instant::now();
         let Ok(found) =
             tokio::task::spawn_blocking(move || engine.lock().evaluate(&store, now)).await
         else {
             continue;
         };
+        state.metrics.evaluated(now, started.elapsed());
         for t in &found {
             tracing::info!(
                 status = t.status.as_str(),
@@ -264,13 +277,18 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
         if unsaved.is_empty() {
             continue;
         }
-        match state
+        let started = std::time::Instant::now();
+        let recorded = state
             .actions
             .record(&state.storage, &unsaved, &specs, now)
-            .await
-        {
+            .await;
+        state
+            .metrics
+            .database_write("record_transitions", started.elapsed());
+        match recorded {
             Ok(_) => unsaved.clear(),
             Err(error) => {
+                state.metrics.database_error("record_transitions");
                 tracing::warn!(%error, pending = unsaved.len(), "Cannot record alert transitions; will retry.");
                 if unsaved.len() > MAX_UNSAVED_TRANSITIONS {
                     let excess = unsaved.len() - MAX_UNSAVED_TRANSITIONS;

@@ -13,6 +13,7 @@ use super::outbox::{Wakers, new_delivery_id, run_worker};
 use super::route::{Router, RoutingSettings};
 use crate::config::Settings;
 use crate::detect::{BreakerPolicy, Conditions, DependencyHealth, Severity, Specs, Transition};
+use crate::metrics::Metrics;
 use crate::storage::{NewNotification, Storage};
 use crate::time::Clock;
 
@@ -75,6 +76,7 @@ impl Actions {
         &self,
         storage: &Storage,
         clock: &Clock,
+        metrics: &Arc<Metrics>,
         stop: &watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         self.notifiers
@@ -86,6 +88,7 @@ impl Actions {
                     clock.clone(),
                     self.routing.clone(),
                     self.wakers.clone(),
+                    metrics.clone(),
                     stop.clone(),
                 ))
             })

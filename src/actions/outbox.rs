@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use super::notice::Notice;
 use super::notifier::{DeliveryError, Notifier};
 use super::route::RoutingSettings;
+use crate::metrics::Metrics;
 use crate::storage::{AttemptOutcome, NotificationRecord, Silence, Storage};
 use crate::time::Clock;
 
@@ -70,6 +71,7 @@ pub async fn run_worker(
     clock: Clock,
     settings: RoutingSettings,
     wakers: Wakers,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let wake = wakers.get(&notifier.name);
@@ -81,6 +83,7 @@ pub async fn run_worker(
         let due = match storage.due_notifications(&notifier.name, now, 32).await {
             Ok(d) => d,
             Err(error) => {
+                metrics.database_error("outbox_read");
                 tracing::warn!(notifier = %notifier.name, %error, "Cannot read the outbox.");
                 Vec::new()
             }
@@ -102,6 +105,8 @@ pub async fn run_worker(
             let outcome = attempt(&notifier, &storage, &clock, &settings, &silences, &row).await;
             match &outcome {
                 AttemptOutcome::Delivered => {
+                    let queued_ms = (clock.now_ms() - row.created_ms).max(0) as u64;
+                    metrics.delivered(&notifier.name, Duration::from_millis(queued_ms));
                     tracing::info!(notifier = %notifier.name, delivery = %row.id, kind = %row.kind, "Notification delivered.")
                 }
                 AttemptOutcome::Retry { error, .. } => {
@@ -112,10 +117,13 @@ pub async fn run_worker(
                 }
                 _ => {}
             }
-            if let Err(error) = storage
+            let started = std::time::Instant::now();
+            let finished = storage
                 .finish_attempt(&row.id, &outcome, clock.now_ms())
-                .await
-            {
+                .await;
+            metrics.database_write("finish_attempt", started.elapsed());
+            if let Err(error) = finished {
+                metrics.database_error("finish_attempt");
                 tracing::warn!(notifier = %notifier.name, delivery = %row.id, %error, "Cannot record a delivery outcome.");
             }
         }

@@ -22,10 +22,31 @@ pub struct IngestResponse {
     /// Present and true when more events were rejected than `errors` lists.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub errors_truncated: bool,
+    /// Refused events by reason (see [`crate::ingest::rejection_reason`]), all of them, not
+    /// only those `errors` lists: for the metrics.
+    #[serde(skip)]
+    pub rejected_by: Vec<(&'static str, u64)>,
 }
 
 pub async fn post_events(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let started = std::time::Instant::now();
+    let metrics = state.metrics.clone();
+    let answer = ingest(state, headers, body).await;
+    match &answer {
+        Ok(Json(r)) => metrics.ingested(r.accepted, &r.rejected_by),
+        Err(ApiError::Overloaded { .. }) => metrics.ingest_overloaded(),
+        Err(_) => {}
+    }
+    metrics.ingest_request(started.elapsed());
+    answer
+}
+
+async fn ingest(
+    state: AppState,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
@@ -38,8 +59,9 @@ pub async fn post_events(
             message: "ingest is at capacity; retry after the indicated delay".into(),
             retry_after_s: 1,
         })?;
+    let metrics = state.metrics.clone();
     let limit = state.settings.ingest.max_body_bytes;
-    let bytes = read_limited(body, limit).await?;
+    let bytes = read_limited(body, limit, &metrics).await?;
     let header = |name| {
         headers
             .get(name)
@@ -70,18 +92,27 @@ pub async fn post_events(
             .await
             .map_err(|e| ApiError::Internal(e.into()))?
     };
-    resp.map(Json).map_err(|e| match e {
-        BodyError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-        other => ApiError::BadRequest(other.to_string()),
+    resp.map(Json).map_err(|e| {
+        metrics.body_rejected(ingest::body_rejection_reason(&e));
+        match e {
+            BodyError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        }
     })
 }
 
-async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_limited(
+    body: Body,
+    limit: usize,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::TooLarge(
-            BodyError::TooLarge { limit }.to_string(),
-        )),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            let e = BodyError::TooLarge { limit };
+            metrics.body_rejected(ingest::body_rejection_reason(&e));
+            Err(ApiError::TooLarge(e.to_string()))
+        }
         Err(e) => Err(ApiError::bad(format!("cannot read body: {e}"))),
     }
 }
@@ -106,6 +137,14 @@ pub fn ingest_body(
         error: e.to_string(),
     }));
     errors.sort_by_key(|e| e.index);
+    let mut rejected_by: Vec<(&'static str, u64)> = Vec::new();
+    for e in &errors {
+        let reason = ingest::rejection_reason(&e.error);
+        match rejected_by.iter_mut().find(|r| r.0 == reason) {
+            Some(r) => r.1 += 1,
+            None => rejected_by.push((reason, 1)),
+        }
+    }
     let rejected = errors.len();
     let errors_truncated = rejected > max_errors;
     errors.truncate(max_errors);
@@ -114,5 +153,6 @@ pub fn ingest_body(
         rejected,
         errors,
         errors_truncated,
+        rejected_by,
     })
 }

@@ -6,6 +6,7 @@ mod dependencies;
 mod error;
 mod events;
 mod health;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub engine: Arc<parking_lot::Mutex<Engine>>,
     /// Notifiers, routing, the breaker board and its change stream.
     pub actions: Arc<Actions>,
+    /// graywatch's own metrics, updated where things happen and rendered by `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Turns true when the daemon starts shutting down: long-lived responses (SSE) end then.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -67,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts/{id}", get(alerts::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -134,6 +134,16 @@ pub struct DependencyHealth {
     pub baseline_ready: bool,
 }
 
+/// One dependency's detection state as the metrics exposition reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionSummary {
+    pub health: DependencyHealth,
+    /// The baseline's tail latency (`detection.tail_quantile`), once the baseline is ready.
+    pub baseline_tail_us: Option<u64>,
+    /// Open incidents (one alert each) of the dependency and its instances, zones, sources.
+    pub firing: usize,
+}
+
 type Key = (Scope, DetectorKind, Severity);
 
 #[derive(Debug, Clone, Default)]
@@ -462,6 +472,25 @@ impl Engine {
         self.deps
             .iter()
             .map(|(k, v)| (k.clone(), v.health.clone()))
+            .collect()
+    }
+
+    /// What `GET /metrics` exports of every evaluated dependency.
+    pub fn summaries(&self) -> HashMap<String, DetectionSummary> {
+        let s = &self.settings;
+        self.deps
+            .iter()
+            .map(|(k, v)| {
+                let summary = DetectionSummary {
+                    health: v.health.clone(),
+                    baseline_tail_us: v
+                        .baseline
+                        .ready(s.baseline_min_minutes, s.baseline_min_calls)
+                        .map(|b| b.tail_us),
+                    firing: v.incidents.len(),
+                };
+                (k.clone(), summary)
+            })
             .collect()
     }
 

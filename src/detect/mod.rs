@@ -17,5 +17,7 @@ pub mod state;
 pub mod stats;
 
 pub use detectors::{DetectorKind, Severity};
-pub use engine::{AlertStatus, Conditions, DependencyHealth, Engine, Health, Transition};
+pub use engine::{
+    AlertStatus, Conditions, DependencyHealth, DetectionSummary, Engine, Health, Transition,
+};
 pub use spec::{BreakerPolicy, DependencySpec, DetectionSettings, Specs};

@@ -6,11 +6,13 @@
 
 pub(crate) mod fast;
 mod raw;
+mod reason;
 mod validate;
 
 use std::io::Read;
 
 pub use raw::{Body, Element, Field, RawEvent};
+pub use reason::{body_rejection_reason, rejection_reason};
 pub use validate::{MAX_FUTURE_MS, Validation};
 
 use crate::domain::Event;

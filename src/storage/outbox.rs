@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::Storage;
+use crate::metrics::NotificationCount;
 
 /// A notification to insert with an alert transition (or on its own).
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +211,25 @@ impl Storage {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Outbox rows by notifier and status (for `GET /metrics`): one pass over the table's
+    /// `(notifier, status, ...)` index.
+    pub async fn notification_counts(&self) -> sqlx::Result<Vec<NotificationCount>> {
+        let rows = sqlx::query(
+            "SELECT notifier, status, COUNT(*) AS n FROM notifications GROUP BY notifier, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NotificationCount {
+                    notifier: r.try_get("notifier")?,
+                    status: r.try_get("status")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn list_notifications(

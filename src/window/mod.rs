@@ -17,7 +17,9 @@ mod totals;
 use std::fmt;
 use std::str::FromStr;
 
-pub use histogram::{HIGHEST_US, LOWEST_US, SlotHistogram, new_histogram, slot_histogram_bytes};
+pub use histogram::{
+    HIGHEST_US, LOWEST_US, SlotHistogram, new_histogram, quantile_us, slot_histogram_bytes,
+};
 pub use sample::Sample;
 pub use series::{MinuteRollup, Series};
 pub use slot::{Counts, Slot};

@@ -72,6 +72,15 @@ impl Sample {
         }
     }
 
+    /// The quantile as the middle of the bucket holding it, as window stats report it.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        match self {
+            Sample::Histogram(s) if s.hist.is_empty() => 0,
+            Sample::Histogram(s) => super::histogram::quantile_us(&s.hist, q),
+            Sample::Durations { .. } => SHAPE.median_equivalent(self.value_at_quantile(q)),
+        }
+    }
+
     /// Calls slower than `threshold_us`: strictly above the bucket holding it.
     pub fn count_above(&self, threshold_us: u64) -> u64 {
         match self {

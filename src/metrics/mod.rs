@@ -1,0 +1,211 @@
+//! Prometheus metrics, served by `GET /metrics`: an edge that reads the core.
+//!
+//! Two kinds: graywatch's own metrics (ingest, evaluation, delivery, database), counted where
+//! those things happen into [`Metrics`], which lives in the application state; and the
+//! dependencies' metrics, read from the window store, the engine and the breaker board once per
+//! scrape ([`Scrape`]) and encoded straight from those reads, so nothing on the ingest path
+//! counts per event.
+
+mod process;
+mod scrape;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub use scrape::{NotificationCount, Scrape};
+
+/// The classic Prometheus text format, which prometheus-client's `prometheus_text` encoder
+/// writes and every Prometheus version (and `promtool check metrics`) reads.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Buckets of the request and evaluation durations, in seconds.
+const FAST_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets of notification delivery (queued to delivered), in seconds: retries back off up to
+/// minutes, a retry horizon is hours.
+const DELIVERY_BUCKETS: [f64; 12] = [
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+];
+
+type Label = [(&'static str, &'static str); 1];
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// graywatch's own metrics. Cheap to update from any thread (atomics, and a family's map
+/// behind a read lock once its label set exists).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    events_accepted: Counter,
+    events_rejected: Family<Label, Counter>,
+    bodies_rejected: Family<Label, Counter>,
+    ingest_duration: Histogram,
+    ingest_overloaded: Counter,
+    evaluation_duration: Histogram,
+    /// Event time of the last completed evaluation, `i64::MIN` before the first.
+    last_evaluation_ms: AtomicI64,
+    delivery: HistogramFamily<[(&'static str, String); 1]>,
+    database_errors: Family<Label, Counter>,
+    database_writes: HistogramFamily<Label>,
+}
+
+fn fast_histogram() -> Histogram {
+    Histogram::new(FAST_BUCKETS)
+}
+
+fn delivery_histogram() -> Histogram {
+    Histogram::new(DELIVERY_BUCKETS)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Self {
+            events_accepted: Counter::default(),
+            events_rejected: Family::default(),
+            bodies_rejected: Family::default(),
+            ingest_duration: fast_histogram(),
+            ingest_overloaded: Counter::default(),
+            evaluation_duration: fast_histogram(),
+            last_evaluation_ms: AtomicI64::new(i64::MIN),
+            delivery: Family::new_with_constructor(delivery_histogram),
+            database_errors: Family::default(),
+            database_writes: Family::new_with_constructor(fast_histogram),
+            registry: Registry::default(),
+        };
+        // The encoder appends `_total` to counters.
+        registry.register(
+            "graywatch_events_accepted",
+            "Events recorded by POST /v1/events",
+            m.events_accepted.clone(),
+        );
+        registry.register(
+            "graywatch_events_rejected",
+            "Events refused one by one, by reason",
+            m.events_rejected.clone(),
+        );
+        registry.register(
+            "graywatch_ingest_bodies_rejected",
+            "Request bodies refused whole (their events are not counted), by reason",
+            m.bodies_rejected.clone(),
+        );
+        registry.register(
+            "graywatch_ingest_request_duration_seconds",
+            "Time to answer POST /v1/events",
+            m.ingest_duration.clone(),
+        );
+        registry.register(
+            "graywatch_ingest_overloaded",
+            "POST /v1/events answered 503 because ingest.max_in_flight requests were running",
+            m.ingest_overloaded.clone(),
+        );
+        registry.register(
+            "graywatch_evaluation_duration_seconds",
+            "Time of one evaluation of every dependency",
+            m.evaluation_duration.clone(),
+        );
+        registry.register(
+            "graywatch_notification_delivery_seconds",
+            "Time from queueing a notification to its delivery, by notifier",
+            m.delivery.clone(),
+        );
+        registry.register(
+            "graywatch_database_errors",
+            "Database operations that failed, by operation",
+            m.database_errors.clone(),
+        );
+        registry.register(
+            "graywatch_database_write_duration_seconds",
+            "Time of database writes, by operation",
+            m.database_writes.clone(),
+        );
+        let info = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+        info.get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register(
+            "graywatch_build_info",
+            "Always 1; the version as a label",
+            info,
+        );
+        Self { registry, ..m }
+    }
+
+    /// After a body was recorded: its accepted events and its refusals by reason.
+    pub fn ingested(&self, accepted: usize, rejected_by: &[(&'static str, u64)]) {
+        self.events_accepted.inc_by(accepted as u64);
+        for &(reason, n) in rejected_by {
+            self.events_rejected
+                .get_or_create(&[("reason", reason)])
+                .inc_by(n);
+        }
+    }
+
+    pub fn body_rejected(&self, reason: &'static str) {
+        self.bodies_rejected
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    pub fn ingest_request(&self, took: Duration) {
+        self.ingest_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn ingest_overloaded(&self) {
+        self.ingest_overloaded.inc();
+    }
+
+    /// One evaluation at event time `at_ms` that took `took`.
+    pub fn evaluated(&self, at_ms: i64, took: Duration) {
+        self.evaluation_duration.observe(took.as_secs_f64());
+        self.last_evaluation_ms.fetch_max(at_ms, Ordering::Relaxed);
+    }
+
+    /// `now_ms` minus the event time of the last completed evaluation.
+    pub fn evaluation_lag_s(&self, now_ms: i64) -> Option<f64> {
+        let last = self.last_evaluation_ms.load(Ordering::Relaxed);
+        (last != i64::MIN).then(|| (now_ms - last) as f64 / 1000.0)
+    }
+
+    pub fn delivered(&self, notifier: &str, queued_for: Duration) {
+        self.delivery
+            .get_or_create(&[("notifier", notifier.to_string())])
+            .observe(queued_for.as_secs_f64());
+    }
+
+    pub fn database_error(&self, operation: &'static str) {
+        self.database_errors
+            .get_or_create(&[("operation", operation)])
+            .inc();
+    }
+
+    pub fn database_write(&self, operation: &'static str, took: Duration) {
+        self.database_writes
+            .get_or_create(&[("operation", operation)])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The whole exposition: these metrics, then the scrape's.
+    pub fn render(&self, scrape: Scrape) -> String {
+        let mut scraped = Registry::default();
+        scraped.register_collector(Box::new(scrape));
+        let mut out = String::with_capacity(64 * 1024);
+        // The text format has no end marker, so two registries are written one after the
+        // other. Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry)
+            .and_then(|()| prometheus_text::encode(&mut out, &scraped));
+        out
+    }
+}
