@@ -263,11 +263,12 @@ fn run_replay(config: Option<PathBuf>, path: &std::path::Path) -> ExitCode {
                 _ => "no events".into(),
             };
             eprintln!(
-                "replayed {} events ({} malformed lines skipped, {} refused) spanning {span}; {} alerts fired, {} resolved; {:.2} s, {:.0} events/s",
+                "replayed {} events ({} malformed lines skipped, {} refused) spanning {span}; {} alerts fired, {} updated, {} resolved; {:.2} s, {:.0} events/s",
                 s.events,
                 s.malformed,
                 s.refused,
                 s.fired,
+                s.updated,
                 s.resolved,
                 s.elapsed_s,
                 s.events as f64 / s.elapsed_s.max(1e-9)

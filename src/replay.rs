@@ -93,6 +93,7 @@ pub struct ReplaySummary {
     pub malformed: u64,
     pub refused: u64,
     pub fired: u64,
+    pub updated: u64,
     pub resolved: u64,
     pub first_ts_ms: Option<i64>,
     pub last_ts_ms: Option<i64>,
@@ -106,6 +107,7 @@ pub fn transition_json(t: &Transition) -> serde_json::Value {
         "status": t.status.as_str(),
         "dependency": t.dependency,
         "detector": t.detector.as_str(),
+        "detectors": t.detectors.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
         "severity": t.severity.as_str(),
         "summary": t.summary,
         "evidence": t.evidence,
@@ -221,6 +223,7 @@ fn emit(
     for t in ts.drain(..) {
         match t.status {
             AlertStatus::Firing => summary.fired += 1,
+            AlertStatus::Updated => summary.updated += 1,
             AlertStatus::Resolved => summary.resolved += 1,
         }
         serde_json::to_writer(&mut *out, &transition_json(&t))?;

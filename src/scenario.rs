@@ -521,6 +521,8 @@ pub struct Outcome_ {
     /// Alerts that fired outside the fault (before onset, after recovery + settle time, on a
     /// healthy stream, or naming the wrong instance or zone).
     pub false_alerts: usize,
+    /// Alerts that fired for the fault itself: one incident should page once.
+    pub fault_alerts: usize,
     pub alerts: Vec<String>,
 }
 
@@ -547,6 +549,7 @@ fn score(s: &Scenario, seed: u64, events: u64, transitions: &[Transition]) -> Sc
     let mut first_detect: Option<i64> = None;
     let mut localized = expected.as_ref().map(|_| false);
     let mut false_alerts = 0;
+    let mut fault_alerts = 0;
     let mut open = std::collections::HashSet::new();
     let mut alerts = Vec::new();
     for t in transitions {
@@ -556,6 +559,7 @@ fn score(s: &Scenario, seed: u64, events: u64, transitions: &[Transition]) -> Sc
                 open.insert(fp.clone());
                 alerts.push(format!("{} {}", (t.at_ms - EPOCH_MS) / 1000, fp));
             }
+            AlertStatus::Updated => continue,
             AlertStatus::Resolved => {
                 open.remove(&fp);
                 continue;
@@ -569,6 +573,7 @@ fn score(s: &Scenario, seed: u64, events: u64, transitions: &[Transition]) -> Sc
             (None, _, _) => true,
         };
         if in_fault && location_ok {
+            fault_alerts += 1;
             first_detect.get_or_insert(t.at_ms);
             if expected.is_some() && (t.instance.is_some() || t.zone.is_some()) {
                 localized = Some(true);
@@ -589,14 +594,22 @@ fn score(s: &Scenario, seed: u64, events: u64, transitions: &[Transition]) -> Sc
         localized,
         resolved: open.is_empty(),
         false_alerts,
+        fault_alerts,
         alerts,
     }
 }
 
+/// A fault is one incident: it may page once.
+pub const MAX_ALERTS_PER_FAULT: usize = 1;
+
 /// Whether a result meets the suite's targets.
 pub fn passes(r: &ScenarioResult) -> bool {
     let detection = !r.gray || r.detected_in_time;
-    detection && r.localized != Some(false) && r.resolved && r.false_alerts == 0
+    detection
+        && r.localized != Some(false)
+        && r.resolved
+        && r.false_alerts == 0
+        && r.fault_alerts <= MAX_ALERTS_PER_FAULT
 }
 
 /// Runs the whole suite for each seed, on up to `threads` threads.
@@ -641,7 +654,7 @@ pub fn markdown_table(results: &[ScenarioResult]) -> String {
         }
     }
     let mut out = String::from(
-        "| scenario | kind | detected in time | time to detect (s) | localized | resolved | false alerts |\n|---|---|---|---|---|---|---|\n",
+        "| scenario | kind | detected in time | time to detect (s) | localized | resolved | alerts per fault (max) | false alerts |\n|---|---|---|---|---|---|---|---|\n",
     );
     for name in names {
         let rs: Vec<&ScenarioResult> = results.iter().filter(|r| r.scenario == name).collect();
@@ -662,8 +675,9 @@ pub fn markdown_table(results: &[ScenarioResult]) -> String {
         };
         let resolved = rs.iter().filter(|r| r.resolved).count();
         let false_alerts: usize = rs.iter().map(|r| r.false_alerts).sum();
+        let per_fault = rs.iter().map(|r| r.fault_alerts).max().unwrap_or(0);
         out.push_str(&format!(
-            "| {name} | {} | {} | {ttd} | {localized} | {resolved}/{n} | {false_alerts} |\n",
+            "| {name} | {} | {} | {ttd} | {localized} | {resolved}/{n} | {per_fault} | {false_alerts} |\n",
             if gray { "gray" } else { "healthy (1 h)" },
             if gray {
                 format!("{detected}/{n}")

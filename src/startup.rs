@@ -75,11 +75,15 @@ impl Application {
         }
         let mut engine = Engine::new(settings.detection.clone(), settings.dependencies.clone());
         for a in storage.firing_alerts().await? {
+            let mut detectors = a.detectors.clone();
+            if !detectors.contains(&a.detector) {
+                detectors.insert(0, a.detector.clone());
+            }
             engine.restore_firing(
                 &a.dependency,
                 a.instance.as_deref(),
                 a.zone.as_deref(),
-                &a.detector,
+                &detectors,
                 &a.severity,
                 a.started_at_ms,
                 &a.summary,
@@ -233,6 +237,7 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
                 instance = t.instance.as_deref().unwrap_or(""),
                 zone = t.zone.as_deref().unwrap_or(""),
                 detector = t.detector.as_str(),
+                detectors = t.detectors.len(),
                 severity = t.severity.as_str(),
                 summary = %t.summary,
                 "Alert transition."

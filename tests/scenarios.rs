@@ -13,7 +13,7 @@ fn check(results: &[ScenarioResult]) {
         .filter(|r| !scenario::passes(r))
         .map(|r| {
             format!(
-                "{} (seed {}, {}): time to detect {:?}, localized {:?}, resolved {}, false alerts {}; alerts: {:?}",
+                "{} (seed {}, {}): time to detect {:?}, localized {:?}, resolved {}, false alerts {}, alerts for the fault {}; alerts: {:?}",
                 r.scenario,
                 r.seed,
                 r.description,
@@ -21,6 +21,7 @@ fn check(results: &[ScenarioResult]) {
                 r.localized,
                 r.resolved,
                 r.false_alerts,
+                r.fault_alerts,
                 r.alerts
             )
         })

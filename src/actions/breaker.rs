@@ -741,6 +741,7 @@ impl BreakerBoard {
 
 fn health_str(h: Health) -> &'static str {
     match h {
+        Health::NoData => "no_data",
         Health::Healthy => "healthy",
         Health::Degraded => "degraded",
         Health::Failing => "failing",

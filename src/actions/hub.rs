@@ -12,9 +12,7 @@ use super::notifier::Notifier;
 use super::outbox::{Wakers, new_delivery_id, run_worker};
 use super::route::{Router, RoutingSettings};
 use crate::config::Settings;
-use crate::detect::{
-    AlertStatus, BreakerPolicy, Conditions, DependencyHealth, Severity, Specs, Transition,
-};
+use crate::detect::{BreakerPolicy, Conditions, DependencyHealth, Severity, Specs, Transition};
 use crate::storage::{NewNotification, Storage};
 use crate::time::Clock;
 
@@ -104,6 +102,9 @@ impl Actions {
     ) -> sqlx::Result<()> {
         let mut woken: Vec<String> = Vec::new();
         let plan = |t: &Transition, alert_id: i64| {
+            if !t.notifies() {
+                return Vec::new();
+            }
             let notice = Notice::Alert(AlertNotice::from_transition(t, alert_id, &self.public_url));
             let payload = serde_json::to_value(&notice).unwrap_or_default();
             self.router
@@ -113,10 +114,7 @@ impl Actions {
                 .map(|notifier| NewNotification {
                     id: new_delivery_id(),
                     notifier,
-                    kind: match t.status {
-                        AlertStatus::Firing => "firing",
-                        AlertStatus::Resolved => "resolved",
-                    },
+                    kind: t.status.as_str(),
                     payload: payload.clone(),
                 })
                 .collect::<Vec<_>>()
@@ -269,16 +267,14 @@ impl Actions {
                     instance: a.instance.clone(),
                     zone: a.zone.clone(),
                     detector: a.detector.clone(),
+                    detectors: a.detectors.clone(),
                     severity: a.severity.clone(),
+                    previous_severity: None,
                     summary: a.summary.clone(),
                     started_at: a.started_at.clone(),
                     resolved_at: None,
                     evidence: a.evidence.clone(),
-                    dashboard_url: format!(
-                        "{}/v1/alerts/{}",
-                        self.public_url.trim_end_matches('/'),
-                        a.id
-                    ),
+                    dashboard_url: super::notice::alert_page_url(&self.public_url, a.id),
                 });
                 let row = NewNotification {
                     id: new_delivery_id(),

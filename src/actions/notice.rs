@@ -16,13 +16,24 @@ pub struct AlertNotice {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub zone: Option<String>,
     pub detector: String,
+    /// Every detector that sees the incident, `detector` first.
+    #[serde(default)]
+    pub detectors: Vec<String>,
     pub severity: String,
+    /// The severity before an `updated` notice.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub previous_severity: Option<String>,
     pub summary: String,
     pub started_at: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub resolved_at: Option<String>,
     pub evidence: serde_json::Value,
     pub dashboard_url: String,
+}
+
+/// The dashboard page of an alert: the link notifications carry.
+pub fn alert_page_url(public_url: &str, alert_id: i64) -> String {
+    format!("{}/alerts/{alert_id}", public_url.trim_end_matches('/'))
 }
 
 impl AlertNotice {
@@ -34,13 +45,15 @@ impl AlertNotice {
             instance: t.instance.clone(),
             zone: t.zone.clone(),
             detector: t.detector.as_str().to_string(),
+            detectors: t.detectors.iter().map(|d| d.as_str().to_string()).collect(),
             severity: t.severity.as_str().to_string(),
+            previous_severity: t.previous_severity.map(|s| s.as_str().to_string()),
             summary: t.summary.clone(),
             started_at: crate::time::to_rfc3339(t.started_ms),
             resolved_at: (t.status == AlertStatus::Resolved)
                 .then(|| crate::time::to_rfc3339(t.resolved_ms.unwrap_or(t.at_ms))),
             evidence: t.evidence.clone(),
-            dashboard_url: format!("{}/v1/alerts/{alert_id}", public_url.trim_end_matches('/')),
+            dashboard_url: alert_page_url(public_url, alert_id),
         }
     }
 
@@ -50,6 +63,15 @@ impl AlertNotice {
             (Some(i), _) => format!("{} (instance {i})", self.dependency),
             (_, Some(z)) => format!("{} (zone {z})", self.dependency),
             _ => self.dependency.clone(),
+        }
+    }
+
+    /// "latency_tail, error_rate": every detector of the incident, the naming one first.
+    pub fn detector_list(&self) -> String {
+        if self.detectors.is_empty() {
+            self.detector.clone()
+        } else {
+            self.detectors.join(", ")
         }
     }
 
@@ -72,6 +94,8 @@ impl AlertNotice {
 /// Everything the outbox can carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// A few notices exist at a time (one per queued delivery being sent): their size is no cost.
+#[allow(clippy::large_enum_variant)]
 pub enum Notice {
     Alert(AlertNotice),
     /// A breaker changed state (the breaker view after the change).

@@ -2,6 +2,7 @@
 
 mod actions;
 mod alerts;
+mod dashboard;
 mod dependencies;
 mod error;
 mod events;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts/{id}", get(alerts::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(dashboard::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -120,6 +120,23 @@ pub struct Finding {
     pub evidence: serde_json::Value,
 }
 
+impl Finding {
+    /// Length of the shortest window the evidence was found in, so that the
+    /// engine can tell evidence older than an alert's resolution; the longest window tested
+    /// when unknown.
+    pub fn window_ms(&self) -> i64 {
+        let window = self
+            .evidence
+            .get("shortest_window")
+            .or_else(|| self.evidence.get("window"));
+        match window.and_then(|w| w.as_str()) {
+            Some("10s") => 10_000,
+            Some("1m") => 60_000,
+            _ => 300_000,
+        }
+    }
+}
+
 /// The windows a dependency (or one of its peers) is judged on, shortest first.
 #[derive(Debug, Clone)]
 pub struct Windows<'a> {
@@ -183,19 +200,24 @@ impl RateTest<'_> {
             return None;
         }
         let mut best: Option<(f64, &str, u64, u64)> = None;
+        let mut shortest: Option<&str> = None;
         for (name, s) in w.all() {
             let (k, n) = ((self.count)(s), s.total());
             if k < self.settings.min_bad_calls || !self.effect(k, n) || !(self.extra)(s) {
                 continue;
             }
             let p = binomial_upper_p_value(k, n, self.p0);
-            if p < self.settings.alpha && best.is_none_or(|b| p < b.0) {
-                best = Some((p, name, k, n));
+            if p < self.settings.alpha {
+                shortest.get_or_insert(name);
+                if best.is_none_or(|b| p < b.0) {
+                    best = Some((p, name, k, n));
+                }
             }
         }
         best.map(|(p, name, k, n)| {
             json!({
                 "window": name,
+                "shortest_window": shortest.unwrap_or(name),
                 "calls": n,
                 "offending_calls": k,
                 "rate": k as f64 / n as f64,

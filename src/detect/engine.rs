@@ -1,5 +1,14 @@
 //! The detection engine: runs the detectors over every dependency at one instant of event
-//! time and turns their findings into alert transitions through the hysteresis machines.
+//! time and turns their findings into alert transitions.
+//!
+//! Per evaluation and dependency:
+//! 1. the detectors find conditions per subject (the dependency, an instance, a zone);
+//! 2. attribution decides which subject a condition belongs to: a zone-wide problem absorbs
+//!    its instances', a dependency-wide one absorbs the local ones it explains, and a
+//!    dependency-wide shift caused by one bad instance or zone moves to that subject;
+//! 3. each (subject, detector, severity) steps its hysteresis machine;
+//! 4. the firing machines of a subject form its incident: one alert that fires, is updated
+//!    when its detectors or severity change, and resolves when the last condition clears.
 //!
 //! It reads the window store and knows nothing of HTTP, storage or notifications: the daemon
 //! calls [`Engine::evaluate`] once a second with the wall clock, `replay` with event time.
@@ -8,11 +17,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::baseline::Baseline;
+use super::baseline::{Baseline, BaselineStats};
 use super::detectors::{self, DetectorKind, Finding, Severity, Windows};
+use super::incident::{self, Change, Incident};
 use super::spec::{DetectionSettings, Specs};
 use super::state::{AlertMachine, Hysteresis, Step};
-use crate::window::{PeerView, SeriesKey, SeriesKind, Window, WindowStore};
+use crate::window::{
+    DetectionView, PeerView, SeriesKey, SeriesKind, Snapshot, Window, WindowStore,
+};
 
 /// A minute joins the baseline this long after it ended, so that a degradation starting in
 /// it has had time to be noticed (and keep it out).
@@ -30,7 +42,10 @@ pub enum Scope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertStatus {
+    /// A new incident.
     Firing,
+    /// An open incident whose detectors or severity changed.
+    Updated,
     Resolved,
 }
 
@@ -38,12 +53,19 @@ impl AlertStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             AlertStatus::Firing => "firing",
+            AlertStatus::Updated => "updated",
             AlertStatus::Resolved => "resolved",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Firing, Self::Updated, Self::Resolved]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
 }
 
-/// An alert starting or ending.
+/// An alert (one incident) starting, changing or ending.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub at_ms: i64,
@@ -51,8 +73,13 @@ pub struct Transition {
     pub dependency: String,
     pub instance: Option<String>,
     pub zone: Option<String>,
+    /// The detector that names the incident (its most severe condition).
     pub detector: DetectorKind,
+    /// Every detector with a firing condition, `detector` first.
+    pub detectors: Vec<DetectorKind>,
     pub severity: Severity,
+    /// Severity before an `Updated` transition; notifications go out when it differs.
+    pub previous_severity: Option<Severity>,
     pub summary: String,
     pub evidence: serde_json::Value,
     pub started_ms: i64,
@@ -60,26 +87,29 @@ pub struct Transition {
 }
 
 impl Transition {
-    /// Stable identity of the condition (not of one occurrence): same for firing and resolved.
+    /// Stable identity of the subject (not of one occurrence): the same for every transition
+    /// of an incident, whatever its detectors and severity.
     pub fn fingerprint(&self) -> String {
         let scope = match (&self.instance, &self.zone) {
             (Some(i), _) => format!("instance={i}"),
             (_, Some(z)) => format!("zone={z}"),
             _ => "dependency".into(),
         };
-        format!(
-            "{}/{}/{}/{}",
-            self.dependency,
-            scope,
-            self.detector.as_str(),
-            self.severity.as_str()
-        )
+        format!("{}/{}", self.dependency, scope)
+    }
+
+    /// Whether receivers hear of this transition: firing and resolving always, an update
+    /// only when the severity changed.
+    pub fn notifies(&self) -> bool {
+        self.status != AlertStatus::Updated || self.previous_severity != Some(self.severity)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
+    /// No calls in the last minute: nothing to judge by (open alerts stay open).
+    NoData,
     #[default]
     Healthy,
     Degraded,
@@ -109,19 +139,49 @@ type Key = (Scope, DetectorKind, Severity);
 #[derive(Debug, Clone, Default)]
 struct Tracked {
     machine: AlertMachine,
-    /// The finding when the alert fired (what `resolved` reports too).
+    /// The latest finding while firing (what updates and `resolved` report).
     fired: Option<Finding>,
 }
 
 #[derive(Debug, Clone)]
 struct DependencyState {
     baseline: Baseline,
+    /// One hysteresis machine per condition.
     tracked: BTreeMap<Key, Tracked>,
-    /// Last evaluation at which some alert of the dependency was pending or firing.
+    /// The open incident of each subject.
+    incidents: BTreeMap<Scope, Incident>,
+    /// When each subject's last incident resolved: evidence from windows that began before
+    /// then is the resolved incident's, and must not fire a new one.
+    resolved_ms: BTreeMap<Scope, i64>,
+    /// Last evaluation at which a dependency-wide condition that poisons the baseline (a
+    /// baseline detector or a hard failure) was pending or firing.
     last_active_ms: i64,
+    /// Minutes from this instant on are not learnt: an incident restored after a restart
+    /// was open then.
+    restored_since_ms: Option<i64>,
     health: DependencyHealth,
     /// What the detectors found at the last evaluation, before hysteresis.
     current: Conditions,
+}
+
+impl DependencyState {
+    fn new(settings: &DetectionSettings) -> Self {
+        Self {
+            baseline: Baseline::new(settings.baseline_minutes),
+            tracked: BTreeMap::new(),
+            incidents: BTreeMap::new(),
+            resolved_ms: BTreeMap::new(),
+            last_active_ms: i64::MIN,
+            restored_since_ms: None,
+            health: DependencyHealth::default(),
+            current: Conditions::default(),
+        }
+    }
+
+    /// Whether anything is pending or firing.
+    fn is_active(&self) -> bool {
+        !self.incidents.is_empty() || self.tracked.values().any(|t| t.machine.is_active())
+    }
 }
 
 /// The raw verdict of one evaluation: worst severity found for the dependency as a whole and
@@ -158,7 +218,7 @@ impl Engine {
         names.extend(
             self.deps
                 .iter()
-                .filter(|(n, d)| !d.tracked.is_empty() && !store.contains(n))
+                .filter(|(n, d)| d.is_active() && !store.contains(n))
                 .map(|(n, _)| n.clone()),
         );
         names.sort();
@@ -176,8 +236,9 @@ impl Engine {
         now: i64,
         out: &mut Vec<Transition>,
     ) {
-        let Some(view) = store.detection_view(name, now) else {
-            self.step_without_data(name, now, out);
+        let view = store.detection_view(name, now).filter(|v| v.m1.total() > 0);
+        let Some(view) = view else {
+            self.hold_without_data(name);
             return;
         };
         let settings = &self.settings;
@@ -185,14 +246,12 @@ impl Engine {
         let state = self
             .deps
             .entry(name.to_string())
-            .or_insert_with(|| DependencyState {
-                baseline: Baseline::new(settings.baseline_minutes),
-                tracked: BTreeMap::new(),
-                last_active_ms: i64::MIN,
-                health: DependencyHealth::default(),
-                current: Conditions::default(),
-            });
+            .or_insert_with(|| DependencyState::new(settings));
         learn_baseline(state, store, name, now, settings);
+        let baseline_ready = state
+            .baseline
+            .ready(settings.baseline_min_minutes, settings.baseline_min_calls)
+            .is_some();
 
         let mut findings: HashMap<Key, Finding> = HashMap::new();
         let mut add = |scope: Scope, f: Finding| {
@@ -256,6 +315,20 @@ impl Engine {
             &view.zones,
             settings.peer_min_calls,
         );
+        let absorbed = attribute(
+            &mut findings,
+            &state.tracked,
+            !state.incidents.is_empty() && state.incidents.contains_key(&Scope::Dependency),
+            &view,
+            settings.peer_min_calls,
+        );
+        // Evidence that lies before a subject's last resolution belongs to that incident.
+        findings.retain(|(scope, _, _), f| {
+            state
+                .resolved_ms
+                .get(scope)
+                .is_none_or(|&resolved| now - f.window_ms() >= resolved)
+        });
         let mut current = Conditions {
             known_instances: view.instances.len(),
             ..Conditions::default()
@@ -274,45 +347,61 @@ impl Engine {
 
         // Step every machine that has a finding or is not idle.
         let h = settings.hysteresis(spec);
-        // Built only when an alert fires: most evaluations fire nothing.
+        // Built only when an incident changes: most evaluations change nothing.
         let baseline = state.baseline.stats();
         let dependency_evidence = || {
-            serde_json::json!({
+            let mut extra = serde_json::json!({
                 "window_stats_1m": serde_json::to_value(view.m1.stats()).unwrap_or_default(),
                 "baseline": baseline,
-            })
+            });
+            if !absorbed.is_empty() {
+                extra["absorbed"] = serde_json::json!(absorbed);
+            }
+            extra
         };
-        step_machines(
-            name,
-            state,
-            findings,
-            Some(&dependency_evidence),
-            now,
-            &h,
-            out,
-        );
+        step_machines(state, findings, baseline_ready, now, &h);
+        step_incidents(name, state, Some(&dependency_evidence), now, out);
+        let poisoned = state.tracked.iter().any(|((scope, detector, _), t)| {
+            t.machine.is_active() && poisons_baseline(scope, *detector)
+        });
+        // A restored incident keeps its minutes out until it closes; from then on the
+        // usual rule (minutes before the last suspicion are not learnt) takes over.
+        let restored_open = state.restored_since_ms.is_some() && !state.incidents.is_empty();
+        if poisoned || state.restored_since_ms.is_some() {
+            state.last_active_ms = now;
+        }
+        if !restored_open {
+            state.restored_since_ms = None;
+        }
         state.health = health(state, settings);
     }
 
     /// Restores an alert that was firing when the daemon stopped: it goes on firing (and
-    /// resolves through the usual clear spell) instead of being forgotten or fired twice.
+    /// resolves through the usual clear spell once its evidence has cleared) instead of being
+    /// forgotten or fired twice. Its detectors are all of `detectors` (at least `detector`).
+    /// Minutes from its start on are kept out of the baseline.
     #[allow(clippy::too_many_arguments)]
     pub fn restore_firing(
         &mut self,
         dependency: &str,
         instance: Option<&str>,
         zone: Option<&str>,
-        detector: &str,
+        detectors: &[String],
         severity: &str,
         started_ms: i64,
         summary: &str,
         evidence: serde_json::Value,
     ) -> bool {
-        let (Some(detector), Some(severity)) =
-            (DetectorKind::parse(detector), Severity::parse(severity))
-        else {
+        let Some(severity) = Severity::parse(severity) else {
             return false;
         };
+        let kinds: Vec<DetectorKind> = detectors
+            .iter()
+            .filter_map(|d| DetectorKind::parse(d))
+            .collect();
+        if kinds.is_empty() {
+            return false;
+        }
         let scope = match (instance, zone) {
             (Some(i), _) => Scope::Instance(i.to_string()),
             (_, Some(z)) => Scope::Zone(z.to_string()),
@@ -322,40 +411,50 @@ impl Engine {
         let state = self
             .deps
             .entry(dependency.to_string())
-            .or_insert_with(|| DependencyState {
-                baseline: Baseline::new(settings.baseline_minutes),
-                tracked: BTreeMap::new(),
-                last_active_ms: started_ms,
-                health: DependencyHealth::default(),
-                current: Conditions::default(),
-            });
-        state.last_active_ms = state.last_active_ms.max(started_ms);
-        let finding = Finding {
-            detector,
-            severity,
-            summary: summary.to_string(),
-            evidence,
-        };
-        state.tracked.insert(
-            (scope, detector, severity),
-            Tracked {
-                machine: AlertMachine::firing_since(started_ms),
-                fired: Some(finding),
+            .or_insert_with(|| DependencyState::new(settings));
+        // The degradation began before the alert fired: keep out the minutes it needed to.
+        let since = started_ms - settings.fire_after.as_millis() as i64 - BASELINE_LAG_MS;
+        state.restored_since_ms = Some(state.restored_since_ms.map_or(since, |s| s.min(since)));
+        let mut conditions = BTreeMap::new();
+        for (i, detector) in kinds.into_iter().enumerate() {
+            // The stored severity is the incident's worst; its other detectors are taken as
+            // degraded (their machines re-learn the truth at the next evaluations).
+            let severity = if i == 0 { severity } else { Severity::Degraded };
+            let finding = Finding {
+                detector,
+                severity,
+                summary: summary.to_string(),
+                evidence: evidence.clone(),
+            };
+            state.tracked.insert(
+                (scope.clone(), detector, severity),
+                Tracked {
+                    machine: AlertMachine::firing_since(started_ms),
+                    fired: Some(finding.clone()),
+                },
+            );
+            conditions.insert((detector, severity), finding);
+        }
+        state.incidents.insert(
+            scope,
+            Incident {
+                started_ms,
+                conditions,
             },
         );
         state.health = health(state, settings);
         true
     }
 
-    /// A dependency without data: nothing is found, so open alerts move towards resolving.
-    fn step_without_data(&mut self, name: &str, now: i64, out: &mut Vec<Transition>) {
-        let h = self.settings.hysteresis(self.specs.get(name));
+    /// A dependency without calls in the last minute: nothing can be judged, so every machine
+    /// holds (an open alert stays open) and its health is `no_data`.
+    fn hold_without_data(&mut self, name: &str) {
         let Some(state) = self.deps.get_mut(name) else {
             return;
         };
         state.current = Conditions::default();
-        step_machines(name, state, HashMap::new(), None, now, &h, out);
         state.health = health(state, &self.settings);
+        state.health.state = Health::NoData;
     }
 
     /// Health of every dependency that has been evaluated.
@@ -378,6 +477,21 @@ impl Engine {
         &self.specs
     }
 
+    /// Each evaluated dependency's baseline once it is ready to judge by (the dashboard draws
+    /// the baseline p99 beside the current one).
+    pub fn baselines(&self) -> BTreeMap<String, BaselineStats> {
+        let s = &self.settings;
+        self.deps
+            .iter()
+            .filter_map(|(k, v)| {
+                let b = v
+                    .baseline
+                    .ready(s.baseline_min_minutes, s.baseline_min_calls)?;
+                Some((k.clone(), b))
+            })
+            .collect()
+    }
+
     pub fn health_of(&self, dependency: &str) -> Option<&DependencyHealth> {
         self.deps.get(dependency).map(|d| &d.health)
     }
@@ -385,20 +499,49 @@ impl Engine {
     /// Drops state of dependencies that are no longer in the store and have no open alert.
     pub fn forget_missing(&mut self, store: &WindowStore) {
         self.deps
-            .retain(|name, d| !d.tracked.is_empty() || store.contains(name));
+            .retain(|name, d| d.is_active() || store.contains(name));
     }
 }
 
-/// Steps every machine that has a finding or is not idle, emitting transitions. Findings at
-/// the dependency scope get `dependency_evidence` (window stats, baseline) merged in.
+/// Whether a pending or firing condition keeps the dependency's minutes out of its baseline:
+/// baseline detectors and hard failures of the dependency as a whole (also when attribution
+/// moved them to the one instance or zone that causes them). Local, spec and peer conditions
+/// do not: a slow instance or a strict envelope must not freeze what "usual" means.
+fn poisons_baseline(scope: &Scope, detector: DetectorKind) -> bool {
+    match detector {
+        DetectorKind::LatencyTail | DetectorKind::ErrorRate | DetectorKind::TimeoutRate => true,
+        DetectorKind::HardFailure => *scope == Scope::Dependency,
+        _ => false,
+    }
+}
+
+/// Whether a detector compares peers (and so speaks of an instance or zone by itself).
+fn is_peer(detector: DetectorKind) -> bool {
+    matches!(
+        detector,
+        DetectorKind::PeerLatency | DetectorKind::PeerErrors | DetectorKind::HardFailure
+    )
+}
+
+/// Whether a detector judges against the learned baseline (and so cannot judge before it is
+/// ready).
+fn needs_baseline(detector: DetectorKind) -> bool {
+    matches!(
+        detector,
+        DetectorKind::LatencyTail | DetectorKind::ErrorRate | DetectorKind::TimeoutRate
+    )
+}
+
+/// Steps every machine that has a finding or is not idle. A machine of a baseline detector
+/// holds while the baseline is not ready (after a restart): no verdict is not a clear verdict.
+/// Machines that fired recently are kept while inactive, so flap damping lengthens the next
+/// resolve delay.
 fn step_machines(
-    name: &str,
     state: &mut DependencyState,
     mut findings: HashMap<Key, Finding>,
-    dependency_evidence: Option<&dyn Fn() -> serde_json::Value>,
+    baseline_ready: bool,
     now: i64,
     h: &Hysteresis,
-    out: &mut Vec<Transition>,
 ) {
     let mut keys: Vec<Key> = state.tracked.keys().cloned().collect();
     keys.extend(
@@ -407,54 +550,305 @@ fn step_machines(
             .filter(|k| !state.tracked.contains_key(*k))
             .cloned(),
     );
-    keys.sort();
     for key in keys {
         let finding = findings.remove(&key);
-        let tracked = state.tracked.entry(key.clone()).or_default();
+        if finding.is_none() && !baseline_ready && needs_baseline(key.1) {
+            continue;
+        }
+        let tracked = state.tracked.entry(key).or_default();
         match tracked.machine.step(finding.is_some(), now, h) {
-            Step::Unchanged => {}
-            Step::Fired { started_ms } => {
-                let mut f = finding.expect("fires only on a finding");
-                if let (Scope::Dependency, Some(extra)) = (&key.0, dependency_evidence)
-                    && let serde_json::Value::Object(extra) = extra()
-                {
-                    for (k, v) in extra {
-                        f.evidence[k] = v;
-                    }
+            Step::Unchanged | Step::Fired { .. } => {
+                if tracked.machine.is_firing() && finding.is_some() {
+                    tracked.fired = finding;
                 }
-                out.push(transition(
-                    name,
-                    &key,
-                    &f,
-                    AlertStatus::Firing,
-                    now,
-                    started_ms,
-                    None,
-                ));
-                tracked.fired = Some(f);
             }
-            Step::Resolved {
-                started_ms,
-                resolved_ms,
-            } => {
-                if let Some(f) = tracked.fired.take() {
-                    out.push(transition(
-                        name,
-                        &key,
-                        &f,
-                        AlertStatus::Resolved,
-                        now,
-                        started_ms,
-                        Some(resolved_ms),
-                    ));
+            Step::Resolved { .. } => tracked.fired = None,
+        }
+    }
+    state.tracked.retain(|_, t| t.machine.worth_keeping());
+}
+
+/// Groups the firing machines of each subject into its incident and emits what changed.
+/// Dependency incidents get `dependency_evidence` (window stats, baseline) merged in.
+fn step_incidents(
+    name: &str,
+    state: &mut DependencyState,
+    dependency_evidence: Option<&dyn Fn() -> serde_json::Value>,
+    now: i64,
+    out: &mut Vec<Transition>,
+) {
+    let mut firing: BTreeMap<Scope, BTreeMap<(DetectorKind, Severity), Finding>> = BTreeMap::new();
+    for ((scope, detector, severity), t) in &state.tracked {
+        if let (true, Some(f)) = (t.machine.is_firing(), &t.fired) {
+            firing
+                .entry(scope.clone())
+                .or_default()
+                .insert((*detector, *severity), f.clone());
+        }
+    }
+    let mut scopes: Vec<Scope> = state.incidents.keys().cloned().collect();
+    scopes.extend(firing.keys().cloned());
+    scopes.sort();
+    scopes.dedup();
+    for scope in scopes {
+        let mut slot = state.incidents.remove(&scope);
+        let change = incident::step(&mut slot, firing.remove(&scope).unwrap_or_default(), now);
+        let Some(open) = slot else { continue };
+        let (status, previous, resolved) = match change {
+            None => {
+                state.incidents.insert(scope, open);
+                continue;
+            }
+            Some(Change::Fired) => (AlertStatus::Firing, None, None),
+            Some(Change::Updated { previous_severity }) => {
+                (AlertStatus::Updated, Some(previous_severity), None)
+            }
+            Some(Change::Resolved) => (AlertStatus::Resolved, None, Some(now)),
+        };
+        let mut evidence = open.evidence();
+        if let (Scope::Dependency, Some(extra)) = (&scope, dependency_evidence)
+            && let serde_json::Value::Object(extra) = extra()
+        {
+            for (k, v) in extra {
+                evidence[k] = v;
+            }
+        }
+        let (instance, zone) = match &scope {
+            Scope::Dependency => (None, None),
+            Scope::Instance(i) => (Some(i.clone()), None),
+            Scope::Zone(z) => (None, Some(z.clone())),
+        };
+        let detectors = open.detectors();
+        out.push(Transition {
+            at_ms: now,
+            status,
+            dependency: name.to_string(),
+            instance,
+            zone,
+            detector: detectors[0],
+            detectors,
+            severity: open.severity(),
+            previous_severity: previous,
+            summary: open.summary(),
+            evidence,
+            started_ms: open.started_ms,
+            resolved_ms: resolved,
+        });
+        if status == AlertStatus::Resolved {
+            // An instance or zone that held the dependency's own conditions (moved there by
+            // attribution) took its evidence along: the dependency must not fire on it next.
+            if scope != Scope::Dependency && open.conditions.keys().any(|(d, _)| !is_peer(*d)) {
+                state.resolved_ms.insert(Scope::Dependency, now);
+            }
+            state.resolved_ms.insert(scope, now);
+        } else {
+            state.incidents.insert(scope, open);
+        }
+    }
+}
+
+/// Detector families: a dependency-wide and a local condition of the same family may be one
+/// problem seen from two sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Latency,
+    Failures,
+}
+
+fn family(d: DetectorKind) -> Family {
+    match d {
+        DetectorKind::LatencyTail
+        | DetectorKind::SlowCalls
+        | DetectorKind::SloLatency
+        | DetectorKind::PeerLatency => Family::Latency,
+        DetectorKind::ErrorRate
+        | DetectorKind::TimeoutRate
+        | DetectorKind::SloErrors
+        | DetectorKind::SloTimeouts
+        | DetectorKind::PeerErrors
+        | DetectorKind::HardFailure => Family::Failures,
+    }
+}
+
+/// Decides, per family, whether the dependency or a local subject owns its conditions, so
+/// that one problem is one incident. Local subjects count when they have a finding now or an
+/// active machine (a finding that flickers keeps its owner).
+///
+/// - One local subject (instance or zone) that holds at least half of the dependency's
+///   offending calls of the family over the last minute, with other peers of its kind
+///   judged: the cause is local. The dependency's conditions of the family move to it (one
+///   slow replica of two drags the dependency's tail too).
+/// - Otherwise, when the dependency has a condition of the family (now or active) or an
+///   open incident, the problem is dependency-wide: local conditions of the family go, and
+///   the subjects they named are returned, to be listed in the dependency incident's evidence.
+fn attribute(
+    findings: &mut HashMap<Key, Finding>,
+    tracked: &BTreeMap<Key, Tracked>,
+    dependency_incident_open: bool,
+    view: &DetectionView,
+    min_calls: u64,
+) -> Vec<String> {
+    let mut absorbed = Vec::new();
+    let active = |k: &&Key| tracked.get(*k).is_some_and(|t| t.machine.is_active());
+    // Subjects under suspicion for any reason: one bad instance may show only slow calls
+    // itself while its errors are too few to judge alone, yet explain the dependency's rise.
+    let mut suspects: Vec<Scope> = findings
+        .keys()
+        .chain(tracked.keys().filter(active))
+        .filter(|k| k.0 != Scope::Dependency)
+        .map(|k| k.0.clone())
+        .collect();
+    suspects.sort();
+    suspects.dedup();
+    for fam in [Family::Latency, Family::Failures] {
+        let in_family = |k: &Key| family(k.1) == fam;
+        let mut local: Vec<Scope> = findings
+            .keys()
+            .chain(tracked.keys().filter(active))
+            .filter(|k| in_family(k) && k.0 != Scope::Dependency)
+            .map(|k| k.0.clone())
+            .collect();
+        local.sort();
+        local.dedup();
+        let dependency_wide = dependency_incident_open
+            || findings
+                .keys()
+                .chain(tracked.keys().filter(active))
+                .any(|k| in_family(k) && k.0 == Scope::Dependency);
+        if suspects.is_empty() || !dependency_wide {
+            continue;
+        }
+        let dependency_findings: Vec<&Finding> = findings
+            .iter()
+            .filter(|(k, _)| in_family(k) && k.0 == Scope::Dependency)
+            .map(|(_, f)| f)
+            .collect();
+        let suspect = match single_suspect(&suspects, view) {
+            Some(Scope::Instance(name)) => Some((&view.instances, name)),
+            Some(Scope::Zone(name)) => Some((&view.zones, name)),
+            _ => None,
+        };
+        let local_cause = suspect.is_some_and(|(peers, name)| {
+            explains(fam, peers, name, &view.m1, &dependency_findings, min_calls)
+        });
+        if local_cause {
+            local = suspects.clone();
+        }
+        let keys: Vec<Key> = findings.keys().filter(|k| in_family(k)).cloned().collect();
+        for key in keys {
+            match (&key.0, local_cause) {
+                (Scope::Dependency, true) => {
+                    let f = findings.remove(&key).expect("listed above");
+                    let owner = single_suspect(&suspects, view).expect("a local cause");
+                    findings.insert((owner.clone(), key.1, key.2), f);
+                }
+                (Scope::Instance(_) | Scope::Zone(_), false) => {
+                    findings.remove(&key);
+                }
+                _ => {}
+            }
+        }
+        if !local_cause {
+            for scope in local {
+                let label = match scope {
+                    Scope::Instance(i) => format!("instance={i}"),
+                    Scope::Zone(z) => format!("zone={z}"),
+                    Scope::Dependency => continue,
+                };
+                if !absorbed.contains(&label) {
+                    absorbed.push(label);
                 }
             }
         }
     }
-    state.tracked.retain(|_, t| t.machine.is_active());
-    if !state.tracked.is_empty() {
-        state.last_active_ms = now;
+    absorbed
+}
+
+/// The one subject under suspicion: one instance (its own zone may be suspected too, as a
+/// bad instance makes its zone look bad), or one zone.
+fn single_suspect<'a>(suspects: &'a [Scope], view: &DetectionView) -> Option<&'a Scope> {
+    let instances: Vec<&Scope> = suspects
+        .iter()
+        .filter(|s| matches!(s, Scope::Instance(_)))
+        .collect();
+    match instances.as_slice() {
+        [] => match suspects {
+            [zone] => Some(zone),
+            _ => None,
+        },
+        [only @ Scope::Instance(name)] => {
+            let zone = view
+                .instances
+                .iter()
+                .find(|p| &p.name == name)
+                .and_then(|p| p.zone)
+                .map(|z| view.zones[z].name.as_str());
+            let others_in_its_zone = suspects.iter().all(|s| match s {
+                Scope::Zone(z) => Some(z.as_str()) == zone,
+                _ => true,
+            });
+            others_in_its_zone.then_some(*only)
+        }
+        _ => None,
     }
+}
+
+/// Whether peer `name` explains the dependency's findings of family `fam`: other peers of
+/// its kind are judged, and without the peer's calls of the last minute the rest of the
+/// dependency keeps less than half of each finding's excess over its reference rate (the
+/// rest would not have fired). Findings without a reference (hard failures) are never
+/// explained by one peer; with no dependency finding now, an active one is taken as
+/// explained when the peer holds half the offending calls.
+fn explains(
+    fam: Family,
+    peers: &[PeerView],
+    name: &str,
+    total: &Snapshot,
+    dependency_findings: &[&Finding],
+    min_calls: u64,
+) -> bool {
+    if peers.iter().filter(|p| p.m1.total() >= min_calls).count() < 2 {
+        return false;
+    }
+    let Some(peer) = peers.iter().find(|p| p.name == name) else {
+        return false;
+    };
+    // Offending calls of the dependency and of the peer, given a latency threshold.
+    let offending = |threshold_us: Option<u64>| match (fam, threshold_us) {
+        (Family::Failures, _) => (
+            total.counts.error + total.counts.timeout,
+            peer.m1.counts().error + peer.m1.counts().timeout,
+        ),
+        (Family::Latency, Some(t)) => (total.count_above(t), peer.m1.count_above(t)),
+        (Family::Latency, None) => {
+            let p99 = if total.hist.is_empty() {
+                u64::MAX
+            } else {
+                total.hist.value_at_quantile(0.99)
+            };
+            (total.count_above(p99), peer.m1.count_above(p99))
+        }
+    };
+    let (n, local_n) = (total.total(), peer.m1.total());
+    if dependency_findings.is_empty() {
+        let (all, local) = offending(None);
+        return all > 0 && 2 * local >= all;
+    }
+    dependency_findings.iter().all(|f| {
+        let Some(reference) = f.evidence.get("reference_rate").and_then(|v| v.as_f64()) else {
+            return false;
+        };
+        let threshold_ms = ["baseline_p99_ms", "slow_call_ms", "bound_p99_ms"]
+            .iter()
+            .find_map(|k| f.evidence.get(*k).and_then(|v| v.as_f64()));
+        let (all, local) = offending(threshold_ms.map(|ms| (ms * 1000.0) as u64));
+        if n <= local_n || all == 0 {
+            return false;
+        }
+        let rate = all as f64 / n as f64;
+        let rest = (all - local.min(all)) as f64 / (n - local_n) as f64;
+        rest - reference <= (rate - reference) / 2.0
+    })
 }
 
 /// Attributes a localized problem to its cause. A bad instance makes its zone look bad too,
@@ -509,11 +903,18 @@ fn learn_baseline(
     s: &DetectionSettings,
 ) {
     let newest = (now - BASELINE_LAG_MS).div_euclid(MINUTE_MS) * MINUTE_MS - MINUTE_MS;
+    // The first time, learn from all the minutes the store holds (roll-ups reloaded after a
+    // restart); then only the few that completed since the last evaluation.
+    let lookback = if state.baseline.last_minute_ms == i64::MIN {
+        i64::from(s.baseline_minutes) * MINUTE_MS
+    } else {
+        5 * MINUTE_MS
+    };
     let oldest = state
         .baseline
         .last_minute_ms
         .saturating_add(MINUTE_MS)
-        .max(newest - 5 * MINUTE_MS);
+        .max(newest - lookback);
     if newest < oldest {
         return;
     }
@@ -527,8 +928,14 @@ fn learn_baseline(
         return;
     };
     for (minute, snap) in buckets {
-        // Skip minutes during or after which something was suspected.
-        if state.last_active_ms >= minute || snap.total() == 0 {
+        // Skip minutes during or after which something was suspected, and those of an
+        // incident restored after a restart.
+        if state.last_active_ms >= minute
+            || snap.total() == 0
+            || state
+                .restored_since_ms
+                .is_some_and(|since| minute + MINUTE_MS > since)
+        {
             continue;
         }
         state.baseline.absorb(&snap, s.tail_quantile);
@@ -544,11 +951,8 @@ fn health(state: &DependencyState, s: &DetectionSettings) -> DependencyHealth {
             .is_some(),
         ..DependencyHealth::default()
     };
-    for ((scope, _, severity), t) in &state.tracked {
-        if !t.machine.is_firing() {
-            continue;
-        }
-        let h = Health::from(*severity);
+    for (scope, incident) in &state.incidents {
+        let h = Health::from(incident.severity());
         let slot = match scope {
             Scope::Dependency => &mut out.state,
             Scope::Instance(i) => out.instances.entry(i.clone()).or_default(),
@@ -566,33 +970,4 @@ fn health(state: &DependencyState, s: &DetectionSettings) -> DependencyHealth {
         .unwrap_or_default();
     out.state = out.state.max(worst_part.min(Health::Degraded));
     out
-}
-
-fn transition(
-    name: &str,
-    key: &Key,
-    f: &Finding,
-    status: AlertStatus,
-    at_ms: i64,
-    started_ms: i64,
-    resolved_ms: Option<i64>,
-) -> Transition {
-    let (instance, zone) = match &key.0 {
-        Scope::Dependency => (None, None),
-        Scope::Instance(i) => (Some(i.clone()), None),
-        Scope::Zone(z) => (None, Some(z.clone())),
-    };
-    Transition {
-        at_ms,
-        status,
-        dependency: name.to_string(),
-        instance,
-        zone,
-        detector: f.detector,
-        severity: f.severity,
-        summary: f.summary.clone(),
-        evidence: f.evidence.clone(),
-        started_ms,
-        resolved_ms,
-    }
 }

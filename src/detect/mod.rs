@@ -11,6 +11,7 @@
 pub mod baseline;
 pub mod detectors;
 pub mod engine;
+pub mod incident;
 pub mod spec;
 pub mod state;
 pub mod stats;

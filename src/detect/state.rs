@@ -9,12 +9,16 @@
 //! A condition must hold for `fire_after` before firing, so a 1-2 s pause (whose effect stays
 //! in the 10-second window for at most ~12 s) does not fire with the default 15 s. Short gaps
 //! in the condition (`grace`) do not reset a pending alert, because at low traffic a real
-//! problem flickers in and out of significance. An alert that fired recently needs longer to
+//! problem flickers in and out of significance; but at least half of the evaluations while
+//! pending must find it, so a condition true one second in five never fires. An alert that fired recently needs longer to
 //! resolve each time it re-fires (flap damping), so a wobbling dependency yields one long alert
 //! instead of a stream of short ones.
 
 use std::collections::VecDeque;
 use std::time::Duration;
+
+/// Least share of evaluations, while pending, that must find the condition before it fires.
+const MIN_TRUE_SHARE: f64 = 0.5;
 
 /// Timing of the lifecycle. All values in milliseconds of event time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,6 +56,9 @@ pub enum Phase {
     Pending {
         since_ms: i64,
         last_true_ms: i64,
+        /// Evaluations while pending, and how many of them found the condition.
+        steps: u32,
+        true_steps: u32,
     },
     Firing {
         started_ms: i64,
@@ -108,6 +115,12 @@ impl AlertMachine {
         !matches!(self.phase, Phase::Inactive)
     }
 
+    /// Whether the machine must be kept although inactive: it fired within the flap window,
+    /// and forgetting that would undo flap damping the next time it fires.
+    pub fn worth_keeping(&self) -> bool {
+        self.is_active() || !self.recent_fires.is_empty()
+    }
+
     /// The resolve delay in force: doubled for each other firing in the flap window.
     pub fn resolve_after_ms(&self, h: &Hysteresis) -> i64 {
         let flaps = self.recent_fires.len().saturating_sub(1).min(8) as u32;
@@ -129,20 +142,47 @@ impl AlertMachine {
                 self.phase = Phase::Pending {
                     since_ms: now_ms,
                     last_true_ms: now_ms,
+                    steps: 1,
+                    true_steps: 1,
                 };
                 self.fire_if_held(now_ms, h)
             }
-            (Phase::Pending { since_ms, .. }, true) => {
+            (
+                Phase::Pending {
+                    since_ms,
+                    steps,
+                    true_steps,
+                    ..
+                },
+                true,
+            ) => {
                 self.phase = Phase::Pending {
                     since_ms,
                     last_true_ms: now_ms,
+                    steps: steps.saturating_add(1),
+                    true_steps: true_steps.saturating_add(1),
                 };
                 self.fire_if_held(now_ms, h)
             }
-            (Phase::Pending { last_true_ms, .. }, false) => {
-                if now_ms - last_true_ms > h.grace_ms {
-                    self.phase = Phase::Inactive;
-                }
+            (
+                Phase::Pending {
+                    since_ms,
+                    last_true_ms,
+                    steps,
+                    true_steps,
+                },
+                false,
+            ) => {
+                self.phase = if now_ms - last_true_ms > h.grace_ms {
+                    Phase::Inactive
+                } else {
+                    Phase::Pending {
+                        since_ms,
+                        last_true_ms,
+                        steps: steps.saturating_add(1),
+                        true_steps,
+                    }
+                };
                 Step::Unchanged
             }
             (Phase::Firing { started_ms, .. }, true) => {
@@ -178,10 +218,29 @@ impl AlertMachine {
     }
 
     fn fire_if_held(&mut self, now_ms: i64, h: &Hysteresis) -> Step {
-        let Phase::Pending { since_ms, .. } = self.phase else {
+        let Phase::Pending {
+            since_ms,
+            steps,
+            true_steps,
+            ..
+        } = self.phase
+        else {
             return Step::Unchanged;
         };
+        // Held for long enough, and found at most evaluations meanwhile: grace bridges short
+        // gaps, but a condition true one second in five is noise, not a held condition.
         if now_ms - since_ms < h.fire_after_ms {
+            return Step::Unchanged;
+        }
+        if f64::from(true_steps) < MIN_TRUE_SHARE * f64::from(steps) {
+            // Held long enough but mostly absent: judge afresh from now, so that a condition
+            // that turns solid after a noisy spell fires `fire_after` later.
+            self.phase = Phase::Pending {
+                since_ms: now_ms,
+                last_true_ms: now_ms,
+                steps: 1,
+                true_steps: 1,
+            };
             return Step::Unchanged;
         }
         self.phase = Phase::Firing {
@@ -234,6 +293,32 @@ mod tests {
             fired.extend(run(&mut m, &h, s, s + 1, s % 3 != 2));
         }
         assert_eq!(fired, vec![Step::Fired { started_ms: 15_000 }]);
+    }
+
+    #[test]
+    fn a_condition_true_a_quarter_of_the_time_does_not_fire() {
+        let h = Hysteresis::default();
+        let mut m = AlertMachine::default();
+        let mut fired = vec![];
+        for s in 0..120 {
+            // True at 0, 4, 8, ... s: within the 5 s grace, so the machine stays pending.
+            fired.extend(run(&mut m, &h, s, s + 1, s % 4 == 0));
+        }
+        assert!(fired.is_empty(), "{fired:?}");
+    }
+
+    #[test]
+    fn an_inactive_machine_that_fired_recently_is_worth_keeping() {
+        let h = Hysteresis::default();
+        let mut m = AlertMachine::default();
+        assert!(!m.worth_keeping());
+        run(&mut m, &h, 0, 16, true);
+        run(&mut m, &h, 16, 50, false);
+        assert!(!m.is_active());
+        assert!(m.worth_keeping());
+        // Past the flap window the memory goes.
+        run(&mut m, &h, 50 + 30 * 60, 50 + 30 * 60 + 1, false);
+        assert!(!m.worth_keeping());
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub struct AlertRecord {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The detector that names the alert (its most severe condition).
     pub detector: String,
+    /// Every detector that saw the incident while it was open, `detector` first.
+    pub detectors: Vec<String>,
     pub severity: String,
     pub state: String,
     pub started_at: String,
@@ -39,14 +42,14 @@ pub struct AlertFilter {
 
 macro_rules! alert_columns {
     () => {
-        "id, fingerprint, dependency, instance, zone, detector, severity, state, started_at_ms, \
-         resolved_at_ms, summary, evidence, updated_at_ms"
+        "id, fingerprint, dependency, instance, zone, detector, detectors, severity, state, \
+         started_at_ms, resolved_at_ms, summary, evidence, updated_at_ms"
     };
 }
 
 impl Storage {
-    /// Records transitions in one transaction: a firing creates the alert, a resolve closes
-    /// it. Returns the alert ids, in the order of `transitions`.
+    /// Records transitions in one transaction: a firing creates the alert, an update changes
+    /// its detectors, severity and evidence in place, a resolve closes it. Returns the alert ids, in the order of `transitions`.
     /// `plan` names the notifications each transition causes (given its alert id); they are
     /// written in the same transaction, so a crash can lose neither without the other.
     /// Returns the notifiers that got a notification.
@@ -60,12 +63,15 @@ impl Storage {
         let mut ids = Vec::with_capacity(transitions.len());
         for t in transitions {
             let fingerprint = t.fingerprint();
+            let detectors =
+                serde_json::to_string(&t.detectors.iter().map(|d| d.as_str()).collect::<Vec<_>>())
+                    .unwrap_or_else(|_| "[]".into());
             match t.status {
                 AlertStatus::Firing => {
                     sqlx::query(
-                        "INSERT INTO alerts (fingerprint, dependency, instance, zone, detector, severity, \
-                         state, started_at_ms, summary, evidence, updated_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 'firing', $7, $8, $9, $10) \
+                        "INSERT INTO alerts (fingerprint, dependency, instance, zone, detector, detectors, \
+                         severity, state, started_at_ms, summary, evidence, updated_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'firing', $8, $9, $10, $11) \
                          ON CONFLICT (fingerprint, started_at_ms) DO NOTHING",
                     )
                     .bind(&fingerprint)
@@ -73,11 +79,29 @@ impl Storage {
                     .bind(&t.instance)
                     .bind(&t.zone)
                     .bind(t.detector.as_str())
+                    .bind(&detectors)
                     .bind(t.severity.as_str())
                     .bind(t.started_ms)
                     .bind(&t.summary)
                     .bind(t.evidence.to_string())
                     .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                AlertStatus::Updated => {
+                    sqlx::query(
+                        "UPDATE alerts SET detector = $1, detectors = $2, severity = $3, summary = $4, \
+                         evidence = $5, updated_at_ms = $6 \
+                         WHERE fingerprint = $7 AND started_at_ms = $8 AND state = 'firing'",
+                    )
+                    .bind(t.detector.as_str())
+                    .bind(&detectors)
+                    .bind(t.severity.as_str())
+                    .bind(&t.summary)
+                    .bind(t.evidence.to_string())
+                    .bind(now_ms)
+                    .bind(&fingerprint)
+                    .bind(t.started_ms)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -104,7 +128,7 @@ impl Storage {
             // A resolve whose firing row never made it (dropped after a long database outage)
             // has nothing to update; it must not block the transitions behind it.
             let Some(id) = id else {
-                tracing::warn!(%fingerprint, "Resolved alert not found; skipping its transition.");
+                tracing::warn!(%fingerprint, status = t.status.as_str(), "Alert not found; skipping its transition.");
                 continue;
             };
             for n in plan(t, id) {
@@ -165,6 +189,8 @@ fn decode_alert(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<AlertRecord> {
         instance: row.try_get("instance")?,
         zone: row.try_get("zone")?,
         detector: row.try_get("detector")?,
+        detectors: serde_json::from_str(&row.try_get::<String, _>("detectors")?)
+            .unwrap_or_default(),
         severity: row.try_get("severity")?,
         state: row.try_get("state")?,
         started_at: t(started_at_ms),

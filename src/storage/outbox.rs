@@ -242,7 +242,7 @@ impl Storage {
     ) -> sqlx::Result<Option<String>> {
         sqlx::query_scalar(
             "SELECT status FROM notifications WHERE alert_id = $1 AND notifier = $2 \
-             AND kind IN ('firing', 'renotify') ORDER BY created_ms DESC LIMIT 1",
+             AND kind IN ('firing', 'updated', 'renotify') ORDER BY created_ms DESC LIMIT 1",
         )
         .bind(alert_id)
         .bind(notifier)
@@ -258,7 +258,7 @@ impl Storage {
     ) -> sqlx::Result<Option<(String, i64)>> {
         let row = sqlx::query(
             "SELECT status, next_attempt_ms FROM notifications WHERE alert_id = $1 AND notifier = $2 \
-             AND kind IN ('firing', 'renotify') ORDER BY created_ms DESC LIMIT 1",
+             AND kind IN ('firing', 'updated', 'renotify') ORDER BY created_ms DESC LIMIT 1",
         )
         .bind(alert_id)
         .bind(notifier)
@@ -289,7 +289,7 @@ impl Storage {
     ) -> sqlx::Result<Option<i64>> {
         sqlx::query_scalar(
             "SELECT MAX(created_ms) FROM notifications WHERE alert_id = $1 AND notifier = $2 \
-             AND kind IN ('firing', 'renotify')",
+             AND kind IN ('firing', 'updated', 'renotify')",
         )
         .bind(alert_id)
         .bind(notifier)

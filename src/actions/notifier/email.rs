@@ -52,10 +52,10 @@ impl EmailNotifier {
                     .map(|r| format!("Resolved: {r}\n"))
                     .unwrap_or_default();
                 let text = format!(
-                    "{}\n\nDependency: {}\nDetector: {}\nSeverity: {}\nStarted: {}\n{resolved}\nDetails: {}\n\nEvidence:\n{evidence}\n",
+                    "{}\n\nDependency: {}\nDetectors: {}\nSeverity: {}\nStarted: {}\n{resolved}\nDetails: {}\n\nEvidence:\n{evidence}\n",
                     a.summary,
                     a.subject_name(),
-                    a.detector,
+                    a.detector_list(),
                     a.severity,
                     a.started_at,
                     a.dashboard_url
@@ -67,13 +67,13 @@ impl EmailNotifier {
                 };
                 let html = format!(
                     "<h2>{}</h2><p>{}</p><table><tr><th align=left>Dependency</th><td>{}</td></tr>\
-                     <tr><th align=left>Detector</th><td>{}</td></tr><tr><th align=left>Severity</th><td>{}</td></tr>\
+                     <tr><th align=left>Detectors</th><td>{}</td></tr><tr><th align=left>Severity</th><td>{}</td></tr>\
                      <tr><th align=left>Started</th><td>{}</td></tr>{}</table>\
                      <p><a href=\"{}\">Open in graywatch</a></p><h3>Evidence</h3><pre>{}</pre>",
                     esc(&a.status.to_uppercase()),
                     esc(&a.summary),
                     esc(&a.subject_name()),
-                    esc(&a.detector),
+                    esc(&a.detector_list()),
                     esc(&a.severity),
                     esc(&a.started_at),
                     a.resolved_at
