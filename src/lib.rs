@@ -14,6 +14,7 @@
 pub mod actions;
 pub mod api;
 pub mod config;
+pub mod demo;
 pub mod detect;
 pub mod domain;
 pub mod ingest;

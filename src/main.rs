@@ -65,6 +65,25 @@ enum Command {
         /// The notifier's `name`.
         name: String,
     },
+    /// Run the daemon on a throw-away database with built-in traffic that develops a gray
+    /// failure (one slow instance) and heals; print when its alert fires and resolves.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9797")]
+        listen: SocketAddr,
+        /// When the gray failure starts.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        fault_after: std::time::Duration,
+        /// How long it lasts.
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        fault_for: std::time::Duration,
+        /// Generate no traffic: only the daemon, for events you send.
+        #[arg(long)]
+        no_traffic: bool,
+        /// Seed of the traffic generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Run the synthetic scenario suite and print how detection did.
     Scenarios {
         /// Seeds to run each scenario with.
@@ -114,6 +133,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Demo {
+            listen,
+            fault_after,
+            fault_for,
+            no_traffic,
+            seed,
+        } => run_demo(graywatch::demo::DemoOptions {
+            listen,
+            fault_after,
+            fault_for,
+            traffic: !no_traffic,
+            seed,
+        }),
         Command::Replay { config, path } => run_replay(config, &path),
         Command::TestNotifier { config, name } => run_test_notifier(&config, &name),
         Command::Scenarios {
@@ -156,6 +188,30 @@ fn load_settings(
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings, Clock::System).await?;
     app.run_until_stopped(shutdown_signal()).await
+}
+
+fn run_demo(options: graywatch::demo::DemoOptions) -> ExitCode {
+    // The demo's own lines go to stdout, the daemon's logs to stderr.
+    telemetry::init(LogFormat::Text);
+    let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
+    let outcome = runtime.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let printer = tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                println!("{event}");
+            }
+        });
+        let result = graywatch::demo::run(options, shutdown_signal(), tx).await;
+        let _ = printer.await;
+        result
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn run_replay(config: Option<PathBuf>, path: &std::path::Path) -> ExitCode {

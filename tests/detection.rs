@@ -389,6 +389,84 @@ async fn one_failing_instance_of_ten_is_named_by_its_alert_and_in_health_and_no_
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_instances_going_down_together_are_one_alert_on_the_dependency() {
+    let app = spawn_detecting(&["orders-db"]).await;
+    let instances: Vec<String> = (0..10).map(|i| format!("10.0.3.{}", 20 + i)).collect();
+    // Every call of every instance fails.
+    let feed = |n: usize, ts: i64| -> Vec<Value> {
+        instances
+            .iter()
+            .flat_map(|i| instance_calls("orders-db", i, n, n, ts))
+            .collect()
+    };
+    app.post_ok(&feed(30, app.now())).await;
+    let fired = drive_until(
+        &app,
+        "an alert of orders-db fires",
+        STEP_MS,
+        |now| feed(3, now),
+        async |app: &TestApp| {
+            alerts(app, "state=firing&dependency=orders-db")
+                .await
+                .into_iter()
+                .next()
+        },
+    )
+    .await;
+    // Let the detectors run on well past the firing: any per-instance alert would fire by then.
+    wait_for_evaluations(&app, |now| feed(3, now)).await;
+
+    let all = alerts(&app, "dependency=orders-db").await;
+    assert_eq!(all.len(), 1, "one incident, one alert: {all:?}");
+    let alert = &all[0];
+    assert_eq!(alert["id"], fired["id"]);
+    assert!(alert.get("instance").is_none(), "{alert}");
+    assert_eq!(alert["severity"], "failing", "{alert}");
+    let detectors: Vec<&str> = alert["detectors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("detectors is a list: {alert}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(detectors[0], alert["detector"], "{alert}");
+    assert!(detectors.contains(&"hard_failure"), "{alert}");
+    // The instances it explains are named in its evidence instead of paging on their own.
+    let evidence = &alert["evidence"];
+    let findings = evidence["findings"].as_array().expect("findings listed");
+    assert!(!findings.is_empty(), "{evidence}");
+    let absorbed = evidence["absorbed"]
+        .as_array()
+        .expect("absorbed instances listed");
+    assert!(
+        absorbed.iter().any(|a| a == "instance=10.0.3.20"),
+        "{evidence}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_whose_calls_stop_is_no_data_and_keeps_its_alert_open() {
+    let app = spawn_detecting(&["payments-api"]).await;
+    let fired = fail_until_fired(&app, "payments-api").await;
+    // No more calls of payments-api: after a minute its windows hold nothing to judge.
+    app.advance(61_000);
+    let health = drive_until(
+        &app,
+        "payments-api is reported as no_data",
+        STEP_MS,
+        |now| calls(CANARY, 5, "ok", now),
+        async |app: &TestApp| {
+            let row = listed(app, "payments-api").await;
+            (row["health"]["state"] == "no_data").then_some(row)
+        },
+    )
+    .await;
+    assert_eq!(health["health"]["state"], "no_data", "{health}");
+    // Silence is not recovery: the alert is still open after the detectors ran on.
+    wait_for_evaluations(&app, |_| Vec::new()).await;
+    assert_eq!(alert(&app, id_of(&fired)).await["state"], "firing");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Restart
 // ---------------------------------------------------------------------------------------------

@@ -277,11 +277,7 @@ impl Actions {
                     started_at: a.started_at.clone(),
                     resolved_at: None,
                     evidence: a.evidence.clone(),
-                    dashboard_url: format!(
-                        "{}/v1/alerts/{}",
-                        self.public_url.trim_end_matches('/'),
-                        a.id
-                    ),
+                    dashboard_url: super::notice::alert_page_url(&self.public_url, a.id),
                 });
                 let row = NewNotification {
                     id: new_delivery_id(),

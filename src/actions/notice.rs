@@ -31,6 +31,11 @@ pub struct AlertNotice {
     pub dashboard_url: String,
 }
 
+/// The dashboard page of an alert: the link notifications carry.
+pub fn alert_page_url(public_url: &str, alert_id: i64) -> String {
+    format!("{}/alerts/{alert_id}", public_url.trim_end_matches('/'))
+}
+
 impl AlertNotice {
     pub fn from_transition(t: &Transition, alert_id: i64, public_url: &str) -> Self {
         Self {
@@ -48,7 +53,7 @@ impl AlertNotice {
             resolved_at: (t.status == AlertStatus::Resolved)
                 .then(|| crate::time::to_rfc3339(t.resolved_ms.unwrap_or(t.at_ms))),
             evidence: t.evidence.clone(),
-            dashboard_url: format!("{}/v1/alerts/{alert_id}", public_url.trim_end_matches('/')),
+            dashboard_url: alert_page_url(public_url, alert_id),
         }
     }
 

@@ -137,6 +137,60 @@ pub struct SeriesResponse {
     pub step: String,
     pub resolution: String,
     pub points: Vec<SeriesPoint>,
+    /// With `heatmap=true`: how many calls of each point fell in each latency band.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heatmap: Option<Heatmap>,
+}
+
+/// Latency bands over time. The bands are log-spaced between the fastest and the slowest call
+/// of the whole range, so that they fit the dependency at any scale.
+#[derive(Serialize)]
+pub struct Heatmap {
+    /// `HEATMAP_BANDS + 1` edges in milliseconds, ascending: band `i` holds calls from
+    /// `bounds_ms[i]` (inclusive) to `bounds_ms[i + 1]` (exclusive; the last band inclusive).
+    pub bounds_ms: Vec<f64>,
+    /// One row per point, one count per band.
+    pub counts: Vec<Vec<u64>>,
+}
+
+/// Latency bands of a heatmap: enough to see a second mode, few enough for 1,440 points.
+pub const HEATMAP_BANDS: usize = 24;
+
+/// The heatmap of `snaps` (one per point): each point's recorded buckets binned into bands.
+/// Work is bounded by points x histogram buckets.
+fn heatmap(snaps: &[(i64, Snapshot)]) -> Heatmap {
+    let nonempty = || snaps.iter().map(|(_, s)| s).filter(|s| !s.hist.is_empty());
+    let lo = nonempty().map(|s| s.hist.min()).min().unwrap_or(1).max(1);
+    let hi = nonempty()
+        .map(|s| s.hist.max())
+        .max()
+        .unwrap_or(1)
+        .max(lo + 1);
+    let (llo, lhi) = ((lo as f64).ln(), (hi as f64 + 1.0).ln());
+    let width = (lhi - llo) / HEATMAP_BANDS as f64;
+    let band = |us: u64| -> usize {
+        let x = ((us.max(1) as f64).ln() - llo) / width;
+        (x.max(0.0) as usize).min(HEATMAP_BANDS - 1)
+    };
+    let counts = snaps
+        .iter()
+        .map(|(_, s)| {
+            let mut row = vec![0u64; HEATMAP_BANDS];
+            if !s.hist.is_empty() {
+                for v in s.hist.iter_recorded() {
+                    let us = s.hist.median_equivalent(v.value_iterated_to());
+                    row[band(us)] += u64::from(v.count_at_value());
+                }
+            }
+            row
+        })
+        .collect();
+    Heatmap {
+        bounds_ms: (0..=HEATMAP_BANDS)
+            .map(|i| (llo + width * i as f64).exp() / 1000.0)
+            .collect(),
+        counts,
+    }
 }
 
 const TEN_S: i64 = 10_000;
@@ -271,18 +325,32 @@ pub async fn series(
     {
         return Err(unknown(&name));
     }
-    let points = (0..count)
+    let want_heatmap = match q.get("heatmap").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "heatmap: {other:?} is not a boolean; use true or false"
+            )));
+        }
+    };
+    let snaps: Vec<(i64, Snapshot)> = (0..count)
         .map(|i| {
             let t = first + i * step;
             let mut snap = Snapshot::empty(t - window, t.min(now).max(t - window + 1));
             for (_, b) in buckets.range(t - window..t) {
                 snap.merge_data(b);
             }
-            SeriesPoint {
-                t: crate::time::to_rfc3339(t),
-                t_ms: t,
-                stats: snap.stats(),
-            }
+            (t, snap)
+        })
+        .collect();
+    let heatmap = want_heatmap.then(|| heatmap(&snaps));
+    let points = snaps
+        .into_iter()
+        .map(|(t, snap)| SeriesPoint {
+            t: crate::time::to_rfc3339(t),
+            t_ms: t,
+            stats: snap.stats(),
         })
         .collect();
     let fmt = |ms: i64| humantime::format_duration(Duration::from_millis(ms as u64)).to_string();
@@ -294,5 +362,6 @@ pub async fn series(
         step: fmt(step),
         resolution: fmt(resolution),
         points,
+        heatmap,
     }))
 }

@@ -2,6 +2,7 @@
 
 mod actions;
 mod alerts;
+mod dashboard;
 mod dependencies;
 mod error;
 mod events;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .merge(dashboard::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::baseline::Baseline;
+use super::baseline::{Baseline, BaselineStats};
 use super::detectors::{self, DetectorKind, Finding, Severity, Windows};
 use super::incident::{self, Change, Incident};
 use super::spec::{DetectionSettings, Specs};
@@ -504,6 +504,21 @@ impl Engine {
 
     pub fn specs(&self) -> &Specs {
         &self.specs
+    }
+
+    /// Each evaluated dependency's baseline once it is ready to judge by (the dashboard draws
+    /// the baseline p99 beside the current one).
+    pub fn baselines(&self) -> BTreeMap<String, BaselineStats> {
+        let s = &self.settings;
+        self.deps
+            .iter()
+            .filter_map(|(k, v)| {
+                let b = v
+                    .baseline
+                    .ready(s.baseline_min_minutes, s.baseline_min_calls)?;
+                Some((k.clone(), b))
+            })
+            .collect()
     }
 
     pub fn health_of(&self, dependency: &str) -> Option<&DependencyHealth> {

@@ -225,14 +225,14 @@ mod tests {
             started_at: "2027-01-15T08:00:00.000Z".into(),
             resolved_at: None,
             evidence: json!({}),
-            dashboard_url: "http://gw/v1/alerts/7".into(),
+            dashboard_url: "http://gw/alerts/7".into(),
         });
         let text = hook.body("d", &notice)["text"]
             .as_str()
             .unwrap()
             .to_string();
         assert!(text.contains("instance &lt;i&amp;1&gt;"), "{text}");
-        assert!(text.ends_with("<http://gw/v1/alerts/7|details>"), "{text}");
+        assert!(text.ends_with("<http://gw/alerts/7|details>"), "{text}");
     }
 
     #[test]

@@ -1,0 +1,289 @@
+//! The built-in dashboard: HTML pages, their scripts and styles (embedded in the binary), and
+//! the overview endpoints that feed them one request per page refresh.
+//!
+//! Every page is the same small HTML shell; `app.js` reads the path and draws the page from the
+//! JSON API, polling it every second. All routes are in [`router`], so that one layer (an
+//! authentication check, say) covers the whole dashboard.
+//!
+//! Assets are served with an `ETag` (a hash of their bytes) and, when the shell asks for them
+//! with that hash as `?v=`, as immutable for a year: a new binary changes the hash, so a
+//! browser never runs stale code. They are gzipped once, on first use, and sent compressed to
+//! clients that accept it.
+
+mod overview;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, AppState};
+use crate::detect::AlertStatus;
+use crate::storage::AlertFilter;
+
+/// The dashboard's routes: pages, assets and the overview endpoints.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(page))
+        .route("/dependencies/{name}", get(page))
+        .route("/alerts", get(page))
+        .route("/alerts/{id}", get(page))
+        .route("/silences", get(page))
+        .route("/assets/{file}", get(asset))
+        .route("/v1/overview", get(overview_all))
+        .route("/v1/overview/{name}", get(overview_one))
+}
+
+/// An embedded file.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    bytes: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("dashboard/assets/app.js"),
+    },
+    Asset {
+        name: "charts.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("dashboard/assets/charts.js"),
+    },
+    Asset {
+        name: "style.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("dashboard/assets/style.css"),
+    },
+    Asset {
+        name: "favicon.svg",
+        content_type: "image/svg+xml",
+        bytes: include_bytes!("dashboard/assets/favicon.svg"),
+    },
+];
+
+const SHELL: &str = include_str!("dashboard/assets/index.html");
+
+/// An asset ready to send: its hash and its gzipped form (when that is smaller).
+struct Prepared {
+    etag: String,
+    version: String,
+    gzip: Option<Vec<u8>>,
+}
+
+/// Assets are hashed and compressed once, on first use.
+fn prepared() -> &'static HashMap<&'static str, Prepared> {
+    static PREPARED: OnceLock<HashMap<&'static str, Prepared>> = OnceLock::new();
+    PREPARED.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                let version = hex::encode(&Sha256::digest(a.bytes)[..8]);
+                let gz = gzip(a.bytes);
+                let p = Prepared {
+                    etag: format!("\"{version}\""),
+                    version,
+                    gzip: (gz.len() < a.bytes.len()).then_some(gz),
+                };
+                (a.name, p)
+            })
+            .collect()
+    })
+}
+
+/// The HTML shell with each asset's link carrying its version.
+fn shell() -> &'static str {
+    static SHELL_HTML: OnceLock<String> = OnceLock::new();
+    SHELL_HTML.get_or_init(|| {
+        let mut html = SHELL.to_string();
+        for a in ASSETS {
+            let v = &prepared()[a.name].version;
+            html = html.replace(
+                &format!("/assets/{}\"", a.name),
+                &format!("/assets/{}?v={v}\"", a.name),
+            );
+        }
+        html
+    })
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).expect("compress in memory");
+    enc.finish().expect("compress in memory")
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|enc| {
+            let mut parts = enc.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    == Some(0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+/// Every page: the shell; `app.js` draws the page named by the path.
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        shell(),
+    )
+        .into_response()
+}
+
+async fn asset(
+    Path(file): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(a) = ASSETS.iter().find(|a| a.name == file) else {
+        return Err(ApiError::NotFound(format!("no asset {file:?}")));
+    };
+    let p = &prepared()[a.name];
+    // Immutable only under the versioned URL the shell links to.
+    let cache = if q.get("v") == Some(&p.version) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let mut builder = Response::builder()
+        .header(header::CACHE_CONTROL, cache)
+        .header(header::ETAG, &p.etag)
+        .header(header::VARY, "accept-encoding");
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == p.etag || t.trim() == "*"));
+    if matches {
+        return Ok(builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .expect("static headers are valid"));
+    }
+    builder = builder.header(header::CONTENT_TYPE, a.content_type);
+    let body = match &p.gzip {
+        Some(gz) if accepts_gzip(&headers) => {
+            builder = builder.header(header::CONTENT_ENCODING, "gzip");
+            Body::from(gz.as_slice())
+        }
+        _ => Body::from(a.bytes),
+    };
+    Ok(builder.body(body).expect("static headers are valid"))
+}
+
+/// A JSON answer, gzipped (quickly) for a client that accepts it: the overview of 500
+/// dependencies is about half a megabyte of JSON and a tenth of that compressed.
+fn json_response(value: &impl serde::Serialize, gzip_ok: bool) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::VARY, "accept-encoding");
+    let body = if gzip_ok && bytes.len() > 1024 {
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(bytes.len() / 4),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(&bytes).map_err(anyhow::Error::from)?;
+        builder = builder.header(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        enc.finish().map_err(anyhow::Error::from)?
+    } else {
+        bytes
+    };
+    Ok(builder
+        .body(Body::from(body))
+        .expect("static headers are valid"))
+}
+
+/// Firing alerts per dependency.
+async fn firing_counts(state: &AppState) -> Result<HashMap<String, usize>, ApiError> {
+    let firing = state
+        .storage
+        .list_alerts(&AlertFilter {
+            state: Some(AlertStatus::Firing),
+            dependency: None,
+            limit: i64::MAX,
+        })
+        .await?;
+    let mut counts = HashMap::new();
+    for a in firing {
+        *counts.entry(a.dependency).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// `GET /v1/overview`: every dependency, worst first, with its sparkline.
+async fn overview_all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let firing = firing_counts(&state).await?;
+    let gzip_ok = accepts_gzip(&headers);
+    tokio::task::spawn_blocking(move || {
+        let now = state.clock.now_ms();
+        let (health, baselines) = {
+            let engine = state.engine.lock();
+            (engine.health(), engine.baselines())
+        };
+        let breakers = state.actions.board.lock().snapshot();
+        let inputs = overview::Inputs {
+            health,
+            baselines,
+            breakers,
+            firing,
+        };
+        json_response(&overview::overview(&state.store, inputs, now), gzip_ok)
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+}
+
+/// `GET /v1/overview/{name}`: one dependency with each instance and zone and their sparklines.
+async fn overview_one(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let gzip_ok = accepts_gzip(&headers);
+    tokio::task::spawn_blocking(move || {
+        let now = state.clock.now_ms();
+        let (health, baseline) = {
+            let engine = state.engine.lock();
+            (
+                engine.health_of(&name).cloned().unwrap_or_default(),
+                engine.baselines().remove(&name),
+            )
+        };
+        let Some(view) = overview::dependency_overview(&state.store, &name, health, baseline, now)
+        else {
+            return Err(ApiError::NotFound(format!(
+                "unknown dependency {name:?}: no events received for it in the last hour"
+            )));
+        };
+        json_response(&view, gzip_ok)
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+}
