@@ -25,5 +25,6 @@ pub mod scenario;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tick;
 pub mod time;
 pub mod window;

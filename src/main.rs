@@ -51,9 +51,13 @@ enum Command {
     /// Run the detectors over a recording (NDJSON events with `ts`) on its event time and
     /// print each alert transition as a JSON line.
     Replay {
-        /// TOML configuration (its [detection] and [dependencies] sections are used).
+        /// TOML configuration (its [detection], [dependencies] and [breakers] sections are
+        /// used).
         #[arg(long, env = "GRAYWATCH_CONFIG")]
         config: Option<PathBuf>,
+        /// Also print a JSON line per breaker change (`"breaker"` holds the view after it).
+        #[arg(long)]
+        breakers: bool,
         /// NDJSON file of events; `-` reads standard input; a `.gz` name is decompressed.
         path: PathBuf,
     },
@@ -146,7 +150,11 @@ fn main() -> ExitCode {
             traffic: !no_traffic,
             seed,
         }),
-        Command::Replay { config, path } => run_replay(config, &path),
+        Command::Replay {
+            config,
+            path,
+            breakers,
+        } => run_replay(config, &path, breakers),
         Command::TestNotifier { config, name } => run_test_notifier(&config, &name),
         Command::Scenarios {
             seeds,
@@ -214,7 +222,7 @@ fn run_demo(options: graywatch::demo::DemoOptions) -> ExitCode {
     }
 }
 
-fn run_replay(config: Option<PathBuf>, path: &std::path::Path) -> ExitCode {
+fn run_replay(config: Option<PathBuf>, path: &std::path::Path, breakers: bool) -> ExitCode {
     telemetry::init(LogFormat::Text);
     let settings = match config.map(|c| Settings::from_file(&c)).transpose() {
         Ok(s) => s.unwrap_or_default(),
@@ -242,13 +250,14 @@ fn run_replay(config: Option<PathBuf>, path: &std::path::Path) -> ExitCode {
     let reader = std::io::BufReader::with_capacity(1 << 20, input);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut diag = std::io::stderr().lock();
-    let result = graywatch::replay::replay(
+    let result = graywatch::replay::replay_with(
         reader,
         &mut out,
         &mut diag,
         settings.detection,
         settings.dependencies,
         settings.limits,
+        breakers.then_some(settings.breakers),
     );
     use std::io::Write;
     let _ = out.flush();

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use crate::actions::breaker::{BreakerBoard, BreakerChange, BreakerSettings};
 use crate::detect::{AlertStatus, DetectionSettings, Engine, Specs, Transition};
 use crate::domain::Event;
 use crate::ingest::{Element, Validation, fast};
@@ -17,10 +18,17 @@ use crate::window::{Limits, RecordError, WindowStore};
 /// Idle event time evaluated second by second before jumping ahead (windows and pending
 /// alerts have all settled by then).
 const MAX_IDLE_EVAL_MS: i64 = 2 * 3_600_000;
+/// Breaker changes kept for a caller that does not take them (the scenario suite).
+const MAX_UNREAD_BREAKER_CHANGES: usize = 100_000;
 
 pub struct Replayer {
     store: WindowStore,
     engine: Engine,
+    /// Breakers driven by every evaluation, as the daemon's are.
+    board: BreakerBoard,
+    /// Breaker changes not yet taken, with the evaluation time that made them (see
+    /// [`Replayer::take_breaker_changes`]).
+    breaker_changes: Vec<(i64, BreakerChange)>,
     step_ms: i64,
     now_ms: i64,
     next_eval_ms: Option<i64>,
@@ -33,6 +41,8 @@ impl Replayer {
         Self {
             store: WindowStore::new(limits),
             engine: Engine::new(settings, specs),
+            board: BreakerBoard::new(BreakerSettings::default()),
+            breaker_changes: Vec::new(),
             step_ms,
             now_ms: i64::MIN,
             next_eval_ms: None,
@@ -48,6 +58,17 @@ impl Replayer {
         &self.engine
     }
 
+    /// Uses these breaker settings (the `[breakers]` section) instead of the defaults.
+    pub fn with_breakers(mut self, settings: BreakerSettings) -> Self {
+        self.board = BreakerBoard::new(settings);
+        self
+    }
+
+    /// Breaker changes since the last call with their evaluation time, in order.
+    pub fn take_breaker_changes(&mut self) -> Vec<(i64, BreakerChange)> {
+        std::mem::take(&mut self.breaker_changes)
+    }
+
     /// Evaluates every step boundary up to and including `t_ms`.
     pub fn advance_to(&mut self, t_ms: i64, out: &mut Vec<Transition>) {
         let Some(mut next) = self.next_eval_ms else {
@@ -60,7 +81,14 @@ impl Replayer {
         }
         while next <= t_ms {
             self.now_ms = self.now_ms.max(next);
-            out.extend(self.engine.evaluate(&self.store, next));
+            let tick = crate::tick::evaluate(&self.store, &mut self.engine, &mut self.board, next);
+            out.extend(tick.transitions);
+            // Bounded by what a caller that never takes them can hold: a day of changes of
+            // a busy recording is small, but keep only the latest when nobody reads them.
+            if self.breaker_changes.len() < MAX_UNREAD_BREAKER_CHANGES {
+                self.breaker_changes
+                    .extend(tick.breakers.into_iter().map(|c| (next, c)));
+            }
             if next.saturating_sub(self.last_housekeeping_ms) >= 60_000 {
                 // What the daemon's background task does: bound memory and drop idle series.
                 self.last_housekeeping_ms = next;
@@ -95,6 +123,7 @@ pub struct ReplaySummary {
     pub fired: u64,
     pub updated: u64,
     pub resolved: u64,
+    pub breaker_changes: u64,
     pub first_ts_ms: Option<i64>,
     pub last_ts_ms: Option<i64>,
     pub elapsed_s: f64,
@@ -129,15 +158,30 @@ pub fn transition_json(t: &Transition) -> serde_json::Value {
 /// and one line per malformed or refused input line to `diag`. Malformed lines are skipped
 /// (reported with their line number); the run goes on.
 pub fn replay(
-    mut input: impl BufRead,
+    input: impl BufRead,
     out: &mut impl Write,
     diag: &mut impl Write,
     settings: DetectionSettings,
     specs: Specs,
     limits: Limits,
 ) -> anyhow::Result<ReplaySummary> {
+    replay_with(input, out, diag, settings, specs, limits, None)
+}
+
+/// [`replay`], also printing a JSON line per breaker change when `breakers` gives the
+/// breaker settings (`graywatch replay --breakers`).
+pub fn replay_with(
+    mut input: impl BufRead,
+    out: &mut impl Write,
+    diag: &mut impl Write,
+    settings: DetectionSettings,
+    specs: Specs,
+    limits: Limits,
+    breakers: Option<BreakerSettings>,
+) -> anyhow::Result<ReplaySummary> {
     let started = Instant::now();
-    let mut r = Replayer::new(settings, specs, limits);
+    let print_breakers = breakers.is_some();
+    let mut r = Replayer::new(settings, specs, limits).with_breakers(breakers.unwrap_or_default());
     let mut summary = ReplaySummary::default();
     let mut transitions = Vec::new();
     let validation = Validation::replay();
@@ -180,6 +224,7 @@ pub fn replay(
             }
         }
         emit(&mut transitions, out, &mut summary)?;
+        emit_breakers(&mut r, print_breakers, out, &mut summary)?;
         Ok(())
     };
     // Whole lines are read where they lie in the reader's buffer; only a line that runs past
@@ -210,9 +255,34 @@ pub fn replay(
     if let Some(last) = summary.last_ts_ms {
         r.advance_to(last - last.rem_euclid(1000) + 1000, &mut transitions);
         emit(&mut transitions, out, &mut summary)?;
+        emit_breakers(&mut r, print_breakers, out, &mut summary)?;
     }
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Counts the breaker changes since the last call and, when asked to, prints each as
+/// `{"at": ..., "breaker": <view after>, "before": <view before or null>}`.
+fn emit_breakers(
+    r: &mut Replayer,
+    print: bool,
+    out: &mut impl Write,
+    summary: &mut ReplaySummary,
+) -> std::io::Result<()> {
+    for (at_ms, c) in r.take_breaker_changes() {
+        summary.breaker_changes += 1;
+        if !print {
+            continue;
+        }
+        let line = json!({
+            "at": crate::time::to_rfc3339(at_ms),
+            "breaker": c.after.to_json(),
+            "before": c.before.as_ref().map(|b| b.to_json()),
+        });
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 fn emit(

@@ -235,14 +235,21 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let now = state.clock.now_ms();
-        let (store, engine) = (state.store.clone(), state.engine.clone());
+        let (store, engine, actions) = (
+            state.store.clone(),
+            state.engine.clone(),
+            state.actions.clone(),
+        );
         let started = std::time::Instant::now();
-        let Ok(found) =
-            tokio::task::spawn_blocking(move || engine.lock().evaluate(&store, now)).await
+        let Ok(outcome) = tokio::task::spawn_blocking(move || {
+            crate::tick::evaluate(&store, &mut engine.lock(), &mut actions.board.lock(), now)
+        })
+        .await
         else {
             continue;
         };
         state.metrics.evaluated(now, started.elapsed());
+        let found = outcome.transitions;
         for t in &found {
             tracing::info!(
                 status = t.status.as_str(),
@@ -257,14 +264,11 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             );
         }
         // Breakers first: clients waiting on the stream should not wait for the database.
-        let (conditions, specs) = {
-            let engine = state.engine.lock();
-            (engine.conditions(), engine.specs().clone())
-        };
         state
             .actions
-            .update_breakers(&state.storage, &conditions, &specs, now)
+            .publish(&state.storage, &outcome.breakers, now)
             .await;
+        let specs = state.engine.lock().specs().clone();
         let renotify_check = (state.actions.shortest_renotify() / 4)
             .clamp(Duration::from_millis(100), RENOTIFY_CHECK);
         if last_renotify.is_none_or(|t: tokio::time::Instant| t.elapsed() >= renotify_check) {

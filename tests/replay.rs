@@ -347,3 +347,66 @@ fn check_config_exits_1_naming_an_unknown_key_and_0_on_a_valid_file() {
     assert_eq!(r.code, Some(0), "stderr:\n{}", r.stderr);
     assert!(r.stdout.contains("ok"), "{}", r.stdout);
 }
+
+#[test]
+fn with_breakers_replay_prints_the_breaker_opening_on_a_hard_failure_and_closing_after() {
+    // Two minutes of healthy calls, a minute of every call failing, three healthy minutes.
+    let dir = TempDir::new().expect("a temporary directory");
+    let path = dir.path().join("down.ndjson");
+    let mut f = File::create(&path).expect("create the recording");
+    for s in 0..360i64 {
+        let failing = (120..180).contains(&s);
+        for i in 0..20 {
+            let ts = EPOCH_MS + s * 1000 + i * 50;
+            let outcome = if failing { "error" } else { "ok" };
+            writeln!(
+                f,
+                r#"{{"dependency":"orders-db","duration_ms":12.5,"outcome":"{outcome}","ts":{ts}}}"#
+            )
+            .expect("write");
+        }
+    }
+    drop(f);
+
+    let mut cmd = graywatch();
+    let r = run(cmd.arg("replay").arg("--breakers").arg(&path));
+    r.assert_success();
+    let lines = r.transitions();
+    let breakers: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("breaker").is_some())
+        .collect();
+    let states: Vec<&str> = breakers
+        .iter()
+        .filter_map(|b| b["breaker"]["state"].as_str())
+        .collect();
+    let opened = states
+        .iter()
+        .position(|s| *s == "open")
+        .unwrap_or_else(|| panic!("the breaker opens: {breakers:?}"));
+    assert_eq!(
+        states.last(),
+        Some(&"closed"),
+        "and closes again: {states:?}"
+    );
+    assert!(opened < states.len() - 1);
+    // It opens during the failure, after its onset.
+    let at = breakers[opened]["at"].as_str().expect("at");
+    assert!(
+        ("2027-01-15T08:02:00".."2027-01-15T08:03:00").contains(&at),
+        "opened at {at}"
+    );
+    // The alert lines are still there, and without --breakers only they are printed.
+    assert!(lines.iter().any(|l| l["status"] == "firing"));
+    let mut cmd = graywatch();
+    let plain = run(cmd.arg("replay").arg(&path));
+    plain.assert_success();
+    assert!(
+        plain
+            .transitions()
+            .iter()
+            .all(|l| l.get("breaker").is_none()),
+        "{}",
+        plain.stdout
+    );
+}

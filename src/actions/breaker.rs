@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{BreakerPolicy, DependencyHealth, Health};
+use crate::detect::{BreakerPolicy, Conditions, DependencyHealth, Health, Severity, Specs};
 
 /// State of a breaker, as clients see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -597,6 +597,57 @@ impl BreakerBoard {
     /// The settings in force.
     pub fn settings(&self) -> &BreakerSettings {
         &self.set.settings
+    }
+
+    /// Feeds an evaluation's health and raw conditions (see [`Engine::conditions`]) at
+    /// `now_ms`, judging each dependency by the breaker policy of its spec.
+    ///
+    /// [`Engine::conditions`]: crate::detect::Engine::conditions
+    pub fn observe_conditions(
+        &mut self,
+        conditions: &BTreeMap<String, (DependencyHealth, Conditions)>,
+        specs: &Specs,
+        now_ms: i64,
+    ) -> Vec<BreakerChange> {
+        let policy_of = |name: &str| {
+            specs
+                .get(name)
+                .map(|s| s.on_breach.breaker)
+                .unwrap_or_default()
+        };
+        let bad: Vec<(bool, Vec<String>)> = conditions
+            .iter()
+            .map(|(name, (_, c))| {
+                let policy = policy_of(name);
+                let opens = |s: Severity| match policy {
+                    BreakerPolicy::Failing => s == Severity::Failing,
+                    BreakerPolicy::Degraded => true,
+                    BreakerPolicy::Never => false,
+                };
+                let instances = c
+                    .instances
+                    .iter()
+                    .filter(|(_, s)| opens(**s))
+                    .map(|(i, _)| i.clone())
+                    .collect();
+                (c.dependency.is_some_and(opens), instances)
+            })
+            .collect();
+        let observations: Vec<Observation> = conditions
+            .iter()
+            .zip(&bad)
+            .map(
+                |((name, (health, c)), (bad_now, bad_instances))| Observation {
+                    dependency: name,
+                    health,
+                    known_instances: c.known_instances,
+                    policy: policy_of(name),
+                    bad_now: *bad_now,
+                    bad_instances_now: bad_instances,
+                },
+            )
+            .collect();
+        self.observe(&observations, now_ms)
     }
 
     /// Feeds one evaluation at `now_ms` and returns the changes of what clients see, ordered

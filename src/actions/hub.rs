@@ -1,18 +1,18 @@
 //! The actions hub: turns transitions and health into outbox rows, breaker signals and
 //! stream events. The daemon's detection loop calls it after every evaluation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
 
-use super::breaker::{BreakerBoard, BreakerChange, BreakerState, Observation};
+use super::breaker::{BreakerBoard, BreakerChange, BreakerState};
 use super::notice::{AlertNotice, Notice};
 use super::notifier::Notifier;
 use super::outbox::{Wakers, new_delivery_id, run_worker};
 use super::route::{Router, RoutingSettings};
 use crate::config::Settings;
-use crate::detect::{BreakerPolicy, Conditions, DependencyHealth, Severity, Specs, Transition};
+use crate::detect::{Severity, Specs, Transition};
 use crate::metrics::Metrics;
 use crate::storage::{NewNotification, Storage};
 use crate::time::Clock;
@@ -132,58 +132,6 @@ impl Actions {
             }
         }
         Ok(())
-    }
-
-    /// Feeds the evaluation's health into the breaker board; broadcasts changes and queues
-    /// them for the breaker notifiers.
-    pub async fn update_breakers(
-        &self,
-        storage: &Storage,
-        conditions: &BTreeMap<String, (DependencyHealth, Conditions)>,
-        specs: &Specs,
-        now_ms: i64,
-    ) -> Vec<BreakerChange> {
-        let bad: Vec<(String, bool, Vec<String>)> = conditions
-            .iter()
-            .map(|(name, (_, c))| {
-                let policy = specs
-                    .get(name)
-                    .map(|s| s.on_breach.breaker)
-                    .unwrap_or_default();
-                let opens = |s: Severity| match policy {
-                    BreakerPolicy::Failing => s == Severity::Failing,
-                    BreakerPolicy::Degraded => true,
-                    BreakerPolicy::Never => false,
-                };
-                let instances = c
-                    .instances
-                    .iter()
-                    .filter(|(_, s)| opens(**s))
-                    .map(|(i, _)| i.clone())
-                    .collect();
-                (name.clone(), c.dependency.is_some_and(opens), instances)
-            })
-            .collect();
-        let observations: Vec<Observation> = conditions
-            .iter()
-            .zip(&bad)
-            .map(
-                |((name, (health, c)), (_, bad_now, bad_instances))| Observation {
-                    dependency: name,
-                    health,
-                    known_instances: c.known_instances,
-                    policy: specs
-                        .get(name)
-                        .map(|s| s.on_breach.breaker)
-                        .unwrap_or_default(),
-                    bad_now: *bad_now,
-                    bad_instances_now: bad_instances,
-                },
-            )
-            .collect();
-        let changes = self.board.lock().observe(&observations, now_ms);
-        self.publish(storage, &changes, now_ms).await;
-        changes
     }
 
     /// Broadcasts breaker changes and queues them for `routing.breaker_notifiers`.
