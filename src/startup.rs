@@ -98,7 +98,9 @@ impl Application {
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
             engine: Arc::new(parking_lot::Mutex::new(engine)),
             actions: Arc::new(actions),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(
+                Metrics::new().with_notifiers(settings.notifiers.iter().map(|n| n.name.as_str())),
+            ),
             shutdown: shutdown_rx,
             settings: Arc::new(settings),
         };

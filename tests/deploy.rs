@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::TestApp;
+use common::{TestApp, poll_until};
 use graywatch::config::Settings;
 use serde_json::{Value, json};
 
@@ -946,7 +946,14 @@ fn exposition_names(body: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn every_metric_in_dashboards_and_rules_is_exported() {
-    let app = TestApp::spawn().await;
+    // A notifier, so that the per-notifier families exist (nothing is sent to it).
+    let app = TestApp::spawn_with(|s| {
+        s.notifiers.push(
+            toml::from_str("name = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"")
+                .expect("a notifier"),
+        );
+    })
+    .await;
     // Some traffic, so that the families labelled by dependency, instance and zone have
     // series.
     let events: Vec<Value> = (0..50)
@@ -962,9 +969,15 @@ async fn every_metric_in_dashboards_and_rules_is_exported() {
         .collect();
     app.post_ok(&events).await;
     let path = &metrics_paths()[0];
-    let resp = app.client.get(app.url(path)).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "GET {path}");
-    let body = resp.text().await.unwrap();
+    // The evaluation lag is known once the detection loop has evaluated once.
+    let body = poll_until("an evaluation has run", Duration::from_secs(30), || async {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        let body = resp.text().await.unwrap();
+        body.contains("graywatch_evaluation_lag_seconds")
+            .then_some(body)
+    })
+    .await;
     let exposed = exposition_names(&body);
     let mut missing = BTreeSet::new();
     for (place, expr) in dashboard_exprs().into_iter().chain(rule_exprs()) {

@@ -12,7 +12,7 @@ mod validate;
 use std::io::Read;
 
 pub use raw::{Body, Element, Field, RawEvent};
-pub use reason::{body_rejection_reason, rejection_reason};
+pub use reason::{EVENT_REJECTION_REASONS, body_rejection_reason, rejection_reason};
 pub use validate::{MAX_FUTURE_MS, Validation};
 
 use crate::domain::Event;

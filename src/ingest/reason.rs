@@ -3,6 +3,25 @@
 //! the field at fault (a documented contract of the ingest API), so every refusal, from the
 //! parser or from the window store's limits, is named in one place.
 
+/// Every value [`rejection_reason`] returns.
+pub const EVENT_REJECTION_REASONS: &[&str] = &[
+    "series_limit",
+    "ts_too_old",
+    "ts_in_future",
+    "invalid_ts",
+    "dependency_limit",
+    "instance_limit",
+    "zone_limit",
+    "invalid_dependency",
+    "invalid_duration",
+    "invalid_outcome",
+    "invalid_instance",
+    "invalid_zone",
+    "invalid_source",
+    "not_an_object",
+    "other",
+];
+
 /// The reason an event with this error message was refused.
 pub fn rejection_reason(error: &str) -> &'static str {
     let (field, detail) = error.split_once(": ").unwrap_or(("", error));
@@ -81,6 +100,23 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(rejection_reason(e), want, "{e}");
+        }
+    }
+
+    #[test]
+    fn every_reason_is_declared_so_its_series_starts_at_zero() {
+        for e in [
+            "x: y",
+            "source: too long",
+            "instance: bad",
+            "ts: older than 1h",
+            "dependency: limit of 3",
+            "duration_ms: bad",
+            "event must be a JSON object, got null",
+            "instance: 2 series in total",
+        ] {
+            let reason = rejection_reason(e);
+            assert!(EVENT_REJECTION_REASONS.contains(&reason), "{reason}");
         }
     }
 }

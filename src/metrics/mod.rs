@@ -29,6 +29,18 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 const FAST_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// The `operation` labels of `graywatch_database_errors_total`.
+const DATABASE_OPERATIONS: &[&str] = &[
+    "rollup_flush",
+    "rollup_prune",
+    "record_transitions",
+    "finish_attempt",
+    "outbox_read",
+    "notification_counts",
+];
+/// The `operation` labels of `graywatch_database_write_duration_seconds`.
+const DATABASE_WRITES: &[&str] = &["rollup_flush", "record_transitions", "finish_attempt"];
+
 /// Buckets of notification delivery (queued to delivered), in seconds: retries back off up to
 /// minutes, a retry horizon is hours.
 const DELIVERY_BUCKETS: [f64; 12] = [
@@ -140,7 +152,30 @@ impl Metrics {
             "Always 1; the version as a label",
             info,
         );
+        // Every label value known in advance starts at zero, so that each family is in the
+        // exposition from the first scrape: `rate()` and alert rules need a series before the
+        // first error, not only after it.
+        for reason in crate::ingest::EVENT_REJECTION_REASONS {
+            m.events_rejected.get_or_create(&[("reason", *reason)]);
+        }
+        for operation in DATABASE_OPERATIONS {
+            m.database_errors
+                .get_or_create(&[("operation", *operation)]);
+        }
+        for operation in DATABASE_WRITES {
+            m.database_writes
+                .get_or_create(&[("operation", *operation)]);
+        }
         Self { registry, ..m }
+    }
+
+    /// Starts the delivery histogram of each configured notifier at zero.
+    pub fn with_notifiers<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        for name in names {
+            self.delivery
+                .get_or_create(&[("notifier", name.to_string())]);
+        }
+        self
     }
 
     /// After a body was recorded: its accepted events and its refusals by reason.
