@@ -91,6 +91,9 @@ pub enum Fault {
     SlowZone { index: usize, factor: f64 },
     /// The latency distribution widens (log-normal sigma) while its median stays.
     WidenTail { sigma: f64 },
+    /// Every call gets slower by `per_minute` (compounded) for each minute since onset: a
+    /// slow creep that a baseline learning every healthy-looking minute would follow.
+    Creep { per_minute: f64 },
 }
 
 /// A stream description.
@@ -232,6 +235,12 @@ impl Scenario {
                     if at_ms < gc_until_ms {
                         ms += gc_until_ms - at_ms;
                     }
+                    if let (true, false, Some(Fault::Creep { per_minute })) =
+                        (in_fault, newcomer, self.fault)
+                    {
+                        let minutes = (at_ms / 1000.0 - self.onset_s as f64) / 60.0;
+                        ms *= (1.0 + per_minute).powf(minutes);
+                    }
                     if in_fault && !newcomer {
                         apply_fault(
                             self.fault.unwrap(),
@@ -326,7 +335,7 @@ fn apply_fault(
                 *ms *= factor;
             }
         }
-        Fault::WidenTail { .. } => {}
+        Fault::WidenTail { .. } | Fault::Creep { .. } => {}
     }
 }
 
@@ -498,6 +507,23 @@ pub fn suite(seed: u64) -> Vec<Scenario> {
     let mut s = Scenario::base("many-instances", "40 identical instances".into(), r);
     s.instances = 40;
     s.traffic = Traffic::Constant(r.random_range(200.0..300.0));
+    out.push(s);
+
+    // Added after the others, so that their streams stay as they were for every seed.
+    let per_minute = r.random_range(0.02..0.035);
+    let mut s = Scenario::gray(
+        "slow-creep",
+        format!(
+            "every call {:.1}% slower each minute for 20 minutes",
+            per_minute * 100.0
+        ),
+        Fault::Creep { per_minute },
+        r,
+    );
+    s.recovery_s = s.onset_s + 1_200;
+    s.duration_s = s.recovery_s + 420;
+    // The tail must grow to 1.5x the baseline p99 first: ln 1.5 / ln 1.035 is 12 minutes.
+    s.detect_within_s = 1_200;
     out.push(s);
 
     out

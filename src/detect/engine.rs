@@ -22,6 +22,7 @@ use super::detectors::{self, DetectorKind, Finding, Severity, Windows};
 use super::incident::{self, Change, Incident};
 use super::spec::{DetectionSettings, Specs};
 use super::state::{AlertMachine, Hysteresis, Step};
+use super::stats::binomial_upper_p_value;
 use crate::window::{
     DetectionView, PeerView, SeriesKey, SeriesKind, Snapshot, Window, WindowStore,
 };
@@ -169,6 +170,10 @@ struct DependencyState {
     /// Minutes from this instant on are not learnt: an incident restored after a restart
     /// was open then.
     restored_since_ms: Option<i64>,
+    /// Until when machines of baseline detectors hold without a verdict (set at the first
+    /// evaluation after a restore): long enough to relearn, short enough that an alert never
+    /// stays open for ever because its evidence cannot be judged.
+    hold_until_ms: Option<i64>,
     health: DependencyHealth,
     /// What the detectors found at the last evaluation, before hysteresis.
     current: Conditions,
@@ -183,6 +188,7 @@ impl DependencyState {
             resolved_ms: BTreeMap::new(),
             last_active_ms: i64::MIN,
             restored_since_ms: None,
+            hold_until_ms: None,
             health: DependencyHealth::default(),
             current: Conditions::default(),
         }
@@ -369,7 +375,11 @@ impl Engine {
             }
             extra
         };
-        step_machines(state, findings, baseline_ready, now, &h);
+        if state.restored_since_ms.is_some() && state.hold_until_ms.is_none() {
+            state.hold_until_ms = Some(now + RESTORE_HOLD_MS);
+        }
+        let hold = !baseline_ready && state.hold_until_ms.is_some_and(|t| now < t);
+        step_machines(state, findings, hold, now, &h);
         step_incidents(name, state, Some(&dependency_evidence), now, out);
         let poisoned = state.tracked.iter().any(|((scope, detector, _), t)| {
             t.machine.is_active() && poisons_baseline(scope, *detector)
@@ -382,6 +392,7 @@ impl Engine {
         }
         if !restored_open {
             state.restored_since_ms = None;
+            state.hold_until_ms = None;
         }
         state.health = health(state, settings);
     }
@@ -532,6 +543,11 @@ impl Engine {
     }
 }
 
+/// How long, after a restart, an alert of a baseline detector holds while the baseline
+/// relearns: the least healthy minutes the baseline needs (5 by default), the lag before a
+/// minute is learnt, and a margin.
+const RESTORE_HOLD_MS: i64 = 10 * MINUTE_MS;
+
 /// Whether a pending or firing condition keeps the dependency's minutes out of its baseline:
 /// baseline detectors and hard failures of the dependency as a whole (also when attribution
 /// moved them to the one instance or zone that causes them). Local, spec and peer conditions
@@ -561,14 +577,14 @@ fn needs_baseline(detector: DetectorKind) -> bool {
     )
 }
 
-/// Steps every machine that has a finding or is not idle. A machine of a baseline detector
-/// holds while the baseline is not ready (after a restart): no verdict is not a clear verdict.
-/// Machines that fired recently are kept while inactive, so flap damping lengthens the next
-/// resolve delay.
+/// Steps every machine that has a finding or is not idle. With `hold` (after a restart, while
+/// the baseline relearns), a machine of a baseline detector holds: no verdict is not a clear
+/// verdict. Machines that fired recently are kept while inactive, so flap damping lengthens
+/// the next resolve delay.
 fn step_machines(
     state: &mut DependencyState,
     mut findings: HashMap<Key, Finding>,
-    baseline_ready: bool,
+    hold: bool,
     now: i64,
     h: &Hysteresis,
 ) {
@@ -581,7 +597,7 @@ fn step_machines(
     );
     for key in keys {
         let finding = findings.remove(&key);
-        if finding.is_none() && !baseline_ready && needs_baseline(key.1) {
+        if finding.is_none() && hold && needs_baseline(key.1) {
             continue;
         }
         let tracked = state.tracked.entry(key).or_default();
@@ -967,8 +983,38 @@ fn learn_baseline(
         {
             continue;
         }
+        // A minute that is itself clearly worse than the baseline does not join it, so a
+        // slow creep cannot teach the baseline its own decay.
+        if let Some(base) = state
+            .baseline
+            .ready(s.baseline_min_minutes, s.baseline_min_calls)
+            && worse_than_baseline(&snap, &base)
+        {
+            continue;
+        }
         state.baseline.absorb(&snap, s.tail_quantile);
     }
+}
+
+/// How much worse than the baseline a minute's rate must be, and how significantly, to be
+/// kept out of it. Looser than the detectors (a minute left out costs nothing), but with an
+/// effect floor so that ordinary minute-to-minute noise still joins.
+const CREEP_RATIO: f64 = 1.25;
+const CREEP_ALPHA: f64 = 1e-3;
+const CREEP_MIN_CALLS: u64 = 5;
+
+/// Whether a completed minute is significantly worse than the baseline: more calls slower
+/// than the baseline's tail quantile, or more errors or timeouts (one-sided binomial tests).
+fn worse_than_baseline(minute: &Snapshot, base: &BaselineStats) -> bool {
+    let n = minute.total();
+    let worse = |k: u64, p0: f64| {
+        k >= CREEP_MIN_CALLS
+            && k as f64 >= p0 * CREEP_RATIO * n as f64
+            && binomial_upper_p_value(k, n, p0) < CREEP_ALPHA
+    };
+    worse(minute.count_above(base.tail_us), base.tail_share)
+        || worse(minute.counts.error, base.error_rate)
+        || worse(minute.counts.timeout, base.timeout_rate)
 }
 
 fn health(state: &DependencyState, s: &DetectionSettings) -> DependencyHealth {
@@ -999,4 +1045,93 @@ fn health(state: &DependencyState, s: &DetectionSettings) -> DependencyHealth {
         .unwrap_or_default();
     out.state = out.state.max(worst_part.min(Health::Degraded));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DependencyName, Event, Outcome};
+    use crate::window::Limits;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    /// `n` healthy 20 ms calls of `name` spread over the second starting at `at_ms`.
+    fn feed(store: &WindowStore, name: &str, at_ms: i64, n: i64) {
+        for i in 0..n {
+            let e = Event {
+                dependency: DependencyName::parse(name).expect("valid name"),
+                duration_us: 20_000 + (i as u64 % 7) * 1_000,
+                outcome: Outcome::Ok,
+                ts_ms: at_ms + i * 1000 / n,
+                instance: None,
+                zone: None,
+                source: None,
+            };
+            store.record(&e, at_ms + 999).expect("recorded");
+        }
+    }
+
+    #[test]
+    fn a_restored_baseline_alert_holds_while_nothing_can_judge_it_then_resolves() {
+        let store = WindowStore::new(Limits::default());
+        let mut engine = Engine::new(DetectionSettings::default(), Specs::default());
+        assert!(engine.restore_firing(
+            "payments-api",
+            None,
+            None,
+            &["latency_tail".to_string()],
+            "degraded",
+            T0 - 120_000,
+            "slow",
+            serde_json::json!({}),
+        ));
+        let mut resolved_at = None;
+        for s in 0..900 {
+            let now = T0 + s * 1000;
+            feed(&store, "payments-api", now, 20);
+            for t in engine.evaluate(&store, now + 1000) {
+                assert_ne!(t.status, AlertStatus::Firing, "fired again: {t:?}");
+                if t.status == AlertStatus::Resolved {
+                    resolved_at.get_or_insert(s);
+                }
+            }
+        }
+        // The baseline cannot be ready: the store holds only the incident's minutes. So the
+        // alert holds for the restore hold (10 minutes), then resolves after its clear spell.
+        let s = resolved_at.expect("the alert resolves once the hold is over");
+        assert!((600..700).contains(&s), "resolved after {s} s");
+    }
+
+    #[test]
+    fn a_minute_clearly_worse_than_the_baseline_is_not_learnt() {
+        let base = BaselineStats {
+            minutes: 10,
+            calls: 60_000,
+            tail_us: 50_000,
+            p50_us: 20_000,
+            tail_share: 0.01,
+            error_rate: 0.001,
+            timeout_rate: 0.0005,
+        };
+        let minute = |slow: u64, errors: u64| {
+            let mut slot = crate::window::Slot::new(0);
+            for i in 0..6_000u64 {
+                let us = if i < slow { 80_000 } else { 20_000 };
+                let outcome = if i >= 6_000 - errors {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                };
+                slot.record(us, outcome);
+            }
+            let mut s = Snapshot::empty(0, 60_000);
+            s.add_slot(&slot);
+            s
+        };
+        // About the usual share above the baseline p99 and the usual errors: learnt.
+        assert!(!worse_than_baseline(&minute(60, 6), &base));
+        // 2% above the old p99 (a creeping tail), or 1% errors: kept out.
+        assert!(worse_than_baseline(&minute(120, 6), &base));
+        assert!(worse_than_baseline(&minute(60, 60), &base));
+    }
 }
