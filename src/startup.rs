@@ -2,7 +2,7 @@
 //! the same way; tests pass port 0, a temporary database and, where they need to move time,
 //! a manual clock.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,21 @@ use crate::window::WindowStore;
 const TICK: Duration = Duration::from_secs(1);
 /// How often old roll-ups are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Shutdown budgets. Their sum (40 s) stays well inside systemd's default stop timeout of
+/// 90 s (`deploy/graywatch.service` sets `TimeoutStopSec=60`), so graywatch is never killed
+/// in the middle of writing.
+/// In-flight HTTP requests get this long to finish once the listener is closed.
+const HTTP_DRAIN: Duration = Duration::from_secs(10);
+/// Detection's last write of unsaved alert transitions and breaker notifications.
+const FINAL_TRANSITIONS: Duration = Duration::from_secs(10);
+/// Writing the roll-ups of every minute still in memory.
+const FINAL_FLUSH: Duration = Duration::from_secs(10);
+/// Deliveries in flight; an attempt cut short stays pending and is sent again after the
+/// restart, under the same delivery id.
+const STOP_DELIVERIES: Duration = Duration::from_secs(5);
+/// Closing the database (waiting for connections to come back to the pool).
+const CLOSE_DATABASE: Duration = Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
@@ -126,8 +141,12 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
-    /// writes every unsaved minute and closes the database.
+    /// Serves until `shutdown` resolves, then stops in order, each step bounded: stop
+    /// accepting and let in-flight requests finish ([`HTTP_DRAIN`]), stop detection after a
+    /// last write of what it could not save ([`FINAL_TRANSITIONS`]), write every unsaved
+    /// minute ([`FINAL_FLUSH`]), stop deliveries ([`STOP_DELIVERIES`]) and close the
+    /// database. Deliveries go on while roll-ups are written, so notifications keep flowing
+    /// until the end.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -140,32 +159,84 @@ impl Application {
         } = self;
         tracing::info!(address = %listener.local_addr()?, "Listening.");
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_deliveries_tx, stop_deliveries_rx) = watch::channel(false);
         let background = tokio::spawn(background(state.clone(), flusher.clone(), stop_rx.clone()));
-        let workers =
-            state
-                .actions
-                .spawn_workers(&state.storage, &state.clock, &state.metrics, &stop_rx);
+        let workers = state.actions.spawn_workers(
+            &state.storage,
+            &state.clock,
+            &state.metrics,
+            &stop_deliveries_rx,
+        );
         let detection = tokio::spawn(detection(state.clone(), stop_rx));
-        axum::serve(listener, router(state.clone()))
+
+        let mut signalled = shutdown_tx.subscribe();
+        let serve = axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = shutdown_tx.send(true);
             })
-            .await
-            .context("HTTP server failed")?;
-        tracing::info!("Shutting down: flushing roll-ups.");
+            .into_future();
+        let drain_deadline = async {
+            let _ = signalled.wait_for(|stop| *stop).await;
+            tokio::time::sleep(HTTP_DRAIN).await;
+        };
+        tokio::select! {
+            served = serve => served.context("HTTP server failed")?,
+            _ = drain_deadline => tracing::warn!(
+                budget = ?HTTP_DRAIN,
+                "Shutting down: requests still in flight after the drain budget; not waiting for them."
+            ),
+        }
+
+        tracing::info!("Shutting down: saving alert transitions and roll-ups.");
         let _ = stop_tx.send(true);
-        let _ = background.await;
-        let _ = detection.await;
-        for w in workers {
-            let _ = w.await;
+        let stopped = tokio::time::timeout(FINAL_TRANSITIONS, async {
+            let _ = detection.await;
+            let _ = background.await;
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::error!(budget = ?FINAL_TRANSITIONS, "Shutting down: detection did not stop in time.");
         }
         let now = state.clock.now_ms();
-        let written = flusher
-            .flush(&state.store, &state.storage, now, true)
-            .await?;
-        tracing::info!(rollups = written, "Flushed roll-ups.");
-        state.storage.close().await;
+        match tokio::time::timeout(
+            FINAL_FLUSH,
+            flusher.flush(&state.store, &state.storage, now, true),
+        )
+        .await
+        {
+            Ok(Ok(written)) => tracing::info!(rollups = written, "Flushed roll-ups."),
+            Ok(Err(error)) => tracing::error!(
+                error = format!("{error:#}"),
+                "Shutting down: cannot write the last roll-ups; their minutes are lost."
+            ),
+            Err(_) => tracing::error!(
+                budget = ?FINAL_FLUSH,
+                "Shutting down: writing roll-ups took too long; the unwritten minutes are lost."
+            ),
+        }
+
+        let _ = stop_deliveries_tx.send(true);
+        let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
+        let joined = tokio::time::timeout(STOP_DELIVERIES, async {
+            for w in workers {
+                let _ = w.await;
+            }
+        })
+        .await;
+        if joined.is_err() {
+            aborts.iter().for_each(|a| a.abort());
+            tracing::warn!(
+                budget = ?STOP_DELIVERIES,
+                "Shutting down: deliveries still in flight; they stay pending and are sent after the restart."
+            );
+        }
+        if tokio::time::timeout(CLOSE_DATABASE, state.storage.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Shutting down: the database did not close in time.");
+        }
         Ok(())
     }
 }
@@ -234,7 +305,7 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         }
         let now = state.clock.now_ms();
         let (store, engine, actions) = (
@@ -280,30 +351,61 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             }
         }
         unsaved.extend(found);
-        if unsaved.is_empty() {
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let recorded = state
-            .actions
-            .record(&state.storage, &unsaved, &specs, now)
-            .await;
-        state
-            .metrics
-            .database_write("record_transitions", started.elapsed());
-        match recorded {
-            Ok(_) => unsaved.clear(),
-            Err(error) => {
-                state.metrics.database_error("record_transitions");
-                tracing::warn!(%error, pending = unsaved.len(), "Cannot record alert transitions; will retry.");
-                if unsaved.len() > MAX_UNSAVED_TRANSITIONS {
-                    let excess = unsaved.len() - MAX_UNSAVED_TRANSITIONS;
-                    tracing::error!(
-                        dropped = excess,
-                        "Dropping the oldest unsaved alert transitions."
-                    );
-                    unsaved.drain(..excess);
-                }
+        save_transitions(&state, &mut unsaved, &specs, now).await;
+    }
+    // A last attempt for what the database refused so far: after this it would be lost.
+    let now = state.clock.now_ms();
+    let specs = state.engine.lock().specs().clone();
+    save_transitions(&state, &mut unsaved, &specs, now).await;
+    if !unsaved.is_empty() {
+        tracing::error!(
+            lost = unsaved.len(),
+            "Shutting down: alert transitions could not be written and are lost."
+        );
+    }
+    let waiting = state
+        .actions
+        .queue_breaker_notices(&state.storage, now)
+        .await;
+    if waiting > 0 {
+        tracing::error!(
+            lost = waiting,
+            "Shutting down: breaker notifications could not be queued and are lost."
+        );
+    }
+}
+
+/// Records `unsaved` transitions; keeps them for the next call when the database refuses
+/// (the oldest beyond [`MAX_UNSAVED_TRANSITIONS`] go).
+async fn save_transitions(
+    state: &AppState,
+    unsaved: &mut Vec<Transition>,
+    specs: &crate::detect::Specs,
+    now: i64,
+) {
+    if unsaved.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let recorded = state
+        .actions
+        .record(&state.storage, unsaved, specs, now)
+        .await;
+    state
+        .metrics
+        .database_write("record_transitions", started.elapsed());
+    match recorded {
+        Ok(_) => unsaved.clear(),
+        Err(error) => {
+            state.metrics.database_error("record_transitions");
+            tracing::warn!(%error, pending = unsaved.len(), "Cannot record alert transitions; will retry.");
+            if unsaved.len() > MAX_UNSAVED_TRANSITIONS {
+                let excess = unsaved.len() - MAX_UNSAVED_TRANSITIONS;
+                tracing::error!(
+                    dropped = excess,
+                    "Dropping the oldest unsaved alert transitions."
+                );
+                unsaved.drain(..excess);
             }
         }
     }

@@ -261,7 +261,9 @@ impl Received {
         })
     }
 
-    /// Checks the graywatch headers and the signature of the raw body with `secret`.
+    /// Checks the Standard Webhooks headers (the delivery id and timestamp also under their
+    /// `X-Graywatch-` names) and recomputes the signature of `id.timestamp.body` with
+    /// `secret`. The old body-only header is not sent by default.
     fn assert_signed(&self, secret: &str) {
         assert_eq!(self.header("content-type"), "application/json");
         let delivery = self.delivery();
@@ -269,27 +271,33 @@ impl Received {
             delivery.len() == 32 && delivery.chars().all(|c| c.is_ascii_hexdigit()),
             "X-Graywatch-Delivery is 128 bits of hex: {delivery:?}"
         );
-        let ts: i64 = self
-            .header("x-graywatch-timestamp")
-            .parse()
-            .expect("X-Graywatch-Timestamp is epoch seconds");
+        assert_eq!(self.header("webhook-id"), delivery);
+        let ts = self.header("webhook-timestamp");
+        assert_eq!(self.header("x-graywatch-timestamp"), ts);
+        let ts: i64 = ts.parse().expect("webhook-timestamp is epoch seconds");
         let now = chrono::Utc::now().timestamp();
         assert!(
             (now - 600..=now + 5).contains(&ts),
             "timestamp {ts}, now {now}"
         );
-        let signature = self.header("x-graywatch-signature");
-        let hex_mac = signature
-            .strip_prefix("sha256=")
-            .unwrap_or_else(|| panic!("sha256=<hex>: {signature:?}"));
+        let signature = self.header("webhook-signature");
+        let b64 = signature
+            .strip_prefix("v1,")
+            .unwrap_or_else(|| panic!("v1,<base64>: {signature:?}"));
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(format!("{delivery}.{ts}.").as_bytes());
         mac.update(&self.body);
-        let want = hex::encode(mac.finalize().into_bytes());
+        use base64::Engine as _;
+        let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         assert_eq!(
-            hex_mac,
+            b64,
             want,
-            "HMAC-SHA256 of the raw body: {}",
+            "HMAC-SHA256 of id.timestamp.body: {}",
             String::from_utf8_lossy(&self.body)
+        );
+        assert!(
+            self.headers.get("x-graywatch-signature").is_none(),
+            "the legacy signature only with legacy_signature = true"
         );
     }
 }
@@ -2265,7 +2273,8 @@ async fn a_slack_webhook_gets_a_text_body_with_the_headline_and_link() {
     let request = &got[0];
     assert_eq!(request.header("content-type"), "application/json");
     assert!(
-        request.headers.get("x-graywatch-signature").is_none(),
+        request.headers.get("webhook-signature").is_none()
+            && request.headers.get("x-graywatch-signature").is_none(),
         "no secret, no signature: {:?}",
         request.headers
     );

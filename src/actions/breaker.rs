@@ -707,12 +707,7 @@ impl BreakerBoard {
         expires_ms: i64,
         now_ms: i64,
     ) -> Result<Option<BreakerChange>, OverrideError> {
-        if expires_ms <= now_ms {
-            return Err(OverrideError::AlreadyExpired { expires_ms, now_ms });
-        }
-        if reason.trim().is_empty() {
-            return Err(OverrideError::EmptyReason);
-        }
+        Self::check_override(reason, expires_ms, now_ms)?;
         let d = self
             .deps
             .entry(dependency.to_string())
@@ -724,6 +719,31 @@ impl BreakerBoard {
             expires_ms,
         });
         Ok(b.publish((dependency, instance), now_ms))
+    }
+
+    /// Whether [`BreakerBoard::set_override`] would accept these values (checked before the
+    /// override is written to the database, which comes before the board).
+    pub fn check_override(reason: &str, expires_ms: i64, now_ms: i64) -> Result<(), OverrideError> {
+        if expires_ms <= now_ms {
+            return Err(OverrideError::AlreadyExpired { expires_ms, now_ms });
+        }
+        if reason.trim().is_empty() {
+            return Err(OverrideError::EmptyReason);
+        }
+        Ok(())
+    }
+
+    /// Whether the breaker has an override (that [`BreakerBoard::remove_override`] would
+    /// remove).
+    pub fn has_override(&self, dependency: &str, instance: Option<&str>) -> bool {
+        let Some(d) = self.deps.get(dependency) else {
+            return false;
+        };
+        let b = match instance {
+            None => Some(&d.breaker),
+            Some(i) => d.instances.get(i),
+        };
+        b.is_some_and(|b| b.manual.is_some())
     }
 
     /// Removes a breaker's override; the automatic state shows again. `None` when there was

@@ -1,12 +1,14 @@
 //! The actions hub: turns transitions and health into outbox rows, breaker signals and
 //! stream events. The daemon's detection loop calls it after every evaluation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
 
-use super::breaker::{BreakerBoard, BreakerChange, BreakerState};
+use super::breaker::{
+    BreakerBoard, BreakerChange, BreakerState, BreakerView, ForcedState, OverrideError,
+};
 use super::notice::{AlertNotice, Notice};
 use super::notifier::Notifier;
 use super::outbox::{Wakers, new_delivery_id, run_worker};
@@ -21,6 +23,25 @@ use crate::time::Clock;
 /// snapshot instead of an unbounded backlog.
 const STREAM_BUFFER: usize = 1_024;
 
+/// Breaker notifications kept in memory while the database refuses them; beyond this the
+/// oldest go (and the log counts them). A breaker flapping every second for the length of a
+/// 15-minute outage to two notifiers stays within it.
+const MAX_UNQUEUED_BREAKER_NOTICES: usize = 4_096;
+
+/// Why a manual override was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SetOverrideError {
+    /// The request itself is wrong (expired, no reason).
+    #[error(transparent)]
+    Invalid(#[from] OverrideError),
+    /// No override to remove.
+    #[error("no override on {0}")]
+    NotFound(String),
+    /// The database did not take the change; the board is unchanged.
+    #[error("the override could not be recorded: {0}")]
+    Storage(#[from] sqlx::Error),
+}
+
 pub struct Actions {
     router: Router,
     routing: RoutingSettings,
@@ -31,6 +52,10 @@ pub struct Actions {
     pub board: parking_lot::Mutex<BreakerBoard>,
     /// Breaker changes as JSON, for SSE subscribers.
     pub changes: broadcast::Sender<Arc<serde_json::Value>>,
+    /// Breaker notifications the database refused, retried at the next tick. A mutex, not a
+    /// channel: the detection loop and override requests both append and both retry, and a
+    /// retry must put what still fails back in front of what came meanwhile.
+    unqueued: parking_lot::Mutex<VecDeque<NewNotification>>,
 }
 
 impl Actions {
@@ -55,6 +80,7 @@ impl Actions {
             notifiers,
             board: parking_lot::Mutex::new(BreakerBoard::new(settings.breakers.clone())),
             changes: broadcast::channel(STREAM_BUFFER).0,
+            unqueued: parking_lot::Mutex::new(VecDeque::new()),
         })
     }
 
@@ -134,11 +160,9 @@ impl Actions {
         Ok(())
     }
 
-    /// Broadcasts breaker changes and queues them for `routing.breaker_notifiers`.
+    /// Broadcasts breaker changes and queues them for `routing.breaker_notifiers`, with any
+    /// the database refused before.
     pub async fn publish(&self, storage: &Storage, changes: &[BreakerChange], now_ms: i64) {
-        if changes.is_empty() {
-            return;
-        }
         let mut rows = Vec::new();
         for c in changes {
             let mut event = serde_json::json!({ "before": c.before.as_ref().map(|b| b.to_json()), "after": c.after.to_json() });
@@ -172,12 +196,103 @@ impl Actions {
                 });
             }
         }
-        if !rows.is_empty() {
-            match storage.enqueue(None, &rows, now_ms).await {
-                Ok(()) => rows.iter().for_each(|r| self.wakers.wake(&r.notifier)),
-                Err(error) => tracing::warn!(%error, "Cannot queue breaker notifications."),
+        self.unqueued.lock().extend(rows);
+        self.queue_breaker_notices(storage, now_ms).await;
+    }
+
+    /// Writes the breaker notifications waiting in memory to the outbox. On failure they stay
+    /// for the next call (the next evaluation tick, or shutdown), up to
+    /// [`MAX_UNQUEUED_BREAKER_NOTICES`]. Returns how many are still waiting.
+    pub async fn queue_breaker_notices(&self, storage: &Storage, now_ms: i64) -> usize {
+        let rows: Vec<NewNotification> = self.unqueued.lock().drain(..).collect();
+        if rows.is_empty() {
+            return 0;
+        }
+        match storage.enqueue(None, &rows, now_ms).await {
+            Ok(()) => {
+                rows.iter().for_each(|r| self.wakers.wake(&r.notifier));
+                self.unqueued.lock().len()
+            }
+            Err(error) => {
+                let mut waiting = self.unqueued.lock();
+                // Older first: put the failed batch back in front of what came meanwhile.
+                for r in rows.into_iter().rev() {
+                    waiting.push_front(r);
+                }
+                let excess = waiting.len().saturating_sub(MAX_UNQUEUED_BREAKER_NOTICES);
+                waiting.drain(..excess);
+                if excess > 0 {
+                    tracing::error!(
+                        %error,
+                        dropped = excess,
+                        waiting = waiting.len(),
+                        "Cannot queue breaker notifications; dropped the oldest beyond the buffer."
+                    );
+                } else {
+                    tracing::warn!(
+                        %error,
+                        waiting = waiting.len(),
+                        "Cannot queue breaker notifications; will retry."
+                    );
+                }
+                waiting.len()
             }
         }
+    }
+
+    /// Forces a breaker open or closed until `expires_ms`. The database comes first: if it
+    /// refuses, the board is unchanged (a forced breaker that vanished at the next restart
+    /// would be worse than a refused request). Returns the override id and the dependency's
+    /// breakers.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn set_override(
+        &self,
+        storage: &Storage,
+        dependency: &str,
+        instance: Option<&str>,
+        state: ForcedState,
+        reason: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<(i64, Vec<BreakerView>), SetOverrideError> {
+        BreakerBoard::check_override(reason, expires_ms, now_ms)?;
+        let state_str = match state {
+            ForcedState::Open => "open",
+            ForcedState::Closed => "closed",
+        };
+        let id = storage
+            .record_override(dependency, instance, state_str, reason, expires_ms, now_ms)
+            .await?;
+        let (change, views) = {
+            let mut board = self.board.lock();
+            let change =
+                board.set_override(dependency, instance, state, reason, expires_ms, now_ms)?;
+            (change, board.get(dependency))
+        };
+        self.publish(storage, change.as_slice(), now_ms).await;
+        Ok((id, views))
+    }
+
+    /// Removes a breaker's override: in the database first, then on the board.
+    pub async fn clear_override(
+        &self,
+        storage: &Storage,
+        dependency: &str,
+        instance: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), SetOverrideError> {
+        if !self.board.lock().has_override(dependency, instance) {
+            return Err(SetOverrideError::NotFound(format!("{dependency:?}")));
+        }
+        storage
+            .remove_overrides(dependency, instance, now_ms)
+            .await?;
+        let change = self
+            .board
+            .lock()
+            .remove_override(dependency, instance, now_ms);
+        self.publish(storage, change.as_slice(), now_ms).await;
+        Ok(())
     }
 
     /// Queues a reminder for alerts that have been firing for `renotify_every` since their

@@ -16,6 +16,7 @@ use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 
 use super::{ApiError, AppState};
 use crate::actions::breaker::ForcedState;
+use crate::actions::hub::SetOverrideError;
 use crate::storage::Silence;
 
 /// Heartbeat interval of the breaker stream (a comment line keeps proxies from timing out).
@@ -268,11 +269,10 @@ pub async fn put_override(
         }
         (None, None) => return Err(ApiError::bad("expires_at: required (or give ttl)")),
     };
-    let change = state
+    let (id, views) = state
         .actions
-        .board
-        .lock()
         .set_override(
+            &state.storage,
             &dep,
             b.instance.as_deref(),
             b.state,
@@ -280,32 +280,28 @@ pub async fn put_override(
             expires,
             now,
         )
-        .map_err(|e| ApiError::bad(format!("override: {e}")))?;
-    let state_str = match b.state {
-        ForcedState::Open => "open",
-        ForcedState::Closed => "closed",
-    };
-    let id = state
-        .storage
-        .record_override(
-            &dep,
-            b.instance.as_deref(),
-            state_str,
-            &b.reason,
-            expires,
-            now,
-        )
-        .await?;
-    if let Some(c) = &change {
-        state
-            .actions
-            .publish(&state.storage, std::slice::from_ref(c), now)
-            .await;
-    }
-    let views = state.actions.board.lock().get(&dep);
+        .await
+        .map_err(override_error)?;
     Ok(Json(
         json!({ "override_id": id, "breakers": views.iter().map(|v| v.to_json()).collect::<Vec<_>>() }),
     ))
+}
+
+/// A refused override as the API answers it: a database that did not take it is a 503 (the
+/// board is unchanged, so retrying is safe).
+fn override_error(e: SetOverrideError) -> ApiError {
+    match e {
+        SetOverrideError::Invalid(e) => ApiError::bad(format!("override: {e}")),
+        SetOverrideError::NotFound(what) => ApiError::NotFound(format!("no override on {what}")),
+        SetOverrideError::Storage(error) => {
+            tracing::warn!(%error, "Cannot record a breaker override; nothing changed.");
+            ApiError::Overloaded {
+                message: "the database did not accept the change; nothing changed, try again"
+                    .into(),
+                retry_after_s: 1,
+            }
+        }
+    }
 }
 
 /// `DELETE /v1/breakers/{dependency}?instance=`: removes the override.
@@ -316,16 +312,11 @@ pub async fn delete_override(
 ) -> Result<StatusCode, ApiError> {
     let now = state.clock.now_ms();
     let instance = q.get("instance").map(String::as_str);
-    let change = state
+    state
         .actions
-        .board
-        .lock()
-        .remove_override(&dep, instance, now);
-    let Some(change) = change else {
-        return Err(ApiError::NotFound(format!("no override on {dep:?}")));
-    };
-    state.storage.remove_overrides(&dep, instance, now).await?;
-    state.actions.publish(&state.storage, &[change], now).await;
+        .clear_override(&state.storage, &dep, instance, now)
+        .await
+        .map_err(override_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

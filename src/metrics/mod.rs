@@ -156,14 +156,16 @@ impl Metrics {
         // exposition from the first scrape: `rate()` and alert rules need a series before the
         // first error, not only after it.
         for reason in crate::ingest::EVENT_REJECTION_REASONS {
-            m.events_rejected.get_or_create(&[("reason", *reason)]);
+            let _ = m.events_rejected.get_or_create(&[("reason", *reason)]);
         }
         for operation in DATABASE_OPERATIONS {
-            m.database_errors
+            let _ = m
+                .database_errors
                 .get_or_create(&[("operation", *operation)]);
         }
         for operation in DATABASE_WRITES {
-            m.database_writes
+            let _ = m
+                .database_writes
                 .get_or_create(&[("operation", *operation)]);
         }
         Self { registry, ..m }
@@ -172,7 +174,8 @@ impl Metrics {
     /// Starts the delivery histogram of each configured notifier at zero.
     pub fn with_notifiers<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Self {
         for name in names {
-            self.delivery
+            let _ = self
+                .delivery
                 .get_or_create(&[("notifier", name.to_string())]);
         }
         self

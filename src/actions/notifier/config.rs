@@ -86,10 +86,17 @@ pub struct NotifierConfig {
 
     // webhook
     pub url: Option<String>,
-    /// Environment variable holding the HMAC secret.
+    /// Environment variable holding the HMAC secret (same forms as `secret_file`).
     pub secret_env: Option<String>,
-    /// File holding the HMAC secret.
+    /// File holding the HMAC secret: `whsec_<base64>` (as Standard Webhooks issues them) or
+    /// plain text used as bytes. Several secrets, one per line, sign each request with every
+    /// one of them (for rotating keys without a gap).
     pub secret_file: Option<PathBuf>,
+    /// Also send the old body-only `X-Graywatch-Signature: sha256=<hex>` (keyed with the
+    /// first secret), for receivers not yet verifying `webhook-signature`. It does not cover
+    /// the timestamp, so a captured request can be replayed against it.
+    #[serde(default)]
+    pub legacy_signature: bool,
     #[serde(default)]
     pub format: WebhookFormat,
     /// Extra request headers.
@@ -145,6 +152,7 @@ impl NotifierConfig {
                     ("secret_env", self.secret_env.is_some()),
                     ("secret_file", self.secret_file.is_some()),
                     ("headers", !self.headers.is_empty()),
+                    ("legacy_signature", self.legacy_signature),
                 ] {
                     if set {
                         bad(k, "(set)".into(), "only applies to type = \"webhook\"");
@@ -154,14 +162,28 @@ impl NotifierConfig {
             NotifierType::Webhook => {
                 match &self.url {
                     None => bad("url", "(missing)".into(), "required for type = \"webhook\""),
+                    // The URL may hold a token (Slack puts one in the path): never echo it.
                     Some(u) => match reqwest::Url::parse(u) {
                         Ok(p) if matches!(p.scheme(), "http" | "https") => {}
-                        _ => bad(
+                        Ok(p) => bad(
                             "url",
-                            format!("{u:?}"),
+                            super::webhook::redact_url(&p),
                             "must be an http:// or https:// URL",
                         ),
+                        Err(e) => bad(
+                            "url",
+                            "(not shown: it may hold a secret)".into(),
+                            &format!("is not a URL ({e})"),
+                        ),
                     },
+                }
+                if self.legacy_signature && self.secret_env.is_none() && self.secret_file.is_none()
+                {
+                    bad(
+                        "legacy_signature",
+                        "true".into(),
+                        "needs secret_env or secret_file",
+                    );
                 }
                 if self.secret_env.is_some() && self.secret_file.is_some() {
                     bad(
