@@ -180,6 +180,9 @@ fn p99_us(s: &Snapshot) -> u64 {
 struct RateTest<'s> {
     settings: &'s DetectionSettings,
     p0: f64,
+    /// The reference's own counts (offending, total) when it is a sample, not a known rate:
+    /// then a two-sample test accounts for its uncertainty too.
+    reference: Option<(u64, u64)>,
     /// Extra effect condition on the window (e.g. its p99 against the baseline).
     extra: &'s dyn Fn(&Snapshot) -> bool,
     count: &'s dyn Fn(&Snapshot) -> u64,
@@ -206,7 +209,10 @@ impl RateTest<'_> {
             if k < self.settings.min_bad_calls || !self.effect(k, n) || !(self.extra)(s) {
                 continue;
             }
-            let p = binomial_upper_p_value(k, n, self.p0);
+            let p = match self.reference {
+                Some((k0, n0)) => two_proportion_p_value(k, n, k0, n0),
+                None => binomial_upper_p_value(k, n, self.p0),
+            };
             if p < self.settings.alpha {
                 shortest.get_or_insert(name);
                 if best.is_none_or(|b| p < b.0) {
@@ -222,7 +228,11 @@ impl RateTest<'_> {
                 "offending_calls": k,
                 "rate": k as f64 / n as f64,
                 "reference_rate": self.p0,
-                "test": "binomial, one-sided",
+                "test": if self.reference.is_some() {
+                    "two-proportion against the baseline's counts, one-sided"
+                } else {
+                    "binomial, one-sided"
+                },
                 "p_value": p,
                 "alpha": self.settings.alpha,
                 "recent_window": recent_name,
@@ -243,6 +253,7 @@ pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) ->
     let test = RateTest {
         settings: s,
         p0: base.tail_share,
+        reference: Some((base.tail_above, base.calls)),
         extra: &extra,
         count: &count,
     };
@@ -288,6 +299,7 @@ pub fn rate_rise(
     let test = RateTest {
         settings: s,
         p0,
+        reference: None,
         extra: &|_| true,
         count: &count,
     };
@@ -357,6 +369,7 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
         RateTest {
             settings: &ratio_free,
             p0,
+            reference: None,
             extra: &|_| true,
             count,
         }

@@ -1110,6 +1110,7 @@ mod tests {
             tail_us: 50_000,
             p50_us: 20_000,
             tail_share: 0.01,
+            tail_above: 600,
             error_rate: 0.001,
             timeout_rate: 0.0005,
         };
