@@ -526,6 +526,18 @@ pub fn suite(seed: u64) -> Vec<Scenario> {
     s.detect_within_s = 1_200;
     out.push(s);
 
+    // A dependency going down: a client's breaker would trip within seconds, so must ours.
+    let rate = r.random_range(0.6..1.0);
+    let mut s = Scenario::gray(
+        "hard-down",
+        format!("{:.0}% of calls fail at once", rate * 100.0),
+        Fault::Errors { rate },
+        r,
+    );
+    s.traffic = Traffic::Constant(r.random_range(20.0..200.0));
+    s.detect_within_s = 3;
+    out.push(s);
+
     out
 }
 

@@ -121,6 +121,11 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// Evidence strong enough to fire at once (see [`fast_hard_failure`]).
+    pub fn is_fast(&self) -> bool {
+        self.evidence.get("fast").and_then(|v| v.as_bool()) == Some(true)
+    }
+
     /// Length of the shortest window the evidence was found in, so that the
     /// engine can tell evidence older than an alert's resolution; the longest window tested
     /// when unknown.
@@ -130,6 +135,7 @@ impl Finding {
             .get("shortest_window")
             .or_else(|| self.evidence.get("window"));
         match window.and_then(|w| w.as_str()) {
+            Some("2s") => 2_000,
             Some("10s") => 10_000,
             Some("1m") => 60_000,
             _ => 300_000,
@@ -321,6 +327,29 @@ pub fn rate_rise(
 pub fn hard_failure(w: &Windows, s: &DetectionSettings) -> Option<Finding> {
     let (name, recent) = w.recent();
     failing(name, &recent.counts, s)
+}
+
+/// Least calls in each of the two seconds [`fast_hard_failure`] judges.
+const FAST_MIN_CALLS_PER_SECOND: u64 = 10;
+
+/// A hard failure seen in each of the last two complete seconds: errors plus timeouts at or
+/// above `failing_rate` of at least 10 calls in *both*. Two whole seconds, not a window, so
+/// that one burst of failures inside one second cannot speak alone. Such evidence needs no
+/// further hold (see the engine), which is how a dependency going down opens its breaker
+/// within about three seconds instead of after `fire_after`.
+pub fn fast_hard_failure(seconds: &[Counts; 2], s: &DetectionSettings) -> Option<Finding> {
+    let failing_second = |c: &Counts| {
+        let bad = c.error + c.timeout;
+        c.total() >= FAST_MIN_CALLS_PER_SECOND && (bad as f64) >= s.failing_rate * c.total() as f64
+    };
+    if !seconds.iter().all(failing_second) {
+        return None;
+    }
+    let mut both = seconds[0];
+    both.add(&seconds[1]);
+    let mut f = failing("2s", &both, s)?;
+    f.evidence["fast"] = json!(true);
+    Some(f)
 }
 
 /// [`hard_failure`] of one instance or zone, on its last 10 seconds when they hold enough

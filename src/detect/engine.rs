@@ -294,6 +294,10 @@ impl Engine {
         if let Some(f) = detectors::hard_failure(&total, settings) {
             add(Scope::Dependency, f);
         }
+        // After the windowed verdict, so that it takes the condition's place when both hold.
+        if let Some(f) = detectors::fast_hard_failure(&view.last_seconds, settings) {
+            add(Scope::Dependency, f);
+        }
         if let Some(spec) = spec {
             for f in detectors::spec_rules(&total, spec, settings) {
                 add(Scope::Dependency, f);
@@ -600,6 +604,18 @@ fn step_machines(
         if finding.is_none() && hold && needs_baseline(key.1) {
             continue;
         }
+        // Evidence that is conclusive by itself (a hard failure over two whole seconds)
+        // needs no hold: the breakers of clients wait on it.
+        let fast;
+        let h = if finding.as_ref().is_some_and(Finding::is_fast) {
+            fast = Hysteresis {
+                fire_after_ms: 0,
+                ..*h
+            };
+            &fast
+        } else {
+            h
+        };
         let tracked = state.tracked.entry(key).or_default();
         match tracked.machine.step(finding.is_some(), now, h) {
             Step::Unchanged | Step::Fired { .. } => {

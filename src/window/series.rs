@@ -356,6 +356,21 @@ impl Series {
         t
     }
 
+    /// Counts of the two complete seconds before the second of `now_ms`, the older first
+    /// (empty for a second without calls). Call [`Series::advance`] first.
+    pub fn last_complete_seconds(&self, now_ms: i64) -> [Counts; 2] {
+        let this_second = now_ms.div_euclid(1000) * 1000;
+        let mut out = [Counts::default(); 2];
+        for slot in self.fine.iter() {
+            if slot.start_ms == this_second - 2000 {
+                out[0] = slot.counts;
+            } else if slot.start_ms == this_second - 1000 {
+                out[1] = slot.counts;
+            }
+        }
+        out
+    }
+
     /// The window ending at `now_ms`. Call [`Series::advance`] first.
     pub fn window(&self, window: Window, now_ms: i64) -> Snapshot {
         let mut snap = match window.tier() {

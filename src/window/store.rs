@@ -153,6 +153,9 @@ pub struct DependencyView {
 /// replay records nothing in between, so it stays deterministic).
 #[derive(Debug, Clone)]
 pub struct DetectionView {
+    /// The two complete seconds before now, the older first (see
+    /// [`Series::last_complete_seconds`]): a hard failure shows there first.
+    pub last_seconds: [Counts; 2],
     pub s10: Snapshot,
     pub m1: Snapshot,
     pub m5: Snapshot,
@@ -490,6 +493,7 @@ impl WindowStore {
             }
             let total = &dep.total;
             DetectionView {
+                last_seconds: total.last_complete_seconds(now_ms),
                 s10: total.window(Window::S10, now_ms),
                 m1: total.window(Window::M1, now_ms),
                 m5: total.window(Window::M5, now_ms),
