@@ -20,6 +20,16 @@
 //! [storage]
 //! retention = "7d"
 //! flush_interval = "10s"
+//!
+//! [auth]
+//! allow_anonymous = false     # serve a non-loopback address with no tokens (not advised)
+//! public_metrics = false      # GET /metrics without a token
+//!
+//! [[auth.tokens]]
+//! name = "checkout"           # shown in logs and as created_by
+//! scopes = ["ingest"]         # any of ingest, read, admin
+//! sha256 = "8a8e8fb6ee9f1e9b4cf4b2a5c1a6f2a3dbb0e0fdcf3d8b7a1c0e9f8d7c6b5a49"
+//! # or token_env = "GW_TOKEN_CHECKOUT", or token_file = "/etc/graywatch/checkout-token"
 //! ```
 
 use std::net::SocketAddr;
@@ -56,6 +66,8 @@ pub struct Settings {
     pub routes: Vec<Route>,
     pub routing: RoutingSettings,
     pub breakers: BreakerSettings,
+    /// Who may call the API (`[auth]`, `[[auth.tokens]]`).
+    pub auth: AuthSettings,
 }
 
 impl Default for Settings {
@@ -73,6 +85,7 @@ impl Default for Settings {
             routes: Vec::new(),
             routing: RoutingSettings::default(),
             breakers: BreakerSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -112,6 +125,149 @@ impl Default for StorageSettings {
             retention: Duration::from_secs(7 * 24 * 3600),
             flush_interval: Duration::from_secs(10),
         }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Bearer tokens and what each may do. None: every request is anonymous and allowed,
+    /// which is only accepted on a loopback address (or with `allow_anonymous`).
+    pub tokens: Vec<TokenConfig>,
+    /// Serve a non-loopback address without tokens (logged as a warning at start).
+    pub allow_anonymous: bool,
+    /// `GET /metrics` needs no token (for scrapers that cannot send one).
+    pub public_metrics: bool,
+}
+
+/// One bearer token. The secret itself is given by exactly one of `token_env`, `token_file`
+/// or `sha256`; it is read once at start and only its SHA-256 digest is kept.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Shown in logs and recorded as `created_by` of what the token creates.
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// Environment variable holding the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// File holding the token (surrounding whitespace ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Hex SHA-256 digest of the token, so that the configuration holds no secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// What a token may do. Scopes are independent: `admin` does not include `read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `POST /v1/events`.
+    Ingest,
+    /// Every `GET` of the API and the dashboard, the SSE stream, `/metrics`.
+    Read,
+    /// Everything that changes state: silences, breaker overrides.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// Tokens shorter than this (read from `token_env` or `token_file`) are refused: they could
+/// be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl AuthSettings {
+    /// Problems of the `[auth]` section, and the rule that a daemon reachable from other
+    /// machines does not serve anonymously unless told to.
+    pub fn problems(&self, listen: SocketAddr) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let key = format!("auth.tokens[{i}]");
+            if t.name.trim().is_empty()
+                || t.name.len() > 64
+                || t.name.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                out.push((
+                    format!("{key}.name"),
+                    format!("{:?}", t.name),
+                    "must be 1 to 64 characters without spaces".into(),
+                ));
+            } else if names.contains(&t.name.as_str()) {
+                out.push((
+                    format!("{key}.name"),
+                    format!("{:?}", t.name),
+                    "is used by another token".into(),
+                ));
+            }
+            names.push(&t.name);
+            if t.scopes.is_empty() {
+                out.push((
+                    format!("{key}.scopes"),
+                    "[]".into(),
+                    "must name at least one of \"ingest\", \"read\", \"admin\"".into(),
+                ));
+            }
+            let given = [
+                t.token_env.is_some(),
+                t.token_file.is_some(),
+                t.sha256.is_some(),
+            ];
+            if given.iter().filter(|g| **g).count() != 1 {
+                out.push((
+                    key.clone(),
+                    format!("{:?}", t.name),
+                    "give exactly one of token_env, token_file, sha256".into(),
+                ));
+            }
+            if let Some(d) = &t.sha256
+                && (d.len() != 64 || !d.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                out.push((
+                    format!("{key}.sha256"),
+                    format!("{d:?}"),
+                    "must be 64 hex digits (e.g. the output of `printf %s TOKEN | sha256sum`)"
+                        .into(),
+                ));
+            }
+            if let Some(e) = &t.token_env
+                && e.is_empty()
+            {
+                out.push((
+                    format!("{key}.token_env"),
+                    "\"\"".into(),
+                    "must name an environment variable".into(),
+                ));
+            }
+        }
+        if let Some(why) = self.anonymous_exposure(listen) {
+            out.push(("auth.tokens".into(), "[]".into(), why));
+        }
+        out
+    }
+
+    /// Why serving `listen` with these settings would expose the API to anyone, if it would.
+    pub fn anonymous_exposure(&self, listen: SocketAddr) -> Option<String> {
+        if !self.tokens.is_empty() || self.allow_anonymous || listen.ip().is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "graywatch would listen on {listen}, which is not a loopback address, with no \
+             tokens: anyone who reaches it could send events, read everything and silence \
+             alerts. Add a token, e.g.\n\n    [[auth.tokens]]\n    name = \"ops\"\n    \
+             scopes = [\"ingest\", \"read\", \"admin\"]\n    token_env = \"GW_TOKEN_OPS\"\n\n\
+             or listen on 127.0.0.1, or set auth.allow_anonymous = true to serve without \
+             authentication"
+        ))
     }
 }
 
@@ -290,6 +446,9 @@ impl Settings {
         for (key, value, why) in self.breakers.problems() {
             problems.push(ConfigProblem { key, value, why });
         }
+        for (key, value, why) in self.auth.problems(self.listen) {
+            problems.push(ConfigProblem { key, value, why });
+        }
         for (name, spec) in &self.dependencies {
             if let Err(e) = crate::domain::DependencyName::parse(name.as_str()) {
                 problems.push(ConfigProblem {
@@ -375,5 +534,51 @@ mod tests {
             err.contains("storage.retention = 10m: must be at least 1h"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn auth_problems_name_their_key() {
+        let err = Settings::from_toml(
+            r#"
+[[auth.tokens]]
+name = "checkout"
+scopes = []
+token_env = "GW_TOKEN_CHECKOUT"
+
+[[auth.tokens]]
+name = "checkout"
+scopes = ["read"]
+token_env = "A"
+sha256 = "abc"
+"#,
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "auth.tokens[0].scopes = []: must name at least one",
+            "auth.tokens[1].name = \"checkout\": is used by another token",
+            "auth.tokens[1] = \"checkout\": give exactly one of token_env, token_file, sha256",
+            "auth.tokens[1].sha256 = \"abc\": must be 64 hex digits",
+        ] {
+            assert!(err.contains(part), "{part} in {err}");
+        }
+        let err = Settings::from_toml(
+            "[[auth.tokens]]\nname = \"x\"\nscopes = [\"write\"]\ntoken_env = \"A\"\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown variant `write`"), "{err}");
+        let err = Settings::from_toml("listen = \"0.0.0.0:9797\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.tokens = []"), "{err}");
+        assert!(err.contains("auth.allow_anonymous = true"), "{err}");
+        Settings::from_toml(
+            "listen = \"0.0.0.0:9797\"\n[auth]\nallow_anonymous = true\n",
+            "x.toml",
+        )
+        .unwrap();
     }
 }

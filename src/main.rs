@@ -42,6 +42,9 @@ enum Command {
         /// Log format.
         #[arg(long, env = "GRAYWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Serve a non-loopback address without tokens (sets auth.allow_anonymous).
+        #[arg(long, env = "GRAYWATCH_ALLOW_ANONYMOUS")]
+        allow_anonymous: bool,
     },
     /// Validate a configuration file and print every problem found.
     CheckConfig {
@@ -119,9 +122,10 @@ fn main() -> ExitCode {
             listen,
             database,
             log_format,
+            allow_anonymous,
         } => {
             telemetry::init(log_format);
-            let settings = match load_settings(config, listen, database) {
+            let settings = match load_settings(config, listen, database, allow_anonymous) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -179,9 +183,20 @@ fn load_settings(
     config: Option<PathBuf>,
     listen: Option<SocketAddr>,
     database: Option<String>,
+    allow_anonymous: bool,
 ) -> anyhow::Result<Settings> {
+    // The file is validated with the command line applied: `--listen` decides whether tokens
+    // are needed.
+    let label = config
+        .as_ref()
+        .map_or("command line".to_string(), |p| p.display().to_string());
     let mut settings = match config {
-        Some(path) => Settings::from_file(&path)?,
+        Some(path) => {
+            let p = path.display().to_string();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {p}: {e}"))?;
+            toml::from_str::<Settings>(&text).map_err(|e| anyhow::anyhow!("{p}: {e}"))?
+        }
         None => Settings::default(),
     };
     if let Some(listen) = listen {
@@ -190,7 +205,10 @@ fn load_settings(
     if let Some(database) = database {
         settings.database = database;
     }
-    Ok(settings.validated("command line")?)
+    if allow_anonymous {
+        settings.auth.allow_anonymous = true;
+    }
+    Ok(settings.validated(&label)?)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::actions::breaker::ForcedState;
 use crate::actions::hub::Actions;
+use crate::api::auth::Auth;
 use crate::api::{AppState, router};
 use crate::config::Settings;
 use crate::detect::{Engine, Transition};
@@ -51,7 +52,28 @@ pub struct Application {
 
 impl Application {
     /// Opens the database, warms the windows from stored roll-ups and binds the listener.
+    ///
+    /// Refuses to serve a non-loopback address without tokens (unless
+    /// `auth.allow_anonymous`), and reads every configured token once.
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        if let Some(why) = settings.auth.anonymous_exposure(settings.listen) {
+            anyhow::bail!("{why}");
+        }
+        let secure_cookie = settings
+            .routing
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        let auth = Arc::new(Auth::from_settings(&settings.auth, secure_cookie)?);
+        if !auth.enabled() && !settings.listen.ip().is_loopback() {
+            tracing::warn!(address = %settings.listen, "Serving without authentication on a non-loopback address (auth.allow_anonymous): anyone who reaches it can send events, read and change everything.");
+        }
+        tracing::info!(
+            tokens = settings.auth.tokens.len(),
+            public_metrics = settings.auth.public_metrics,
+            "Authentication {}.",
+            if auth.enabled() { "on" } else { "off" }
+        );
         let storage = Storage::connect(&settings.database).await?;
         let store = Arc::new(WindowStore::new(settings.limits));
         let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
@@ -118,6 +140,7 @@ impl Application {
             ),
             shutdown: shutdown_rx,
             settings: Arc::new(settings),
+            auth,
         };
         Ok(Self {
             listener,

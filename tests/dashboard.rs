@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use graywatch::config::Scope;
 use graywatch::detect::DependencySpec;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,6 +27,7 @@ use rand_distr::{Distribution, LogNormal};
 use reqwest::StatusCode;
 use reqwest::header;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------------------------------------
 // Pages and assets over HTTP
@@ -559,7 +561,10 @@ async fn in_a_browser_the_pages_show_a_live_gray_failure_and_silence_an_alert() 
         .unwrap_or_else(|| panic!("silence {silence} is listed: {body}"))
         .clone();
     assert_eq!(s["dependency"], FAILING, "{s}");
-    assert_eq!(s["created_by"], "dashboard", "{s}");
+    assert_eq!(
+        s["created_by"], "anonymous",
+        "the caller, not the page, names it: {s}"
+    );
     assert!(s["comment"].as_str().unwrap().contains("alert #"), "{s}");
     eprintln!("the overview showed the gray failure {lag} ms after the daemon detected it");
 }
@@ -630,4 +635,72 @@ async fn in_a_browser_the_overview_of_500_dependencies_renders_within_a_second()
         total < 1000.0,
         "the first render took {total:.0} ms: {render}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_token_signs_in_and_the_overview_lists_dependencies() {
+    require_browser();
+    const TOKEN: &str = "oncall-token-3f9a7c5e1b";
+    let app = TestApp::spawn_with(|s| {
+        s.auth.tokens = vec![graywatch::config::TokenConfig {
+            name: "oncall".into(),
+            scopes: vec![Scope::Ingest, Scope::Read, Scope::Admin],
+            sha256: Some(hex::encode(Sha256::digest(TOKEN))),
+            ..Default::default()
+        }];
+    })
+    .await;
+    let now = app.now();
+    let events: Vec<Value> = (0..20)
+        .map(|i| {
+            event(
+                "payments-api",
+                10.0 + i as f64,
+                "ok",
+                Some(now - i * SECOND),
+            )
+        })
+        .collect();
+    let resp = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let (shots, _tmp) = screenshot_dir();
+    let mut script = Script::start(&[
+        "signin",
+        &app.base,
+        shots.to_str().unwrap(),
+        TOKEN,
+        "payments-api",
+    ]);
+    let silence: i64 = script
+        .wait_for("SILENCE", Duration::from_secs(60))
+        .await
+        .parse()
+        .unwrap();
+    let out = script.finish().await;
+    assert!(out.iter().any(|l| l == "OK"), "{out:?}");
+    let silences: Value = app
+        .client
+        .get(app.url("/v1/silences"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let s = silences["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == silence)
+        .unwrap_or_else(|| panic!("silence {silence}: {silences}"));
+    assert_eq!(s["created_by"], "oncall", "{s}");
 }

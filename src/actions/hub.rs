@@ -253,6 +253,7 @@ impl Actions {
         state: ForcedState,
         reason: &str,
         expires_ms: i64,
+        created_by: &str,
         now_ms: i64,
     ) -> Result<(i64, Vec<BreakerView>), SetOverrideError> {
         BreakerBoard::check_override(reason, expires_ms, now_ms)?;
@@ -261,7 +262,17 @@ impl Actions {
             ForcedState::Closed => "closed",
         };
         let id = storage
-            .record_override(dependency, instance, state_str, reason, expires_ms, now_ms)
+            .record_override(
+                &crate::storage::NewOverride {
+                    dependency,
+                    instance,
+                    state: state_str,
+                    reason,
+                    expires_ms,
+                    created_by,
+                },
+                now_ms,
+            )
             .await?;
         let (change, views) = {
             let mut board = self.board.lock();

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -14,6 +15,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 
+use super::auth::Principal;
 use super::{ApiError, AppState};
 use crate::actions::breaker::ForcedState;
 use crate::actions::hub::SetOverrideError;
@@ -79,7 +81,9 @@ pub struct NewSilence {
     /// e.g. "2h"; alternative to `ends_at`.
     duration: Option<String>,
     comment: String,
-    created_by: String,
+    /// Ignored: a silence is created by the caller's token (its name), or `anonymous`.
+    #[serde(default, rename = "created_by")]
+    _created_by: Option<Value>,
 }
 
 fn time_value(v: &Value, field: &str) -> Result<i64, ApiError> {
@@ -94,6 +98,7 @@ fn time_value(v: &Value, field: &str) -> Result<i64, ApiError> {
 /// `POST /v1/silences`.
 pub async fn create_silence(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(b) = body.map_err(|e| ApiError::bad(e.body_text()))?;
@@ -124,9 +129,6 @@ pub async fn create_silence(
     if b.comment.trim().is_empty() {
         return Err(ApiError::bad("comment: must not be empty"));
     }
-    if b.created_by.trim().is_empty() {
-        return Err(ApiError::bad("created_by: must not be empty"));
-    }
     if [&b.dependency, &b.instance, &b.zone, &b.detector]
         .iter()
         .all(|m| m.is_none())
@@ -149,7 +151,7 @@ pub async fn create_silence(
         starts_ms: starts,
         ends_ms: ends,
         comment: b.comment,
-        created_by: b.created_by,
+        created_by: who.name().to_string(),
         created_ms: now,
     };
     s.id = state.storage.create_silence(&s).await?;
@@ -181,6 +183,7 @@ fn silence_json(s: &Silence) -> Value {
 /// `DELETE /v1/silences/{id}`.
 pub async fn delete_silence(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: i64 = id
@@ -191,6 +194,7 @@ pub async fn delete_silence(
         // What the silence held back is due now, not at its original end.
         state.storage.release_silenced(id, now).await?;
         state.actions.wake_all();
+        tracing::info!(silence = id, by = who.name(), "Silence expired.");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(
@@ -248,6 +252,7 @@ pub struct OverrideBody {
 /// `PUT /v1/breakers/{dependency}`: force open or closed until an expiry.
 pub async fn put_override(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(dep): Path<String>,
     body: Result<Json<OverrideBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -278,12 +283,14 @@ pub async fn put_override(
             b.state,
             &b.reason,
             expires,
+            who.name(),
             now,
         )
         .await
         .map_err(override_error)?;
+    tracing::info!(override_id = id, dependency = %dep, created_by = who.name(), "Breaker override set.");
     Ok(Json(
-        json!({ "override_id": id, "breakers": views.iter().map(|v| v.to_json()).collect::<Vec<_>>() }),
+        json!({ "override_id": id, "created_by": who.name(), "breakers": views.iter().map(|v| v.to_json()).collect::<Vec<_>>() }),
     ))
 }
 
@@ -307,6 +314,7 @@ fn override_error(e: SetOverrideError) -> ApiError {
 /// `DELETE /v1/breakers/{dependency}?instance=`: removes the override.
 pub async fn delete_override(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(dep): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
@@ -317,6 +325,7 @@ pub async fn delete_override(
         .clear_override(&state.storage, &dep, instance, now)
         .await
         .map_err(override_error)?;
+    tracing::info!(dependency = %dep, by = who.name(), "Breaker override removed.");
     Ok(StatusCode::NO_CONTENT)
 }
 

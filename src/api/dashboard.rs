@@ -16,14 +16,15 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::OnceLock;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use sha2::{Digest, Sha256};
 
+use super::auth::CsrfToken;
 use super::{ApiError, AppState};
 use crate::detect::AlertStatus;
 use crate::storage::AlertFilter;
@@ -141,14 +142,24 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Every page: the shell; `app.js` draws the page named by the path.
-async fn page() -> Response {
+/// Every page: the shell; `app.js` draws the page named by the path. A page opened with a
+/// session cookie carries the session's CSRF value, which the script sends back on requests
+/// that change state (see [`super::auth`]).
+async fn page(csrf: Option<Extension<CsrfToken>>) -> Response {
+    let html = match csrf {
+        Some(Extension(CsrfToken(value))) => shell().replacen(
+            "</head>",
+            &format!("<meta name=\"graywatch-csrf\" content=\"{value}\">\n</head>"),
+            1,
+        ),
+        None => shell().to_string(),
+    };
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        shell(),
+        html,
     )
         .into_response()
 }

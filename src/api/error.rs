@@ -13,6 +13,21 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     TooLarge(String),
+    /// No credentials, or unknown ones: `401` with a `WWW-Authenticate: Bearer` challenge.
+    #[error("{message}")]
+    Unauthorized {
+        message: String,
+        /// Credentials were sent but are not valid (`error="invalid_token"`, RFC 6750).
+        invalid_token: bool,
+    },
+    /// Known credentials without the scope, or a request that must not be served.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request names a host this server does not answer for.
+    #[error("{0}")]
+    MisdirectedRequest(String),
     #[error("{message}")]
     Overloaded { message: String, retry_after_s: u64 },
     #[error(transparent)]
@@ -37,6 +52,10 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "Request failed.");
@@ -48,9 +67,23 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut resp = (status, Json(serde_json::json!({ "error": message }))).into_response();
-        if let ApiError::Overloaded { retry_after_s, .. } = self {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+        match self {
+            ApiError::Overloaded { retry_after_s, .. } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            ApiError::Unauthorized { invalid_token, .. } => {
+                let challenge = if invalid_token {
+                    "Bearer realm=\"graywatch\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"graywatch\""
+                };
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            _ => {}
         }
         resp
     }

@@ -45,11 +45,47 @@ pub async fn post_events(
     answer
 }
 
+/// Content types `POST /v1/events` takes (parameters such as `charset` aside). A body without
+/// one is read as JSON, as before; anything else, `text/plain` or a form in particular (what
+/// another web page can make a browser send without asking), is refused.
+const INGEST_TYPES: [&str; 6] = [
+    "application/json",
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/jsonlines",
+];
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if INGEST_TYPES.contains(&mime.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type: {:?} is not accepted; send application/json or \
+             application/x-ndjson (gzip with Content-Encoding: gzip)",
+            String::from_utf8_lossy(value.as_bytes())
+        )))
+    }
+}
+
 async fn ingest(
     state: AppState,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
+    check_content_type(&headers)?;
     // Bounded concurrency instead of a queue: past the limit, callers are told to come back.
     let _permit = state
         .ingest_permits

@@ -2,6 +2,7 @@
 
 mod actions;
 mod alerts;
+pub mod auth;
 mod dashboard;
 mod dependencies;
 mod error;
@@ -12,6 +13,7 @@ mod metrics;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware;
 use axum::routing::{delete, get, post};
 use tokio::sync::Semaphore;
 use tower_http::trace::TraceLayer;
@@ -20,7 +22,7 @@ pub use error::ApiError;
 pub use events::{IngestResponse, ingest_body};
 
 use crate::actions::hub::Actions;
-use crate::config::Settings;
+use crate::config::{Scope, Settings};
 use crate::detect::Engine;
 use crate::storage::Storage;
 use crate::time::Clock;
@@ -45,35 +47,56 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Turns true when the daemon starts shutting down: long-lived responses (SSE) end then.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Tokens (digests only) and dashboard sessions.
+    pub auth: Arc<auth::Auth>,
 }
 
+/// Every route, grouped by the scope it needs (see [`auth`]); `/healthz`, `/readyz` and
+/// signing in are open.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let gate =
+        |scope| middleware::from_fn_with_state(auth::require(&state.auth, scope), auth::check);
+    let ingest = Router::new()
         .route("/v1/events", post(events::post_events))
+        .route_layer(gate(Scope::Ingest));
+    let mut read = Router::new()
         .route("/v1/dependencies", get(dependencies::list))
         .route("/v1/dependencies/{name}", get(dependencies::detail))
         .route("/v1/dependencies/{name}/series", get(dependencies::series))
         .route("/v1/notifications", get(actions::notifications))
-        .route(
-            "/v1/silences",
-            get(actions::silences).post(actions::create_silence),
-        )
-        .route("/v1/silences/{id}", delete(actions::delete_silence))
+        .route("/v1/silences", get(actions::silences))
         .route("/v1/breakers", get(actions::breakers))
         .route("/v1/breakers/stream", get(actions::stream))
-        .route(
-            "/v1/breakers/{dependency}",
-            get(actions::breaker)
-                .put(actions::put_override)
-                .delete(actions::delete_override),
-        )
+        .route("/v1/breakers/{dependency}", get(actions::breaker))
         .route("/v1/alerts", get(alerts::list))
         .route("/v1/alerts/{id}", get(alerts::get))
+        .merge(dashboard::router());
+    let mut open = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
-        .merge(dashboard::router())
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .route("/session", post(auth::sign_in).delete(auth::sign_out));
+    if state.settings.auth.public_metrics {
+        open = open.route("/metrics", get(metrics::metrics));
+    } else {
+        read = read.route("/metrics", get(metrics::metrics));
+    }
+    let read = read.route_layer(gate(Scope::Read));
+    let admin = Router::new()
+        .route("/v1/silences", post(actions::create_silence))
+        .route("/v1/silences/{id}", delete(actions::delete_silence))
+        .route(
+            "/v1/breakers/{dependency}",
+            axum::routing::put(actions::put_override).delete(actions::delete_override),
+        )
+        .route_layer(gate(Scope::Admin));
+    let mut app = Router::new()
+        .merge(ingest)
+        .merge(read)
+        .merge(admin)
+        .merge(open)
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) });
+    if state.settings.listen.ip().is_loopback() {
+        app = app.layer(middleware::from_fn(auth::loopback_host));
+    }
+    app.layer(TraceLayer::new_for_http()).with_state(state)
 }

@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 
 pub use alerts::{AlertFilter, AlertRecord};
-pub use outbox::{AttemptOutcome, NewNotification, NotificationRecord, Silence};
+pub use outbox::{AttemptOutcome, NewNotification, NewOverride, NotificationRecord, Silence};
 pub use rollups::RollupRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -68,6 +68,17 @@ pub enum AttemptOutcome {
     },
 }
 
+/// A manual breaker override as recorded: who set it (a token's name) and until when.
+pub struct NewOverride<'a> {
+    pub dependency: &'a str,
+    pub instance: Option<&'a str>,
+    /// `open` or `closed`.
+    pub state: &'a str,
+    pub reason: &'a str,
+    pub expires_ms: i64,
+    pub created_by: &'a str,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Silence {
     pub id: i64,
@@ -380,25 +391,18 @@ impl Storage {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn record_override(
-        &self,
-        dependency: &str,
-        instance: Option<&str>,
-        state: &str,
-        reason: &str,
-        expires_ms: i64,
-        now_ms: i64,
-    ) -> sqlx::Result<i64> {
+    pub async fn record_override(&self, o: &NewOverride<'_>, now_ms: i64) -> sqlx::Result<i64> {
         sqlx::query_scalar(
-            "INSERT INTO breaker_overrides (dependency, instance, state, reason, created_ms, expires_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO breaker_overrides (dependency, instance, state, reason, created_ms, expires_ms, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
-        .bind(dependency)
-        .bind(instance)
-        .bind(state)
-        .bind(reason)
+        .bind(o.dependency)
+        .bind(o.instance)
+        .bind(o.state)
+        .bind(o.reason)
         .bind(now_ms)
-        .bind(expires_ms)
+        .bind(o.expires_ms)
+        .bind(o.created_by)
         .fetch_one(&self.pool)
         .await
     }

@@ -4,6 +4,11 @@
 //
 //   node tests/dashboard.mjs live  BASE_URL SCREENSHOT_DIR FAILING SLOW
 //   node tests/dashboard.mjs bench BASE_URL SCREENSHOT_DIR
+//   node tests/dashboard.mjs signin BASE_URL SCREENSHOT_DIR TOKEN DEPENDENCY
+//
+// `signin` runs against a daemon with tokens: the first page is the sign-in form; signing in
+// with TOKEN leads to the overview listing DEPENDENCY, and the silences page can create a
+// silence for it (with the session's CSRF header); it prints `SILENCE <id>`.
 //
 // `live` prints `READY` once the overview is checked; the Rust side then makes SLOW slow
 // and the script prints `SEEN <epoch ms>` when its row shows `degraded` (without a reload).
@@ -13,6 +18,7 @@
 import { chromium } from "playwright-core";
 
 const [mode, base, shots, failing, slow] = process.argv.slice(2);
+const [token, dependency] = [failing, slow];
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
 const problems = [];
@@ -25,7 +31,11 @@ const browser = await chromium.launch({
   args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
 });
 const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-page.on("console", (m) => { if (m.type() === "error") problems.push("console error: " + m.text()); });
+page.on("console", (m) => {
+  // Before signing in, the page itself answers 401, which chromium reports as a console error.
+  if (mode === "signin" && /status of 401/.test(m.text())) return;
+  if (m.type() === "error") problems.push("console error: " + m.text());
+});
 page.on("pageerror", (e) => problems.push("page error: " + e.message));
 page.on("requestfailed", (r) => { if (r.url().startsWith(base)) problems.push("request failed: " + r.url()); });
 page.on("request", (r) => { if (!r.url().startsWith(base) && !r.url().startsWith("data:")) problems.push("request outside graywatch: " + r.url()); });
@@ -129,10 +139,32 @@ async function bench() {
   console.log("RENDER " + JSON.stringify(Object.assign({ rows_shown: rows }, first)));
 }
 
+async function signin() {
+  await page.goto(base + "/");
+  await page.waitForSelector("form#signin");
+  check(await page.$("#overview") === null, "no overview before signing in");
+  await shot("signin");
+  await page.fill('form#signin input[name="token"]', token);
+  await Promise.all([page.waitForNavigation(), page.click('form#signin button[type="submit"]')]);
+  await page.waitForSelector(`#overview tr[data-name="${dependency}"]`);
+  check(new URL(page.url()).pathname === "/", `back on the overview: ${page.url()}`);
+  await page.waitForFunction(() => Number(document.body.dataset.refreshes) >= 2);
+
+  // A change of state from the page: the script sends the session's CSRF value.
+  await page.goto(base + "/silences");
+  await page.waitForSelector("form#new-silence");
+  await page.fill('form#new-silence input[name="dependency"]', dependency);
+  await page.fill('form#new-silence input[name="comment"]', "signed-in browser check");
+  await page.click('form#new-silence button[type="submit"]');
+  const created = await page.waitForSelector("text=/Silence #\\d+ created/");
+  console.log("SILENCE " + (await created.textContent()).match(/Silence #(\d+)/)[1]);
+}
+
 try {
-  if (mode === "live") await live();
+  if (mode === "signin") await signin();
+  else if (mode === "live") await live();
   else if (mode === "bench") await bench();
-  else throw new Error("mode: live or bench");
+  else throw new Error("mode: live, bench or signin");
   if (problems.length) throw new Error(problems.join("\n"));
   console.log("OK");
   await browser.close();

@@ -62,8 +62,15 @@
   const badge = (state, prefix) => { const el = h("span"); setBadge(el, state, prefix); return el; };
 
   class HttpError extends Error { constructor(status, msg) { super(msg); this.status = status; } }
+  // With authentication on, a page opened with a session cookie carries the session's CSRF
+  // value; requests that change state send it back (another site cannot read it).
+  const csrfMeta = document.querySelector('meta[name="graywatch-csrf"]');
+  const CSRF = csrfMeta ? csrfMeta.content : null;
   async function api(path, opts) {
-    const resp = await fetch(path, Object.assign({ headers: { accept: "application/json" } }, opts));
+    const o = Object.assign({}, opts);
+    o.headers = Object.assign({ accept: "application/json" }, CSRF ? { "x-graywatch-csrf": CSRF } : {}, (opts && opts.headers) || {});
+    const resp = await fetch(path, o);
+    if (resp.status === 401) { showSignIn(); throw new HttpError(401, "signed out: sign in to go on"); }
     if (resp.status === 204) return null;
     const text = await resp.text();
     let body = null;
@@ -71,7 +78,24 @@
     if (!resp.ok) throw new HttpError(resp.status, (body && body.error) || resp.status + " " + resp.statusText);
     return body;
   }
-  const send = (method, path, body) => api(path, { method, headers: { "content-type": "application/json", accept: "application/json" }, body: body == null ? undefined : JSON.stringify(body) });
+  const send = (method, path, body) => api(path, { method, headers: { "content-type": "application/json" }, body: body == null ? undefined : JSON.stringify(body) });
+
+  // The session ended (or never began): the sign-in form, posting the token to /session,
+  // which sets the cookie and brings the browser back here.
+  let signingIn = false;
+  function showSignIn() {
+    if (signingIn) return;
+    signingIn = true;
+    markNav("");
+    document.title = "Sign in · graywatch";
+    const main = document.getElementById("main");
+    main.replaceChildren(h("h1", { text: "Sign in" }),
+      h("p", { class: "muted", text: "graywatch needs a token with the read scope. The browser keeps a session cookie, not the token." }),
+      h("form", { id: "signin", class: "inline panel", method: "post", action: "/session" },
+        h("label", {}, "Token", h("input", { type: "password", name: "token", autocomplete: "current-password", required: true })),
+        h("input", { type: "hidden", name: "next", value: location.pathname + location.search }),
+        h("button", { type: "submit", class: "primary", text: "Sign in" })));
+  }
   const enc = encodeURIComponent;
 
   // Keyed rows: creates a row for a new key, updates existing ones, puts them in the given
@@ -115,6 +139,7 @@
       } catch (e) {
         live.classList.add("stale");
         setText(live, "Not updating: " + e.message);
+        if (e.status === 401) return;
       }
       await new Promise((r) => setTimeout(r, Math.max(100, POLL_MS - (Date.now() - started))));
     }
@@ -271,7 +296,7 @@
 
   // The matchers that silence what an alert is about.
   function silenceFromAlert(a, durationText) {
-    const body = { dependency: a.dependency, duration: durationText || "1h", comment: `Silenced from alert #${a.id}: ${a.summary}`.slice(0, 500), created_by: "dashboard" };
+    const body = { dependency: a.dependency, duration: durationText || "1h", comment: `Silenced from alert #${a.id}: ${a.summary}`.slice(0, 500) };
     if (a.instance) body.instance = a.instance;
     if (a.zone) body.zone = a.zone;
     // An alert naming several detectors is one incident: silence it whatever detector fires.
@@ -533,7 +558,7 @@
     const field = (label, name, attrs) => h("label", {}, label, h("input", Object.assign({ type: "text", name }, attrs || {})));
     const form = h("form", { class: "inline panel", id: "new-silence" },
       field("Dependency", "dependency"), field("Instance", "instance"), field("Zone", "zone"), field("Detector", "detector"),
-      field("For", "duration", { value: "1h", size: 6, required: true }), field("Comment", "comment", { required: true }), field("Created by", "created_by", { value: "dashboard", required: true }),
+      field("For", "duration", { value: "1h", size: 6, required: true }), field("Comment", "comment", { required: true }),
       h("button", { type: "submit", class: "primary", text: "Create silence" }));
     const tbody = h("tbody");
     const rows = new Rows(tbody, (s) => {
