@@ -390,6 +390,43 @@ async fn one_failing_instance_of_ten_is_named_by_its_alert_and_in_health_and_no_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_going_down_alerts_within_three_seconds_despite_the_default_hold() {
+    // No spec: `fire_after` is the default 15 s, so only the two-whole-seconds rule can be
+    // this fast.
+    let app = TestApp::spawn_with(|s| {
+        s.detection.evaluate_every = Duration::from_millis(100);
+    })
+    .await;
+    // Healthy calls for a few seconds, 20 a second.
+    for _ in 0..30 {
+        app.advance(STEP_MS);
+        app.post_ok(&calls("checkout-db", 2, "ok", app.now())).await;
+    }
+    let onset = app.now();
+    let fired = drive_until(
+        &app,
+        "checkout-db's alert fires",
+        STEP_MS,
+        |now| calls("checkout-db", 2, "error", now),
+        async |app: &TestApp| {
+            alerts(app, "state=firing&dependency=checkout-db")
+                .await
+                .into_iter()
+                .next()
+        },
+    )
+    .await;
+    assert_eq!(fired["detector"], "hard_failure", "{fired}");
+    assert_eq!(fired["severity"], "failing", "{fired}");
+    let after = ms_of(&fired, "started_at") - onset;
+    assert!(after <= 3_000, "fired {after} ms after the onset: {fired}");
+    // The breaker opened with it.
+    let (status, body) = app.get("/v1/breakers/checkout-db").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["breakers"][0]["state"], "open", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_instances_going_down_together_are_one_alert_on_the_dependency() {
     let app = spawn_detecting(&["orders-db"]).await;
     let instances: Vec<String> = (0..10).map(|i| format!("10.0.3.{}", 20 + i)).collect();

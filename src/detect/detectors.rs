@@ -352,9 +352,13 @@ pub fn fast_hard_failure(seconds: &[Counts; 2], s: &DetectionSettings) -> Option
     Some(f)
 }
 
-/// [`hard_failure`] of one instance or zone, on its last 10 seconds when they hold enough
+/// [`hard_failure`] of one instance or zone: over its last two whole seconds when both are
+/// failing (see [`fast_hard_failure`]), else on its last 10 seconds when they hold enough
 /// calls and on its last minute otherwise.
 pub fn peer_hard_failure(p: &PeerView, s: &DetectionSettings) -> Option<Finding> {
+    if let Some(f) = fast_hard_failure(&p.last_seconds, s) {
+        return Some(f);
+    }
     if p.s10.total() >= RECENT_MIN_CALLS {
         failing("10s", &p.s10, s)
     } else {
@@ -622,6 +626,7 @@ mod tests {
     /// A peer's view: the counts of its last 10 seconds and its minute.
     fn peer(name: &str, s10: Snapshot, m1: Snapshot) -> PeerView {
         PeerView {
+            last_seconds: [Counts::default(); 2],
             name: name.to_string(),
             s10: s10.counts,
             m1: Sample::from(m1),
@@ -720,6 +725,32 @@ mod tests {
         let recovered = snap(300, 0, 0, 1.0);
         let found = peer_outliers(&peers, &s, &mut |_| Some(recovered.clone()));
         assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn two_whole_failing_seconds_are_a_fast_hard_failure_and_one_burst_is_not() {
+        let s = DetectionSettings::default();
+        let second = |ok: u64, error: u64| Counts {
+            ok,
+            error,
+            ..Counts::default()
+        };
+        let mut p = peer(
+            "10.0.0.1",
+            Snapshot::empty(0, 10_000),
+            Snapshot::empty(0, 60_000),
+        );
+        p.last_seconds = [second(2, 18), second(0, 20)];
+        let f = peer_hard_failure(&p, &s).expect("both seconds fail");
+        assert!(f.is_fast());
+        assert_eq!(f.window_ms(), 2_000);
+        // One burst of errors within one second, a healthy second beside it: not fast, and
+        // with nothing else failing, nothing at all.
+        p.last_seconds = [second(20, 0), second(0, 40)];
+        assert!(peer_hard_failure(&p, &s).is_none());
+        // Too few calls in a second to judge by.
+        p.last_seconds = [second(0, 9), second(0, 20)];
+        assert!(fast_hard_failure(&p.last_seconds, &s).is_none());
     }
 
     #[test]

@@ -169,6 +169,8 @@ pub struct DetectionView {
 #[derive(Debug, Clone)]
 pub struct PeerView {
     pub name: String,
+    /// Its two complete seconds before now, the older first.
+    pub last_seconds: [Counts; 2],
     /// Calls of the last 10 seconds (the 10-second window's counts).
     pub s10: Counts,
     /// The last minute, as durations when the peer is quiet (see [`Sample`]).
@@ -475,6 +477,7 @@ impl WindowStore {
                     .iter()
                     .map(|(k, s)| PeerView {
                         name: k.to_string(),
+                        last_seconds: s.last_complete_seconds(now_ms),
                         s10: s.recent_counts(),
                         m1: s.sample(Window::M1, now_ms),
                         zone: None,
