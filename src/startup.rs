@@ -2,7 +2,7 @@
 //! the same way; tests pass port 0, a temporary database and, where they need to move time,
 //! a manual clock.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,6 +133,7 @@ impl Application {
             storage,
             clock,
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
+            ingest_receiving: Arc::default(),
             engine: Arc::new(parking_lot::Mutex::new(engine)),
             actions: Arc::new(actions),
             metrics: Arc::new(
@@ -193,12 +194,15 @@ impl Application {
         let detection = tokio::spawn(detection(state.clone(), stop_rx));
 
         let mut signalled = shutdown_tx.subscribe();
-        let serve = axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(async move {
+        let serve = crate::serve::serve(
+            listener,
+            router(state.clone()),
+            &state.settings.http,
+            async move {
                 shutdown.await;
                 let _ = shutdown_tx.send(true);
-            })
-            .into_future();
+            },
+        );
         let drain_deadline = async {
             let _ = signalled.wait_for(|stop| *stop).await;
             tokio::time::sleep(HTTP_DRAIN).await;

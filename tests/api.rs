@@ -1036,35 +1036,40 @@ async fn wait_for_capacity_refusal(app: &TestApp) -> (Option<String>, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_beyond_max_in_flight_is_refused_with_503_and_retry_after_instead_of_queued() {
     let app = TestApp::spawn_with(|s| s.ingest.max_in_flight = 1).await;
-    let held_events: Vec<Value> = (0..3)
-        .map(|i| event("held", i as f64, "ok", None))
-        .collect();
+    // The only permit is held as a request being processed would hold it (processing takes
+    // microseconds, too short to catch over HTTP; a body still arriving holds none).
     let held = app
-        .start_partial_post(serde_json::to_vec(&held_events).unwrap(), 10)
-        .await;
+        .state
+        .ingest_permits
+        .clone()
+        .try_acquire_owned()
+        .expect("the permit is free");
 
     let (retry_after, body) = wait_for_capacity_refusal(&app).await;
     assert_eq!(retry_after.as_deref(), Some("1"));
     assert!(error_of(&body).contains("capacity"), "{body}");
 
-    // The held request completes normally and frees its permit.
-    let (status, resp) = held.finish().await;
-    assert_eq!(status, StatusCode::OK, "{resp}");
-    assert_eq!(resp["accepted"], json!(held_events.len()), "{resp}");
+    // Once the permit is back, ingest goes on.
+    drop(held);
     app.post_ok(&[event("held", 1.0, "ok", None)]).await;
-    assert_eq!(app.total("held", "1m").await, held_events.len() as u64 + 1);
+    assert_eq!(app.total("held", "1m").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_finishes_the_in_flight_request_and_persists_it() {
-    let mut app = TestApp::spawn_with(|s| s.ingest.max_in_flight = 1).await;
+    let mut app = TestApp::spawn().await;
     let events: Vec<Value> = (0..5)
         .map(|i| event("inflight", i as f64, "ok", None))
         .collect();
     let held = app
         .start_partial_post(serde_json::to_vec(&events).unwrap(), 10)
         .await;
-    wait_for_capacity_refusal(&app).await;
+    eventually(
+        "the held request is receiving its body",
+        Duration::from_secs(10),
+        || async { app.metric("graywatch_ingest_bodies_receiving").await == 1.0 },
+    )
+    .await;
 
     app.begin_shutdown();
     let addr = app.addr;
@@ -1081,6 +1086,176 @@ async fn shutdown_stops_accepting_finishes_the_in_flight_request_and_persists_it
     let (settings, clock, dir) = app.stop().await;
     let app = TestApp::resume(settings, clock, dir).await;
     assert_eq!(app.total("inflight", "15m").await, events.len() as u64);
+}
+
+/// Sends a request's head to `addr`, then `raw` (the rest of the head, or a body) one byte a
+/// second until the server answers or closes; returns the status, the body and how long after
+/// the head the answer came (status 0 and an empty body when the server closed without one).
+async fn trickle(
+    addr: std::net::SocketAddr,
+    head: String,
+    raw: Vec<u8>,
+) -> (u16, String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut rd, mut wr) = stream.into_split();
+    wr.write_all(head.as_bytes()).await.expect("send the head");
+    let started = tokio::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        for byte in raw {
+            if wr.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // Keep the connection open until the test is done with it.
+        std::future::pending::<()>().await;
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answer = loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break None,
+            Ok(n) => n,
+        };
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                let code = head.split(' ').nth(1).and_then(|c| c.parse().ok());
+                break Some((code.expect("a status line"), body.to_string()));
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    writer.abort();
+    let (code, body) = answer.unwrap_or((0, String::new()));
+    (code, body, elapsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_trickling_their_bodies_lock_nobody_out_and_are_cut_with_408() {
+    let timeout = Duration::from_secs(5);
+    let app = TestApp::spawn_with(|s| s.ingest.body_timeout = timeout).await;
+    // More slow clients than ingest permits (32 by default).
+    let slow = 40;
+    assert!(slow > app.settings.ingest.max_in_flight);
+    let tricklers: Vec<_> = (0..slow)
+        .map(|_| {
+            let addr = app.addr;
+            let head = format!(
+                "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n"
+            );
+            tokio::spawn(trickle(addr, head, vec![b' '; 1000]))
+        })
+        .collect();
+    eventually(
+        "every slow client is sending its body",
+        Duration::from_secs(10),
+        || async { app.metric("graywatch_ingest_bodies_receiving").await == slow as f64 },
+    )
+    .await;
+
+    // A normal batch is served at once, while every slow client still holds its connection.
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        app.post_ok(&[
+            event("fast", 1.0, "ok", None),
+            event("fast", 2.0, "ok", None),
+        ]),
+    )
+    .await
+    .expect("a normal POST is answered within 3 s");
+    assert!(tricklers.iter().all(|t| !t.is_finished()));
+    assert_eq!(app.total("fast", "1m").await, 2);
+
+    for t in tricklers {
+        let (code, body, elapsed) = t.await.expect("the slow client does not panic");
+        assert_eq!(code, 408, "{body}");
+        let body: Value = serde_json::from_str(&body).expect("a JSON answer");
+        assert!(error_of(&body).contains("ingest.body_timeout"), "{body}");
+        assert!(
+            elapsed >= timeout - Duration::from_millis(100) && elapsed < timeout * 3,
+            "cut after {elapsed:?}, timeout {timeout:?}"
+        );
+    }
+    assert_eq!(app.metric("graywatch_ingest_bodies_receiving").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_slow_to_send_headers_or_idle_after_a_response_are_closed() {
+    let header_timeout = Duration::from_secs(1);
+    let app = TestApp::spawn_with(|s| s.http.header_timeout = header_timeout).await;
+    let addr = app.addr;
+    let bound = |elapsed: Duration| {
+        assert!(
+            elapsed >= header_timeout - Duration::from_millis(100) && elapsed < header_timeout * 8,
+            "closed after {elapsed:?}, header timeout {header_timeout:?}"
+        );
+    };
+
+    // Headers one byte a second: never complete, closed after the timeout.
+    let head = "GET /healthz HTTP/1.1\r\n".to_string();
+    let rest = format!("Host: {addr}\r\nX-Slow: {}\r\n\r\n", "x".repeat(100)).into_bytes();
+    let (code, _, elapsed) = trickle(addr, head, rest).await;
+    assert_ne!(
+        code, 200,
+        "a request whose headers never completed was served"
+    );
+    bound(elapsed);
+
+    // A kept-alive connection that stays idle after its response is closed after as long.
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let started = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut got))
+        .await
+        .expect("the idle connection is closed")
+        .expect("read");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    bound(started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_wait_until_one_closes() {
+    let app = TestApp::spawn_with(|s| s.http.max_connections = 16).await;
+    // Reach the server's health page once so that the client's own connection is open.
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    // 15 more idle connections fill the cap (the client holds the 16th).
+    let mut idle = Vec::new();
+    for _ in 0..15 {
+        idle.push(
+            tokio::net::TcpStream::connect(app.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let fresh = reqwest::Client::new();
+    let url = app.url("/healthz");
+    let mut waiting = tokio::spawn(async move { fresh.get(url).send().await.map(|r| r.status()) });
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut waiting).await;
+    assert!(early.is_err(), "a connection beyond the cap was served");
+    drop(idle);
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once connections closed")
+        .expect("no panic")
+        .expect("a response");
+    assert_eq!(status, StatusCode::OK);
 }
 
 // ---------------------------------------------------------------------------------------------

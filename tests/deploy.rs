@@ -51,6 +51,7 @@ const GAUGES: &[&str] = &[
     "graywatch_peer_latency_p99_seconds",
     "graywatch_peer_health",
     "graywatch_ingest_requests_in_flight",
+    "graywatch_ingest_bodies_receiving",
     "graywatch_evaluation_lag_seconds",
     "graywatch_series",
     "graywatch_series_limit",

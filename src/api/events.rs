@@ -1,5 +1,7 @@
 //! `POST /v1/events`: the ingest endpoint.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -86,6 +88,22 @@ async fn ingest(
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
     check_content_type(&headers)?;
+    let metrics = state.metrics.clone();
+    let limit = state.settings.ingest.max_body_bytes;
+    // The body is read before a permit is taken: a client trickling its body holds its own
+    // connection for at most `body_timeout`, never a permit other clients need.
+    let timeout = state.settings.ingest.body_timeout;
+    let bytes = {
+        let _receiving = Receiving::new(&state.ingest_receiving);
+        tokio::time::timeout(timeout, read_limited(body, limit, &metrics))
+            .await
+            .map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "the request body was not received within {} (ingest.body_timeout)",
+                    humantime::format_duration(timeout)
+                ))
+            })??
+    };
     // Bounded concurrency instead of a queue: past the limit, callers are told to come back.
     let _permit = state
         .ingest_permits
@@ -95,9 +113,6 @@ async fn ingest(
             message: "ingest is at capacity; retry after the indicated delay".into(),
             retry_after_s: 1,
         })?;
-    let metrics = state.metrics.clone();
-    let limit = state.settings.ingest.max_body_bytes;
-    let bytes = read_limited(body, limit, &metrics).await?;
     let header = |name| {
         headers
             .get(name)
@@ -135,6 +150,22 @@ async fn ingest(
             other => ApiError::BadRequest(other.to_string()),
         }
     })
+}
+
+/// Counts a request among those receiving their body while it lives.
+struct Receiving<'a>(&'a AtomicUsize);
+
+impl<'a> Receiving<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn read_limited(

@@ -38,6 +38,8 @@ pub struct AppState {
     /// Bounds concurrent ingest requests (and so the memory held by their bodies); a request
     /// that finds no permit is answered 503 at once rather than queued.
     pub ingest_permits: Arc<Semaphore>,
+    /// Ingest requests still receiving their body (they hold no permit yet).
+    pub ingest_receiving: Arc<std::sync::atomic::AtomicUsize>,
     /// The detection engine; evaluation holds the lock for a few milliseconds a second, API
     /// reads of health take it briefly.
     pub engine: Arc<parking_lot::Mutex<Engine>>,
