@@ -444,6 +444,65 @@ async fn the_error_list_is_capped_at_max_errors_reported_and_flagged_as_truncate
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn millions_of_bad_elements_are_counted_but_only_the_reported_ones_get_a_message() {
+    let app = TestApp::spawn().await;
+    let cap = app.settings.ingest.max_errors_reported;
+    // `[1,1,...,1]`: five million elements that are not objects, under the 10 MiB limit once
+    // decompressed, about 10 KB on the wire.
+    let n = 5_000_000;
+    let mut plain = Vec::with_capacity(2 * n + 1);
+    plain.push(b'[');
+    for i in 0..n {
+        if i > 0 {
+            plain.push(b',');
+        }
+        plain.push(b'1');
+    }
+    plain.push(b']');
+    assert!(plain.len() <= app.settings.ingest.max_body_bytes);
+    let body = gzip(&plain);
+    assert!(body.len() < 20_000, "{} bytes compressed", body.len());
+
+    let started = std::time::Instant::now();
+    let (status, resp) = app
+        .post_raw(
+            body,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(resp["accepted"], json!(0), "{resp}");
+    assert_eq!(resp["rejected"], json!(n), "{resp}");
+    assert_eq!(resp["errors_truncated"], json!(true), "{resp}");
+    let errors = resp["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), cap, "{resp}");
+    for (i, e) in errors.iter().enumerate() {
+        assert_eq!(e["index"], json!(i), "{e}");
+        assert_eq!(
+            e["error"], "event must be a JSON object, got a number",
+            "{e}"
+        );
+    }
+    assert!(took < Duration::from_secs(20), "answered in {took:?}");
+    // The metrics count every refusal, not only the listed ones.
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("graywatch_events_rejected_total{{reason=\"not_an_object\"}} {n}");
+    assert!(text.lines().any(|l| l == line), "{line} in /metrics");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_gzip_and_both_together_are_accepted() {
     let app = TestApp::spawn().await;
     let events: Vec<Value> = (0..40)

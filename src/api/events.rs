@@ -195,24 +195,33 @@ pub fn ingest_body(
     max_errors: usize,
 ) -> Result<IngestResponse, BodyError> {
     let decoded = ingest::decode_body(bytes, encoding, limit)?;
-    let parsed = ingest::parse(&decoded, format, &Validation::live(now_ms))?;
+    // Every refusal is counted; messages are built for the first `max_errors` only.
+    let parsed = ingest::parse_capped(&decoded, format, &Validation::live(now_ms), max_errors)?;
     let refused = store.record_batch(&parsed.events, now_ms);
     let accepted = parsed.events.len() - refused.len();
-    let mut errors = parsed.errors;
-    errors.extend(refused.into_iter().map(|(i, e)| EventError {
-        index: parsed.indexes[i],
-        error: e.to_string(),
-    }));
-    errors.sort_by_key(|e| e.index);
-    let mut rejected_by: Vec<(&'static str, u64)> = Vec::new();
-    for e in &errors {
-        let reason = ingest::rejection_reason(&e.error);
+    let rejected = parsed.rejected + refused.len();
+    let mut rejected_by = parsed.rejected_by;
+    for (_, e) in &refused {
+        let reason = ingest::record_rejection_reason(e);
         match rejected_by.iter_mut().find(|r| r.0 == reason) {
             Some(r) => r.1 += 1,
             None => rejected_by.push((reason, 1)),
         }
     }
-    let rejected = errors.len();
+    // Parse errors are found in index order, so the ones kept are the first; of the store's
+    // refusals only the first `max_errors` by index can be among the first overall.
+    let mut refused: Vec<(usize, &crate::window::RecordError)> = refused
+        .iter()
+        .map(|(i, e)| (parsed.indexes[*i], e))
+        .collect();
+    refused.sort_unstable_by_key(|r| r.0);
+    refused.truncate(max_errors);
+    let mut errors = parsed.errors;
+    errors.extend(refused.into_iter().map(|(index, e)| EventError {
+        index,
+        error: e.to_string(),
+    }));
+    errors.sort_by_key(|e| e.index);
     let errors_truncated = rejected > max_errors;
     errors.truncate(max_errors);
     Ok(IngestResponse {
