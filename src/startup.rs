@@ -134,6 +134,7 @@ impl Application {
             clock,
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
             ingest_receiving: Arc::default(),
+            series_permits: Arc::new(Semaphore::new(crate::api::MAX_CONCURRENT_SERIES)),
             engine: Arc::new(parking_lot::Mutex::new(engine)),
             actions: Arc::new(actions),
             metrics: Arc::new(

@@ -1466,6 +1466,72 @@ async fn late_events_older_than_the_memory_ring_are_persisted_and_served_from_st
     assert_eq!(app.total("late-db", "1h").await, timestamps.len() as u64);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_requests_are_bounded_in_work_and_in_concurrency() {
+    let app = TestApp::spawn().await;
+    app.post_ok(&[event("bounded", 3.0, "ok", None)]).await;
+    let now = app.now();
+    let refused = |query: String, param: &'static str| {
+        let app = &app;
+        async move {
+            let path = format!("/v1/dependencies/bounded/series?{query}");
+            let (status, body) = app.get(&path).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+            let error = error_of(&body).to_string();
+            assert!(error.starts_with(&format!("{param}: ")), "{path}: {error}");
+            error
+        }
+    };
+    // A step finer than the buckets.
+    refused("window=7d&step=1s".into(), "step").await;
+    // A window longer than the data kept (storage.retention = 7d).
+    let error = refused("window=8d&step=1d".into(), "window").await;
+    assert!(error.contains("storage.retention"), "{error}");
+    // A day-long window for each of 12 hours of minutes: a million bucket merges.
+    let day = 24 * HOUR;
+    let error = refused(
+        format!("from={}&to={now}&step=1m&window=1d", now - 12 * HOUR),
+        "window",
+    )
+    .await;
+    assert!(
+        error.contains(&graywatch::api::MAX_BUCKET_MERGES.to_string()),
+        "{error}"
+    );
+
+    // A legal heavy query, the dashboard's week (1008 points of 10 minutes), answers.
+    let week = 7 * day;
+    let body = app
+        .series(
+            "bounded",
+            &format!("from={}&to={now}&step=10m&heatmap=true", now - week),
+        )
+        .await;
+    let points = body["points"].as_array().unwrap();
+    // 1009: `to` is not on a 10-minute boundary, so the partial step at the end has a point.
+    assert_eq!(points.len(), 1009, "{}", points.len());
+    let total: u64 = points.iter().map(|p| p["total"].as_u64().unwrap()).sum();
+    assert_eq!(total, 1);
+
+    // With every series slot taken, the next read is told to come back.
+    let held = app
+        .state
+        .series_permits
+        .clone()
+        .try_acquire_many_owned(graywatch::api::MAX_CONCURRENT_SERIES as u32)
+        .expect("no series read is running");
+    let resp = app
+        .client
+        .get(app.url("/v1/dependencies/bounded/series"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    drop(held);
+    app.series("bounded", "step=1m").await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Known server bugs: each test states the intended behaviour and fails on the current code.
 // Run them with `cargo test --test api -- --ignored`.
