@@ -282,9 +282,23 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
             _ = stop.changed() => return,
         }
         let now = state.clock.now_ms();
-        let store = state.store.clone();
-        // Advancing touches every series; keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || store.advance_all(now)).await;
+        let (store, engine, actions) = (
+            state.store.clone(),
+            state.engine.clone(),
+            state.actions.clone(),
+        );
+        // Advancing touches every series; keep it off the async workers. Dependencies the
+        // store dropped are then forgotten by detection and the breaker board too, unless an
+        // alert or a breaker still speaks of them (locks in the order detection takes them).
+        let _ = tokio::task::spawn_blocking(move || {
+            store.advance_all(now);
+            let gone =
+                crate::tick::forget_gone(&store, &mut engine.lock(), &mut actions.board.lock());
+            if !gone.is_empty() {
+                tracing::info!(dependencies = ?gone, "Forgot idle dependencies.");
+            }
+        })
+        .await;
         if last_flush.elapsed() >= flush_every {
             last_flush = tokio::time::Instant::now();
             let started = std::time::Instant::now();

@@ -1532,6 +1532,61 @@ async fn series_requests_are_bounded_in_work_and_in_concurrency() {
     app.series("bounded", "step=1m").await;
 }
 
+/// Names of the dependencies on `GET /v1/breakers`.
+async fn breaker_names(app: &TestApp) -> Vec<String> {
+    let (status, body) = app.get("/v1/breakers").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut names: Vec<String> = body["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["dependency"].as_str().unwrap().to_string())
+        .collect();
+    names.dedup();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependencies_idle_past_eviction_are_forgotten_unless_a_breaker_is_forced() {
+    let app = TestApp::spawn_with(|s| s.storage.flush_interval = Duration::from_secs(1)).await;
+    app.post_ok(&[
+        event("gone", 2.0, "ok", None),
+        event("forced", 2.0, "ok", None),
+    ])
+    .await;
+    eventually(
+        "both dependencies have breakers",
+        Duration::from_secs(10),
+        || async { breaker_names(&app).await == ["forced", "gone"] },
+    )
+    .await;
+    let resp = app
+        .client
+        .put(app.url("/v1/breakers/forced"))
+        .json(&json!({"state": "open", "reason": "maintenance", "ttl": "1d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Two hours without a call: the store drops both (once their minutes are written).
+    app.advance(2 * HOUR);
+    eventually(
+        "the idle dependency leaves the store, the engine and the board",
+        Duration::from_secs(20),
+        || async {
+            let (_, list) = app.get("/v1/dependencies").await;
+            list["dependencies"].as_array().unwrap().is_empty()
+                && breaker_names(&app).await == ["forced"]
+        },
+    )
+    .await;
+    let health = app.state.engine.lock().health();
+    assert!(!health.contains_key("gone"), "{health:?}");
+    // The forced breaker is kept, and so is what detection knows of its dependency.
+    assert!(health.contains_key("forced"), "{health:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Known server bugs: each test states the intended behaviour and fails on the current code.
 // Run them with `cargo test --test api -- --ignored`.

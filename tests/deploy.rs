@@ -34,6 +34,7 @@ const COUNTERS: &[&str] = &[
     "graywatch_events_rejected_total",
     "graywatch_ingest_overloaded_total",
     "graywatch_database_errors_total",
+    "graywatch_rollups_dropped_total",
 ];
 const HISTOGRAMS: &[&str] = &[
     "graywatch_dependency_call_duration_seconds",

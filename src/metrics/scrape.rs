@@ -57,6 +57,7 @@ pub struct Scrape {
     limits: Limits,
     in_flight: usize,
     receiving: usize,
+    rollups_dropped: u64,
     evaluation_lag_s: Option<f64>,
     notifications: Vec<NotificationCount>,
     resident_memory_bytes: Option<u64>,
@@ -99,6 +100,7 @@ impl Scrape {
             limits: store.limits(),
             in_flight,
             receiving: 0,
+            rollups_dropped: store.rollups_dropped(),
             evaluation_lag_s,
             notifications,
             resident_memory_bytes: super::process::resident_memory_bytes(),
@@ -398,6 +400,13 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         m.encode_gauge(&(self.in_flight as i64))?;
+        let mut m = e.encode_descriptor(
+            "graywatch_rollups_dropped",
+            "Unsaved minutes dropped because too many piled up in a series while roll-ups could not be written.",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<NoLabelSet, _, u64>(&self.rollups_dropped, None)?;
         let mut m = e.encode_descriptor(
             "graywatch_ingest_bodies_receiving",
             "POST /v1/events requests still receiving their body (before taking a permit).",
