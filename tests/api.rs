@@ -1587,6 +1587,148 @@ async fn dependencies_idle_past_eviction_are_forgotten_unless_a_breaker_is_force
     assert!(health.contains_key("forced"), "{health:?}");
 }
 
+/// Sends `body` with `method` to `path`; returns the status and the JSON answer (if any).
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let resp = app
+        .client
+        .request(method, app.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_and_overrides_refuse_huge_times_long_texts_and_long_durations() {
+    let app = TestApp::spawn().await;
+    let now = app.now();
+    let day = 24 * HOUR;
+    let silence = |extra: Value| {
+        let mut b = json!({"dependency": "db", "comment": "deploy"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let long = "x".repeat(1_001);
+    let cases = [
+        (silence(json!({"duration": "31d"})), "duration"),
+        (silence(json!({"duration": "100000000000y"})), "duration"),
+        (silence(json!({"ends_at": now + 31 * day})), "ends_at"),
+        (silence(json!({"ends_at": i64::MAX})), "ends_at"),
+        (silence(json!({"ends_at": u64::MAX})), "ends_at"),
+        (
+            silence(json!({"starts_at": 1e18 as i64, "duration": "1h"})),
+            "starts_at",
+        ),
+        (
+            silence(json!({"starts_at": -5, "duration": "1h"})),
+            "starts_at",
+        ),
+        (
+            silence(json!({"starts_at": i64::MIN, "ends_at": i64::MAX})),
+            "starts_at",
+        ),
+        (
+            silence(json!({"duration": "1h", "comment": long})),
+            "comment",
+        ),
+        (
+            silence(json!({"duration": "1h", "dependency": "d".repeat(300)})),
+            "dependency",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let error = error_of(&answer);
+        assert!(error.starts_with(&format!("{field}: ")), "{body}: {error}");
+    }
+    let (status, answer) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/silences",
+        &silence(json!({"duration": "30d", "comment": "y".repeat(1_000)})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    let overrides = [
+        (json!({"state": "open", "reason": "x", "ttl": "8d"}), "ttl"),
+        (
+            json!({"state": "open", "reason": "x", "ttl": "100000000000y"}),
+            "ttl",
+        ),
+        (
+            json!({"state": "open", "reason": "x", "expires_at": now + 8 * day}),
+            "expires_at",
+        ),
+        (
+            json!({"state": "open", "reason": "x", "expires_at": i64::MAX}),
+            "expires_at",
+        ),
+        (
+            json!({"state": "open", "reason": "x", "expires_at": i64::MIN}),
+            "expires_at",
+        ),
+        (
+            json!({"state": "open", "reason": "x".repeat(1_001), "ttl": "1h"}),
+            "reason",
+        ),
+    ];
+    for (body, field) in overrides {
+        let (status, answer) = send(&app, reqwest::Method::PUT, "/v1/breakers/db", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let error = error_of(&answer);
+        assert!(error.starts_with(&format!("{field}: ")), "{body}: {error}");
+    }
+    let (status, answer) = send(
+        &app,
+        reqwest::Method::PUT,
+        "/v1/breakers/db",
+        &json!({"state": "open", "reason": "drill", "ttl": "7d"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_a_thousand_silences_are_active_or_scheduled() {
+    let app = TestApp::spawn().await;
+    let body =
+        |i: usize| json!({"dependency": format!("dep-{i}"), "duration": "1h", "comment": "bulk"});
+    for i in 0..1_000 {
+        let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body(i)).await;
+        assert_eq!(status, StatusCode::CREATED, "silence {i}: {answer}");
+    }
+    let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body(1_000)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        error_of(&answer).starts_with("silences: at most 1000"),
+        "{answer}"
+    );
+    // Expiring one makes room again.
+    let (_, list) = app.get("/v1/silences").await;
+    let id = list["silences"][0]["id"].as_i64().unwrap();
+    let resp = app
+        .client
+        .delete(app.url(&format!("/v1/silences/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body(1_000)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Known server bugs: each test states the intended behaviour and fails on the current code.
 // Run them with `cargo test --test api -- --ignored`.
