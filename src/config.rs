@@ -10,6 +10,11 @@
 //! max_body_bytes = 10485760   # after decompression; larger bodies get 413
 //! max_in_flight = 32          # concurrent ingest requests; more get 503 + Retry-After
 //! max_errors_reported = 100   # per-event errors listed in a response
+//! body_timeout = "10s"        # a body not received in full by then gets 408
+//!
+//! [http]
+//! header_timeout = "30s"      # to receive a request's headers; also the keep-alive idle limit
+//! max_connections = 1024      # open connections; more wait in the listen backlog
 //!
 //! [limits]
 //! max_series = 4000           # all kinds together; ~643 KiB each when busy
@@ -54,6 +59,7 @@ pub struct Settings {
     /// Name of this node in stored roll-ups; nodes sharing one database need distinct names.
     pub node_id: String,
     pub ingest: IngestSettings,
+    pub http: HttpSettings,
     pub limits: Limits,
     pub storage: StorageSettings,
     /// Detection defaults for every dependency.
@@ -77,6 +83,7 @@ impl Default for Settings {
             database: "sqlite://graywatch.db".into(),
             node_id: "default".into(),
             ingest: IngestSettings::default(),
+            http: HttpSettings::default(),
             limits: Limits::default(),
             storage: StorageSettings::default(),
             detection: DetectionSettings::default(),
@@ -96,6 +103,11 @@ pub struct IngestSettings {
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
     pub max_errors_reported: usize,
+    /// How long a client has to send a request body in full, from the end of its headers;
+    /// a slower one gets `408`. Bodies are read before an ingest permit is taken, so slow
+    /// senders hold a connection, never one of the `max_in_flight` permits.
+    #[serde(with = "duration")]
+    pub body_timeout: Duration,
 }
 
 impl Default for IngestSettings {
@@ -104,6 +116,30 @@ impl Default for IngestSettings {
             max_body_bytes: 10 * 1024 * 1024,
             max_in_flight: 32,
             max_errors_reported: 100,
+            body_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Limits of the HTTP server itself, which bound what idle or slow connections can hold.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// How long a connection may take to send a request's headers, counted from the moment
+    /// the server waits for that request: on a new connection, or on a kept-alive one after
+    /// its previous response. So it is also the limit on an idle keep-alive connection.
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// Open connections at most. At the limit graywatch stops accepting: further
+    /// connections wait in the kernel's listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -367,6 +403,25 @@ impl Settings {
         if self.ingest.max_in_flight == 0 {
             bad("ingest.max_in_flight", "0".into(), "must be at least 1");
         }
+        for (key, d) in [
+            ("ingest.body_timeout", self.ingest.body_timeout),
+            ("http.header_timeout", self.http.header_timeout),
+        ] {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(600) {
+                bad(
+                    key,
+                    humantime::format_duration(d).to_string(),
+                    "must be between 100ms and 10m",
+                );
+            }
+        }
+        if self.http.max_connections < 16 {
+            bad(
+                "http.max_connections",
+                self.http.max_connections.to_string(),
+                "must be at least 16",
+            );
+        }
         for (key, v) in [
             ("limits.max_series", self.limits.max_series),
             ("limits.max_dependencies", self.limits.max_dependencies),
@@ -534,6 +589,35 @@ mod tests {
             err.contains("storage.retention = 10m: must be at least 1h"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn connection_and_body_limits_are_checked() {
+        let s = Settings::from_toml(
+            "[ingest]\nbody_timeout = \"2s\"\n[http]\nheader_timeout = \"5s\"\nmax_connections = 64\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(s.ingest.body_timeout, Duration::from_secs(2));
+        assert_eq!(s.http.header_timeout, Duration::from_secs(5));
+        assert_eq!(s.http.max_connections, 64);
+        let err = Settings::from_toml(
+            "[ingest]\nbody_timeout = \"0s\"\n[http]\nheader_timeout = \"1h\"\nmax_connections = 1\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "ingest.body_timeout = 0s: must be between 100ms and 10m",
+            "http.header_timeout = 1h: must be between 100ms and 10m",
+            "http.max_connections = 1: must be at least 16",
+        ] {
+            assert!(err.contains(part), "{part} in {err}");
+        }
+        let err = Settings::from_toml("[http]\nidle = \"5s\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `idle`"), "{err}");
     }
 
     #[test]

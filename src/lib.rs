@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod replay;
 pub mod rollup;
 pub mod scenario;
+pub mod serve;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 //! the same way; tests pass port 0, a temporary database and, where they need to move time,
 //! a manual clock.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,6 +133,8 @@ impl Application {
             storage,
             clock,
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
+            ingest_receiving: Arc::default(),
+            series_permits: Arc::new(Semaphore::new(crate::api::MAX_CONCURRENT_SERIES)),
             engine: Arc::new(parking_lot::Mutex::new(engine)),
             actions: Arc::new(actions),
             metrics: Arc::new(
@@ -193,12 +195,15 @@ impl Application {
         let detection = tokio::spawn(detection(state.clone(), stop_rx));
 
         let mut signalled = shutdown_tx.subscribe();
-        let serve = axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(async move {
+        let serve = crate::serve::serve(
+            listener,
+            router(state.clone()),
+            &state.settings.http,
+            async move {
                 shutdown.await;
                 let _ = shutdown_tx.send(true);
-            })
-            .into_future();
+            },
+        );
         let drain_deadline = async {
             let _ = signalled.wait_for(|stop| *stop).await;
             tokio::time::sleep(HTTP_DRAIN).await;
@@ -277,9 +282,23 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
             _ = stop.changed() => return,
         }
         let now = state.clock.now_ms();
-        let store = state.store.clone();
-        // Advancing touches every series; keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || store.advance_all(now)).await;
+        let (store, engine, actions) = (
+            state.store.clone(),
+            state.engine.clone(),
+            state.actions.clone(),
+        );
+        // Advancing touches every series; keep it off the async workers. Dependencies the
+        // store dropped are then forgotten by detection and the breaker board too, unless an
+        // alert or a breaker still speaks of them (locks in the order detection takes them).
+        let _ = tokio::task::spawn_blocking(move || {
+            store.advance_all(now);
+            let gone =
+                crate::tick::forget_gone(&store, &mut engine.lock(), &mut actions.board.lock());
+            if !gone.is_empty() {
+                tracing::info!(dependencies = ?gone, "Forgot idle dependencies.");
+            }
+        })
+        .await;
         if last_flush.elapsed() >= flush_every {
             last_flush = tokio::time::Instant::now();
             let started = std::time::Instant::now();

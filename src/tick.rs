@@ -35,3 +35,30 @@ pub fn evaluate(
         breakers,
     }
 }
+
+/// Forgets the dependencies gone from the store (idle past its eviction) that nothing still
+/// speaks of: no open or pending alert, every breaker closed and unforced. Without this the
+/// engine's baselines and the breaker board keep every dependency ever seen. Returns the
+/// names forgotten.
+pub fn forget_gone(
+    store: &WindowStore,
+    engine: &mut Engine,
+    board: &mut BreakerBoard,
+) -> Vec<String> {
+    let mut gone = engine.missing(store);
+    // Breakers of a dependency the engine no longer knows (e.g. restored overrides).
+    gone.extend(
+        board
+            .dependencies()
+            .filter(|d| !engine.knows(d) && !store.contains(d))
+            .map(str::to_owned),
+    );
+    gone.sort_unstable();
+    gone.dedup();
+    gone.retain(|d| board.is_idle(d));
+    for d in &gone {
+        engine.forget(d);
+        board.forget(d);
+    }
+    gone
+}

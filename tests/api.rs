@@ -444,6 +444,65 @@ async fn the_error_list_is_capped_at_max_errors_reported_and_flagged_as_truncate
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn millions_of_bad_elements_are_counted_but_only_the_reported_ones_get_a_message() {
+    let app = TestApp::spawn().await;
+    let cap = app.settings.ingest.max_errors_reported;
+    // `[1,1,...,1]`: five million elements that are not objects, under the 10 MiB limit once
+    // decompressed, about 10 KB on the wire.
+    let n = 5_000_000;
+    let mut plain = Vec::with_capacity(2 * n + 1);
+    plain.push(b'[');
+    for i in 0..n {
+        if i > 0 {
+            plain.push(b',');
+        }
+        plain.push(b'1');
+    }
+    plain.push(b']');
+    assert!(plain.len() <= app.settings.ingest.max_body_bytes);
+    let body = gzip(&plain);
+    assert!(body.len() < 20_000, "{} bytes compressed", body.len());
+
+    let started = std::time::Instant::now();
+    let (status, resp) = app
+        .post_raw(
+            body,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(resp["accepted"], json!(0), "{resp}");
+    assert_eq!(resp["rejected"], json!(n), "{resp}");
+    assert_eq!(resp["errors_truncated"], json!(true), "{resp}");
+    let errors = resp["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), cap, "{resp}");
+    for (i, e) in errors.iter().enumerate() {
+        assert_eq!(e["index"], json!(i), "{e}");
+        assert_eq!(
+            e["error"], "event must be a JSON object, got a number",
+            "{e}"
+        );
+    }
+    assert!(took < Duration::from_secs(20), "answered in {took:?}");
+    // The metrics count every refusal, not only the listed ones.
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("graywatch_events_rejected_total{{reason=\"not_an_object\"}} {n}");
+    assert!(text.lines().any(|l| l == line), "{line} in /metrics");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_gzip_and_both_together_are_accepted() {
     let app = TestApp::spawn().await;
     let events: Vec<Value> = (0..40)
@@ -1036,35 +1095,40 @@ async fn wait_for_capacity_refusal(app: &TestApp) -> (Option<String>, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_beyond_max_in_flight_is_refused_with_503_and_retry_after_instead_of_queued() {
     let app = TestApp::spawn_with(|s| s.ingest.max_in_flight = 1).await;
-    let held_events: Vec<Value> = (0..3)
-        .map(|i| event("held", i as f64, "ok", None))
-        .collect();
+    // The only permit is held as a request being processed would hold it (processing takes
+    // microseconds, too short to catch over HTTP; a body still arriving holds none).
     let held = app
-        .start_partial_post(serde_json::to_vec(&held_events).unwrap(), 10)
-        .await;
+        .state
+        .ingest_permits
+        .clone()
+        .try_acquire_owned()
+        .expect("the permit is free");
 
     let (retry_after, body) = wait_for_capacity_refusal(&app).await;
     assert_eq!(retry_after.as_deref(), Some("1"));
     assert!(error_of(&body).contains("capacity"), "{body}");
 
-    // The held request completes normally and frees its permit.
-    let (status, resp) = held.finish().await;
-    assert_eq!(status, StatusCode::OK, "{resp}");
-    assert_eq!(resp["accepted"], json!(held_events.len()), "{resp}");
+    // Once the permit is back, ingest goes on.
+    drop(held);
     app.post_ok(&[event("held", 1.0, "ok", None)]).await;
-    assert_eq!(app.total("held", "1m").await, held_events.len() as u64 + 1);
+    assert_eq!(app.total("held", "1m").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_finishes_the_in_flight_request_and_persists_it() {
-    let mut app = TestApp::spawn_with(|s| s.ingest.max_in_flight = 1).await;
+    let mut app = TestApp::spawn().await;
     let events: Vec<Value> = (0..5)
         .map(|i| event("inflight", i as f64, "ok", None))
         .collect();
     let held = app
         .start_partial_post(serde_json::to_vec(&events).unwrap(), 10)
         .await;
-    wait_for_capacity_refusal(&app).await;
+    eventually(
+        "the held request is receiving its body",
+        Duration::from_secs(10),
+        || async { app.metric("graywatch_ingest_bodies_receiving").await == 1.0 },
+    )
+    .await;
 
     app.begin_shutdown();
     let addr = app.addr;
@@ -1081,6 +1145,176 @@ async fn shutdown_stops_accepting_finishes_the_in_flight_request_and_persists_it
     let (settings, clock, dir) = app.stop().await;
     let app = TestApp::resume(settings, clock, dir).await;
     assert_eq!(app.total("inflight", "15m").await, events.len() as u64);
+}
+
+/// Sends a request's head to `addr`, then `raw` (the rest of the head, or a body) one byte a
+/// second until the server answers or closes; returns the status, the body and how long after
+/// the head the answer came (status 0 and an empty body when the server closed without one).
+async fn trickle(
+    addr: std::net::SocketAddr,
+    head: String,
+    raw: Vec<u8>,
+) -> (u16, String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut rd, mut wr) = stream.into_split();
+    wr.write_all(head.as_bytes()).await.expect("send the head");
+    let started = tokio::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        for byte in raw {
+            if wr.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // Keep the connection open until the test is done with it.
+        std::future::pending::<()>().await;
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answer = loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break None,
+            Ok(n) => n,
+        };
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                let code = head.split(' ').nth(1).and_then(|c| c.parse().ok());
+                break Some((code.expect("a status line"), body.to_string()));
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    writer.abort();
+    let (code, body) = answer.unwrap_or((0, String::new()));
+    (code, body, elapsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_trickling_their_bodies_lock_nobody_out_and_are_cut_with_408() {
+    let timeout = Duration::from_secs(5);
+    let app = TestApp::spawn_with(|s| s.ingest.body_timeout = timeout).await;
+    // More slow clients than ingest permits (32 by default).
+    let slow = 40;
+    assert!(slow > app.settings.ingest.max_in_flight);
+    let tricklers: Vec<_> = (0..slow)
+        .map(|_| {
+            let addr = app.addr;
+            let head = format!(
+                "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n"
+            );
+            tokio::spawn(trickle(addr, head, vec![b' '; 1000]))
+        })
+        .collect();
+    eventually(
+        "every slow client is sending its body",
+        Duration::from_secs(10),
+        || async { app.metric("graywatch_ingest_bodies_receiving").await == slow as f64 },
+    )
+    .await;
+
+    // A normal batch is served at once, while every slow client still holds its connection.
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        app.post_ok(&[
+            event("fast", 1.0, "ok", None),
+            event("fast", 2.0, "ok", None),
+        ]),
+    )
+    .await
+    .expect("a normal POST is answered within 3 s");
+    assert!(tricklers.iter().all(|t| !t.is_finished()));
+    assert_eq!(app.total("fast", "1m").await, 2);
+
+    for t in tricklers {
+        let (code, body, elapsed) = t.await.expect("the slow client does not panic");
+        assert_eq!(code, 408, "{body}");
+        let body: Value = serde_json::from_str(&body).expect("a JSON answer");
+        assert!(error_of(&body).contains("ingest.body_timeout"), "{body}");
+        assert!(
+            elapsed >= timeout - Duration::from_millis(100) && elapsed < timeout * 3,
+            "cut after {elapsed:?}, timeout {timeout:?}"
+        );
+    }
+    assert_eq!(app.metric("graywatch_ingest_bodies_receiving").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_slow_to_send_headers_or_idle_after_a_response_are_closed() {
+    let header_timeout = Duration::from_secs(1);
+    let app = TestApp::spawn_with(|s| s.http.header_timeout = header_timeout).await;
+    let addr = app.addr;
+    let bound = |elapsed: Duration| {
+        assert!(
+            elapsed >= header_timeout - Duration::from_millis(100) && elapsed < header_timeout * 8,
+            "closed after {elapsed:?}, header timeout {header_timeout:?}"
+        );
+    };
+
+    // Headers one byte a second: never complete, closed after the timeout.
+    let head = "GET /healthz HTTP/1.1\r\n".to_string();
+    let rest = format!("Host: {addr}\r\nX-Slow: {}\r\n\r\n", "x".repeat(100)).into_bytes();
+    let (code, _, elapsed) = trickle(addr, head, rest).await;
+    assert_ne!(
+        code, 200,
+        "a request whose headers never completed was served"
+    );
+    bound(elapsed);
+
+    // A kept-alive connection that stays idle after its response is closed after as long.
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let started = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut got))
+        .await
+        .expect("the idle connection is closed")
+        .expect("read");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    bound(started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_wait_until_one_closes() {
+    let app = TestApp::spawn_with(|s| s.http.max_connections = 16).await;
+    // Reach the server's health page once so that the client's own connection is open.
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    // 15 more idle connections fill the cap (the client holds the 16th).
+    let mut idle = Vec::new();
+    for _ in 0..15 {
+        idle.push(
+            tokio::net::TcpStream::connect(app.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let fresh = reqwest::Client::new();
+    let url = app.url("/healthz");
+    let mut waiting = tokio::spawn(async move { fresh.get(url).send().await.map(|r| r.status()) });
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut waiting).await;
+    assert!(early.is_err(), "a connection beyond the cap was served");
+    drop(idle);
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once connections closed")
+        .expect("no panic")
+        .expect("a response");
+    assert_eq!(status, StatusCode::OK);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1230,6 +1464,269 @@ async fn late_events_older_than_the_memory_ring_are_persisted_and_served_from_st
     .await;
     // And they are in the 1-hour window.
     assert_eq!(app.total("late-db", "1h").await, timestamps.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_requests_are_bounded_in_work_and_in_concurrency() {
+    let app = TestApp::spawn().await;
+    app.post_ok(&[event("bounded", 3.0, "ok", None)]).await;
+    let now = app.now();
+    let refused = |query: String, param: &'static str| {
+        let app = &app;
+        async move {
+            let path = format!("/v1/dependencies/bounded/series?{query}");
+            let (status, body) = app.get(&path).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+            let error = error_of(&body).to_string();
+            assert!(error.starts_with(&format!("{param}: ")), "{path}: {error}");
+            error
+        }
+    };
+    // A step finer than the buckets.
+    refused("window=7d&step=1s".into(), "step").await;
+    // A window longer than the data kept (storage.retention = 7d).
+    let error = refused("window=8d&step=1d".into(), "window").await;
+    assert!(error.contains("storage.retention"), "{error}");
+    // A day-long window for each of 12 hours of minutes: a million bucket merges.
+    let day = 24 * HOUR;
+    let error = refused(
+        format!("from={}&to={now}&step=1m&window=1d", now - 12 * HOUR),
+        "window",
+    )
+    .await;
+    assert!(
+        error.contains(&graywatch::api::MAX_BUCKET_MERGES.to_string()),
+        "{error}"
+    );
+
+    // A legal heavy query, the dashboard's week (1008 points of 10 minutes), answers.
+    let week = 7 * day;
+    let body = app
+        .series(
+            "bounded",
+            &format!("from={}&to={now}&step=10m&heatmap=true", now - week),
+        )
+        .await;
+    let points = body["points"].as_array().unwrap();
+    // 1009: `to` is not on a 10-minute boundary, so the partial step at the end has a point.
+    assert_eq!(points.len(), 1009, "{}", points.len());
+    let total: u64 = points.iter().map(|p| p["total"].as_u64().unwrap()).sum();
+    assert_eq!(total, 1);
+
+    // With every series slot taken, the next read is told to come back.
+    let held = app
+        .state
+        .series_permits
+        .clone()
+        .try_acquire_many_owned(graywatch::api::MAX_CONCURRENT_SERIES as u32)
+        .expect("no series read is running");
+    let resp = app
+        .client
+        .get(app.url("/v1/dependencies/bounded/series"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    drop(held);
+    app.series("bounded", "step=1m").await;
+}
+
+/// Names of the dependencies on `GET /v1/breakers`.
+async fn breaker_names(app: &TestApp) -> Vec<String> {
+    let (status, body) = app.get("/v1/breakers").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut names: Vec<String> = body["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["dependency"].as_str().unwrap().to_string())
+        .collect();
+    names.dedup();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependencies_idle_past_eviction_are_forgotten_unless_a_breaker_is_forced() {
+    let app = TestApp::spawn_with(|s| s.storage.flush_interval = Duration::from_secs(1)).await;
+    app.post_ok(&[
+        event("gone", 2.0, "ok", None),
+        event("forced", 2.0, "ok", None),
+    ])
+    .await;
+    eventually(
+        "both dependencies have breakers",
+        Duration::from_secs(10),
+        || async { breaker_names(&app).await == ["forced", "gone"] },
+    )
+    .await;
+    let resp = app
+        .client
+        .put(app.url("/v1/breakers/forced"))
+        .json(&json!({"state": "open", "reason": "maintenance", "ttl": "1d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Two hours without a call: the store drops both (once their minutes are written).
+    app.advance(2 * HOUR);
+    eventually(
+        "the idle dependency leaves the store, the engine and the board",
+        Duration::from_secs(20),
+        || async {
+            let (_, list) = app.get("/v1/dependencies").await;
+            list["dependencies"].as_array().unwrap().is_empty()
+                && breaker_names(&app).await == ["forced"]
+        },
+    )
+    .await;
+    let health = app.state.engine.lock().health();
+    assert!(!health.contains_key("gone"), "{health:?}");
+    // The forced breaker is kept, and so is what detection knows of its dependency.
+    assert!(health.contains_key("forced"), "{health:?}");
+}
+
+/// Sends `body` with `method` to `path`; returns the status and the JSON answer (if any).
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let resp = app
+        .client
+        .request(method, app.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_and_overrides_refuse_huge_times_long_texts_and_long_durations() {
+    let app = TestApp::spawn().await;
+    let now = app.now();
+    let day = 24 * HOUR;
+    let silence = |extra: Value| {
+        let mut b = json!({"dependency": "db", "comment": "deploy"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let long = "x".repeat(1_001);
+    let cases = [
+        (silence(json!({"duration": "31d"})), "duration"),
+        (silence(json!({"duration": "100000000000y"})), "duration"),
+        (silence(json!({"ends_at": now + 31 * day})), "ends_at"),
+        (silence(json!({"ends_at": i64::MAX})), "ends_at"),
+        (silence(json!({"ends_at": u64::MAX})), "ends_at"),
+        (
+            silence(json!({"starts_at": 1e18 as i64, "duration": "1h"})),
+            "starts_at",
+        ),
+        (
+            silence(json!({"starts_at": -5, "duration": "1h"})),
+            "starts_at",
+        ),
+        (
+            silence(json!({"starts_at": i64::MIN, "ends_at": i64::MAX})),
+            "starts_at",
+        ),
+        (
+            silence(json!({"duration": "1h", "comment": long})),
+            "comment",
+        ),
+        (
+            silence(json!({"duration": "1h", "dependency": "d".repeat(300)})),
+            "dependency",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let error = error_of(&answer);
+        assert!(error.starts_with(&format!("{field}: ")), "{body}: {error}");
+    }
+    let (status, answer) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/silences",
+        &silence(json!({"duration": "30d", "comment": "y".repeat(1_000)})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    let overrides = [
+        (json!({"state": "open", "reason": "x", "ttl": "8d"}), "ttl"),
+        (
+            json!({"state": "open", "reason": "x", "ttl": "100000000000y"}),
+            "ttl",
+        ),
+        (
+            json!({"state": "open", "reason": "x", "expires_at": now + 8 * day}),
+            "expires_at",
+        ),
+        (
+            json!({"state": "open", "reason": "x", "expires_at": i64::MAX}),
+            "expires_at",
+        ),
+        (
+            json!({"state": "open", "reason": "x", "expires_at": i64::MIN}),
+            "expires_at",
+        ),
+        (
+            json!({"state": "open", "reason": "x".repeat(1_001), "ttl": "1h"}),
+            "reason",
+        ),
+    ];
+    for (body, field) in overrides {
+        let (status, answer) = send(&app, reqwest::Method::PUT, "/v1/breakers/db", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let error = error_of(&answer);
+        assert!(error.starts_with(&format!("{field}: ")), "{body}: {error}");
+    }
+    let (status, answer) = send(
+        &app,
+        reqwest::Method::PUT,
+        "/v1/breakers/db",
+        &json!({"state": "open", "reason": "drill", "ttl": "7d"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_a_thousand_silences_are_active_or_scheduled() {
+    let app = TestApp::spawn().await;
+    let body =
+        |i: usize| json!({"dependency": format!("dep-{i}"), "duration": "1h", "comment": "bulk"});
+    for i in 0..1_000 {
+        let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body(i)).await;
+        assert_eq!(status, StatusCode::CREATED, "silence {i}: {answer}");
+    }
+    let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body(1_000)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        error_of(&answer).starts_with("silences: at most 1000"),
+        "{answer}"
+    );
+    // Expiring one makes room again.
+    let (_, list) = app.get("/v1/silences").await;
+    let id = list["silences"][0]["id"].as_i64().unwrap();
+    let resp = app
+        .client
+        .delete(app.url(&format!("/v1/silences/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body(1_000)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
 }
 
 // ---------------------------------------------------------------------------------------------

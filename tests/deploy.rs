@@ -34,6 +34,7 @@ const COUNTERS: &[&str] = &[
     "graywatch_events_rejected_total",
     "graywatch_ingest_overloaded_total",
     "graywatch_database_errors_total",
+    "graywatch_rollups_dropped_total",
 ];
 const HISTOGRAMS: &[&str] = &[
     "graywatch_dependency_call_duration_seconds",
@@ -51,6 +52,7 @@ const GAUGES: &[&str] = &[
     "graywatch_peer_latency_p99_seconds",
     "graywatch_peer_health",
     "graywatch_ingest_requests_in_flight",
+    "graywatch_ingest_bodies_receiving",
     "graywatch_evaluation_lag_seconds",
     "graywatch_series",
     "graywatch_series_limit",

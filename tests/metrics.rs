@@ -316,6 +316,7 @@ async fn the_exposition_has_exact_call_counts_cumulative_buckets_and_minute_quan
         2.0
     );
     assert_eq!(m.value("graywatch_ingest_requests_in_flight", &[]), 0.0);
+    assert_eq!(m.value("graywatch_ingest_bodies_receiving", &[]), 0.0);
     assert_eq!(
         m.value(
             "graywatch_build_info",

@@ -803,6 +803,22 @@ impl BreakerBoard {
             .unwrap_or_default()
     }
 
+    /// Dependencies on the board.
+    pub fn dependencies(&self) -> impl Iterator<Item = &str> {
+        self.deps.keys().map(String::as_str)
+    }
+
+    /// Whether every breaker of the dependency (its own and its instances') is closed with
+    /// no override: then forgetting it loses nothing a client could see change. Unknown
+    /// dependencies are idle.
+    pub fn is_idle(&self, dependency: &str) -> bool {
+        self.deps.get(dependency).is_none_or(|d| {
+            std::iter::once(&d.breaker)
+                .chain(d.instances.values())
+                .all(|b| b.auto == Auto::Closed && b.manual.is_none())
+        })
+    }
+
     /// Drops a dependency's breakers and overrides (e.g. when it is forgotten by detection).
     /// Returns whether it was on the board.
     pub fn forget(&mut self, dependency: &str) -> bool {

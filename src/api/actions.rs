@@ -86,13 +86,59 @@ pub struct NewSilence {
     _created_by: Option<Value>,
 }
 
+/// Active and scheduled silences at most; past it, creating one is refused.
+pub const MAX_SILENCES: usize = 1_000;
+/// Longest silence (from `starts_at` to `ends_at`).
+pub const MAX_SILENCE_MS: i64 = 30 * DAY_MS;
+/// Longest breaker override (from now to its expiry).
+pub const MAX_OVERRIDE_MS: i64 = 7 * DAY_MS;
+/// Longest comment of a silence, reason of an override, in characters.
+pub const MAX_TEXT_CHARS: usize = 1_000;
+/// Longest matcher of a silence, in characters (names are at most 128).
+const MAX_MATCHER_CHARS: usize = 256;
+const DAY_MS: i64 = 86_400_000;
+/// Accepted times: 1970 to 2200, which keeps every sum of them far from overflow.
+const MAX_TIME_MS: i64 = 7_258_118_400_000;
+
 fn time_value(v: &Value, field: &str) -> Result<i64, ApiError> {
-    match v {
+    let t = match v {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => crate::time::parse_rfc3339(s),
         _ => None,
     }
-    .ok_or_else(|| ApiError::bad(format!("{field}: must be RFC 3339 or epoch milliseconds")))
+    .ok_or_else(|| ApiError::bad(format!("{field}: must be RFC 3339 or epoch milliseconds")))?;
+    if !(0..=MAX_TIME_MS).contains(&t) {
+        return Err(ApiError::bad(format!(
+            "{field}: must be between 1970 and 2200"
+        )));
+    }
+    Ok(t)
+}
+
+/// A duration parameter in milliseconds, at most `max_ms` (so that adding it to a time
+/// cannot overflow).
+fn duration_value(raw: &str, field: &str, max_ms: i64) -> Result<i64, ApiError> {
+    let d = humantime::parse_duration(raw)
+        .map_err(|e| ApiError::bad(format!("{field}: {raw:?} is not a duration ({e})")))?;
+    i64::try_from(d.as_millis())
+        .ok()
+        .filter(|ms| *ms <= max_ms)
+        .ok_or_else(|| ApiError::bad(format!("{field}: at most {}, got {raw:?}", days(max_ms))))
+}
+
+fn days(ms: i64) -> String {
+    humantime::format_duration(Duration::from_millis(ms as u64)).to_string()
+}
+
+/// Refuses a text longer than [`MAX_TEXT_CHARS`] (or `max`), naming the field.
+fn check_len(text: &str, field: &str, max: usize) -> Result<(), ApiError> {
+    let n = text.chars().count();
+    if n > max {
+        return Err(ApiError::bad(format!(
+            "{field}: at most {max} characters, got {n}"
+        )));
+    }
+    Ok(())
 }
 
 /// `POST /v1/silences`.
@@ -114,11 +160,7 @@ pub async fn create_silence(
             return Err(ApiError::bad("ends_at: give ends_at or duration, not both"));
         }
         (Some(v), None) => time_value(v, "ends_at")?,
-        (None, Some(d)) => {
-            let d = humantime::parse_duration(d)
-                .map_err(|e| ApiError::bad(format!("duration: {d:?} is not a duration ({e})")))?;
-            starts + d.as_millis() as i64
-        }
+        (None, Some(d)) => starts + duration_value(d, "duration", MAX_SILENCE_MS)?,
         (None, None) => return Err(ApiError::bad("ends_at: required (or give duration)")),
     };
     if ends <= starts || ends <= now {
@@ -126,8 +168,25 @@ pub async fn create_silence(
             "ends_at: must be after starts_at and in the future",
         ));
     }
+    if ends - starts > MAX_SILENCE_MS {
+        return Err(ApiError::bad(format!(
+            "ends_at: a silence lasts at most {} from starts_at",
+            days(MAX_SILENCE_MS)
+        )));
+    }
     if b.comment.trim().is_empty() {
         return Err(ApiError::bad("comment: must not be empty"));
+    }
+    check_len(&b.comment, "comment", MAX_TEXT_CHARS)?;
+    for (field, m) in [
+        ("dependency", &b.dependency),
+        ("instance", &b.instance),
+        ("zone", &b.zone),
+        ("detector", &b.detector),
+    ] {
+        if let Some(m) = m {
+            check_len(m, field, MAX_MATCHER_CHARS)?;
+        }
     }
     if [&b.dependency, &b.instance, &b.zone, &b.detector]
         .iter()
@@ -141,6 +200,13 @@ pub async fn create_silence(
         && crate::detect::DetectorKind::parse(d).is_none()
     {
         return Err(ApiError::bad(format!("detector: {d:?} is not a detector")));
+    }
+    // Checked before the insert, so two requests at once may pass it together: the bound is
+    // on memory and on what each evaluation matches against, not an exact quota.
+    if state.storage.silences(now).await?.len() >= MAX_SILENCES {
+        return Err(ApiError::bad(format!(
+            "silences: at most {MAX_SILENCES} active or scheduled silences; expire some first"
+        )));
     }
     let mut s = Silence {
         id: 0,
@@ -266,14 +332,20 @@ pub async fn put_override(
                 "expires_at: give expires_at or ttl, not both",
             ));
         }
-        (Some(v), None) => time_value(v, "expires_at")?,
-        (None, Some(t)) => {
-            now + humantime::parse_duration(t)
-                .map_err(|e| ApiError::bad(format!("ttl: {t:?} is not a duration ({e})")))?
-                .as_millis() as i64
+        (Some(v), None) => {
+            let t = time_value(v, "expires_at")?;
+            if t - now > MAX_OVERRIDE_MS {
+                return Err(ApiError::bad(format!(
+                    "expires_at: an override lasts at most {} from now",
+                    days(MAX_OVERRIDE_MS)
+                )));
+            }
+            t
         }
+        (None, Some(t)) => now + duration_value(t, "ttl", MAX_OVERRIDE_MS)?,
         (None, None) => return Err(ApiError::bad("expires_at: required (or give ttl)")),
     };
+    check_len(&b.reason, "reason", MAX_TEXT_CHARS)?;
     let (id, views) = state
         .actions
         .set_override(

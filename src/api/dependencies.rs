@@ -197,6 +197,13 @@ const TEN_S: i64 = 10_000;
 const MINUTE: i64 = 60_000;
 /// Most points one request may ask for.
 pub const MAX_POINTS: i64 = 1_440;
+/// Most bucket merges one request may cost (points x buckets in each point's window): a
+/// week of minutes at `window = step`, or 70 weeks-worth of minutes in all. A merge adds one
+/// histogram into another, a few microseconds, so a request costs well under a second of
+/// CPU, off the async workers.
+pub const MAX_BUCKET_MERGES: i64 = 100_800;
+/// Series reads computed at once; more are answered `503` with `Retry-After`.
+pub const MAX_CONCURRENT_SERIES: usize = 4;
 
 fn duration_param(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> {
     let Some(raw) = q.get(key) else {
@@ -246,6 +253,16 @@ pub async fn series(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
     parse_name(&name)?;
+    let _permit = state
+        .series_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded {
+            message: format!(
+                "{MAX_CONCURRENT_SERIES} series reads are already running; retry after the indicated delay"
+            ),
+            retry_after_s: 1,
+        })?;
     let now = state.clock.now_ms();
     let (kind, label) = match (q.get("instance"), q.get("zone")) {
         (Some(_), Some(_)) => {
@@ -276,6 +293,22 @@ pub async fn series(
             "step: {count} points requested; at most {MAX_POINTS} (use a larger step or a shorter range)"
         )));
     }
+    let retention = i64::try_from(state.settings.storage.retention.as_millis()).unwrap_or(i64::MAX);
+    if window > retention {
+        return Err(ApiError::bad(format!(
+            "window: {} is longer than the data kept (storage.retention = {})",
+            humantime::format_duration(Duration::from_millis(window as u64)),
+            humantime::format_duration(state.settings.storage.retention),
+        )));
+    }
+    let merges = count.saturating_mul(window / resolution);
+    if merges > MAX_BUCKET_MERGES {
+        return Err(ApiError::bad(format!(
+            "window: {count} points of {} buckets each is {merges} bucket merges; at most \
+             {MAX_BUCKET_MERGES} per request (use a shorter window, a larger step or a shorter range)",
+            window / resolution
+        )));
+    }
     let lo = first - window;
     // 10-second buckets exist in memory for the last minute only.
     if resolution == TEN_S && lo < now - now.rem_euclid(TEN_S) - 5 * TEN_S {
@@ -295,36 +328,6 @@ pub async fn series(
     } else {
         lo
     };
-    let mut buckets: BTreeMap<i64, Snapshot> = BTreeMap::new();
-    let in_memory = state
-        .store
-        .buckets(&key, tier, lo.max(memory_from), last, now);
-    if let Some(b) = &in_memory {
-        buckets.extend(b.iter().map(|(k, v)| (*k, v.clone())));
-    }
-    let mut in_storage = false;
-    if lo < memory_from {
-        for row in state
-            .storage
-            .series_rollups(&key, lo, memory_from.min(last))
-            .await?
-        {
-            in_storage = true;
-            let hist = decode_histogram(&row.histogram).map_err(|e| anyhow::anyhow!(e))?;
-            let slot = Slot::from_parts(row.minute_ms, hist, row.counts);
-            buckets
-                .entry(row.minute_ms)
-                .or_insert_with(|| Snapshot::empty(row.minute_ms, row.minute_ms + MINUTE))
-                .add_slot(&slot);
-        }
-    }
-    if in_memory.is_none()
-        && !in_storage
-        && !state.store.contains(&name)
-        && !state.storage.has_dependency(&name).await?
-    {
-        return Err(unknown(&name));
-    }
     let want_heatmap = match q.get("heatmap").map(String::as_str) {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
@@ -334,25 +337,59 @@ pub async fn series(
             )));
         }
     };
-    let snaps: Vec<(i64, Snapshot)> = (0..count)
-        .map(|i| {
-            let t = first + i * step;
-            let mut snap = Snapshot::empty(t - window, t.min(now).max(t - window + 1));
-            for (_, b) in buckets.range(t - window..t) {
-                snap.merge_data(b);
-            }
-            (t, snap)
-        })
-        .collect();
-    let heatmap = want_heatmap.then(|| heatmap(&snaps));
-    let points = snaps
-        .into_iter()
-        .map(|(t, snap)| SeriesPoint {
-            t: crate::time::to_rfc3339(t),
-            t_ms: t,
-            stats: snap.stats(),
-        })
-        .collect();
+    let rows = if lo < memory_from {
+        state
+            .storage
+            .series_rollups(&key, lo, memory_from.min(last))
+            .await?
+    } else {
+        Vec::new()
+    };
+    let in_storage = !rows.is_empty();
+    // Decoding roll-ups and merging buckets is CPU work (bounded above): off the async workers.
+    let store = state.store.clone();
+    let computed = tokio::task::spawn_blocking(move || {
+        let mut buckets: BTreeMap<i64, Snapshot> = BTreeMap::new();
+        let in_memory = store.buckets(&key, tier, lo.max(memory_from), last, now);
+        if let Some(b) = &in_memory {
+            buckets.extend(b.iter().map(|(k, v)| (*k, v.clone())));
+        }
+        for row in rows {
+            let hist = decode_histogram(&row.histogram).map_err(|e| anyhow::anyhow!(e))?;
+            let slot = Slot::from_parts(row.minute_ms, hist, row.counts);
+            buckets
+                .entry(row.minute_ms)
+                .or_insert_with(|| Snapshot::empty(row.minute_ms, row.minute_ms + MINUTE))
+                .add_slot(&slot);
+        }
+        let known = in_memory.is_some() || in_storage || store.contains(&key.dependency);
+        let snaps: Vec<(i64, Snapshot)> = (0..count)
+            .map(|i| {
+                let t = first + i * step;
+                let mut snap = Snapshot::empty(t - window, t.min(now).max(t - window + 1));
+                for (_, b) in buckets.range(t - window..t) {
+                    snap.merge_data(b);
+                }
+                (t, snap)
+            })
+            .collect();
+        let heatmap = want_heatmap.then(|| heatmap(&snaps));
+        let points: Vec<SeriesPoint> = snaps
+            .into_iter()
+            .map(|(t, snap)| SeriesPoint {
+                t: crate::time::to_rfc3339(t),
+                t_ms: t,
+                stats: snap.stats(),
+            })
+            .collect();
+        Ok::<_, ApiError>((known, points, heatmap))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
+    let (known, points, heatmap) = computed;
+    if !known && !state.storage.has_dependency(&name).await? {
+        return Err(unknown(&name));
+    }
     let fmt = |ms: i64| humantime::format_duration(Duration::from_millis(ms as u64)).to_string();
     Ok(Json(SeriesResponse {
         name,

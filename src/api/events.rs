@@ -1,5 +1,7 @@
 //! `POST /v1/events`: the ingest endpoint.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -86,6 +88,22 @@ async fn ingest(
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
     check_content_type(&headers)?;
+    let metrics = state.metrics.clone();
+    let limit = state.settings.ingest.max_body_bytes;
+    // The body is read before a permit is taken: a client trickling its body holds its own
+    // connection for at most `body_timeout`, never a permit other clients need.
+    let timeout = state.settings.ingest.body_timeout;
+    let bytes = {
+        let _receiving = Receiving::new(&state.ingest_receiving);
+        tokio::time::timeout(timeout, read_limited(body, limit, &metrics))
+            .await
+            .map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "the request body was not received within {} (ingest.body_timeout)",
+                    humantime::format_duration(timeout)
+                ))
+            })??
+    };
     // Bounded concurrency instead of a queue: past the limit, callers are told to come back.
     let _permit = state
         .ingest_permits
@@ -95,9 +113,6 @@ async fn ingest(
             message: "ingest is at capacity; retry after the indicated delay".into(),
             retry_after_s: 1,
         })?;
-    let metrics = state.metrics.clone();
-    let limit = state.settings.ingest.max_body_bytes;
-    let bytes = read_limited(body, limit, &metrics).await?;
     let header = |name| {
         headers
             .get(name)
@@ -137,6 +152,22 @@ async fn ingest(
     })
 }
 
+/// Counts a request among those receiving their body while it lives.
+struct Receiving<'a>(&'a AtomicUsize);
+
+impl<'a> Receiving<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn read_limited(
     body: Body,
     limit: usize,
@@ -164,24 +195,33 @@ pub fn ingest_body(
     max_errors: usize,
 ) -> Result<IngestResponse, BodyError> {
     let decoded = ingest::decode_body(bytes, encoding, limit)?;
-    let parsed = ingest::parse(&decoded, format, &Validation::live(now_ms))?;
+    // Every refusal is counted; messages are built for the first `max_errors` only.
+    let parsed = ingest::parse_capped(&decoded, format, &Validation::live(now_ms), max_errors)?;
     let refused = store.record_batch(&parsed.events, now_ms);
     let accepted = parsed.events.len() - refused.len();
-    let mut errors = parsed.errors;
-    errors.extend(refused.into_iter().map(|(i, e)| EventError {
-        index: parsed.indexes[i],
-        error: e.to_string(),
-    }));
-    errors.sort_by_key(|e| e.index);
-    let mut rejected_by: Vec<(&'static str, u64)> = Vec::new();
-    for e in &errors {
-        let reason = ingest::rejection_reason(&e.error);
+    let rejected = parsed.rejected + refused.len();
+    let mut rejected_by = parsed.rejected_by;
+    for (_, e) in &refused {
+        let reason = ingest::record_rejection_reason(e);
         match rejected_by.iter_mut().find(|r| r.0 == reason) {
             Some(r) => r.1 += 1,
             None => rejected_by.push((reason, 1)),
         }
     }
-    let rejected = errors.len();
+    // Parse errors are found in index order, so the ones kept are the first; of the store's
+    // refusals only the first `max_errors` by index can be among the first overall.
+    let mut refused: Vec<(usize, &crate::window::RecordError)> = refused
+        .iter()
+        .map(|(i, e)| (parsed.indexes[*i], e))
+        .collect();
+    refused.sort_unstable_by_key(|r| r.0);
+    refused.truncate(max_errors);
+    let mut errors = parsed.errors;
+    errors.extend(refused.into_iter().map(|(index, e)| EventError {
+        index,
+        error: e.to_string(),
+    }));
+    errors.sort_by_key(|e| e.index);
     let errors_truncated = rejected > max_errors;
     errors.truncate(max_errors);
     Ok(IngestResponse {

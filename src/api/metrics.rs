@@ -1,5 +1,6 @@
 //! `GET /metrics`: the Prometheus exposition (see [`crate::metrics`]).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -31,7 +32,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             in_flight,
             state.metrics.evaluation_lag_s(now),
             notifications,
-        );
+        )
+        .receiving_bodies(state.ingest_receiving.load(Ordering::Relaxed));
         state.metrics.render(scrape)
     })
     .await

@@ -18,6 +18,7 @@ use axum::routing::{delete, get, post};
 use tokio::sync::Semaphore;
 use tower_http::trace::TraceLayer;
 
+pub use dependencies::{MAX_BUCKET_MERGES, MAX_CONCURRENT_SERIES};
 pub use error::ApiError;
 pub use events::{IngestResponse, ingest_body};
 
@@ -38,6 +39,10 @@ pub struct AppState {
     /// Bounds concurrent ingest requests (and so the memory held by their bodies); a request
     /// that finds no permit is answered 503 at once rather than queued.
     pub ingest_permits: Arc<Semaphore>,
+    /// Bounds the series reads computed at once (`GET /v1/dependencies/{name}/series`).
+    pub series_permits: Arc<Semaphore>,
+    /// Ingest requests still receiving their body (they hold no permit yet).
+    pub ingest_receiving: Arc<std::sync::atomic::AtomicUsize>,
     /// The detection engine; evaluation holds the lock for a few milliseconds a second, API
     /// reads of health take it briefly.
     pub engine: Arc<parking_lot::Mutex<Engine>>,

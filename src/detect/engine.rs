@@ -545,6 +545,26 @@ impl Engine {
         self.deps
             .retain(|name, d| d.is_active() || store.contains(name));
     }
+
+    /// Dependencies whose state [`Engine::forget_missing`] would drop: gone from the store,
+    /// no open or pending alert.
+    pub fn missing(&self, store: &WindowStore) -> Vec<String> {
+        self.deps
+            .iter()
+            .filter(|(name, d)| !d.is_active() && !store.contains(name))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Whether the engine holds state for the dependency.
+    pub fn knows(&self, dependency: &str) -> bool {
+        self.deps.contains_key(dependency)
+    }
+
+    /// Drops a dependency's state (its baseline, its hysteresis); see [`Engine::missing`].
+    pub fn forget(&mut self, dependency: &str) -> bool {
+        self.deps.remove(dependency).is_some()
+    }
 }
 
 /// How long, after a restart, an alert of a baseline detector holds while the baseline

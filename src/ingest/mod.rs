@@ -12,7 +12,9 @@ mod validate;
 use std::io::Read;
 
 pub use raw::{Body, Element, Field, RawEvent};
-pub use reason::{EVENT_REJECTION_REASONS, body_rejection_reason, rejection_reason};
+pub use reason::{
+    EVENT_REJECTION_REASONS, body_rejection_reason, record_rejection_reason, rejection_reason,
+};
 pub use validate::{MAX_FUTURE_MS, Validation};
 
 use crate::domain::Event;
@@ -72,12 +74,20 @@ pub struct EventError {
 }
 
 /// The outcome of parsing one body.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Parsed<'a> {
     pub events: Vec<Event<'a>>,
     /// Index in the body of each entry of `events`.
     pub indexes: Vec<usize>,
+    /// The first refused events (by index), as many as the parse was asked to keep.
     pub errors: Vec<EventError>,
+    /// Every refused event, those beyond `errors` included.
+    pub rejected: usize,
+    /// Every refused event by reason (see [`rejection_reason`]).
+    pub rejected_by: Vec<(&'static str, u64)>,
+    /// How many errors `errors` keeps; the others are only counted, so that a body of a
+    /// million bad elements does not hold a million messages.
+    max_errors: usize,
 }
 
 /// Undoes `Content-Encoding`, refusing bodies (compressed or not) above `limit` bytes.
@@ -112,11 +122,22 @@ pub fn decode_body<'a>(
     }
 }
 
-/// Parses a decoded body and validates each event.
+/// Parses a decoded body and validates each event, keeping every error.
 pub fn parse<'a>(body: &'a [u8], format: Format, v: &Validation) -> Result<Parsed<'a>, BodyError> {
+    parse_capped(body, format, v, usize::MAX)
+}
+
+/// Parses a decoded body and validates each event, keeping the messages of the first
+/// `max_errors` refused events only; all of them are counted.
+pub fn parse_capped<'a>(
+    body: &'a [u8],
+    format: Format,
+    v: &Validation,
+    max_errors: usize,
+) -> Result<Parsed<'a>, BodyError> {
     match format {
-        Format::Json => parse_json(body, v),
-        Format::Ndjson => parse_ndjson(body, v),
+        Format::Json => parse_json(body, v, max_errors),
+        Format::Ndjson => parse_ndjson(body, v, max_errors),
     }
 }
 
@@ -135,9 +156,13 @@ fn syntax(e: &serde_json::Error) -> BodyError {
     }
 }
 
-fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
+fn parse_json<'a>(
+    body: &'a [u8],
+    v: &Validation,
+    max_errors: usize,
+) -> Result<Parsed<'a>, BodyError> {
     use serde::de::DeserializeSeed;
-    let mut out = Parsed::with_capacity_for(body.len());
+    let mut out = Parsed::with_capacity_for(body.len(), max_errors);
     if fast::each_event(body, v, |i, event| out.push(i, event)).is_some() {
         return Ok(out);
     }
@@ -145,6 +170,8 @@ fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyErro
     out.events.clear();
     out.indexes.clear();
     out.errors.clear();
+    out.rejected = 0;
+    out.rejected_by.clear();
     let mut de = serde_json::Deserializer::from_slice(body);
     let classify = |e: serde_json::Error| {
         if e.is_data() {
@@ -163,9 +190,13 @@ fn parse_json<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyErro
     Ok(out)
 }
 
-fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyError> {
-    use serde::de::DeserializeSeed;
-    let mut out = Parsed::with_capacity_for(body.len());
+fn parse_ndjson<'a>(
+    body: &'a [u8],
+    v: &Validation,
+    max_errors: usize,
+) -> Result<Parsed<'a>, BodyError> {
+    use serde::Deserialize;
+    let mut out = Parsed::with_capacity_for(body.len(), max_errors);
     let mut first_syntax_error = None;
     let mut parsed_any = false;
     // Lines are found with memchr: a byte-at-a-time split cost as much as parsing them.
@@ -184,33 +215,23 @@ fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyEr
             out.push(i, event);
             continue;
         }
-        let (events_before, errors_before) = (out.events.len(), out.errors.len());
+        // The line is validated only once it is known to hold nothing after its element
+        // (trailing garbage makes the whole line a syntax error).
         let mut de = serde_json::Deserializer::from_slice(line);
-        let result = raw::ElementSeed {
-            validation: v,
-            out: &mut out,
-            index: i,
-        }
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
+        let result = raw::Element::deserialize(&mut de).and_then(|el| de.end().map(|()| el));
         match result {
-            Ok(()) => parsed_any = true,
+            Ok(element) => {
+                parsed_any = true;
+                out.push_element(i, element, v);
+            }
             Err(e) => {
-                // Trailing garbage after a complete object: drop what the line produced.
-                out.events.truncate(events_before);
-                out.indexes.truncate(events_before);
-                out.errors.truncate(errors_before);
                 let err = syntax(&e);
                 if let BodyError::Syntax {
                     column, message, ..
                 } = &err
                 {
-                    out.errors.push(EventError {
-                        index: i,
-                        error: format!(
-                            "line {}: invalid JSON: {message} at column {column}",
-                            i + 1
-                        ),
+                    out.reject_with(i, "other", || {
+                        format!("line {}: invalid JSON: {message} at column {column}", i + 1)
                     });
                 }
                 if first_syntax_error.is_none() {
@@ -238,12 +259,15 @@ fn parse_ndjson<'a>(body: &'a [u8], v: &Validation) -> Result<Parsed<'a>, BodyEr
 impl<'a> Parsed<'a> {
     /// Sized for a body of `len` bytes (events are rarely shorter than ~60 bytes), so that
     /// pushing does not reallocate and copy the events already parsed.
-    fn with_capacity_for(len: usize) -> Self {
+    fn with_capacity_for(len: usize, max_errors: usize) -> Self {
         let n = (len / 60).min(1 << 20);
         Self {
             events: Vec::with_capacity(n),
             indexes: Vec::with_capacity(n),
             errors: Vec::new(),
+            rejected: 0,
+            rejected_by: Vec::new(),
+            max_errors,
         }
     }
 
@@ -253,7 +277,51 @@ impl<'a> Parsed<'a> {
                 self.events.push(ev);
                 self.indexes.push(index);
             }
-            Err(error) => self.errors.push(EventError { index, error }),
+            Err(error) => self.reject(index, error),
+        }
+    }
+
+    /// Validates one element of a batch (or one NDJSON line) into the events or the errors.
+    pub(crate) fn push_element(&mut self, index: usize, element: Element<'a>, v: &Validation) {
+        match element {
+            Element::Event(raw) => self.push(index, v.validate(raw)),
+            Element::NotAnObject(kind) => self.reject_with(index, "not_an_object", || {
+                format!("event must be a JSON object, got {kind}")
+            }),
+        }
+    }
+
+    /// Counts a refused event whose message is already built, keeping it if there is room.
+    #[cold]
+    fn reject(&mut self, index: usize, error: String) {
+        self.count(rejection_reason(&error));
+        if self.errors.len() < self.max_errors {
+            self.errors.push(EventError { index, error });
+        }
+    }
+
+    /// Counts a refused event under `reason`, building its message only if it is kept.
+    #[cold]
+    pub(crate) fn reject_with(
+        &mut self,
+        index: usize,
+        reason: &'static str,
+        message: impl FnOnce() -> String,
+    ) {
+        self.count(reason);
+        if self.errors.len() < self.max_errors {
+            self.errors.push(EventError {
+                index,
+                error: message(),
+            });
+        }
+    }
+
+    fn count(&mut self, reason: &'static str) {
+        self.rejected += 1;
+        match self.rejected_by.iter_mut().find(|r| r.0 == reason) {
+            Some(r) => r.1 += 1,
+            None => self.rejected_by.push((reason, 1)),
         }
     }
 }
@@ -314,6 +382,47 @@ mod tests {
             errs[1].1
         );
         assert_eq!(errs[2], (3, "event must be a JSON object, got a number"));
+    }
+
+    #[test]
+    fn a_capped_parse_counts_every_refusal_and_keeps_the_first_messages() {
+        let body = br#"[7,{"duration_ms":1},{"dependency":"ok","duration_ms":1},"x",[],{"dependency":"d","duration_ms":-1}]"#;
+        let p = parse_capped(body, Format::Json, &live(), 2).unwrap();
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.rejected, 5);
+        let kept: Vec<_> = p
+            .errors
+            .iter()
+            .map(|e| (e.index, e.error.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (0, "event must be a JSON object, got a number"),
+                (1, "dependency: required")
+            ]
+        );
+        let mut by = p.rejected_by.clone();
+        by.sort();
+        assert_eq!(
+            by,
+            [
+                ("invalid_dependency", 1),
+                ("invalid_duration", 1),
+                ("not_an_object", 3)
+            ]
+        );
+        let nd = b"1\n{oops\n{\"dependency\":\"a\",\"duration_ms\":1}\n{\"dependency\":\"a\",\"duration_ms\":1} x\n[]\n";
+        let p = parse_capped(nd, Format::Ndjson, &live(), 1).unwrap();
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.rejected, 4);
+        assert_eq!(p.errors.len(), 1);
+        assert_eq!(p.errors[0].index, 0);
+        let mut by = p.rejected_by.clone();
+        by.sort();
+        assert_eq!(by, [("not_an_object", 2), ("other", 2)]);
+        // Uncapped, every message is kept.
+        assert_eq!(parse(nd, Format::Ndjson, &live()).unwrap().errors.len(), 4);
     }
 
     #[test]

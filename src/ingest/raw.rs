@@ -286,14 +286,8 @@ impl<'a> serde::de::DeserializeSeed<'a> for ElementSeed<'_, '_, 'a> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
-        let (validation, out, index) = (self.validation, self.out, self.index);
-        match d.deserialize_any(ElementVisitor)? {
-            Element::Event(raw) => out.push(index, validation.validate(raw)),
-            Element::NotAnObject(kind) => out.push(
-                index,
-                Err(format!("event must be a JSON object, got {kind}")),
-            ),
-        }
+        let element = d.deserialize_any(ElementVisitor)?;
+        self.out.push_element(self.index, element, self.validation);
         Ok(())
     }
 }

@@ -46,6 +46,19 @@ pub fn rejection_reason(error: &str) -> &'static str {
     }
 }
 
+/// The reason of a refusal by the window store, without building its message (a batch can
+/// have a million of them); the same as [`rejection_reason`] of the message.
+pub fn record_rejection_reason(e: &crate::window::RecordError) -> &'static str {
+    use crate::window::RecordError;
+    match e {
+        RecordError::TooOld => "ts_too_old",
+        RecordError::SeriesLimit { .. } => "series_limit",
+        RecordError::DependencyLimit(_) => "dependency_limit",
+        RecordError::InstanceLimit(_) => "instance_limit",
+        RecordError::ZoneLimit(_) => "zone_limit",
+    }
+}
+
 /// The `reason` label of `graywatch_ingest_bodies_rejected_total`.
 pub fn body_rejection_reason(e: &super::BodyError) -> &'static str {
     use super::BodyError;
@@ -80,6 +93,7 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(rejection_reason(&e.to_string()), want, "{e}");
+            assert_eq!(record_rejection_reason(&e), want, "{e}");
         }
     }
 

@@ -56,6 +56,8 @@ pub struct Scrape {
     instance_breakers: Vec<(String, String, BreakerState)>,
     limits: Limits,
     in_flight: usize,
+    receiving: usize,
+    rollups_dropped: u64,
     evaluation_lag_s: Option<f64>,
     notifications: Vec<NotificationCount>,
     resident_memory_bytes: Option<u64>,
@@ -97,10 +99,18 @@ impl Scrape {
             instance_breakers,
             limits: store.limits(),
             in_flight,
+            receiving: 0,
+            rollups_dropped: store.rollups_dropped(),
             evaluation_lag_s,
             notifications,
             resident_memory_bytes: super::process::resident_memory_bytes(),
         }
+    }
+
+    /// Ingest requests still receiving their body (before they take a permit).
+    pub fn receiving_bodies(mut self, n: usize) -> Self {
+        self.receiving = n;
+        self
     }
 }
 
@@ -390,6 +400,20 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         m.encode_gauge(&(self.in_flight as i64))?;
+        let mut m = e.encode_descriptor(
+            "graywatch_rollups_dropped",
+            "Unsaved minutes dropped because too many piled up in a series while roll-ups could not be written.",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<NoLabelSet, _, u64>(&self.rollups_dropped, None)?;
+        let mut m = e.encode_descriptor(
+            "graywatch_ingest_bodies_receiving",
+            "POST /v1/events requests still receiving their body (before taking a permit).",
+            None,
+            MetricType::Gauge,
+        )?;
+        m.encode_gauge(&(self.receiving as i64))?;
         if let Some(lag) = self.evaluation_lag_s {
             let mut m = e.encode_descriptor(
                 "graywatch_evaluation_lag_seconds",

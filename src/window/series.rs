@@ -94,6 +94,13 @@ pub struct Series {
     retired: Totals,
 }
 
+/// Unsaved minutes a series keeps once its minute ring has recycled them (see
+/// [`Series::bound_unsaved`]): an hour. Per series rather than per store, so that one busy
+/// series cannot push out every other's history; at most 60 dense histograms (~780 KiB, about
+/// what the series itself takes at most), so a long database outage at most doubles the window
+/// store's worst case instead of growing without end, and costs the oldest minutes first.
+pub const MAX_UNSAVED_MINUTES: usize = 60;
+
 impl Default for Series {
     fn default() -> Self {
         Self::new()
@@ -609,6 +616,23 @@ impl Series {
         }
     }
 
+    /// Drops the oldest unsaved evicted minutes beyond [`MAX_UNSAVED_MINUTES`] and returns how
+    /// many it dropped. They pile up only while roll-ups cannot be written (the database is
+    /// down or far behind), and without a bound an outage of hours would hold a 13 KiB
+    /// histogram per minute per series until the process runs out of memory.
+    pub fn bound_unsaved(&mut self) -> usize {
+        let excess = self
+            .evicted_minutes
+            .len()
+            .saturating_sub(MAX_UNSAVED_MINUTES);
+        if excess == 0 {
+            return 0;
+        }
+        self.evicted_minutes.sort_by_key(|s| s.start_ms);
+        self.evicted_minutes.drain(..excess);
+        excess
+    }
+
     /// True when nothing is left to persist.
     pub fn is_clean(&self) -> bool {
         self.late_minutes.is_empty()
@@ -740,6 +764,43 @@ mod tests {
     fn total(s: &mut Series, w: Window, now: i64) -> u64 {
         s.advance(now);
         s.window(w, now).total()
+    }
+
+    #[test]
+    fn unsaved_evicted_minutes_are_bounded_keeping_the_newest() {
+        let now = T0 + 10 * 24 * 60 * MINUTE_MS;
+        let mut s = Series::new();
+        // A day of minutes whose writes failed, long out of the minute ring, handed back in
+        // no particular order.
+        let minutes: Vec<i64> = (0..1_440)
+            .map(|i| T0 + ((i * 7) % 1_440) * MINUTE_MS)
+            .collect();
+        s.restore_unsaved(
+            minutes
+                .iter()
+                .map(|&m| {
+                    let mut slot = Slot::new(m);
+                    slot.record(1_000, Outcome::Ok);
+                    MinuteRollup {
+                        minute_ms: m,
+                        late_part: false,
+                        slot,
+                    }
+                })
+                .collect(),
+        );
+        assert_eq!(s.bound_unsaved(), 1_440 - MAX_UNSAVED_MINUTES);
+        assert_eq!(s.bound_unsaved(), 0);
+        let kept: Vec<i64> = s
+            .take_rollups(now, false)
+            .into_iter()
+            .map(|r| r.minute_ms)
+            .collect();
+        let newest: Vec<i64> = (1_440 - MAX_UNSAVED_MINUTES as i64..1_440)
+            .map(|i| T0 + i * MINUTE_MS)
+            .collect();
+        assert_eq!(kept, newest);
+        assert!(s.is_clean());
     }
 
     #[test]

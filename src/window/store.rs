@@ -226,6 +226,8 @@ pub struct WindowStore {
     dependency_count: AtomicUsize,
     /// Series of all kinds, reserved the same way.
     series_count: AtomicUsize,
+    /// Unsaved minutes dropped by [`Series::bound_unsaved`] since start.
+    rollups_dropped: std::sync::atomic::AtomicU64,
 }
 
 const SHARDS: usize = 64;
@@ -240,7 +242,14 @@ impl WindowStore {
             limits,
             dependency_count: AtomicUsize::new(0),
             series_count: AtomicUsize::new(0),
+            rollups_dropped: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Unsaved minutes dropped since start because too many piled up in a series while
+    /// roll-ups could not be written.
+    pub fn rollups_dropped(&self) -> u64 {
+        self.rollups_dropped.load(Ordering::Relaxed)
     }
 
     pub fn limits(&self) -> Limits {
@@ -412,8 +421,23 @@ impl WindowStore {
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             let (mut dropped_deps, mut dropped_series) = (0, 0);
-            shard.deps.retain(|_, dep| {
-                dep.for_each_mut(|_, _, s| s.advance(now_ms));
+            shard.deps.retain(|name, dep| {
+                dep.for_each_mut(|kind, label, s| {
+                    s.advance(now_ms);
+                    let dropped = s.bound_unsaved();
+                    if dropped > 0 {
+                        self.rollups_dropped
+                            .fetch_add(dropped as u64, Ordering::Relaxed);
+                        tracing::warn!(
+                            dependency = %name,
+                            kind = kind.as_str(),
+                            label,
+                            dropped,
+                            kept = super::series::MAX_UNSAVED_MINUTES,
+                            "Roll-ups cannot be written and too many minutes are waiting: dropped the oldest unsaved minutes."
+                        );
+                    }
+                });
                 let idle = |s: &Series| s.last_event_ms < idle_before && s.is_clean();
                 let before = dep.instances.len() + dep.zones.len();
                 dep.instances.retain(|_, s| !idle(s));
@@ -901,5 +925,37 @@ mod tests {
             ..ev("b", Some("x"))
         };
         assert!(store.record(&e, later).is_ok());
+    }
+
+    #[test]
+    fn unsaved_minutes_beyond_the_bound_are_dropped_and_counted() {
+        use super::super::series::MAX_UNSAVED_MINUTES;
+        let store = WindowStore::new(Limits::default());
+        assert!(store.record(&ev("a", None), NOW).is_ok());
+        let key = SeriesKey {
+            dependency: "a".into(),
+            kind: SeriesKind::Dependency,
+            label: String::new(),
+        };
+        let old = NOW - NOW.rem_euclid(60_000) - 24 * 3_600_000;
+        let n = MAX_UNSAVED_MINUTES + 10;
+        store.restore_unsaved(
+            (0..n as i64)
+                .map(|i| {
+                    let minute_ms = old + i * 60_000;
+                    let r = MinuteRollup {
+                        minute_ms,
+                        late_part: false,
+                        slot: Slot::new(minute_ms),
+                    };
+                    (key.clone(), r)
+                })
+                .collect(),
+        );
+        assert_eq!(store.rollups_dropped(), 0);
+        store.advance_all(NOW);
+        assert_eq!(store.rollups_dropped(), 10);
+        store.advance_all(NOW + 1_000);
+        assert_eq!(store.rollups_dropped(), 10);
     }
 }

@@ -43,6 +43,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<AtomicI64>,
     pub settings: Settings,
+    /// The running server's state, for tests that must hold what requests would hold.
+    pub state: graywatch::api::AppState,
     dir: Arc<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), String>>>,
@@ -77,6 +79,7 @@ impl TestApp {
             .await
             .expect("the application builds");
         let addr = app.local_addr();
+        let state = app.state().clone();
         let base = format!("http://{addr}");
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -95,6 +98,7 @@ impl TestApp {
                 .expect("build the HTTP client"),
             clock,
             settings,
+            state,
             dir,
             shutdown: Some(tx),
             server: Some(server),
@@ -184,6 +188,25 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         read(resp).await
+    }
+
+    /// The value of an unlabelled metric in `GET /metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("read /metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+            .trim()
+            .parse()
+            .expect("a number")
     }
 
     /// `GET /v1/dependencies/{name}?window=...`, which must succeed.
