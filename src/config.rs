@@ -9,6 +9,7 @@
 //! [ingest]
 //! max_body_bytes = 10485760   # after decompression; larger bodies get 413
 //! max_in_flight = 32          # concurrent ingest requests; more get 503 + Retry-After
+//! max_receiving = 128         # bodies received at once; more get 503 + Retry-After
 //! max_errors_reported = 100   # per-event errors listed in a response
 //! body_timeout = "10s"        # a body not received in full by then gets 408
 //!
@@ -108,6 +109,9 @@ pub struct IngestSettings {
     /// senders hold a connection, never one of the `max_in_flight` permits.
     #[serde(with = "duration")]
     pub body_timeout: Duration,
+    /// Request bodies received at once; more get `503` with `Retry-After`. With
+    /// `max_body_bytes` it bounds the memory bodies can hold while they arrive.
+    pub max_receiving: usize,
 }
 
 impl Default for IngestSettings {
@@ -117,6 +121,7 @@ impl Default for IngestSettings {
             max_in_flight: 32,
             max_errors_reported: 100,
             body_timeout: Duration::from_secs(10),
+            max_receiving: 128,
         }
     }
 }
@@ -391,6 +396,13 @@ impl Settings {
                 "node_id",
                 format!("{:?}", self.node_id),
                 "must be 1 to 64 characters",
+            );
+        }
+        if self.ingest.max_receiving == 0 {
+            bad(
+                "ingest.max_receiving",
+                "0".to_string(),
+                "must be at least 1",
             );
         }
         if self.ingest.max_body_bytes < 1024 {

@@ -1251,6 +1251,48 @@ async fn clients_trickling_their_bodies_lock_nobody_out_and_are_cut_with_408() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_received_at_once_are_bounded_and_the_next_is_told_to_retry() {
+    let app = TestApp::spawn_with(|s| {
+        s.ingest.body_timeout = Duration::from_secs(3);
+        s.ingest.max_receiving = 3;
+    })
+    .await;
+    let head = |addr: std::net::SocketAddr| {
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000\r\n\r\n"
+        )
+    };
+    let tricklers: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(trickle(app.addr, head(app.addr), vec![b' '; 1000])))
+        .collect();
+    eventually(
+        "three slow clients are sending their bodies",
+        Duration::from_secs(10),
+        || async { app.metric("graywatch_ingest_bodies_receiving").await == 3.0 },
+    )
+    .await;
+    // A fourth body is refused before it is read, with a delay to come back after.
+    let resp = app
+        .client
+        .post(app.url("/v1/events"))
+        .json(&[event("fast", 1.0, "ok", None)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: Value = resp.json().await.expect("a JSON answer");
+    assert!(error_of(&body).contains("ingest.max_receiving"), "{body}");
+    // Once the slow clients are cut off (408), bodies are received again.
+    for t in tricklers {
+        let (code, body, _) = t.await.expect("the slow client does not panic");
+        assert_eq!(code, 408, "{body}");
+    }
+    app.post_ok(&[event("fast", 1.0, "ok", None)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_slow_to_send_headers_or_idle_after_a_response_are_closed() {
     let header_timeout = Duration::from_secs(1);
     let app = TestApp::spawn_with(|s| s.http.header_timeout = header_timeout).await;

@@ -94,7 +94,19 @@ async fn ingest(
     // connection for at most `body_timeout`, never a permit other clients need.
     let timeout = state.settings.ingest.body_timeout;
     let bytes = {
-        let _receiving = Receiving::new(&state.ingest_receiving);
+        // Bodies being received are bounded too: their memory is at most
+        // `max_receiving` x `max_body_bytes`, whatever the number of connections.
+        let max = state.settings.ingest.max_receiving;
+        let Some(_receiving) = Receiving::try_new(&state.ingest_receiving, max) else {
+            metrics.ingest_overloaded();
+            return Err(ApiError::Overloaded {
+                message: format!(
+                    "{max} request bodies are being received (ingest.max_receiving); retry \
+                     after the indicated delay"
+                ),
+                retry_after_s: 1,
+            });
+        };
         tokio::time::timeout(timeout, read_limited(body, limit, &metrics))
             .await
             .map_err(|_| {
@@ -156,9 +168,13 @@ async fn ingest(
 struct Receiving<'a>(&'a AtomicUsize);
 
 impl<'a> Receiving<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count)
+    /// Counts one more body being received, unless `max` already are.
+    fn try_new(count: &'a AtomicUsize, max: usize) -> Option<Self> {
+        if count.fetch_add(1, Ordering::AcqRel) >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(count))
     }
 }
 
