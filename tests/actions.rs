@@ -2001,6 +2001,107 @@ async fn an_operator_forces_a_breaker_open_until_the_override_is_deleted_or_expi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_history_lists_each_change_newest_first_with_its_states_and_reason() {
+    let app = spawn_with_breakers().await;
+    let path = format!("/v1/breakers/{DEP}");
+    let history = format!("{path}/history");
+    let (status, body) = app.get(&history).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    error_of(&body);
+
+    // On the board but never changed: an empty history.
+    drive_until(
+        &app,
+        "the breaker is on the board",
+        healthy,
+        async |app: &TestApp| {
+            (app.get(&format!("/v1/breakers/{DEP}")).await.0 == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+    let body = get_ok(&app, &history).await;
+    assert_eq!(body, json!({"dependency": DEP, "changes": []}));
+
+    // Forced open, then forced closed, then the override removed; then an instance forced open.
+    let put = async |body: Value| {
+        let (status, answer) = send_json(&app, reqwest::Method::PUT, &path, &body).await;
+        assert_eq!(status, StatusCode::OK, "{body}: {answer}");
+    };
+    let t1 = app.now();
+    put(json!({"state": "open", "reason": "maintenance", "ttl": "10m"})).await;
+    app.advance(SECOND);
+    let t2 = app.now();
+    put(json!({"state": "closed", "reason": "known false alarm", "ttl": "10m"})).await;
+    app.advance(SECOND);
+    let t3 = app.now();
+    let (status, text) = delete(&app, &path).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    app.advance(SECOND);
+    let t4 = app.now();
+    put(json!({"state": "open", "reason": "bad host", "ttl": "10m", "instance": "10.0.0.7"})).await;
+
+    let body = get_ok(&app, &history).await;
+    assert_eq!(body["dependency"], DEP, "{body}");
+    let changes = body["changes"].as_array().unwrap();
+    let seen: Vec<(i64, Option<&str>, &str, &str, bool)> = changes
+        .iter()
+        .map(|c| {
+            (
+                ms_field(c, "at_ms"),
+                c["instance"].as_str(),
+                str_of(c, "before"),
+                str_of(c, "after"),
+                c["forced"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (t4, Some("10.0.0.7"), "closed", "open", true),
+            (t3, None, "closed", "closed", false),
+            (t2, None, "open", "closed", true),
+            (t1, None, "closed", "open", true),
+        ],
+        "{body}"
+    );
+    assert!(str_of(&changes[0], "reason").contains("bad host"), "{body}");
+    assert!(
+        str_of(&changes[2], "reason").contains("known false alarm"),
+        "{body}"
+    );
+    assert!(
+        str_of(&changes[3], "reason").contains("maintenance"),
+        "{body}"
+    );
+    assert_eq!(
+        str_of(&changes[3], "at"),
+        graywatch::time::to_rfc3339(t1),
+        "{body}"
+    );
+
+    // `limit` keeps the newest; a bad one is refused naming it.
+    let body = get_ok(&app, &format!("{history}?limit=2")).await;
+    assert_eq!(
+        body["changes"].as_array().unwrap()[..],
+        changes[..2],
+        "{body}"
+    );
+    for bad in ["0", "101", "-1", "ten"] {
+        let (status, body) = app.get(&format!("{history}?limit={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "limit={bad}: {body}");
+        assert!(error_of(&body).contains("limit"), "limit={bad}: {body}");
+    }
+    let (status, body) = app.get("/v1/breakers/no-such-dependency/history").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // Kept in memory only: a restart starts it empty (the override itself is restored).
+    let app = app.restart().await;
+    let body = get_ok(&app, &history).await;
+    assert_eq!(body["changes"], json!([]), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_overrides_with_bad_bodies_are_refused_naming_the_field() {
     let app = spawn_with_breakers().await;
     let path = format!("/v1/breakers/{DEP}");

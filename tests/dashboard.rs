@@ -312,9 +312,14 @@ struct Script {
 
 impl Script {
     fn start(args: &[&str]) -> Self {
+        Self::run("tests/dashboard.mjs", args)
+    }
+
+    /// Starts `script` (a path under `web/`) with `args`.
+    fn run(script: &str, args: &[&str]) -> Self {
         require_browser();
         let mut child = Command::new("node")
-            .arg("tests/dashboard.mjs")
+            .arg(script)
             .args(args)
             .current_dir(web_dir())
             .stdout(Stdio::piped())
@@ -703,4 +708,64 @@ async fn in_a_browser_a_token_signs_in_and_the_overview_lists_dependencies() {
         .find(|s| s["id"] == silence)
         .unwrap_or_else(|| panic!("silence {silence}: {silences}"));
     assert_eq!(s["created_by"], "oncall", "{s}");
+}
+
+/// The short form of the soak benchmark (`web/tests/soak.mjs`, see BENCHMARKS.md): the
+/// overview and a dependency's page stay open for two minutes of live traffic; after a forced
+/// garbage collection every 15 s, neither page has more DOM nodes than at the first sample and
+/// neither heap grew by more than 1 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_open_pages_keep_their_dom_and_heap_over_two_minutes_of_traffic() {
+    require_browser();
+    let app = TestApp::spawn().await;
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..60 {
+        app.advance(SECOND);
+        app.post_ok(&traffic(&mut rng, app.now(), SECOND, false))
+            .await;
+    }
+    let mut script = Script::run(
+        "tests/soak.mjs",
+        &[
+            &app.base,
+            "1.75",
+            "--no-feed",
+            &format!("--dependency={SLOW}"),
+            "--warmup=15",
+            "--sample-every=15",
+            "--max-heap-growth-kib=1024",
+        ],
+    );
+    // One second of clock and traffic every second, until the script is done.
+    let until = Instant::now() + Duration::from_secs(200);
+    let status = loop {
+        if let Some(status) = script.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "the soak script did not finish");
+        app.advance(SECOND);
+        app.post_ok(&traffic(&mut rng, app.now(), SECOND, false))
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    while let Ok(line) = script.lines.recv_timeout(Duration::from_secs(1)) {
+        script.seen.push(line);
+    }
+    if !status.success() {
+        script.fail(&format!("the soak script failed ({status})"));
+    }
+    let summaries: Vec<Value> = script
+        .seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("SUMMARY "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .collect();
+    assert_eq!(summaries.len(), 2, "{:?}", script.seen);
+    assert!(script.seen.iter().any(|l| l == "OK"), "{:?}", script.seen);
+    for s in &summaries {
+        assert!(s["samples"].as_u64() >= Some(8), "{s}");
+        assert!(s["nodes_last"].as_u64() <= s["nodes_first"].as_u64(), "{s}");
+        assert!(s["heap_growth"].as_i64() <= Some(1 << 20), "{s}");
+        eprintln!("{s}");
+    }
 }

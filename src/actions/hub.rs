@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, watch};
 use super::breaker::{
     BreakerBoard, BreakerChange, BreakerState, BreakerView, ForcedState, OverrideError,
 };
+use super::history::BreakerHistory;
 use super::notice::{AlertNotice, Notice};
 use super::notifier::Notifier;
 use super::outbox::{Wakers, new_delivery_id, run_worker};
@@ -52,6 +53,8 @@ pub struct Actions {
     pub board: parking_lot::Mutex<BreakerBoard>,
     /// Breaker changes as JSON, for SSE subscribers.
     pub changes: broadcast::Sender<Arc<serde_json::Value>>,
+    /// The recent breaker changes of each dependency (in memory, bounded), read by the API.
+    pub history: parking_lot::Mutex<BreakerHistory>,
     /// Breaker notifications the database refused, retried at the next tick. A mutex, not a
     /// channel: the detection loop and override requests both append and both retry, and a
     /// retry must put what still fails back in front of what came meanwhile.
@@ -80,6 +83,7 @@ impl Actions {
             notifiers,
             board: parking_lot::Mutex::new(BreakerBoard::new(settings.breakers.clone())),
             changes: broadcast::channel(STREAM_BUFFER).0,
+            history: parking_lot::Mutex::new(BreakerHistory::new()),
             unqueued: parking_lot::Mutex::new(VecDeque::new()),
         })
     }
@@ -160,9 +164,12 @@ impl Actions {
         Ok(())
     }
 
-    /// Broadcasts breaker changes and queues them for `routing.breaker_notifiers`, with any
-    /// the database refused before.
+    /// Broadcasts breaker changes, adds them to the history and queues them for
+    /// `routing.breaker_notifiers`, with any the database refused before.
     pub async fn publish(&self, storage: &Storage, changes: &[BreakerChange], now_ms: i64) {
+        if !changes.is_empty() {
+            self.history.lock().record(changes, now_ms);
+        }
         let mut rows = Vec::new();
         for c in changes {
             let mut event = serde_json::json!({ "before": c.before.as_ref().map(|b| b.to_json()), "after": c.after.to_json() });

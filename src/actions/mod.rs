@@ -5,11 +5,13 @@
 //!   webhook), each saying whether a failure is worth retrying.
 //! - `outbox`: delivery workers over the durable outbox (rows are written with the alert
 //!   transition, in the same transaction).
-//! - `breaker`: breaker signals clients poll or stream to trip their circuit breakers.
+//! - `breaker`: breaker signals clients poll or stream to trip their circuit breakers;
+//!   `history`: their recent changes, in memory.
 //!
 //! Nothing here knows about histograms: it consumes transitions and health states.
 
 pub mod breaker;
+pub mod history;
 pub mod hub;
 pub mod notice;
 pub mod notifier;

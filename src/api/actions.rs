@@ -303,6 +303,44 @@ pub async fn breaker(
     ))
 }
 
+/// `GET /v1/breakers/{dependency}/history?limit=`: the dependency's recent breaker changes
+/// (its own and its instances'), newest first; kept in memory since the daemon started.
+pub async fn breaker_history(
+    State(state): State<AppState>,
+    Path(dep): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let max = crate::actions::history::MAX_CHANGES_PER_DEPENDENCY;
+    let limit = match q.get("limit") {
+        None => max,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad(format!("limit: {raw:?} is not a number from 1 to {max}"))
+            })?,
+    };
+    let changes = {
+        let history = state.actions.history.lock();
+        history.knows(&dep).then(|| history.recent(&dep, limit))
+    };
+    let changes = match changes {
+        Some(c) => c,
+        // A breaker that has not changed since the daemon started has an empty history.
+        None if !state.actions.board.lock().get(&dep).is_empty() => Vec::new(),
+        None => {
+            return Err(ApiError::NotFound(format!(
+                "no breaker for dependency {dep:?}"
+            )));
+        }
+    };
+    Ok(Json(json!({
+        "dependency": dep,
+        "changes": changes.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+    })))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideBody {

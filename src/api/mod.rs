@@ -73,6 +73,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/breakers", get(actions::breakers))
         .route("/v1/breakers/stream", get(actions::stream))
         .route("/v1/breakers/{dependency}", get(actions::breaker))
+        .route(
+            "/v1/breakers/{dependency}/history",
+            get(actions::breaker_history),
+        )
         .route("/v1/alerts", get(alerts::list))
         .route("/v1/alerts/{id}", get(alerts::get))
         .merge(dashboard::router());

@@ -12,7 +12,8 @@
 //
 // `live` prints `READY` once the overview is checked; the Rust side then makes SLOW slow
 // and the script prints `SEEN <epoch ms>` when its row shows `degraded` (without a reload).
-// It goes on through the dependency, alerts and silences pages and prints `SILENCE <id>` for
+// It goes on through the dependency page (forcing SLOW's breaker open and back, which its
+// breaker history lists), the alerts and silences pages and prints `SILENCE <id>` for
 // the silence it created from FAILING's alert, then `OK`. Any failed check, page error or
 // console error exits 1 with the reason on stderr.
 import { chromium } from "playwright-core";
@@ -102,6 +103,22 @@ async function live() {
   check(latestPoints >= 5 * 8, `the latency chart has its points (${latestPoints})`);
   await page.click('button[data-range="10m"]');
   await page.waitForFunction(() => new URL(location.href).searchParams.get("range") === "10m");
+
+  // The breaker: forced open from the page, then the override removed; the history lists both
+  // changes, newest first, in words.
+  await page.fill('#override input[name="reason"]', "browser check");
+  await page.click('#override button[type="submit"]');
+  await page.waitForSelector("text=Override set.");
+  await page.waitForSelector("#breaker-history tbody tr time");
+  await page.click("#remove-override");
+  await page.waitForSelector("text=Override removed.");
+  await page.waitForFunction(() => document.querySelectorAll("#breaker-history tbody tr time").length >= 2, null, { timeout: 5000 });
+  const history = await page.$$eval("#breaker-history tbody tr", (trs) => trs.map((tr) => Array.from(tr.cells, (td) => td.textContent)));
+  check(history.length === 2, `two breaker changes: ${JSON.stringify(history)}`);
+  check(history[1][2] === "closed → open" && history[1][4] === "yes" && history[1][3].includes("browser check"), `forced open: ${JSON.stringify(history[1])}`);
+  check(history[0][2] === "open → closed" && history[0][4] === "no", `then closed: ${JSON.stringify(history[0])}`);
+  const at = await page.$eval("#breaker-history tbody tr time", (t) => t.title);
+  check(/UTC$/.test(at), `UTC on hover: ${at}`);
   await page.waitForTimeout(1500);
   await shot("dependency");
 

@@ -232,6 +232,8 @@
   // Dependency page
   // ---------------------------------------------------------------------------------------
 
+  // Breaker changes shown on a dependency's page (graywatch keeps up to 100).
+  const HISTORY_SHOWN = 20;
   const RANGES = { "10m": [600000, "1m"], "1h": [3600000, "1m"], "6h": [21600000, "5m"], "24h": [86400000, "15m"], "7d": [604800000, "2h"] };
 
   function chartBox(id, title, series, unit) {
@@ -323,6 +325,7 @@
     const inst = peerTable("instances"), zones = peerTable("zones");
     const breakerBody = h("tbody");
     const breakerMsg = h("p", { class: "muted", role: "status" });
+    const historyBody = h("tbody");
     const form = h("form", { class: "inline", id: "override" },
       h("label", {}, "State", h("select", { name: "state" }, h("option", { value: "open", text: "open" }), h("option", { value: "closed", text: "closed" }))),
       h("label", {}, "Instance (optional)", h("input", { type: "text", name: "instance" })),
@@ -346,9 +349,13 @@
         h("section", {}, h("h2", { text: "Breaker" }),
           h("table", { id: "breakers" }, h("thead", {}, h("tr", {}, ["Breaker", "State", "Reason", "Since", "Override until"].map((t) => h("th", { scope: "col", text: t })))), breakerBody),
           breakerMsg, form,
+          h("h3", { text: "Breaker history" }),
+          h("table", { id: "breaker-history" },
+            h("caption", { class: "muted", style: "text-align:left", text: `The last ${HISTORY_SHOWN} changes, newest first; kept in memory since graywatch started.` }),
+            h("thead", {}, h("tr", {}, ["Time", "Breaker", "State", "Reason", "Forced"].map((t) => h("th", { scope: "col", text: t })))), historyBody),
           h("h2", { text: "Silences" }), silenceList)));
 
-    let seriesAt = 0, seriesKey = "", timelineKey = "", silenceKey = "", breakerKey = "";
+    let seriesAt = 0, seriesKey = "", timelineKey = "", silenceKey = "", breakerKey = "", historyKey = "";
     const selectRange = (r) => {
       range = r; seriesAt = 0;
       for (const b of rangeBtns) b.setAttribute("aria-pressed", String(b.dataset.range === r));
@@ -403,10 +410,11 @@
           api(`/v1/alerts?dependency=${enc(name)}&limit=50`),
           api("/v1/silences"),
           api("/v1/breakers/" + enc(name)).catch((e) => { if (e.status === 404) return { breakers: [] }; throw e; }),
+          api(`/v1/breakers/${enc(name)}/history?limit=${HISTORY_SHOWN}`).catch((e) => { if (e.status === 404) return { changes: [] }; throw e; }),
         ];
         const wantSeries = !slow || Date.now() - seriesAt > SLOW_POLL_MS;
         if (wantSeries) jobs.push(api(`/v1/dependencies/${enc(name)}/series?from=${ov.now_ms - span}&to=${ov.now_ms}&step=${step}&heatmap=true`));
-        const [alerts, silences, breakers, series] = await Promise.all(jobs);
+        const [alerts, silences, breakers, changes, series] = await Promise.all(jobs);
         if (series) { seriesAt = Date.now(); seriesKey = range; drawSeries(series, b); }
 
         const bkey = JSON.stringify(breakers.breakers);
@@ -417,6 +425,15 @@
             h("td", { text: v.instance ? "instance " + v.instance : "dependency" }), h("td", {}, badge(v.state, v.forced ? "forced " : "")),
             h("td", { class: "wrap", text: v.reason }), h("td", {}, timeEl(v.since)), h("td", {}, v.override_expires_at ? timeEl(v.override_expires_at) : "–"))) :
             [h("tr", {}, h("td", { colspan: 5, class: "muted", text: "No breaker yet: closed." }))]));
+        }
+        const hkey = JSON.stringify(changes.changes);
+        if (hkey !== historyKey) {
+          historyKey = hkey;
+          historyBody.replaceChildren(...(changes.changes.length ? changes.changes.map((c) => h("tr", {},
+            h("td", {}, timeEl(c.at)), h("td", { text: c.instance ? "instance " + c.instance : "dependency" }),
+            h("td", {}, c.before === c.after ? badge(c.after) : h("span", {}, words(c.before) + " → ", badge(c.after))),
+            h("td", { class: "wrap", text: c.reason }), h("td", { text: c.forced ? "yes" : "no" }))) :
+            [h("tr", {}, h("td", { colspan: 5, class: "muted", text: "No changes since graywatch started." }))]));
         }
         const tkey = JSON.stringify(alerts.alerts.map((a) => [a.id, statusOf(a), a.resolved_at, a.detectors]));
         if (tkey !== timelineKey) {
