@@ -189,6 +189,14 @@ async fn each_scope_class_is_refused_403_without_its_scope_and_served_with_it() 
             "admin",
             StatusCode::OK,
         ),
+        // After the override, so the dependency has a breaker and a history.
+        (
+            Method::GET,
+            "/v1/breakers/payments-api/history",
+            None,
+            "read",
+            StatusCode::OK,
+        ),
         (
             Method::DELETE,
             "/v1/breakers/payments-api",
