@@ -27,23 +27,29 @@ pub enum Format {
 }
 
 impl Format {
-    /// `application/x-ndjson` (and the common aliases) is NDJSON; anything else is JSON.
-    pub fn from_content_type(ct: Option<&str>) -> Self {
+    /// The format a media type names (parameters such as `charset` aside): JSON, or NDJSON
+    /// under `application/x-ndjson` and its common aliases; `None` for any other type.
+    pub fn of_media_type(ct: &str) -> Option<Self> {
         let mime = ct
-            .unwrap_or("")
             .split(';')
             .next()
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
         match mime.as_str() {
+            "application/json" => Some(Format::Json),
             "application/x-ndjson"
             | "application/ndjson"
             | "application/jsonl"
             | "application/x-jsonlines"
-            | "application/jsonlines" => Format::Ndjson,
-            _ => Format::Json,
+            | "application/jsonlines" => Some(Format::Ndjson),
+            _ => None,
         }
+    }
+
+    /// NDJSON for its media types; anything else (or none) is read as JSON.
+    pub fn from_content_type(ct: Option<&str>) -> Self {
+        ct.and_then(Self::of_media_type).unwrap_or(Format::Json)
     }
 }
 
@@ -500,5 +506,10 @@ mod tests {
             Format::Json
         );
         assert_eq!(Format::from_content_type(None), Format::Json);
+        assert_eq!(Format::of_media_type("text/plain; charset=utf-8"), None);
+        assert_eq!(
+            Format::of_media_type("Application/JSON; charset=utf-8"),
+            Some(Format::Json)
+        );
     }
 }
