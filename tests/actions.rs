@@ -195,26 +195,6 @@ async fn drive_until_notification(
     .await
 }
 
-async fn send_json(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    body: &Value,
-) -> (StatusCode, Value) {
-    let resp = app
-        .client
-        .request(method.clone(), app.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = resp.status();
-    let text = resp.text().await.expect("a response body");
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{method} {path} ({status}): not JSON ({e}): {text:?}"));
-    (status, body)
-}
-
 /// `DELETE path`: the status and the body text (empty for 204).
 async fn delete(app: &TestApp, path: &str) -> (StatusCode, String) {
     let resp = app
@@ -1408,7 +1388,9 @@ timeout = "5s"
 // ---------------------------------------------------------------------------------------------
 
 async fn create_silence(app: &TestApp, body: Value) -> Value {
-    let (status, created) = send_json(app, reqwest::Method::POST, "/v1/silences", &body).await;
+    let (status, created) = app
+        .send_json(reqwest::Method::POST, "/v1/silences", &body)
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert!(id_of(&created) > 0, "{created}");
     created
@@ -1633,7 +1615,9 @@ async fn silences_with_bad_bodies_are_refused_naming_the_field() {
         ),
     ];
     for (body, field) in cases {
-        let (status, answer) = send_json(&app, reqwest::Method::POST, "/v1/silences", &body).await;
+        let (status, answer) = app
+            .send_json(reqwest::Method::POST, "/v1/silences", &body)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         let error = error_of(&answer);
         assert!(
@@ -1900,13 +1884,13 @@ async fn an_operator_forces_a_breaker_open_until_the_override_is_deleted_or_expi
     app.post_ok(&healthy(app.now())).await;
 
     let now = app.now();
-    let (status, body) = send_json(
-        &app,
-        reqwest::Method::PUT,
-        &path,
-        &json!({"state": "open", "reason": "maintenance", "ttl": "10m"}),
-    )
-    .await;
+    let (status, body) = app
+        .send_json(
+            reqwest::Method::PUT,
+            &path,
+            &json!({"state": "open", "reason": "maintenance", "ttl": "10m"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["override_id"].is_i64(), "{body}");
     let view = &body["breakers"][0];
@@ -1954,13 +1938,13 @@ async fn an_operator_forces_a_breaker_open_until_the_override_is_deleted_or_expi
     assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
 
     // An override with a short ttl ends by itself.
-    let (status, body) = send_json(
-        &app,
-        reqwest::Method::PUT,
-        &path,
-        &json!({"state": "open", "reason": "drill", "ttl": "3s"}),
-    )
-    .await;
+    let (status, body) = app
+        .send_json(
+            reqwest::Method::PUT,
+            &path,
+            &json!({"state": "open", "reason": "drill", "ttl": "3s"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     drive_until(
         &app,
@@ -1981,13 +1965,13 @@ async fn an_operator_forces_a_breaker_open_until_the_override_is_deleted_or_expi
     assert_eq!(forced_changes, 2, "{:?}", sse.changes());
 
     // An override survives a restart.
-    let (status, body) = send_json(
-        &app,
-        reqwest::Method::PUT,
-        &path,
-        &json!({"state": "closed", "reason": "known false alarm", "ttl": "1h"}),
-    )
-    .await;
+    let (status, body) = app
+        .send_json(
+            reqwest::Method::PUT,
+            &path,
+            &json!({"state": "closed", "reason": "known false alarm", "ttl": "1h"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     drop(sse);
     let app = app.restart().await;
@@ -2024,7 +2008,7 @@ async fn the_breaker_history_lists_each_change_newest_first_with_its_states_and_
 
     // Forced open, then forced closed, then the override removed; then an instance forced open.
     let put = async |body: Value| {
-        let (status, answer) = send_json(&app, reqwest::Method::PUT, &path, &body).await;
+        let (status, answer) = app.send_json(reqwest::Method::PUT, &path, &body).await;
         assert_eq!(status, StatusCode::OK, "{body}: {answer}");
     };
     let t1 = app.now();
@@ -2131,7 +2115,7 @@ async fn breaker_overrides_with_bad_bodies_are_refused_naming_the_field() {
         ),
     ];
     for (body, field) in cases {
-        let (status, answer) = send_json(&app, reqwest::Method::PUT, &path, &body).await;
+        let (status, answer) = app.send_json(reqwest::Method::PUT, &path, &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         let error = error_of(&answer);
         assert!(
@@ -2139,13 +2123,13 @@ async fn breaker_overrides_with_bad_bodies_are_refused_naming_the_field() {
             "{body}: the error names {field}: {error}"
         );
     }
-    let (status, answer) = send_json(
-        &app,
-        reqwest::Method::PUT,
-        "/v1/breakers/bad%20name",
-        &json!({"state": "open", "reason": "x", "ttl": "10m"}),
-    )
-    .await;
+    let (status, answer) = app
+        .send_json(
+            reqwest::Method::PUT,
+            "/v1/breakers/bad%20name",
+            &json!({"state": "open", "reason": "x", "ttl": "10m"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(error_of(&answer).contains("dependency"), "{answer}");
     // Nothing was forced.

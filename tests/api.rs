@@ -1629,25 +1629,6 @@ async fn dependencies_idle_past_eviction_are_forgotten_unless_a_breaker_is_force
     assert!(health.contains_key("forced"), "{health:?}");
 }
 
-/// Sends `body` with `method` to `path`; returns the status and the JSON answer (if any).
-async fn send(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    body: &Value,
-) -> (StatusCode, Value) {
-    let resp = app
-        .client
-        .request(method, app.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_and_overrides_refuse_huge_times_long_texts_and_long_durations() {
     let app = TestApp::spawn().await;
@@ -1689,18 +1670,20 @@ async fn silences_and_overrides_refuse_huge_times_long_texts_and_long_durations(
         ),
     ];
     for (body, field) in cases {
-        let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body).await;
+        let (status, answer) = app
+            .send_json(reqwest::Method::POST, "/v1/silences", &body)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         let error = error_of(&answer);
         assert!(error.starts_with(&format!("{field}: ")), "{body}: {error}");
     }
-    let (status, answer) = send(
-        &app,
-        reqwest::Method::POST,
-        "/v1/silences",
-        &silence(json!({"duration": "30d", "comment": "y".repeat(1_000)})),
-    )
-    .await;
+    let (status, answer) = app
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/silences",
+            &silence(json!({"duration": "30d", "comment": "y".repeat(1_000)})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 
     let overrides = [
@@ -1727,18 +1710,20 @@ async fn silences_and_overrides_refuse_huge_times_long_texts_and_long_durations(
         ),
     ];
     for (body, field) in overrides {
-        let (status, answer) = send(&app, reqwest::Method::PUT, "/v1/breakers/db", &body).await;
+        let (status, answer) = app
+            .send_json(reqwest::Method::PUT, "/v1/breakers/db", &body)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         let error = error_of(&answer);
         assert!(error.starts_with(&format!("{field}: ")), "{body}: {error}");
     }
-    let (status, answer) = send(
-        &app,
-        reqwest::Method::PUT,
-        "/v1/breakers/db",
-        &json!({"state": "open", "reason": "drill", "ttl": "7d"}),
-    )
-    .await;
+    let (status, answer) = app
+        .send_json(
+            reqwest::Method::PUT,
+            "/v1/breakers/db",
+            &json!({"state": "open", "reason": "drill", "ttl": "7d"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
 
@@ -1748,10 +1733,14 @@ async fn at_most_a_thousand_silences_are_active_or_scheduled() {
     let body =
         |i: usize| json!({"dependency": format!("dep-{i}"), "duration": "1h", "comment": "bulk"});
     for i in 0..1_000 {
-        let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body(i)).await;
+        let (status, answer) = app
+            .send_json(reqwest::Method::POST, "/v1/silences", &body(i))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "silence {i}: {answer}");
     }
-    let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body(1_000)).await;
+    let (status, answer) = app
+        .send_json(reqwest::Method::POST, "/v1/silences", &body(1_000))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(
         error_of(&answer).starts_with("silences: at most 1000"),
@@ -1767,7 +1756,9 @@ async fn at_most_a_thousand_silences_are_active_or_scheduled() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let (status, answer) = send(&app, reqwest::Method::POST, "/v1/silences", &body(1_000)).await;
+    let (status, answer) = app
+        .send_json(reqwest::Method::POST, "/v1/silences", &body(1_000))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 }
 

@@ -180,6 +180,27 @@ impl TestApp {
         }
     }
 
+    /// `method path` with a JSON body: the status and the JSON answer.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .request(method.clone(), self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status();
+        let text = resp.text().await.expect("a response body");
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path} ({status}): not JSON ({e}): {text:?}"));
+        (status, body)
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let resp = self
             .client
