@@ -374,7 +374,8 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
                 detector = t.detector.as_str(),
                 detectors = t.detectors.len(),
                 severity = t.severity.as_str(),
-                summary = %t.summary,
+                // Debug: a summary quotes labels sent by clients; escaped, they cannot forge log lines.
+                summary = ?t.summary,
                 "Alert transition."
             );
         }

@@ -179,7 +179,7 @@ impl Actions {
                 dependency = %c.after.dependency,
                 instance = c.after.instance.as_deref().unwrap_or(""),
                 state = c.after.state.as_str(),
-                reason = %c.after.reason,
+                reason = ?c.after.reason,
                 "Breaker changed."
             );
             if c.before.as_ref().is_some_and(|b| b.state == c.after.state)

@@ -97,7 +97,20 @@ pub async fn run_worker(
             }
             continue;
         }
-        let silences = storage.silences(now).await.unwrap_or_default();
+        // Fail closed: without the silences nobody can tell whether a notification is muted,
+        // so none goes out; the rows stay due and are tried again on the next round.
+        let silences = match storage.silences(now).await {
+            Ok(s) => s,
+            Err(error) => {
+                metrics.database_error("silences_read");
+                tracing::warn!(notifier = %notifier.name, %error, held = due.len(), "Cannot read the silences; holding notifications until they can be read.");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+        };
         for row in due {
             if *stop.borrow() {
                 return;

@@ -138,7 +138,8 @@ fn check_len(text: &str, field: &str, max: usize) -> Result<(), ApiError> {
             "{field}: at most {max} characters, got {n}"
         )));
     }
-    Ok(())
+    // Hidden characters would make a silence or a reason read as something it is not.
+    crate::domain::format_char(text).map_err(|e| ApiError::bad(format!("{field}: {e}")))
 }
 
 /// `POST /v1/silences`.

@@ -8,4 +8,4 @@ mod name;
 
 pub use event::{Event, Outcome};
 pub(crate) use name::DEPENDENCY_BYTES;
-pub use name::{DependencyName, Label, NameError};
+pub use name::{DependencyName, Label, NameError, format_char};

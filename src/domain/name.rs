@@ -12,6 +12,27 @@ pub enum NameError {
     BadDependencyChar(char),
     #[error("contains a control character")]
     ControlChar,
+    /// An invisible format character (Unicode general category Cf: bidirectional overrides
+    /// and isolates such as U+202E and U+2066-U+2069, zero-width characters such as U+200B).
+    /// They make a label render as something it is not in alert text, mail and the dashboard.
+    #[error("contains the invisible format character U+{:04X}; format and bidirectional control characters are not allowed", *.0 as u32)]
+    FormatChar(char),
+}
+
+/// The first format (Cf) character of `text`, as the error that names it. ASCII holds none,
+/// so ASCII text costs one pass over its bytes.
+pub fn format_char(text: &str) -> Result<(), NameError> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    if text.is_ascii() {
+        return Ok(());
+    }
+    match text
+        .chars()
+        .find(|c| c.general_category() == GeneralCategory::Format)
+    {
+        Some(c) => Err(NameError::FormatChar(c)),
+        None => Ok(()),
+    }
 }
 
 /// A dependency's name: 1 to 128 characters of `[A-Za-z0-9._:/-]`.
@@ -103,7 +124,8 @@ impl fmt::Display for DependencyName<'_> {
     }
 }
 
-/// A free-form label (instance, zone, caller): 1 to 128 characters, no control characters.
+/// A free-form label (instance, zone, caller): 1 to 128 characters, no control or format
+/// characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Label<'a>(Cow<'a, str>);
 
@@ -130,6 +152,7 @@ impl<'a> Label<'a> {
         if raw.chars().any(char::is_control) {
             return Err(NameError::ControlChar);
         }
+        format_char(&raw)?;
         Ok(Self(raw))
     }
 
@@ -203,5 +226,23 @@ mod tests {
         assert!(Label::parse("i-0abc \u{e9}").is_ok());
         assert_eq!(Label::parse("a\nb"), Err(NameError::ControlChar));
         assert_eq!(Label::parse(""), Err(NameError::Empty));
+    }
+
+    #[test]
+    fn labels_refuse_bidi_and_zero_width_characters() {
+        for c in [
+            '\u{202E}', '\u{200B}', '\u{2066}', '\u{2069}', '\u{FEFF}', '\u{00AD}',
+        ] {
+            let raw = format!("zone-a{c}1");
+            assert_eq!(
+                Label::parse(raw.as_str()),
+                Err(NameError::FormatChar(c)),
+                "{c:?}"
+            );
+        }
+        let e = Label::parse("eu\u{202E}1").unwrap_err().to_string();
+        assert!(e.contains("U+202E"), "{e}");
+        // Letters and marks of other scripts stay allowed.
+        assert!(Label::parse("z\u{00FC}rich-\u{6771}\u{4EAC}-\u{0915}\u{093F}").is_ok());
     }
 }

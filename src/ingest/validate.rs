@@ -223,6 +223,14 @@ mod tests {
                 r#"{"dependency":"a","duration_ms":1,"zone":"a\u0001"}"#,
                 "zone: contains a control character",
             ),
+            (
+                r#"{"dependency":"a","duration_ms":1,"zone":"eu\u202e1"}"#,
+                "zone: contains the invisible format character U+202E",
+            ),
+            (
+                "{\"dependency\":\"a\",\"duration_ms\":1,\"instance\":\"i-1\u{200B}\"}",
+                "instance: contains the invisible format character U+200B",
+            ),
         ];
         for (json, want) in cases {
             let err = check(json).unwrap_err();

@@ -36,6 +36,7 @@ const DATABASE_OPERATIONS: &[&str] = &[
     "record_transitions",
     "finish_attempt",
     "outbox_read",
+    "silences_read",
     "notification_counts",
 ];
 /// The `operation` labels of `graywatch_database_write_duration_seconds`.

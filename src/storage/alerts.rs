@@ -59,6 +59,19 @@ impl Storage {
         now_ms: i64,
         plan: &(dyn Fn(&Transition, i64) -> Vec<NewNotification> + Sync),
     ) -> sqlx::Result<Vec<String>> {
+        let done = self
+            .record_transitions_unnoted(transitions, now_ms, plan)
+            .await;
+        self.writes.note(&done);
+        done
+    }
+
+    async fn record_transitions_unnoted(
+        &self,
+        transitions: &[Transition],
+        now_ms: i64,
+        plan: &(dyn Fn(&Transition, i64) -> Vec<NewNotification> + Sync),
+    ) -> sqlx::Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         let mut ids = Vec::with_capacity(transitions.len());
         for t in transitions {

@@ -9,6 +9,8 @@ mod outbox;
 mod rollups;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,6 +28,56 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 #[derive(Clone, Debug)]
 pub struct Storage {
     pool: SqlitePool,
+    /// How the last writes went, for `/readyz`: a read-only or locked database still answers
+    /// reads, so only the writes show it.
+    writes: Arc<WriteHealth>,
+}
+
+/// Outcome of the latest writes that matter (roll-ups, alert transitions, the outbox).
+#[derive(Debug, Default)]
+pub struct WriteHealth {
+    /// Writes failed in a row since the last that succeeded.
+    failing: AtomicU64,
+    /// The latest failure's message, while `failing > 0`.
+    last_error: parking_lot::Mutex<Option<String>>,
+}
+
+/// What `/readyz` says of database writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteStatus {
+    Ok,
+    /// `failures` writes in a row failed, the latest with `error`; they are being retried.
+    Failing {
+        failures: u64,
+        error: String,
+    },
+}
+
+impl WriteHealth {
+    fn note<T>(&self, done: &sqlx::Result<T>) {
+        match done {
+            Ok(_) => {
+                if self.failing.swap(0, Ordering::Relaxed) > 0 {
+                    *self.last_error.lock() = None;
+                    tracing::info!("Database writes succeed again.");
+                }
+            }
+            Err(e) => {
+                self.failing.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock() = Some(e.to_string());
+            }
+        }
+    }
+
+    fn status(&self) -> WriteStatus {
+        match self.failing.load(Ordering::Relaxed) {
+            0 => WriteStatus::Ok,
+            failures => WriteStatus::Failing {
+                failures,
+                error: self.last_error.lock().clone().unwrap_or_default(),
+            },
+        }
+    }
 }
 
 impl Storage {
@@ -66,7 +118,10 @@ impl Storage {
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writes: Arc::default(),
+        })
     }
 
     /// Readiness: the database answers and every migration this binary knows is applied.
@@ -79,6 +134,12 @@ impl Storage {
         let known = MIGRATOR.iter().count() as i64;
         anyhow::ensure!(applied >= known, "{applied} of {known} migrations applied");
         Ok(())
+    }
+
+    /// Whether the latest writes succeeded (a database can answer reads and refuse writes:
+    /// a read-only file, a full disk, another process holding the write lock).
+    pub fn write_status(&self) -> WriteStatus {
+        self.writes.status()
     }
 
     pub async fn close(&self) {

@@ -133,6 +133,17 @@ impl Storage {
         rows: &[NewNotification],
         now_ms: i64,
     ) -> sqlx::Result<()> {
+        let done = self.enqueue_unnoted(alert_id, rows, now_ms).await;
+        self.writes.note(&done);
+        done
+    }
+
+    async fn enqueue_unnoted(
+        &self,
+        alert_id: Option<i64>,
+        rows: &[NewNotification],
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         for n in rows {
             insert_notification(&mut tx, alert_id, n, now_ms).await?;
@@ -173,6 +184,17 @@ impl Storage {
 
     /// Records how an attempt ended.
     pub async fn finish_attempt(
+        &self,
+        id: &str,
+        outcome: &AttemptOutcome,
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        let done = self.finish_attempt_unnoted(id, outcome, now_ms).await;
+        self.writes.note(&done);
+        done
+    }
+
+    async fn finish_attempt_unnoted(
         &self,
         id: &str,
         outcome: &AttemptOutcome,

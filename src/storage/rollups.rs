@@ -29,6 +29,12 @@ impl Storage {
     /// Writes roll-ups in one transaction. A main row replaces the stored one and supersedes
     /// the node's late parts for that minute (the in-memory minute it came from holds them).
     pub async fn write_rollups(&self, rows: &[RollupRow]) -> sqlx::Result<()> {
+        let done = self.write_rollups_unnoted(rows).await;
+        self.writes.note(&done);
+        done
+    }
+
+    async fn write_rollups_unnoted(&self, rows: &[RollupRow]) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         for r in rows {
             if r.part == 0 {
