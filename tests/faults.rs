@@ -1,0 +1,636 @@
+//! Fault injection with real components: the real server on an ephemeral port over a real
+//! SQLite file, real HTTP receivers, and the real binary where a process must die.
+//!
+//! Each test injects one fault the way it happens in production and checks what graywatch
+//! promises about it in RELIABILITY.md:
+//! - the database file turns read-only (`chattr +i`, which binds root too and reaches files
+//!   already open) and then writable again;
+//! - another process holds the database's write lock (`BEGIN EXCLUSIVE` on a second
+//!   connection) for longer than the busy timeout;
+//! - the silences table cannot be read (renamed away under the running daemon);
+//! - ingest at more than twice the rate the daemon can take, probing `/healthz` meanwhile;
+//! - `kill -9` of the real binary while events are being posted.
+//!
+//! The in-process daemon evaluates every 100 ms on a manual clock with `fire_after = 1s` for
+//! [`DEP`] and flushes roll-ups every second, as in `tests/actions.rs`.
+
+#[allow(dead_code)]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::receiver::Receiver;
+use common::*;
+use graywatch::actions::notifier::NotifierConfig;
+use graywatch::config::Settings;
+use graywatch::detect::DependencySpec;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const STEP_MS: i64 = 100;
+const DEP: &str = "payments-api";
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+async fn spawn_app(notifiers: Vec<NotifierConfig>) -> TestApp {
+    TestApp::spawn_with(|s: &mut Settings| {
+        s.detection.evaluate_every = Duration::from_millis(100);
+        s.dependencies.insert(
+            DEP.to_string(),
+            DependencySpec {
+                fire_after: Some(Duration::from_secs(1)),
+                resolve_after: Some(Duration::from_secs(1)),
+                ..Default::default()
+            },
+        );
+        s.storage.flush_interval = Duration::from_secs(1);
+        s.routing.max_backoff = Duration::from_secs(1);
+        s.notifiers = notifiers;
+    })
+    .await
+}
+
+fn webhook(name: &str, url: &str) -> NotifierConfig {
+    toml::from_str(&format!(
+        "name = \"{name}\"\ntype = \"webhook\"\nurl = \"{url}\"\n"
+    ))
+    .expect("a valid webhook notifier")
+}
+
+fn failing(now: i64) -> Vec<Value> {
+    (0..20)
+        .map(|_| event(DEP, 20.0, "error", Some(now)))
+        .collect()
+}
+
+async fn get_ok(app: &TestApp, path: &str) -> Value {
+    let (status, body) = app.get(path).await;
+    assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+    body
+}
+
+fn db_path(app: &TestApp) -> PathBuf {
+    PathBuf::from(
+        app.settings
+            .database
+            .strip_prefix("sqlite://")
+            .expect("a sqlite:// URL"),
+    )
+}
+
+/// A second connection to the daemon's database, as another process would open it.
+async fn side_connection(app: &TestApp) -> sqlx::SqliteConnection {
+    sqlx::SqliteConnection::connect(&app.settings.database)
+        .await
+        .expect("open a second connection")
+}
+
+/// Calls of [`DEP`] stored in roll-ups, read from the file by another connection.
+async fn stored_calls(app: &TestApp) -> i64 {
+    let mut conn = side_connection(app).await;
+    let n: Option<i64> = sqlx::query_scalar(
+        "SELECT SUM(ok + error + timeout) FROM rollups WHERE dependency = $1 AND kind = 'dependency'",
+    )
+    .bind(DEP)
+    .fetch_one(&mut conn)
+    .await
+    .expect("read the roll-ups");
+    n.unwrap_or(0)
+}
+
+/// Posts `events`, which must all be accepted, and fails if that took longer than `bound`.
+async fn post_promptly(app: &TestApp, events: &[Value], bound: Duration) {
+    let started = Instant::now();
+    app.post_ok(events).await;
+    assert!(
+        started.elapsed() < bound,
+        "ingest took {:?} during a database fault",
+        started.elapsed()
+    );
+}
+
+async fn readiness(app: &TestApp) -> Value {
+    get_ok(app, "/readyz").await
+}
+
+/// How a database fault is injected and lifted.
+enum DbFault {
+    /// The database file and its WAL made immutable (`chattr +i`): every write fails, even
+    /// through descriptors opened before, and even for root.
+    ReadOnly(Vec<PathBuf>),
+    /// Another connection holds the write lock (`BEGIN EXCLUSIVE`).
+    Locked(sqlx::SqliteConnection),
+}
+
+impl DbFault {
+    async fn read_only(app: &TestApp) -> Self {
+        let db = db_path(app);
+        let files: Vec<PathBuf> = ["", "-wal"]
+            .iter()
+            .map(|s| PathBuf::from(format!("{}{s}", db.display())))
+            .filter(|p| p.exists())
+            .collect();
+        for f in &files {
+            chattr("+i", f);
+        }
+        Self::ReadOnly(files)
+    }
+
+    async fn locked(app: &TestApp) -> Self {
+        let mut conn = side_connection(app).await;
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut conn)
+            .await
+            .expect("take the write lock");
+        Self::Locked(conn)
+    }
+
+    async fn lift(mut self) {
+        match &mut self {
+            Self::ReadOnly(files) => files.iter().for_each(|f| chattr("-i", f)),
+            Self::Locked(conn) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("release the write lock");
+            }
+        }
+    }
+}
+
+impl Drop for DbFault {
+    fn drop(&mut self) {
+        // A failed test must not leave immutable files the temporary directory cannot remove.
+        if let Self::ReadOnly(files) = self {
+            for f in files.iter() {
+                let _ = Command::new("chattr").arg("-i").arg(f).status();
+            }
+        }
+    }
+}
+
+fn chattr(flag: &str, file: &Path) {
+    let out = Command::new("chattr")
+        .arg(flag)
+        .arg(file)
+        .output()
+        .expect("run chattr (e2fsprogs): the read-only fault needs it");
+    assert!(
+        out.status.success(),
+        "chattr {flag} {} (needs root and a file system with the immutable flag): {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The database refuses writes
+// ---------------------------------------------------------------------------------------------
+
+/// Under `fault`: ingest answers promptly, the alert fires and the breaker opens from memory,
+/// `/readyz` says the writes fail and nothing crashes. Once it is lifted: every accepted call
+/// is in the roll-ups, the alert is stored, its notification delivered, `/readyz` is ready.
+async fn survives(inject: impl AsyncFnOnce(&TestApp) -> DbFault) {
+    let hook = Receiver::start(vec![]).await;
+    let app = spawn_app(vec![webhook("hook", &hook.url("/hook"))]).await;
+    // A first minute stored before the fault, so the WAL file exists and is in use.
+    let mut posted = 0i64;
+    let healthy: Vec<Value> = (0..50)
+        .map(|_| event(DEP, 20.0, "ok", Some(app.now())))
+        .collect();
+    app.post_ok(&healthy).await;
+    posted += 50;
+    app.advance(MINUTE);
+    eventually("the first minute is stored", DEADLINE, || async {
+        stored_calls(&app).await == posted
+    })
+    .await;
+    assert_eq!(readiness(&app).await["status"], "ready");
+
+    let fault = inject(&app).await;
+    // Fail for a while (in event time), past a minute boundary, so that an alert fires and a
+    // whole minute waits to be written.
+    let fault_start = app.now();
+    while app.now() < fault_start + MINUTE + 5 * common::SECOND {
+        app.advance(STEP_MS * 10);
+        let batch = failing(app.now());
+        post_promptly(&app, &batch, Duration::from_secs(2)).await;
+        posted += batch.len() as i64;
+    }
+    // Detection and breakers work from memory: the breaker opens promptly (real time).
+    let extra = &std::sync::atomic::AtomicI64::new(0);
+    poll_until("the breaker opens", Duration::from_secs(5), || async {
+        app.advance(STEP_MS);
+        app.post_ok(&failing(app.now())).await;
+        extra.fetch_add(20, std::sync::atomic::Ordering::SeqCst);
+        let (_, body) = app.get(&format!("/v1/breakers/{DEP}")).await;
+        (body["breakers"][0]["state"] == "open").then_some(())
+    })
+    .await;
+    let ready = poll_until("/readyz says the writes fail", DEADLINE, || async {
+        let r = readiness(&app).await;
+        (r["status"] == "degraded").then_some(r)
+    })
+    .await;
+    assert!(ready["failed_writes"].as_u64().unwrap() >= 1, "{ready}");
+    assert!(!ready["error"].as_str().unwrap().is_empty(), "{ready}");
+    assert_eq!(get_ok(&app, "/healthz").await["status"], "ok");
+    assert_eq!(hook.count(), 0, "no alert was stored, so none was sent");
+    posted += extra.load(std::sync::atomic::Ordering::SeqCst);
+
+    fault.lift().await;
+    // One more minute boundary so that the last failing minute is complete too.
+    app.advance(MINUTE);
+    eventually("every accepted call is stored", DEADLINE, || async {
+        stored_calls(&app).await == posted
+    })
+    .await;
+    let alerts = get_ok(&app, &format!("/v1/alerts?dependency={DEP}")).await;
+    assert_eq!(alerts["alerts"].as_array().unwrap().len(), 1, "{alerts}");
+    eventually(
+        "the alert's notification is delivered",
+        DEADLINE,
+        || async { hook.count() >= 1 },
+    )
+    .await;
+    eventually("/readyz is ready again", DEADLINE, || async {
+        readiness(&app).await["status"] == "ready"
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_loses_no_accepted_call_and_no_alert_once_writable() {
+    survives(async |app: &TestApp| DbFault::read_only(app).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_locked_by_another_process_loses_no_accepted_call_and_no_alert() {
+    survives(async |app: &TestApp| DbFault::locked(app).await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Silences that cannot be read hold notifications (fail closed)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_wait_while_the_silences_cannot_be_read() {
+    let hook = Receiver::start(vec![]).await;
+    let app = spawn_app(vec![webhook("hook", &hook.url("/hook"))]).await;
+    let (status, silence) = app
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/silences",
+            &json!({"dependency": DEP, "duration": "1h", "comment": "maintenance"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{silence}");
+    let mut side = side_connection(&app).await;
+    sqlx::query("ALTER TABLE silences RENAME TO silences_away")
+        .execute(&mut side)
+        .await
+        .expect("take the silences away");
+
+    let errors = "graywatch_database_errors_total{operation=\"silences_read\"}";
+    poll_until("a worker fails to read the silences", DEADLINE, || async {
+        app.advance(STEP_MS);
+        app.post_ok(&failing(app.now())).await;
+        (app.metric(errors).await >= 2.0).then_some(())
+    })
+    .await;
+    let rows = get_ok(&app, "/v1/notifications?notifier=hook").await;
+    let row = rows["notifications"][0].clone();
+    assert_eq!(row["status"], "pending", "held, not sent: {row}");
+    assert_eq!(row["attempts"], json!(0), "{row}");
+    assert_eq!(hook.count(), 0, "a silenced alert was sent: {row}");
+
+    sqlx::query("ALTER TABLE silences_away RENAME TO silences")
+        .execute(&mut side)
+        .await
+        .expect("bring the silences back");
+    let row = poll_until(
+        "the silence postpones the notification",
+        DEADLINE,
+        || async {
+            let rows = get_ok(&app, "/v1/notifications?notifier=hook").await;
+            let row = rows["notifications"][0].clone();
+            row["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("silenced"))
+                .then_some(row)
+        },
+    )
+    .await;
+    assert_eq!(row["status"], "pending", "{row}");
+    assert_eq!(hook.count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Overload
+// ---------------------------------------------------------------------------------------------
+
+/// The real `graywatch serve` (real clock), killed with SIGKILL when dropped.
+struct Daemon {
+    child: Child,
+    base: String,
+    log: PathBuf,
+    client: reqwest::Client,
+}
+
+impl Daemon {
+    async fn start(dir: &Path, config: &str, tag: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("an ephemeral port")
+            .port();
+        let config_path = dir.join(format!("{tag}.toml"));
+        std::fs::write(&config_path, config).expect("write the config");
+        let log = dir.join(format!("{tag}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_graywatch"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--database")
+            .arg(format!("sqlite://{}", dir.join("gw.db").display()))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create the log file"))
+            .spawn()
+            .expect("start graywatch serve");
+        let mut d = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(r) = d.client.get(d.url("/readyz")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return d;
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("graywatch exited ({status}):\n{}", d.log_text());
+            }
+            assert!(Instant::now() < until, "not ready:\n{}", d.log_text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Resident memory of the daemon, from /proc.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in kB")
+    }
+
+    async fn total(&self, dependency: &str) -> u64 {
+        let resp = self
+            .client
+            .get(self.url(&format!("/v1/dependencies/{dependency}?window=15m")))
+            .send()
+            .await
+            .expect("GET the dependency");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.expect("JSON");
+        body["stats"]["total"].as_u64().expect("stats.total")
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL graywatch");
+        self.child.wait().expect("reap graywatch");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A batch of `n` calls of `dependency` at `ts` (ms), as one JSON body.
+fn batch(dependency: &str, n: usize, ts: Option<i64>) -> Vec<u8> {
+    let events: Vec<Value> = (0..n)
+        .map(|i| event(dependency, 1.0 + (i % 50) as f64, "ok", ts))
+        .collect();
+    serde_json::to_vec(&events).unwrap()
+}
+
+/// What `senders` clients posting `body` back to back for `run` got: (accepted events,
+/// refusals with 503/429 and Retry-After, anything else).
+async fn flood(d: &Daemon, senders: usize, body: &[u8], per_body: u64, run: Duration) -> Flood {
+    let until = Instant::now() + run;
+    let tasks: Vec<_> = (0..senders)
+        .map(|_| {
+            let (client, url, body) = (d.client.clone(), d.url("/v1/events"), body.to_vec());
+            tokio::spawn(async move {
+                let mut f = Flood::default();
+                while Instant::now() < until {
+                    let resp = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match resp {
+                        Ok(r) if r.status() == StatusCode::OK => f.accepted += per_body,
+                        Ok(r)
+                            if matches!(r.status().as_u16(), 503 | 429)
+                                && r.headers().contains_key("retry-after") =>
+                        {
+                            f.refused += 1
+                        }
+                        Ok(r) => f.other.push(format!("{}", r.status())),
+                        Err(e) => f.other.push(format!("{e}")),
+                    }
+                }
+                f
+            })
+        })
+        .collect();
+    let mut total = Flood::default();
+    for t in tasks {
+        let f = t.await.expect("a sender");
+        total.accepted += f.accepted;
+        total.refused += f.refused;
+        total.other.extend(f.other);
+    }
+    total.offered = total.accepted as f64 / run.as_secs_f64();
+    total
+}
+
+#[derive(Default, Debug)]
+struct Flood {
+    accepted: u64,
+    refused: u64,
+    other: Vec<String>,
+    /// Accepted events per second.
+    offered: f64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_at_twice_its_capacity_is_refused_with_retry_after_and_healthz_stays_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    // Few ingest places so that the daemon's capacity, not the test's, sets the maximum.
+    let config = "[ingest]\nmax_in_flight = 2\nmax_receiving = 64\n";
+    let d = Daemon::start(dir.path(), config, "overload").await;
+    // Large bodies (~250 KB): sending one costs the client a copy, reading it costs the
+    // daemon a parse, so the test can offer more than the daemon can take on the same cores.
+    const PER_BODY: u64 = 5_000;
+    let body = batch("load", PER_BODY as usize, None);
+    let run = Duration::from_secs(3);
+
+    // The maximum: twice as many senders as places, each posting as soon as it is answered.
+    let max = flood(&d, 4, &body, PER_BODY, run).await;
+    assert!(max.other.is_empty(), "{:?}", max.other);
+    let capacity = max.accepted as f64 / run.as_secs_f64();
+    let rss_warm = d.rss_kib();
+
+    // Overload: many more senders, while /healthz is probed.
+    let probes = {
+        let (client, url) = (d.client.clone(), d.url("/healthz"));
+        tokio::spawn(async move {
+            let mut took = Vec::new();
+            for _ in 0..200 {
+                let started = Instant::now();
+                let r = client.get(&url).send().await.expect("GET /healthz");
+                assert_eq!(r.status(), StatusCode::OK);
+                took.push(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            took
+        })
+    };
+    let over = flood(&d, 32, &body, PER_BODY, run).await;
+    let mut took = probes.await.expect("the probes");
+    took.sort();
+    let p99 = took[took.len() * 99 / 100 - 1];
+    let rss_after = d.rss_kib();
+    // Offered: accepted events plus those of every refused body.
+    let offered = (over.accepted + over.refused * PER_BODY) as f64 / run.as_secs_f64();
+    eprintln!(
+        "capacity {capacity:.0} events/s; overload offered {offered:.0}/s, accepted {:.0}/s, \
+         {} bodies refused; /healthz p99 {p99:?} over {} probes; RSS {rss_warm} -> {rss_after} KiB",
+        over.offered,
+        over.refused,
+        took.len()
+    );
+
+    assert!(
+        over.other.is_empty(),
+        "only 200 or 503/429: {:?}",
+        over.other
+    );
+    assert!(
+        offered >= 2.0 * capacity,
+        "offered {offered:.0}/s against a capacity of {capacity:.0}/s"
+    );
+    assert!(over.refused > 0, "overload is refused with Retry-After");
+    assert!(p99 < Duration::from_millis(100), "/healthz p99 {p99:?}");
+    // Bodies in transit are bounded by max_receiving x max_body_bytes, and nothing queues:
+    // memory stays within a few tens of MiB of the warm daemon.
+    assert!(
+        rss_after < rss_warm + 64 * 1024,
+        "RSS grew from {rss_warm} to {rss_after} KiB"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. kill -9 under ingest load
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_under_load_keeps_every_call_older_than_the_loss_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[storage]\nflush_interval = \"1s\"\n";
+    let d = Daemon::start(dir.path(), config, "before").await;
+
+    // Calls of a finished minute (90 s ago): outside the loss window once a flush has run
+    // after they were accepted.
+    let now = chrono::Utc::now().timestamp_millis();
+    let kept_ts = now - 90_000;
+    let kept = 3_000usize;
+    for _ in 0..3 {
+        let r = d
+            .client
+            .post(d.url("/v1/events"))
+            .header("content-type", "application/json")
+            .body(batch("kept", kept / 3, Some(kept_ts)))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // Load on another dependency while the flushes run and at the kill.
+    let load = {
+        let (client, url) = (d.client.clone(), d.url("/v1/events"));
+        let body = batch("load", 1_000, None);
+        tokio::spawn(async move {
+            loop {
+                let _ = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+            }
+        })
+    };
+    // Two flushes after the calls were accepted: the documented bound (`flush_interval`).
+    let flushes = "graywatch_database_write_duration_seconds_count{operation=\"rollup_flush\"}";
+    let count = async |d: &Daemon| -> f64 {
+        let text = d
+            .client
+            .get(d.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(flushes)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = count(&d).await;
+    eventually("two roll-up flushes", DEADLINE, || async {
+        count(&d).await >= before + 2.0
+    })
+    .await;
+    d.kill_9();
+    load.abort();
+
+    let d = Daemon::start(dir.path(), config, "after").await;
+    assert_eq!(
+        d.total("kept").await,
+        kept as u64,
+        "calls accepted before the last flush survive a kill -9"
+    );
+}
