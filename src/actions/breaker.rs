@@ -78,6 +78,13 @@ pub enum ForcedState {
     Closed,
 }
 
+impl ForcedState {
+    /// The wire name: `open` or `closed`.
+    pub fn as_str(self) -> &'static str {
+        BreakerState::from(self).as_str()
+    }
+}
+
 impl From<ForcedState> for BreakerState {
     fn from(f: ForcedState) -> Self {
         match f {

@@ -264,16 +264,12 @@ impl Actions {
         now_ms: i64,
     ) -> Result<(i64, Vec<BreakerView>), SetOverrideError> {
         BreakerBoard::check_override(reason, expires_ms, now_ms)?;
-        let state_str = match state {
-            ForcedState::Open => "open",
-            ForcedState::Closed => "closed",
-        };
         let id = storage
             .record_override(
                 &crate::storage::NewOverride {
                     dependency,
                     instance,
-                    state: state_str,
+                    state: state.as_str(),
                     reason,
                     expires_ms,
                     created_by,

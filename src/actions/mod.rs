@@ -7,6 +7,7 @@
 //!   transition, in the same transaction).
 //! - `breaker`: breaker signals clients poll or stream to trip their circuit breakers;
 //!   `history`: their recent changes, in memory.
+//! - `operator`: what operators ask through the API (silences, breaker reads), one method each.
 //!
 //! Nothing here knows about histograms: it consumes transitions and health states.
 
@@ -15,5 +16,6 @@ pub mod history;
 pub mod hub;
 pub mod notice;
 pub mod notifier;
+pub mod operator;
 pub mod outbox;
 pub mod route;

@@ -1,25 +1,50 @@
 //! `GET /v1/alerts[/{id}]`: the alert log.
 
-use std::collections::HashMap;
-
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::actions::{limit_param, query};
+use super::openapi::{AlertDoc, ErrorBody};
 use super::{ApiError, AppState};
 use crate::detect::AlertStatus;
 use crate::storage::{AlertFilter, AlertRecord};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AlertList {
+    #[schema(value_type = Vec<AlertDoc>)]
     pub alerts: Vec<AlertRecord>,
 }
 
+/// Query of `GET /v1/alerts`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// `firing` or `resolved`; default both.
+    state: Option<String>,
+    /// Only this dependency's alerts.
+    dependency: Option<String>,
+    /// From 1 to 1000 (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+/// The alert log, newest first.
+#[utoipa::path(get, path = "/v1/alerts", tag = "alerts",
+    params(AlertsQuery),
+    responses(
+        (status = 200, description = "Alerts, newest first", body = AlertList),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<AlertsQuery>, QueryRejection>,
 ) -> Result<Json<AlertList>, ApiError> {
-    let status = match q.get("state").map(String::as_str) {
+    let q = query(q)?;
+    let status = match q.state.as_deref() {
         None | Some("") => None,
         Some("firing") => Some(AlertStatus::Firing),
         Some("resolved") => Some(AlertStatus::Resolved),
@@ -29,19 +54,10 @@ pub async fn list(
             )));
         }
     };
-    let limit = match q.get("limit") {
-        None => 100,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad(format!("limit: {raw:?} is not a number from 1 to 1000"))
-            })?,
-    };
+    let limit = limit_param(q.limit.as_deref(), 100, 1000)? as i64;
     let filter = AlertFilter {
         state: status,
-        dependency: q.get("dependency").cloned(),
+        dependency: q.dependency,
         limit,
     };
     Ok(Json(AlertList {
@@ -49,6 +65,15 @@ pub async fn list(
     }))
 }
 
+/// One alert.
+#[utoipa::path(get, path = "/v1/alerts/{id}", tag = "alerts",
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The alert", body = AlertDoc),
+        (status = 400, description = "Not an alert id", body = ErrorBody),
+        (status = 404, description = "No alert with that id", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -10,18 +10,18 @@
 //! browser never runs stale code. They are gzipped once, on first use, and sent compressed to
 //! clients that accept it.
 
-mod overview;
+pub(super) mod overview;
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::OnceLock;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
 use sha2::{Digest, Sha256};
 
 use super::auth::CsrfToken;
@@ -30,8 +30,8 @@ use crate::detect::AlertStatus;
 use crate::storage::AlertFilter;
 
 /// The dashboard's routes: pages, assets and the overview endpoints.
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> super::Routes {
+    super::Routes::new()
         .route("/", get(page))
         .route("/dependencies/{name}", get(page))
         .route("/alerts", get(page))
@@ -245,8 +245,11 @@ async fn firing_counts(state: &AppState) -> Result<HashMap<String, usize>, ApiEr
     Ok(counts)
 }
 
-/// `GET /v1/overview`: every dependency, worst first, with its sparkline.
-async fn overview_all(
+/// Every dependency, worst first, with its sparkline (what the dashboard's first page draws).
+#[utoipa::path(get, path = "/v1/overview", tag = "dashboard",
+    responses((status = 200, description = "The overview", body = overview::Overview)),
+    security(("bearer" = ["read"])))]
+pub(super) async fn overview_all(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -271,8 +274,15 @@ async fn overview_all(
     .map_err(anyhow::Error::from)?
 }
 
-/// `GET /v1/overview/{name}`: one dependency with each instance and zone and their sparklines.
-async fn overview_one(
+/// One dependency with each instance and zone and their sparklines.
+#[utoipa::path(get, path = "/v1/overview/{name}", tag = "dashboard",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The dependency", body = overview::DependencyOverview),
+        (status = 404, description = "No events received for it in the last hour", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
+pub(super) async fn overview_one(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,

@@ -1,30 +1,41 @@
 //! `GET /v1/dependencies[/{name}[/series]]`: window statistics for dashboards and tools.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::actions::query;
+use super::openapi::{DependencyHealthDoc, ErrorBody, WindowStatsDoc};
 use super::{ApiError, AppState};
 use crate::detect::DependencyHealth;
 use crate::domain::DependencyName;
 use crate::window::{SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStats, decode_histogram};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DependencySummary {
     pub name: String,
+    #[schema(value_type = DependencyHealthDoc)]
     pub health: DependencyHealth,
+    #[schema(value_type = WindowStatsDoc)]
     pub stats: WindowStats,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DependencyList {
+    /// The window of `stats`: `1m`.
     pub window: &'static str,
     pub dependencies: Vec<DependencySummary>,
 }
 
+/// Every dependency with events in the last minute, its health and statistics.
+#[utoipa::path(get, path = "/v1/dependencies", tag = "dependencies",
+    responses((status = 200, description = "Dependencies", body = DependencyList)),
+    security(("bearer" = ["read"])))]
 pub async fn list(State(state): State<AppState>) -> Json<DependencyList> {
     let now = state.clock.now_ms();
     let health = state.engine.lock().health();
@@ -44,20 +55,23 @@ pub async fn list(State(state): State<AppState>) -> Json<DependencyList> {
     })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LabelStats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    #[schema(value_type = WindowStatsDoc)]
     pub stats: WindowStats,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DependencyDetail {
     pub name: String,
+    #[schema(value_type = DependencyHealthDoc)]
     pub health: DependencyHealth,
     pub window: &'static str,
+    #[schema(value_type = WindowStatsDoc)]
     pub stats: WindowStats,
     pub instances: Vec<LabelStats>,
     pub zones: Vec<LabelStats>,
@@ -73,20 +87,38 @@ fn unknown(name: &str) -> ApiError {
     ))
 }
 
-fn window_param(q: &HashMap<String, String>, default: Window) -> Result<Window, ApiError> {
-    match q.get("window") {
+fn window_param(raw: Option<&str>, default: Window) -> Result<Window, ApiError> {
+    match raw {
         None => Ok(default),
         Some(w) => w.parse().map_err(|e| ApiError::bad(format!("window: {e}"))),
     }
 }
 
+/// Query of `GET /v1/dependencies/{name}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DetailQuery {
+    /// One of the rolling windows: `10s`, `1m`, `5m`, `15m` (default `1m`).
+    window: Option<String>,
+}
+
+/// A dependency's statistics over a rolling window, in total, per instance and per zone.
+#[utoipa::path(get, path = "/v1/dependencies/{name}", tag = "dependencies",
+    params(("name" = String, Path), DetailQuery),
+    responses(
+        (status = 200, description = "The dependency", body = DependencyDetail),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 404, description = "No events received for that dependency", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
 pub async fn detail(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Result<Json<DependencyDetail>, ApiError> {
+    let q = query(q)?;
     parse_name(&name)?;
-    let window = window_param(&q, Window::M1)?;
+    let window = window_param(q.window.as_deref(), Window::M1)?;
     let now = state.clock.now_ms();
     let view = state
         .store
@@ -126,7 +158,7 @@ pub struct SeriesPoint {
     pub stats: WindowStats,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SeriesResponse {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,6 +168,7 @@ pub struct SeriesResponse {
     pub window: String,
     pub step: String,
     pub resolution: String,
+    #[schema(value_type = Vec<SeriesPointDoc>)]
     pub points: Vec<SeriesPoint>,
     /// With `heatmap=true`: how many calls of each point fell in each latency band.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,7 +177,7 @@ pub struct SeriesResponse {
 
 /// Latency bands over time. The bands are log-spaced between the fastest and the slowest call
 /// of the whole range, so that they fit the dependency at any scale.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Heatmap {
     /// `HEATMAP_BANDS + 1` edges in milliseconds, ascending: band `i` holds calls from
     /// `bounds_ms[i]` (inclusive) to `bounds_ms[i + 1]` (exclusive; the last band inclusive).
@@ -205,8 +238,8 @@ pub const MAX_BUCKET_MERGES: i64 = 100_800;
 /// Series reads computed at once; more are answered `503` with `Retry-After`.
 pub const MAX_CONCURRENT_SERIES: usize = 4;
 
-fn duration_param(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> {
-    let Some(raw) = q.get(key) else {
+fn duration_param(raw: Option<&String>, key: &str) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     let d = humantime::parse_duration(raw).map_err(|e| {
@@ -226,32 +259,89 @@ fn duration_param(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>,
 /// Accepted query times: 1970 to 2200, which keeps every computation far from overflow.
 const MAX_QUERY_TIME_MS: i64 = 7_258_118_400_000;
 
-fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> {
-    q.get(key)
-        .map(|raw| {
-            let t = crate::time::parse_query_time(raw).ok_or_else(|| {
-                ApiError::bad(format!(
-                    "{key}: {raw:?} is neither epoch milliseconds nor RFC 3339"
-                ))
-            })?;
-            if !(0..=MAX_QUERY_TIME_MS).contains(&t) {
-                return Err(ApiError::bad(format!(
-                    "{key}: {raw:?} is outside 1970 to 2200"
-                )));
-            }
-            Ok(t)
-        })
-        .transpose()
+fn time_param(raw: Option<&String>, key: &str) -> Result<Option<i64>, ApiError> {
+    raw.map(|raw| {
+        let t = crate::time::parse_query_time(raw).ok_or_else(|| {
+            ApiError::bad(format!(
+                "{key}: {raw:?} is neither epoch milliseconds nor RFC 3339"
+            ))
+        })?;
+        if !(0..=MAX_QUERY_TIME_MS).contains(&t) {
+            return Err(ApiError::bad(format!(
+                "{key}: {raw:?} is outside 1970 to 2200"
+            )));
+        }
+        Ok(t)
+    })
+    .transpose()
+}
+
+/// A point of a series: its time and the statistics of the window ending there.
+#[derive(ToSchema)]
+#[schema(as = SeriesPoint)]
+#[allow(dead_code)] // Documentation of `SeriesPoint` (its statistics are flattened in).
+pub struct SeriesPointDoc {
+    /// End of the point's window (exclusive), RFC 3339.
+    t: String,
+    t_ms: i64,
+    from: String,
+    to: String,
+    total: u64,
+    ok: u64,
+    error: u64,
+    timeout: u64,
+    clamped: u64,
+    rate_per_s: f64,
+    error_rate: f64,
+    timeout_rate: f64,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    p999: Option<f64>,
+    max: Option<f64>,
+    mean: Option<f64>,
+}
+
+/// Query of `GET /v1/dependencies/{name}/series`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesQuery {
+    /// The series of this instance (not with `zone`).
+    instance: Option<String>,
+    /// The series of this zone (not with `instance`).
+    zone: Option<String>,
+    /// Start (exclusive): epoch ms or RFC 3339; default `to` minus an hour.
+    from: Option<String>,
+    /// End: epoch ms or RFC 3339; default now.
+    to: Option<String>,
+    /// Between points: a multiple of 10s, e.g. `1m`.
+    step: Option<String>,
+    /// Window of each point: a multiple of 10s; default `step`.
+    window: Option<String>,
+    /// `true` adds the latency heatmap.
+    #[param(value_type = Option<bool>)]
+    heatmap: Option<String>,
 }
 
 /// A time series of window statistics: point `t` covers `[t - window, t)`. Buckets come from
 /// memory (10-second buckets for the last minute, minutes for the last 15) and from persisted
 /// minute roll-ups for anything older.
+#[utoipa::path(get, path = "/v1/dependencies/{name}/series", tag = "dependencies",
+    params(("name" = String, Path), SeriesQuery),
+    responses(
+        (status = 200, description = "The series", body = SeriesResponse),
+        (status = 400, description = "A parameter is invalid or asks for too much work", body = ErrorBody),
+        (status = 404, description = "No events received for that dependency", body = ErrorBody),
+        (status = 503, description = "Too many series reads at once", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+    security(("bearer" = ["read"])))]
 pub async fn series(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<SeriesQuery>, QueryRejection>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
+    let q = query(q)?;
     parse_name(&name)?;
     let _permit = state
         .series_permits
@@ -264,7 +354,7 @@ pub async fn series(
             retry_after_s: 1,
         })?;
     let now = state.clock.now_ms();
-    let (kind, label) = match (q.get("instance"), q.get("zone")) {
+    let (kind, label) = match (&q.instance, &q.zone) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad("instance: give instance or zone, not both"));
         }
@@ -272,14 +362,17 @@ pub async fn series(
         (None, Some(z)) => (SeriesKind::Zone, z.clone()),
         (None, None) => (SeriesKind::Dependency, String::new()),
     };
-    let to = time_param(&q, "to")?.unwrap_or(now);
-    let from = time_param(&q, "from")?.unwrap_or((to - 3_600_000).max(0));
+    let to = time_param(q.to.as_ref(), "to")?.unwrap_or(now);
+    let from = time_param(q.from.as_ref(), "from")?.unwrap_or((to - 3_600_000).max(0));
     if from >= to {
         return Err(ApiError::bad("from: must be before to"));
     }
-    let step =
-        duration_param(&q, "step")?.unwrap_or(if to - from <= MINUTE { TEN_S } else { MINUTE });
-    let window = duration_param(&q, "window")?.unwrap_or(step);
+    let step = duration_param(q.step.as_ref(), "step")?.unwrap_or(if to - from <= MINUTE {
+        TEN_S
+    } else {
+        MINUTE
+    });
+    let window = duration_param(q.window.as_ref(), "window")?.unwrap_or(step);
     let resolution = if step % MINUTE == 0 && window % MINUTE == 0 {
         MINUTE
     } else {
@@ -328,7 +421,7 @@ pub async fn series(
     } else {
         lo
     };
-    let want_heatmap = match q.get("heatmap").map(String::as_str) {
+    let want_heatmap = match q.heatmap.as_deref() {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
         Some(other) => {

@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::openapi::{ErrorBody, EventErrorDoc};
 use super::{ApiError, AppState};
 use crate::ingest::{self, BodyError, EventError, Format, Validation};
 
@@ -16,13 +18,16 @@ use crate::ingest::{self, BodyError, EventError, Format, Validation};
 /// hold an async worker for milliseconds.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IngestResponse {
     pub accepted: usize,
     pub rejected: usize,
+    /// The first refused events, by index (at most `ingest.max_errors_reported`).
+    #[schema(value_type = Vec<EventErrorDoc>)]
     pub errors: Vec<EventError>,
     /// Present and true when more events were rejected than `errors` lists.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
     pub errors_truncated: bool,
     /// Refused events by reason (see [`crate::ingest::rejection_reason`]), all of them, not
     /// only those `errors` lists: for the metrics.
@@ -30,6 +35,60 @@ pub struct IngestResponse {
     pub rejected_by: Vec<(&'static str, u64)>,
 }
 
+/// One call to a dependency.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Event)]
+#[allow(dead_code)] // Documentation of what the ingest parsers accept.
+pub struct EventDoc {
+    /// 1 to 128 characters of `[A-Za-z0-9._:/-]`.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/-]+$")]
+    dependency: String,
+    /// Finite, at least 0; fractions welcome.
+    #[schema(minimum = 0)]
+    duration_ms: f64,
+    /// `ok` (default), `error` or `timeout`.
+    #[schema(value_type = Option<String>, pattern = "^(ok|error|timeout)$")]
+    outcome: Option<String>,
+    /// Epoch milliseconds or RFC 3339; default: the time of receipt.
+    #[schema(value_type = Option<super::openapi::TimeInput>)]
+    ts: Option<String>,
+    /// 1 to 128 characters, no control characters; `""` means absent.
+    #[schema(max_length = 128)]
+    instance: Option<String>,
+    #[schema(max_length = 128)]
+    zone: Option<String>,
+    #[schema(max_length = 128)]
+    source: Option<String>,
+}
+
+/// One event, or an array of them.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = Events)]
+#[allow(dead_code)]
+pub enum EventsDoc {
+    One(EventDoc),
+    Many(Vec<EventDoc>),
+}
+
+/// Records calls to dependencies: one JSON event, a JSON array, or NDJSON (one event per
+/// line), optionally gzipped (`Content-Encoding: gzip`). Valid events are kept even when
+/// others in the batch are refused.
+#[utoipa::path(post, path = "/v1/events", tag = "ingest",
+    request_body(content(
+        (EventsDoc = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 200, description = "Accepted and refused events", body = IngestResponse),
+        (status = 400, description = "The body is not events (syntax, shape, encoding)", body = ErrorBody),
+        (status = 408, description = "The body was not received in time", body = ErrorBody),
+        (status = 413, description = "The body (decoded) is larger than `ingest.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "Not JSON nor NDJSON", body = ErrorBody),
+        (status = 503, description = "Ingest is at capacity", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+    security(("bearer" = ["ingest"])))]
 pub async fn post_events(
     State(state): State<AppState>,
     headers: HeaderMap,

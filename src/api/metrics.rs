@@ -16,6 +16,11 @@ const DATABASE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Outbox statuses exported for every notifier, zero when it has none.
 const STATUSES: [&str; 4] = ["pending", "delivered", "failed", "dead"];
 
+/// graywatch's own metrics, in the Prometheus text format. Needs the `read` scope unless
+/// `auth.public_metrics = true`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "The exposition", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
+    security(("bearer" = ["read"])))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let notifications = notification_counts(&state).await;
     // Reading every series and encoding thousands of lines is CPU work of milliseconds: off

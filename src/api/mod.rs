@@ -9,12 +9,13 @@ mod error;
 mod events;
 mod health;
 mod metrics;
+pub mod openapi;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use tokio::sync::Semaphore;
 use tower_http::trace::TraceLayer;
 
@@ -56,15 +57,48 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
 }
 
+/// Routes being declared, with their paths kept: the test of the OpenAPI document checks
+/// that each path the router serves is documented.
+pub struct Routes {
+    router: Router<AppState>,
+    paths: Vec<&'static str>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    fn route(mut self, path: &'static str, method: MethodRouter<AppState>) -> Self {
+        self.paths.push(path);
+        self.router = self.router.route(path, method);
+        self
+    }
+
+    fn merge(mut self, other: Routes) -> Self {
+        self.paths.extend(other.paths);
+        self.router = self.router.merge(other.router);
+        self
+    }
+
+    /// Every route of the group needs `scope`.
+    fn gated(mut self, state: &AppState, scope: Scope) -> Self {
+        let gate = middleware::from_fn_with_state(auth::require(&state.auth, scope), auth::check);
+        self.router = self.router.route_layer(gate);
+        self
+    }
+}
+
 /// Every route, grouped by the scope it needs (see [`auth`]); `/healthz`, `/readyz` and
-/// signing in are open.
-pub fn router(state: AppState) -> Router {
-    let gate =
-        |scope| middleware::from_fn_with_state(auth::require(&state.auth, scope), auth::check);
-    let ingest = Router::new()
+/// signing in are open. Returns the paths too, each once per group that serves it.
+pub fn routes(state: &AppState) -> (Router<AppState>, Vec<&'static str>) {
+    let ingest = Routes::new()
         .route("/v1/events", post(events::post_events))
-        .route_layer(gate(Scope::Ingest));
-    let mut read = Router::new()
+        .gated(state, Scope::Ingest);
+    let mut read = Routes::new()
         .route("/v1/dependencies", get(dependencies::list))
         .route("/v1/dependencies/{name}", get(dependencies::detail))
         .route("/v1/dependencies/{name}/series", get(dependencies::series))
@@ -79,8 +113,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/alerts", get(alerts::list))
         .route("/v1/alerts/{id}", get(alerts::get))
-        .merge(dashboard::router());
-    let mut open = Router::new()
+        .route("/openapi.json", get(openapi::openapi_json))
+        .merge(dashboard::routes());
+    let mut open = Routes::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/session", post(auth::sign_in).delete(auth::sign_out));
@@ -89,21 +124,28 @@ pub fn router(state: AppState) -> Router {
     } else {
         read = read.route("/metrics", get(metrics::metrics));
     }
-    let read = read.route_layer(gate(Scope::Read));
-    let admin = Router::new()
+    let read = read.gated(state, Scope::Read);
+    let admin = Routes::new()
         .route("/v1/silences", post(actions::create_silence))
         .route("/v1/silences/{id}", delete(actions::delete_silence))
         .route(
             "/v1/breakers/{dependency}",
-            axum::routing::put(actions::put_override).delete(actions::delete_override),
+            put(actions::put_override).delete(actions::delete_override),
         )
-        .route_layer(gate(Scope::Admin));
-    let mut app = Router::new()
+        .gated(state, Scope::Admin);
+    let all = Routes::new()
         .merge(ingest)
         .merge(read)
         .merge(admin)
-        .merge(open)
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) });
+        .merge(open);
+    (all.router, all.paths)
+}
+
+/// The application's router: [`routes`], a JSON 404 for anything else, the `Host` check of a
+/// loopback listener and request tracing.
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = routes(&state);
+    let mut app = routes.fallback(|| async { ApiError::NotFound("no such endpoint".into()) });
     if state.settings.listen.ip().is_loopback() {
         app = app.layer(middleware::from_fn(auth::loopback_host));
     }

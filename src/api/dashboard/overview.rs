@@ -10,8 +10,10 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::actions::breaker::BreakerView;
+use crate::api::openapi::{DependencyHealthDoc, WindowStatsDoc};
 use crate::detect::DependencyHealth;
 use crate::detect::baseline::BaselineStats;
 use crate::window::{SeriesKey, SeriesKind, Window, WindowStats, WindowStore};
@@ -22,7 +24,7 @@ pub const SPARK_MINUTES: i64 = 15;
 
 /// One-minute points of a series, oldest first; the last minute is the current, partial one.
 /// A minute without calls has `null` latency and rates.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Sparkline {
     pub t_ms: Vec<i64>,
     pub p99: Vec<Option<f64>>,
@@ -31,7 +33,7 @@ pub struct Sparkline {
 }
 
 /// The baseline as the dashboard draws it (milliseconds and shares).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BaselineFigures {
     pub p50: f64,
     pub p99: f64,
@@ -55,14 +57,16 @@ impl From<BaselineStats> for BaselineFigures {
 }
 
 /// One dependency's row of the overview.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OverviewRow {
     pub name: String,
+    #[schema(value_type = DependencyHealthDoc)]
     pub health: DependencyHealth,
     /// The dependency's own breaker (`closed` when it has none yet).
     pub breaker: String,
     pub breaker_forced: bool,
     /// The last minute.
+    #[schema(value_type = WindowStatsDoc)]
     pub stats: WindowStats,
     pub baseline: Option<BaselineFigures>,
     /// Alerts of the dependency (or its instances and zones) firing now.
@@ -74,7 +78,7 @@ pub struct OverviewRow {
     pub spark: Sparkline,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Overview {
     pub now: String,
     pub now_ms: i64,
@@ -187,7 +191,7 @@ pub fn sparkline(store: &WindowStore, key: &SeriesKey, now_ms: i64) -> Sparkline
 }
 
 /// An instance or zone of one dependency, as its table on the dependency page shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PeerRow {
     pub name: String,
     /// The instance's zone, when it reported one.
@@ -195,6 +199,7 @@ pub struct PeerRow {
     pub zone: Option<String>,
     /// The engine's verdict (`healthy` unless listed in the dependency's health).
     pub health: String,
+    #[schema(value_type = WindowStatsDoc)]
     pub stats: WindowStats,
     /// Why the row is highlighted: the engine judged it unhealthy, or its last minute stands
     /// far from its peers' median (a visual hint only; detection decides alerts).
@@ -203,12 +208,14 @@ pub struct PeerRow {
     pub spark: Sparkline,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DependencyOverview {
     pub name: String,
     pub now: String,
     pub now_ms: i64,
+    #[schema(value_type = DependencyHealthDoc)]
     pub health: DependencyHealth,
+    #[schema(value_type = WindowStatsDoc)]
     pub stats: WindowStats,
     pub baseline: Option<BaselineFigures>,
     pub spark: Sparkline,

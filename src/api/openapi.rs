@@ -1,0 +1,259 @@
+//! The OpenAPI 3.1 document of the API, generated from the handlers' annotations and the
+//! request and response types, served at `GET /openapi.json`.
+//!
+//! Types of the core that the API serializes as they are (window statistics, health, alerts,
+//! outbox rows) are described here by documentation-only twins (`#[schema(as = ...)]`), so
+//! that the core does not depend on the documentation crate; the conformance test run against
+//! a live daemon (schemathesis, in CI) checks every answer against them.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Every error answer: `{"error": "<message naming the field or parameter at fault>"}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// A time: epoch milliseconds or an RFC 3339 string.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Documentation only: handlers read times from JSON values.
+pub enum TimeInput {
+    EpochMs(i64),
+    Rfc3339(String),
+}
+
+/// Health of a dependency, instance or zone.
+#[derive(ToSchema)]
+#[schema(as = Health, rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum HealthDoc {
+    NoData,
+    Healthy,
+    Degraded,
+    Failing,
+}
+
+/// Health of a dependency and of those of its instances and zones that are not healthy.
+#[derive(ToSchema)]
+#[schema(as = DependencyHealth)]
+#[allow(dead_code)]
+pub struct DependencyHealthDoc {
+    state: HealthDoc,
+    instances: std::collections::BTreeMap<String, HealthDoc>,
+    zones: std::collections::BTreeMap<String, HealthDoc>,
+    /// Whether the dependency has learnt its baseline (anomaly detectors need it).
+    baseline_ready: bool,
+}
+
+/// Window statistics. Latencies (`p50` .. `mean`) are milliseconds and null for a window
+/// without calls.
+#[derive(ToSchema)]
+#[schema(as = WindowStats)]
+#[allow(dead_code)]
+pub struct WindowStatsDoc {
+    from: String,
+    to: String,
+    total: u64,
+    ok: u64,
+    error: u64,
+    timeout: u64,
+    clamped: u64,
+    rate_per_s: f64,
+    error_rate: f64,
+    timeout_rate: f64,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    p999: Option<f64>,
+    max: Option<f64>,
+    mean: Option<f64>,
+}
+
+/// An alert of the log.
+#[derive(ToSchema)]
+#[schema(as = Alert)]
+#[allow(dead_code)]
+pub struct AlertDoc {
+    id: i64,
+    fingerprint: String,
+    dependency: String,
+    instance: Option<String>,
+    zone: Option<String>,
+    /// The detector that names the alert (its most severe condition).
+    detector: String,
+    /// Every detector that saw the incident while it was open, `detector` first.
+    detectors: Vec<String>,
+    /// `degraded` or `failing`.
+    severity: String,
+    /// `firing` or `resolved`.
+    state: String,
+    started_at: String,
+    resolved_at: Option<String>,
+    summary: String,
+    /// The detector's figures (window, rates, p-value, ...).
+    #[schema(value_type = Object)]
+    evidence: serde_json::Value,
+    updated_at: String,
+}
+
+/// A row of the outbox.
+#[derive(ToSchema)]
+#[schema(as = Notification)]
+#[allow(dead_code)]
+pub struct NotificationDoc {
+    /// The delivery id (also sent to the receiver, for deduplication).
+    id: String,
+    alert_id: Option<i64>,
+    notifier: String,
+    kind: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: String,
+    last_error: Option<String>,
+    created_at: String,
+    delivered_at: Option<String>,
+}
+
+/// A refused event.
+#[derive(ToSchema)]
+#[schema(as = EventError)]
+#[allow(dead_code)]
+pub struct EventErrorDoc {
+    /// Index in the body (for NDJSON: the 0-based line number).
+    index: u64,
+    /// Starts with the field at fault.
+    error: String,
+}
+
+/// The bearer scheme, and the answers every authenticated operation may give.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token of `[[auth.tokens]]`. Each operation names the scope it needs: \
+                         `ingest`, `read` or `admin`. With no tokens configured (loopback only), \
+                         no token is needed.",
+                    ))
+                    .build(),
+            ),
+        );
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                                "Error",
+                            ))))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let responses = &mut op.responses.responses;
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    responses.entry("401".into()).or_insert_with(|| {
+                        error("No token, or an unknown one (with `WWW-Authenticate: Bearer`)")
+                    });
+                    responses
+                        .entry("403".into())
+                        .or_insert_with(|| error("The token lacks the scope"));
+                }
+                responses.entry("421".into()).or_insert_with(|| {
+                    error("A daemon on a loopback address refuses other `Host` names")
+                });
+            }
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "graywatch",
+        description = "Gray-failure monitoring: ingest calls to dependencies, read their \
+                       statistics, health, alerts and breakers, silence alerts and override \
+                       breakers. Errors are `{\"error\": \"...\"}` naming the field at fault."
+    ),
+    paths(
+        super::events::post_events,
+        super::dependencies::list,
+        super::dependencies::detail,
+        super::dependencies::series,
+        super::alerts::list,
+        super::alerts::get,
+        super::actions::notifications,
+        super::actions::silences,
+        super::actions::create_silence,
+        super::actions::delete_silence,
+        super::actions::breakers,
+        super::actions::stream,
+        super::actions::breaker,
+        super::actions::breaker_history,
+        super::actions::put_override,
+        super::actions::delete_override,
+        super::dashboard::overview_all,
+        super::dashboard::overview_one,
+        super::health::healthz,
+        super::health::readyz,
+        super::metrics::metrics,
+        openapi_json,
+    ),
+    components(schemas(ErrorBody, super::actions::NotificationStatus)),
+    modifiers(&Security),
+    tags(
+        (name = "ingest", description = "Calls to dependencies, as events"),
+        (name = "dependencies", description = "Window statistics and health"),
+        (name = "alerts", description = "The alert log and its notifications"),
+        (name = "notifications", description = "The outbox"),
+        (name = "silences", description = "Muting alerts"),
+        (name = "breakers", description = "Breaker signals for clients, and overrides"),
+        (name = "dashboard", description = "What the built-in dashboard reads"),
+        (name = "operations", description = "Probes, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document, serialized once.
+pub fn document() -> &'static [u8] {
+    static JSON: OnceLock<Vec<u8>> = OnceLock::new();
+    JSON.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_default().into_bytes())
+}
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json",
+        body = Object)),
+    security(("bearer" = ["read"])))]
+pub async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document())
+}
