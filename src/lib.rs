@@ -17,6 +17,8 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod metrics;
 pub mod replay;

@@ -167,17 +167,23 @@ fn parse_json<'a>(
     v: &Validation,
     max_errors: usize,
 ) -> Result<Parsed<'a>, BodyError> {
-    use serde::de::DeserializeSeed;
     let mut out = Parsed::with_capacity_for(body.len(), max_errors);
     if fast::each_event(body, v, |i, event| out.push(i, event)).is_some() {
         return Ok(out);
     }
     // Not the common shape: start over with the general parser.
-    out.events.clear();
-    out.indexes.clear();
-    out.errors.clear();
-    out.rejected = 0;
-    out.rejected_by.clear();
+    parse_json_general(body, v, max_errors)
+}
+
+/// A JSON body read by serde alone, without the fast scanner: what [`parse_json`] falls back
+/// to, and what the fast scanner must agree with wherever it answers.
+pub(crate) fn parse_json_general<'a>(
+    body: &'a [u8],
+    v: &Validation,
+    max_errors: usize,
+) -> Result<Parsed<'a>, BodyError> {
+    use serde::de::DeserializeSeed;
+    let mut out = Parsed::with_capacity_for(body.len(), max_errors);
     let mut de = serde_json::Deserializer::from_slice(body);
     let classify = |e: serde_json::Error| {
         if e.is_data() {
