@@ -32,7 +32,7 @@
 use std::collections::BTreeMap;
 
 use super::Window;
-use super::fine::{FineData, FineSlot, SPARSE_MAX};
+use super::fine::{FineData, FineSlot};
 use super::ring::{Ring, RingSlot};
 use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
@@ -140,18 +140,23 @@ impl Series {
         }
     }
 
-    /// Upper bound on the memory of one series in bytes, when every slot holds data.
-    pub fn max_bytes() -> usize {
-        let hist = super::histogram::slot_histogram_bytes();
-        let coarse = TIERS.iter().map(|t| t.1).sum::<usize>();
-        let fine = hist + std::mem::size_of::<FineSlot>() + (SPARSE_MAX + 1) * 4 + 16;
-        coarse * (hist + std::mem::size_of::<Slot>() + 16)
-            // The 10-second slots' lists of durations.
-            + TIERS[0].1 * super::slot::VALUES_MAX * 4
-            + FINE_LEN * fine
-            // The dense fine total and the two window sums.
-            + 3 * hist
-            + std::mem::size_of::<Series>()
+    /// Bytes the series holds, its own struct included: what its calls need, since slots
+    /// stay sparse while they hold few distinct durations.
+    pub fn heap_bytes(&self) -> usize {
+        let slot = |s: &Slot| std::mem::size_of::<Slot>() + s.heap_bytes();
+        std::mem::size_of::<Series>()
+            + self.fine.heap_bytes()
+            + self.dense_fine.heap_bytes()
+            + self.tiers.iter().map(Ring::heap_bytes).sum::<usize>()
+            + self.sums.capacity() * std::mem::size_of::<CoarseSum>()
+            + self.sums.iter().map(|s| s.sum.heap_bytes()).sum::<usize>()
+            // A B-tree entry: key and value, and about as much again for the tree.
+            + self.late_minutes.values().map(|s| 2 * (8 + slot(s))).sum::<usize>()
+            + self.evicted_minutes.capacity() * std::mem::size_of::<Slot>()
+            + self.evicted_minutes.iter().map(Slot::heap_bytes).sum::<usize>()
+            + self.retired.latency.as_ref().map_or(0, |_| {
+                std::mem::size_of::<super::totals::LatencyBuckets>()
+            })
     }
 
     /// Oldest event time any ring of this series accepts at `now_ms`.
@@ -357,7 +362,7 @@ impl Series {
             }
             // The dense fine slots, summed.
             if !self.dense_fine.is_empty() {
-                l.add_histogram(&self.dense_fine.hist);
+                l.add_slot_hist(&self.dense_fine.hist);
             }
         }
         t
@@ -664,7 +669,7 @@ fn retire(
     retired.add_fine(fine);
     fold(fine, tiers, sums, evicted);
     if let FineData::Dense(hist) = fine.data() {
-        dense.remove_parts(hist, &fine.counts);
+        dense.remove_histogram(hist, &fine.counts);
     }
 }
 
@@ -756,6 +761,7 @@ fn coarse_slot<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::fine::SPARSE_MAX;
     use super::*;
     use proptest::prelude::*;
 
@@ -1070,6 +1076,76 @@ mod tests {
             let whole = both.window(Window::M15, now);
             prop_assert_eq!(&merged.hist, &whole.hist);
             prop_assert_eq!(merged.counts, whole.counts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+
+    /// A deterministic log-normal latency around `median_us` (sigma 0.4, as the fleet
+    /// recording in `benches/` draws them), from a xorshift generator.
+    struct Latencies(u64, f64);
+
+    impl Latencies {
+        fn next_us(&mut self) -> u64 {
+            let mut uniform = || {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                (self.0 >> 11) as f64 / (1u64 << 53) as f64
+            };
+            let (u1, u2) = (uniform().max(1e-12), uniform());
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            (self.1 * (0.4 * z).exp()) as u64
+        }
+    }
+
+    /// Feeds `per_second` calls a second (fractions spread over seconds) for 65 minutes, so
+    /// that every window and every ring is full, and returns the series' bytes.
+    fn bytes_after_an_hour(mut s: Series, per_second: f64) -> usize {
+        let t0 = 1_800_000_000_000i64;
+        let mut lat = Latencies(0x9e37_79b9_7f4a_7c15, 20_000.0);
+        let mut owed = 0.0;
+        for second in 0..65 * 60 {
+            let now = t0 + second * 1_000;
+            owed += per_second;
+            let n = owed as i64;
+            owed -= n as f64;
+            for k in 0..n {
+                s.record(
+                    now + k * 1_000 / n.max(1),
+                    lat.next_us(),
+                    Outcome::Ok,
+                    now + 999,
+                );
+            }
+            s.advance(now + 999);
+            if second % 60 == 0 {
+                s.discard_rollups(now + 999);
+            }
+        }
+        s.heap_bytes()
+    }
+
+    /// The README's memory figures: a series that sees under one call a second costs at
+    /// most 16 KiB, a busy one (200 calls a second, every slot in use) at most 200 KiB.
+    #[test]
+    fn a_quiet_series_stays_within_16_kib() {
+        for (kind, s) in [("dependency", Series::new()), ("peer", Series::peer())] {
+            let bytes = bytes_after_an_hour(s, 0.9);
+            println!("{kind} at 0.9 calls/s: {bytes} bytes");
+            assert!(bytes <= 16 * 1024, "{kind}: {bytes}");
+        }
+    }
+
+    #[test]
+    fn a_busy_series_stays_within_its_documented_bound() {
+        for (kind, s) in [("dependency", Series::new()), ("peer", Series::peer())] {
+            let bytes = bytes_after_an_hour(s, 200.0);
+            println!("{kind} at 200 calls/s: {bytes} bytes");
+            assert!(bytes <= 200 * 1024, "{kind}: {bytes}");
         }
     }
 }

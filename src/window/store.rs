@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use super::Window;
 use super::sample::Sample;
 use super::series::{MinuteRollup, Series};
 use super::slot::{Counts, Slot};
 use super::snapshot::Snapshot;
 use super::totals::Totals;
-use super::{Window, histogram};
 use crate::domain::Event;
 
 type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
@@ -734,11 +734,10 @@ impl WindowStore {
                 dep.for_each_mut(|_, _, s| {
                     st.series += 1;
                     st.allocated_slots += s.allocated_slots();
+                    st.approx_bytes += s.heap_bytes();
                 });
             }
         }
-        st.approx_bytes = st.allocated_slots * (histogram::slot_histogram_bytes() + 64)
-            + st.series * std::mem::size_of::<Series>();
         st
     }
 }
