@@ -18,7 +18,7 @@
 //! max_connections = 1024      # open connections; more wait in the listen backlog
 //!
 //! [limits]
-//! max_series = 4000           # all kinds together; ~643 KiB each when busy
+//! max_series = 100000         # all kinds together; ~12 KiB each when quiet, ~200 KiB busy
 //! max_dependencies = 500
 //! max_instances_per_dependency = 100
 //! max_zones_per_dependency = 16

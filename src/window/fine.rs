@@ -54,8 +54,8 @@ impl FineSlot {
         }
         let clamped = duration_us > super::histogram::HIGHEST_US;
         self.counts.count(outcome, clamped);
-        if self.values.capacity() == 0 {
-            self.values.reserve_exact(SPARSE_MAX + 1);
+        if self.values.len() == self.values.capacity() {
+            self.grow();
         }
         self.values.push(super::histogram::list_value(duration_us));
         if self.values.len() > SPARSE_MAX {
@@ -63,12 +63,24 @@ impl FineSlot {
         }
     }
 
+    /// Makes room for more durations: doubling from 8, up to exactly the most a sparse slot
+    /// holds, so that a quiet second costs a few bytes and a busy one never reallocates once
+    /// its recycled slot reached that size.
+    #[cold]
+    fn grow(&mut self) {
+        let len = self.values.len();
+        let cap = (2 * len).clamp(8, SPARSE_MAX + 1);
+        self.values.reserve_exact(cap - len);
+    }
+
     /// Turns the slot into a histogram and hands its calls to `dense_total`.
     fn densify(&mut self, dense_total: &mut Slot) {
         let hist = self.hist.get_or_insert_with(|| Box::new(new_histogram()));
+        // Every call of a busy second passes through the total: keep it a plain histogram.
+        dense_total.hist.make_dense();
         for &v in &self.values {
             record_clamped(hist, u64::from(v));
-            record_clamped(&mut dense_total.hist, u64::from(v));
+            dense_total.hist.record(u64::from(v));
         }
         dense_total.counts.add(&self.counts);
         dense_total.dirty = true;
@@ -86,6 +98,14 @@ impl FineSlot {
 
     pub fn is_dense(&self) -> bool {
         self.dense
+    }
+
+    /// Bytes the slot holds on the heap, beyond its own struct.
+    pub fn heap_bytes(&self) -> usize {
+        self.values.capacity() * 4
+            + self.hist.as_ref().map_or(0, |h| {
+                h.distinct_values() * 4 + std::mem::size_of::<SlotHistogram>()
+            })
     }
 
     /// Adds the slot's durations into `hist` (its counts are the caller's to add).
@@ -120,6 +140,10 @@ impl RingSlot for FineSlot {
         self.counts.total() == 0
     }
 
+    fn heap_bytes(&self) -> usize {
+        FineSlot::heap_bytes(self)
+    }
+
     fn reset(&mut self, start_ms: i64) {
         self.start_ms = start_ms;
         self.counts = Counts::default();
@@ -138,7 +162,7 @@ impl Slot {
     pub(crate) fn absorb_fine(&mut self, fine: &FineSlot) {
         match fine.data() {
             FineData::Sparse(values) => self.absorb_values(values, &fine.counts),
-            FineData::Dense(hist) => self.absorb(hist, &fine.counts),
+            FineData::Dense(hist) => self.absorb_histogram(hist, &fine.counts),
         }
     }
 }
@@ -196,7 +220,7 @@ mod tests {
         slot.absorb_fine(&fine);
         assert_eq!(slot.counts.clamped, 1);
         assert_eq!(slot.counts.timeout, 1);
-        assert!(slot.hist.max() >= super::super::histogram::HIGHEST_US);
+        assert!(slot.hist.to_dense().max() >= super::super::histogram::HIGHEST_US);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod ring;
 mod sample;
 mod series;
 mod slot;
+mod slot_hist;
 mod snapshot;
 mod store;
 mod totals;
@@ -23,6 +24,7 @@ pub use histogram::{
 pub use sample::Sample;
 pub use series::{MinuteRollup, Series};
 pub use slot::{Counts, Slot};
+pub use slot_hist::SlotHist;
 pub use snapshot::{Snapshot, WindowStats, decode_histogram, encode_histogram};
 pub use store::{
     DependencyTotals, DependencyView, DetectionView, Limits, PeerTotals, PeerView, RecordError,

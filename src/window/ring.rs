@@ -9,6 +9,8 @@ pub(crate) trait RingSlot {
     fn start_ms(&self) -> i64;
     fn is_empty(&self) -> bool;
     fn reset(&mut self, start_ms: i64);
+    /// Bytes the slot holds on the heap, beyond its own struct.
+    fn heap_bytes(&self) -> usize;
 }
 
 impl RingSlot for Slot {
@@ -23,6 +25,9 @@ impl RingSlot for Slot {
     }
     fn reset(&mut self, start_ms: i64) {
         Slot::reset(self, start_ms)
+    }
+    fn heap_bytes(&self) -> usize {
+        Slot::heap_bytes(self)
     }
 }
 
@@ -117,6 +122,15 @@ impl<S: RingSlot> Ring<S> {
 
     pub fn allocated(&self) -> usize {
         self.iter().count()
+    }
+
+    /// Bytes the ring holds on the heap: its slot table and every allocated slot.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<Option<Box<S>>>()
+            + self
+                .iter()
+                .map(|s| std::mem::size_of::<S>() + s.heap_bytes())
+                .sum::<usize>()
     }
 }
 

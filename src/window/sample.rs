@@ -18,7 +18,7 @@ use super::snapshot::Snapshot;
 pub(crate) const SAMPLE_MAX: usize = 1_024;
 
 /// The bucket layout every histogram shares, to map a duration to its bucket's bounds.
-static SHAPE: LazyLock<SlotHistogram> = LazyLock::new(new_histogram);
+pub(crate) static SHAPE: LazyLock<SlotHistogram> = LazyLock::new(new_histogram);
 
 #[derive(Debug, Clone)]
 pub enum Sample {

@@ -1,6 +1,7 @@
 //! One time slot of a series: a histogram of call durations plus outcome counters.
 
-use super::histogram::{SlotHistogram, new_histogram, record_clamped};
+use super::histogram::{HIGHEST_US, SlotHistogram};
+use super::slot_hist::SlotHist;
 use crate::domain::Outcome;
 
 /// Outcome counters of a slot or window. `clamped` counts durations beyond the histogram
@@ -40,7 +41,8 @@ impl Counts {
 pub struct Slot {
     /// Start of the slot in epoch milliseconds, aligned to the ring's slot width.
     pub start_ms: i64,
-    pub hist: SlotHistogram,
+    /// Sparse while the slot holds few distinct durations (see [`SlotHist`]).
+    pub hist: SlotHist,
     pub counts: Counts,
     /// Set when the slot changed since it was last persisted (only read for minute slots).
     pub dirty: bool,
@@ -58,7 +60,7 @@ impl Slot {
     pub fn new(start_ms: i64) -> Self {
         Self {
             start_ms,
-            hist: new_histogram(),
+            hist: SlotHist::default(),
             counts: Counts::default(),
             dirty: false,
             pending: false,
@@ -67,11 +69,11 @@ impl Slot {
         }
     }
 
-    /// A clean slot holding a stored histogram and its counts.
+    /// A clean slot holding a stored histogram and its counts (kept sparse when it is small).
     pub fn from_parts(start_ms: i64, hist: SlotHistogram, counts: Counts) -> Self {
         Self {
             start_ms,
-            hist,
+            hist: SlotHist::from_histogram(&hist),
             counts,
             dirty: false,
             pending: false,
@@ -80,7 +82,7 @@ impl Slot {
         }
     }
 
-    /// Empties the slot for reuse at a new start time, keeping its allocation.
+    /// Empties the slot for reuse at a new start time: its histogram turns sparse again.
     pub fn reset(&mut self, start_ms: i64) {
         self.start_ms = start_ms;
         self.hist.reset();
@@ -111,9 +113,14 @@ impl Slot {
     #[inline]
     fn note_values(&mut self, values: &[u32]) {
         if self.values_complete {
-            if self.values.len() + values.len() <= VALUES_MAX {
-                // Exactly the documented bound, never a doubling past it.
-                self.values.reserve_exact(VALUES_MAX - self.values.len());
+            let len = self.values.len() + values.len();
+            if len <= VALUES_MAX {
+                // Grow by doubling, but never past the documented bound: a quiet slot keeps
+                // a short list.
+                if len > self.values.capacity() {
+                    let cap = len.next_power_of_two().clamp(8, VALUES_MAX);
+                    self.values.reserve_exact(cap - self.values.len());
+                }
                 self.values.extend_from_slice(values);
             } else {
                 self.values_complete = false;
@@ -124,16 +131,26 @@ impl Slot {
 
     #[inline]
     pub fn record(&mut self, duration_us: u64, outcome: Outcome) {
-        let clamped = record_clamped(&mut self.hist, duration_us);
-        self.counts.count(outcome, clamped);
+        self.hist.record(duration_us);
+        self.counts.count(outcome, duration_us > HIGHEST_US);
         self.dirty = true;
         if self.values_complete {
             self.note_values(&[super::histogram::list_value(duration_us)]);
         }
     }
 
-    pub fn absorb(&mut self, hist: &SlotHistogram, counts: &Counts) {
-        self.hist.add(hist).expect("slot histograms share bounds");
+    pub fn absorb(&mut self, hist: &SlotHist, counts: &Counts) {
+        self.hist.add(hist);
+        self.absorbed(counts);
+    }
+
+    /// Adds a dense histogram's calls (a busy fine slot) and their counts.
+    pub(crate) fn absorb_histogram(&mut self, hist: &SlotHistogram, counts: &Counts) {
+        self.hist.add_histogram(hist);
+        self.absorbed(counts);
+    }
+
+    fn absorbed(&mut self, counts: &Counts) {
         self.counts.add(counts);
         self.dirty = true;
         self.values_complete = false;
@@ -142,9 +159,7 @@ impl Slot {
 
     /// Adds calls given as durations (clamped to the histogram's range) and their counts.
     pub(crate) fn absorb_values(&mut self, values: &[u32], counts: &Counts) {
-        for &v in values {
-            record_clamped(&mut self.hist, u64::from(v));
-        }
+        self.hist.add_values(values);
         self.counts.add(counts);
         self.dirty = true;
         self.note_values(values);
@@ -156,15 +171,39 @@ impl Slot {
     }
 
     /// Takes calls back out, given as a histogram and their counts.
-    pub fn remove_parts(&mut self, hist: &SlotHistogram, counts: &Counts) {
-        if self.counts == *counts {
-            // Everything goes: resetting is exact and skips HdrHistogram's re-scan of min/max.
-            self.reset(self.start_ms);
+    pub fn remove_parts(&mut self, hist: &SlotHist, counts: &Counts) {
+        if self.take_all(counts) {
             return;
         }
-        self.hist
-            .subtract(hist)
-            .expect("a slot only removes calls it absorbed");
+        self.hist.subtract(hist);
+        self.removed(counts);
+    }
+
+    /// Takes a dense histogram's calls (a busy fine slot) back out.
+    pub(crate) fn remove_histogram(&mut self, hist: &SlotHistogram, counts: &Counts) {
+        if self.take_all(counts) {
+            return;
+        }
+        self.hist.subtract_histogram(hist);
+        self.removed(counts);
+    }
+
+    /// Empties the slot, keeping its histogram's form, when `counts` are all it holds:
+    /// exact, and it skips HdrHistogram's re-scan of min and max.
+    fn take_all(&mut self, counts: &Counts) -> bool {
+        if self.counts != *counts {
+            return false;
+        }
+        self.hist.clear();
+        self.counts = Counts::default();
+        self.dirty = false;
+        self.pending = false;
+        self.values.clear();
+        self.values_complete = false;
+        true
+    }
+
+    fn removed(&mut self, counts: &Counts) {
         self.values_complete = false;
         self.values.clear();
         self.counts.ok -= counts.ok;
@@ -175,5 +214,10 @@ impl Slot {
 
     pub fn is_empty(&self) -> bool {
         self.counts.total() == 0
+    }
+
+    /// Bytes the slot holds on the heap, beyond its own struct.
+    pub fn heap_bytes(&self) -> usize {
+        self.hist.heap_bytes() + self.values.capacity() * 4
     }
 }

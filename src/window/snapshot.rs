@@ -4,7 +4,7 @@
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
 use super::fine::FineSlot;
-use super::histogram::{SlotHistogram, WideHistogram, add_into_wide, new_histogram, quantile_us};
+use super::histogram::{SlotHistogram, WideHistogram, new_histogram, quantile_us};
 use super::slot::{Counts, Slot};
 
 #[derive(Debug, Clone)]
@@ -32,13 +32,13 @@ impl Snapshot {
         Self {
             from_ms,
             to_ms,
-            hist: slot.hist.clone(),
+            hist: slot.hist.to_dense(),
             counts: slot.counts,
         }
     }
 
     pub fn add_slot(&mut self, slot: &Slot) {
-        add_into_wide(&mut self.hist, &slot.hist);
+        slot.hist.add_to(&mut self.hist);
         self.counts.add(&slot.counts);
     }
 
@@ -168,8 +168,9 @@ mod tests {
         for v in [1u64, 10, 10, 999_999, 3_000_000_000, 7_000_000_000] {
             slot.record(v, Outcome::Ok);
         }
-        let decoded = decode_histogram(&encode_histogram(&slot.hist)).unwrap();
-        assert_eq!(decoded, slot.hist);
+        let decoded = decode_histogram(&encode_histogram(&slot.hist.to_dense())).unwrap();
+        assert_eq!(decoded, slot.hist.to_dense());
+        assert_eq!(Slot::from_parts(0, decoded, slot.counts).hist, slot.hist);
     }
 
     #[test]

@@ -11,7 +11,9 @@
 
 use super::fine::{FineData, FineSlot};
 use super::histogram::{SlotHistogram, list_value};
+use super::sample::SHAPE;
 use super::slot::Counts;
+use super::slot_hist::SlotHist;
 use crate::domain::Outcome;
 
 /// Upper bounds of the exported call-duration buckets in microseconds (the Prometheus `le`
@@ -46,6 +48,16 @@ impl LatencyBuckets {
     pub(crate) fn add_values(&mut self, values: &[u32]) {
         for &v in values {
             self.add(u64::from(v), f64::from(v), 1);
+        }
+    }
+
+    /// Adds a slot's calls, each at its bucket (see [`LatencyBuckets::add_histogram`]).
+    pub(crate) fn add_slot_hist(&mut self, hist: &SlotHist) {
+        match hist {
+            SlotHist::Dense(h) => self.add_histogram(h),
+            SlotHist::Sparse(_) => hist.for_each_bucket(|lowest, n| {
+                self.add(lowest, SHAPE.median_equivalent(lowest) as f64, n)
+            }),
         }
     }
 

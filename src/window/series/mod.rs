@@ -32,7 +32,7 @@
 use std::collections::BTreeMap;
 
 use super::Window;
-use super::fine::{FineData, FineSlot, SPARSE_MAX};
+use super::fine::{FineData, FineSlot};
 use super::ring::{Ring, RingSlot};
 use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
@@ -40,34 +40,20 @@ use super::snapshot::Snapshot;
 use super::totals::Totals;
 use crate::domain::Outcome;
 
+mod persist;
+mod sums;
+
+pub use persist::{MAX_UNSAVED_MINUTES, MinuteRollup};
+use sums::CoarseSum;
+
 pub(crate) const FINE_WIDTH_MS: i64 = 1_000;
 pub(crate) const FINE_LEN: usize = 10;
 const TIERS: [(i64, usize); 3] = [(10_000, 6), (60_000, 16), (300_000, 13)];
 pub(crate) const MINUTE_TIER: usize = 1;
 pub(crate) const MINUTE_MS: i64 = 60_000;
-/// Most durations a running sum is rebuilt from instead of subtracting the slots that leave it
-/// (about the cost of one subtraction).
-const REBUILD_MAX: usize = 512;
 /// Windows whose coarse part is kept as a running sum; `SUMMED[t]` reads tier `t` (1 minute:
 /// six 10-second slots; 5 minutes: five minute slots).
 const SUMMED: [Window; 2] = [Window::M1, Window::M5];
-
-/// The running sum of the coarse slots of one tier that start at or after `from_ms`.
-#[derive(Debug, Clone)]
-struct CoarseSum {
-    sum: Slot,
-    from_ms: i64,
-}
-
-/// A minute of one series ready to be persisted.
-#[derive(Debug, Clone)]
-pub struct MinuteRollup {
-    pub minute_ms: i64,
-    /// `true` for a late-data part to be stored beside the minute's main row, `false` for the
-    /// main row, which replaces the stored one.
-    pub late_part: bool,
-    pub slot: Slot,
-}
 
 #[derive(Debug, Clone)]
 pub struct Series {
@@ -93,13 +79,6 @@ pub struct Series {
     /// [`super::totals`]).
     retired: Totals,
 }
-
-/// Unsaved minutes a series keeps once its minute ring has recycled them (see
-/// [`Series::bound_unsaved`]): an hour. Per series rather than per store, so that one busy
-/// series cannot push out every other's history; at most 60 dense histograms (~780 KiB, about
-/// what the series itself takes at most), so a long database outage at most doubles the window
-/// store's worst case instead of growing without end, and costs the oldest minutes first.
-pub const MAX_UNSAVED_MINUTES: usize = 60;
 
 impl Default for Series {
     fn default() -> Self {
@@ -140,18 +119,23 @@ impl Series {
         }
     }
 
-    /// Upper bound on the memory of one series in bytes, when every slot holds data.
-    pub fn max_bytes() -> usize {
-        let hist = super::histogram::slot_histogram_bytes();
-        let coarse = TIERS.iter().map(|t| t.1).sum::<usize>();
-        let fine = hist + std::mem::size_of::<FineSlot>() + (SPARSE_MAX + 1) * 4 + 16;
-        coarse * (hist + std::mem::size_of::<Slot>() + 16)
-            // The 10-second slots' lists of durations.
-            + TIERS[0].1 * super::slot::VALUES_MAX * 4
-            + FINE_LEN * fine
-            // The dense fine total and the two window sums.
-            + 3 * hist
-            + std::mem::size_of::<Series>()
+    /// Bytes the series holds, its own struct included: what its calls need, since slots
+    /// stay sparse while they hold few distinct durations.
+    pub fn heap_bytes(&self) -> usize {
+        let slot = |s: &Slot| std::mem::size_of::<Slot>() + s.heap_bytes();
+        std::mem::size_of::<Series>()
+            + self.fine.heap_bytes()
+            + self.dense_fine.heap_bytes()
+            + self.tiers.iter().map(Ring::heap_bytes).sum::<usize>()
+            + self.sums.capacity() * std::mem::size_of::<CoarseSum>()
+            + self.sums.iter().map(|s| s.sum.heap_bytes()).sum::<usize>()
+            // A B-tree entry: key and value, and about as much again for the tree.
+            + self.late_minutes.values().map(|s| 2 * (8 + slot(s))).sum::<usize>()
+            + self.evicted_minutes.capacity() * std::mem::size_of::<Slot>()
+            + self.evicted_minutes.iter().map(Slot::heap_bytes).sum::<usize>()
+            + self.retired.latency.as_ref().map_or(0, |_| {
+                std::mem::size_of::<super::totals::LatencyBuckets>()
+            })
     }
 
     /// Oldest event time any ring of this series accepts at `now_ms`.
@@ -280,55 +264,6 @@ impl Series {
         }
     }
 
-    /// Moves the window sums forward to the windows ending at `now_ms`: coarse slots the
-    /// windows no longer span leave their sums. Must run before anything is folded at
-    /// `now_ms`, so that a slot is recycled only after it left its sum.
-    fn slide(&mut self, now_ms: i64) {
-        // Windows move at 10-second boundaries: nothing to do before the next one.
-        if now_ms < self.next_slide_ms {
-            return;
-        }
-        self.next_slide_ms = self.tiers[0].align(now_ms) + self.tiers[0].width_ms;
-        for (tier, (window, s)) in SUMMED.iter().zip(&mut self.sums).enumerate() {
-            let ring = &self.tiers[tier];
-            let from = window_start(ring, *window, now_ms);
-            if from <= s.from_ms {
-                continue;
-            }
-            let leaving = |slot: &&Slot| {
-                slot.start_ms >= s.from_ms && slot.start_ms < from && !slot.is_empty()
-            };
-            if !ring.iter().any(|slot| leaving(&slot)) {
-                s.from_ms = from;
-                continue;
-            }
-            // The sum is the slots from `from_ms` on. When those that stay all keep their
-            // durations and are few, recording them afresh is cheaper than HdrHistogram's
-            // subtraction (a pass over the counters, often a second one to find min and max).
-            let staying: Option<Vec<(&[u32], &Counts)>> = ring
-                .iter()
-                .filter(|slot| slot.start_ms >= from && !slot.is_empty())
-                .map(|slot| slot.values().map(|v| (v, &slot.counts)))
-                .collect();
-            match staying {
-                Some(staying)
-                    if staying.iter().map(|(v, _)| v.len()).sum::<usize>() <= REBUILD_MAX =>
-                {
-                    s.sum.reset(0);
-                    for (values, counts) in staying {
-                        s.sum.absorb_values(values, counts);
-                    }
-                }
-                _ => {
-                    for slot in ring.iter().filter(|slot| leaving(slot)) {
-                        s.sum.remove(slot);
-                    }
-                }
-            }
-            s.from_ms = from;
-        }
-    }
-
     /// Folds all fine slots regardless of age (before persisting at shutdown).
     pub fn fold_all(&mut self) {
         self.fold_before(i64::MAX);
@@ -357,7 +292,7 @@ impl Series {
             }
             // The dense fine slots, summed.
             if !self.dense_fine.is_empty() {
-                l.add_histogram(&self.dense_fine.hist);
+                l.add_slot_hist(&self.dense_fine.hist);
             }
         }
         t
@@ -515,131 +450,6 @@ impl Series {
         out
     }
 
-    /// Loads a persisted minute (at start-up) into the minute and 5-minute rings.
-    pub fn load_minute(&mut self, minute_ms: i64, slot: &Slot, now_ms: i64) {
-        for tier in MINUTE_TIER..self.tiers.len() {
-            let ring = &self.tiers[tier];
-            let start = ring.align(minute_ms);
-            if start < ring.horizon_start(now_ms) {
-                continue;
-            }
-            if let Some(dst) = coarse_slot(
-                &mut self.tiers[tier],
-                tier,
-                &mut self.evicted_minutes,
-                start,
-            ) {
-                let was_dirty = dst.dirty;
-                dst.absorb(&slot.hist, &slot.counts);
-                // Loaded data is already stored; only new data makes the minute dirty.
-                if tier == MINUTE_TIER {
-                    dst.dirty = was_dirty;
-                }
-                if let Some(s) = self.sums.get_mut(tier).filter(|s| start >= s.from_ms) {
-                    s.sum.absorb(&slot.hist, &slot.counts);
-                }
-            }
-        }
-        self.last_event_ms = self.last_event_ms.max(minute_ms);
-    }
-
-    /// Minutes to persist, after rolling forward to `now_ms` (with `force`, after folding
-    /// everything). Without `force`, only minutes that are complete and fully folded
-    /// (ended before the fine ring's horizon) are returned, so each is normally written once.
-    /// The returned minutes are marked clean; on a failed write, hand them back through
-    /// [`Series::restore_unsaved`].
-    pub fn take_rollups(&mut self, now_ms: i64, force: bool) -> Vec<MinuteRollup> {
-        if force {
-            self.fold_all();
-        } else {
-            self.advance(now_ms);
-        }
-        let fine_horizon = self.fine.horizon_start(now_ms);
-        let mut out = Vec::new();
-        for slot in self.tiers[MINUTE_TIER].iter_mut() {
-            if slot.dirty && (force || slot.start_ms + MINUTE_MS <= fine_horizon) {
-                slot.dirty = false;
-                out.push(MinuteRollup {
-                    minute_ms: slot.start_ms,
-                    late_part: false,
-                    slot: slot.clone(),
-                });
-            }
-        }
-        // Main rows before late parts: writing a main row supersedes the stored parts of its
-        // minute, so parts taken now must be written after it.
-        for slot in self.evicted_minutes.drain(..) {
-            out.push(MinuteRollup {
-                minute_ms: slot.start_ms,
-                late_part: false,
-                slot,
-            });
-        }
-        for (minute_ms, slot) in std::mem::take(&mut self.late_minutes) {
-            out.push(MinuteRollup {
-                minute_ms,
-                late_part: true,
-                slot,
-            });
-        }
-        out
-    }
-
-    /// Marks as persisted exactly what [`Series::take_rollups`] without `force` would hand
-    /// out, without copying any of it: for `replay`, which keeps no history.
-    pub fn discard_rollups(&mut self, now_ms: i64) {
-        self.advance(now_ms);
-        let fine_horizon = self.fine.horizon_start(now_ms);
-        for slot in self.tiers[MINUTE_TIER].iter_mut() {
-            if slot.dirty && slot.start_ms + MINUTE_MS <= fine_horizon {
-                slot.dirty = false;
-            }
-        }
-        self.evicted_minutes.clear();
-        self.late_minutes.clear();
-    }
-
-    /// Gives back rollups whose write failed so that the next flush retries them.
-    pub fn restore_unsaved(&mut self, rollups: Vec<MinuteRollup>) {
-        for r in rollups {
-            if r.late_part {
-                self.late_minutes
-                    .entry(r.minute_ms)
-                    .or_insert_with(|| Slot::new(r.minute_ms))
-                    .absorb(&r.slot.hist, &r.slot.counts);
-            } else if let Some(slot) = self.tiers[MINUTE_TIER].get_mut(r.minute_ms) {
-                // Still in the ring (perhaps with newer data): the next flush writes it whole.
-                slot.dirty = true;
-            } else {
-                self.evicted_minutes.push(r.slot);
-            }
-        }
-    }
-
-    /// Drops the oldest unsaved evicted minutes beyond [`MAX_UNSAVED_MINUTES`] and returns how
-    /// many it dropped. They pile up only while roll-ups cannot be written (the database is
-    /// down or far behind), and without a bound an outage of hours would hold a 13 KiB
-    /// histogram per minute per series until the process runs out of memory.
-    pub fn bound_unsaved(&mut self) -> usize {
-        let excess = self
-            .evicted_minutes
-            .len()
-            .saturating_sub(MAX_UNSAVED_MINUTES);
-        if excess == 0 {
-            return 0;
-        }
-        self.evicted_minutes.sort_by_key(|s| s.start_ms);
-        self.evicted_minutes.drain(..excess);
-        excess
-    }
-
-    /// True when nothing is left to persist.
-    pub fn is_clean(&self) -> bool {
-        self.late_minutes.is_empty()
-            && self.evicted_minutes.is_empty()
-            && self.tiers[MINUTE_TIER].iter().all(|s| !s.dirty)
-    }
-
     /// Number of slots currently holding an allocation (for memory accounting).
     pub fn allocated_slots(&self) -> usize {
         self.fine.allocated() + self.tiers.iter().map(Ring::allocated).sum::<usize>()
@@ -664,7 +474,7 @@ fn retire(
     retired.add_fine(fine);
     fold(fine, tiers, sums, evicted);
     if let FineData::Dense(hist) = fine.data() {
-        dense.remove_parts(hist, &fine.counts);
+        dense.remove_histogram(hist, &fine.counts);
     }
 }
 
@@ -756,6 +566,7 @@ fn coarse_slot<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::fine::SPARSE_MAX;
     use super::*;
     use proptest::prelude::*;
 
@@ -1075,24 +886,71 @@ mod tests {
 }
 
 #[cfg(test)]
-mod eviction_tests {
+mod memory {
     use super::*;
 
-    #[test]
-    fn an_unsaved_minute_recycled_by_a_new_one_is_still_persisted() {
+    /// A deterministic log-normal latency around `median_us` (sigma 0.4, as the fleet
+    /// recording in `benches/` draws them), from a xorshift generator.
+    struct Latencies(u64, f64);
+
+    impl Latencies {
+        fn next_us(&mut self) -> u64 {
+            let mut uniform = || {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                (self.0 >> 11) as f64 / (1u64 << 53) as f64
+            };
+            let (u1, u2) = (uniform().max(1e-12), uniform());
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            (self.1 * (0.4 * z).exp()) as u64
+        }
+    }
+
+    /// Feeds `per_second` calls a second (fractions spread over seconds) for 65 minutes, so
+    /// that every window and every ring is full, and returns the series' bytes.
+    fn bytes_after_an_hour(mut s: Series, per_second: f64) -> usize {
         let t0 = 1_800_000_000_000i64;
-        let oldest = t0 - 15 * MINUTE_MS;
-        let mut s = Series::new();
-        s.record(oldest + 1_000, 1, Outcome::Ok, t0);
-        let now = t0 + MINUTE_MS;
-        s.record(now, 1, Outcome::Ok, now);
-        s.advance(now + 10_000);
-        let rollups = s.take_rollups(now + 10_000, true);
-        let minutes: Vec<(i64, bool, u64)> = rollups
-            .iter()
-            .map(|r| (r.minute_ms, r.late_part, r.slot.counts.ok))
-            .collect();
-        assert!(minutes.contains(&(oldest, false, 1)), "{minutes:?}");
-        assert!(minutes.contains(&(now, false, 1)), "{minutes:?}");
+        let mut lat = Latencies(0x9e37_79b9_7f4a_7c15, 20_000.0);
+        let mut owed = 0.0;
+        for second in 0..65 * 60 {
+            let now = t0 + second * 1_000;
+            owed += per_second;
+            let n = owed as i64;
+            owed -= n as f64;
+            for k in 0..n {
+                s.record(
+                    now + k * 1_000 / n.max(1),
+                    lat.next_us(),
+                    Outcome::Ok,
+                    now + 999,
+                );
+            }
+            s.advance(now + 999);
+            if second % 60 == 0 {
+                s.discard_rollups(now + 999);
+            }
+        }
+        s.heap_bytes()
+    }
+
+    /// The README's memory figures: a series that sees under one call a second costs at
+    /// most 16 KiB, a busy one (200 calls a second, every slot in use) at most 200 KiB.
+    #[test]
+    fn a_quiet_series_stays_within_16_kib() {
+        for (kind, s) in [("dependency", Series::new()), ("peer", Series::peer())] {
+            let bytes = bytes_after_an_hour(s, 0.9);
+            println!("{kind} at 0.9 calls/s: {bytes} bytes");
+            assert!(bytes <= 16 * 1024, "{kind}: {bytes}");
+        }
+    }
+
+    #[test]
+    fn a_busy_series_stays_within_its_documented_bound() {
+        for (kind, s) in [("dependency", Series::new()), ("peer", Series::peer())] {
+            let bytes = bytes_after_an_hour(s, 200.0);
+            println!("{kind} at 200 calls/s: {bytes} bytes");
+            assert!(bytes <= 200 * 1024, "{kind}: {bytes}");
+        }
     }
 }

@@ -1,0 +1,594 @@
+//! The histogram of one slot: sparse while it holds few distinct durations, dense after.
+//!
+//! A dense slot histogram is 3,328 counters (13 KiB) whatever it holds, and a series has 35
+//! coarse slots: most of them, for a series that sees a call every few seconds, hold a handful
+//! of durations. A sparse slot keeps only the buckets it uses, as a byte string of (bucket
+//! index, count) entries in bucket order, each the distance from the previous bucket and the
+//! count as LEB128 varints: two bytes for a bucket a quiet slot uses once or a few times,
+//! three or four for a busy one. It turns dense when that string would outgrow
+//! [`SPARSE_BYTES_MAX`] (past that, rewriting it to add calls costs more than it saves).
+//! Adding two sparse slots is one merge of their strings, so minute and 5-minute slots are
+//! built from sparse children without expanding them.
+//!
+//! The bucket of a value is computed exactly as HdrHistogram computes it for the shared
+//! bounds (1 µs .. 1 h, two significant digits), so converting a sparse slot into a dense
+//! `Histogram<u32>` for a snapshot, a quantile or persistence gives the very histogram that
+//! recording the same values into it would have.
+
+use super::histogram::{HIGHEST_US, SlotHistogram, new_histogram};
+
+/// Most bytes a sparse histogram holds (against 13 KiB dense).
+pub(crate) const SPARSE_BYTES_MAX: usize = 4_096;
+/// A dense histogram's counters hold 32 bits; a sparse count past that turns dense (and
+/// saturates there, as dense slots always have).
+const COUNT_MAX: u64 = u32::MAX as u64;
+
+/// HdrHistogram's layout for the shared bounds: lowest 1 µs (unit magnitude 0), two
+/// significant digits (256 sub-buckets, the upper 128 of which each power of two adds).
+const SUB_BUCKET_HALF_MAGNITUDE: u32 = 7;
+const SUB_BUCKET_HALF_COUNT: u64 = 1 << SUB_BUCKET_HALF_MAGNITUDE;
+const SUB_BUCKET_MASK: u64 = 2 * SUB_BUCKET_HALF_COUNT - 1;
+const LEADING_ZERO_COUNT_BASE: u32 = 64 - SUB_BUCKET_HALF_MAGNITUDE - 1;
+
+/// The counter index HdrHistogram uses for `value_us` (clamped to [`HIGHEST_US`]).
+#[inline]
+pub(crate) fn bucket_index(value_us: u64) -> u32 {
+    let v = value_us.min(HIGHEST_US);
+    let bucket = LEADING_ZERO_COUNT_BASE - (v | SUB_BUCKET_MASK).leading_zeros();
+    let sub = (v >> bucket) as u32;
+    ((bucket + 1) << SUB_BUCKET_HALF_MAGNITUDE) + sub - SUB_BUCKET_HALF_COUNT as u32
+}
+
+/// The lowest value of the bucket at `index` (the inverse of [`bucket_index`]).
+#[inline]
+pub(crate) fn bucket_value(index: u32) -> u64 {
+    let bucket = (index >> SUB_BUCKET_HALF_MAGNITUDE) as i64 - 1;
+    let sub = u64::from(index) & (SUB_BUCKET_HALF_COUNT - 1);
+    if bucket < 0 {
+        sub
+    } else {
+        (sub + SUB_BUCKET_HALF_COUNT) << bucket
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SlotHist {
+    /// Entries in bucket order, no zero counts (see the module documentation).
+    Sparse(Vec<u8>),
+    Dense(Box<SlotHistogram>),
+}
+
+impl Default for SlotHist {
+    fn default() -> Self {
+        SlotHist::Sparse(Vec::new())
+    }
+}
+
+impl PartialEq for SlotHist {
+    /// Equal when they hold the same calls, whatever their form.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            // The encoding of a set of entries is unique.
+            (SlotHist::Sparse(a), SlotHist::Sparse(b)) => a == b,
+            _ => self.to_dense() == other.to_dense(),
+        }
+    }
+}
+
+impl SlotHist {
+    /// An empty dense histogram, for a sum that every call of a busy series passes through.
+    pub fn dense() -> Self {
+        SlotHist::Dense(Box::new(new_histogram()))
+    }
+
+    /// The compact form of `hist`: sparse when it uses few buckets.
+    pub fn from_histogram(hist: &SlotHistogram) -> Self {
+        let mut out = SlotHist::default();
+        out.add_histogram(hist);
+        out
+    }
+
+    pub fn is_dense(&self) -> bool {
+        matches!(self, SlotHist::Dense(_))
+    }
+
+    /// Number of calls held.
+    pub fn len(&self) -> u64 {
+        match self {
+            SlotHist::Sparse(b) => Entries::new(b).map(|(_, n)| n).sum(),
+            SlotHist::Dense(h) => h.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            SlotHist::Sparse(b) => b.is_empty(),
+            SlotHist::Dense(h) => h.is_empty(),
+        }
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            SlotHist::Sparse(b) => b.capacity(),
+            SlotHist::Dense(h) => h.distinct_values() * 4 + std::mem::size_of::<SlotHistogram>(),
+        }
+    }
+
+    /// Empties the histogram, keeping its form (and a sparse string's allocation).
+    pub fn clear(&mut self) {
+        match self {
+            SlotHist::Sparse(b) => b.clear(),
+            SlotHist::Dense(h) => h.reset(),
+        }
+    }
+
+    /// Empties the histogram and returns it to the sparse form, keeping a small string's
+    /// allocation: for a slot recycled at a new time, which may hold far fewer calls.
+    pub fn reset(&mut self) {
+        match self {
+            SlotHist::Sparse(b) if b.capacity() <= 64 => b.clear(),
+            _ => *self = SlotHist::default(),
+        }
+    }
+
+    /// Turns the histogram dense (no-op if it is).
+    pub fn make_dense(&mut self) {
+        if let SlotHist::Sparse(b) = self {
+            let mut h = Box::new(new_histogram::<u32>());
+            for (i, n) in Entries::new(b) {
+                h.saturating_record_n(bucket_value(i), n as u32);
+            }
+            *self = SlotHist::Dense(h);
+        }
+    }
+
+    /// Records one call of `value_us`, clamped to [`HIGHEST_US`]. Rewrites a sparse string:
+    /// for the few calls recorded into coarse slots one by one (late events).
+    #[inline]
+    pub fn record(&mut self, value_us: u64) {
+        match self {
+            SlotHist::Dense(h) => h.saturating_record(value_us.min(HIGHEST_US)),
+            SlotHist::Sparse(_) => {
+                self.add_entries(std::iter::once((bucket_index(value_us), 1)), 3)
+            }
+        }
+    }
+
+    /// Records durations given as a list (clamped as [`SlotHist::record`] clamps).
+    pub fn add_values(&mut self, values: &[u32]) {
+        match self {
+            SlotHist::Dense(h) => {
+                for &v in values {
+                    h.saturating_record(u64::from(v).min(HIGHEST_US));
+                }
+            }
+            SlotHist::Sparse(_) => {
+                let mut indices: Vec<u32> =
+                    values.iter().map(|&v| bucket_index(v.into())).collect();
+                indices.sort_unstable();
+                self.add_entries(Runs(&indices), 2 * indices.len());
+            }
+        }
+    }
+
+    /// Adds another slot's calls.
+    pub fn add(&mut self, other: &SlotHist) {
+        match other {
+            SlotHist::Sparse(b) => self.add_entries(Entries::new(b), b.len()),
+            SlotHist::Dense(src) => self.add_histogram(src),
+        }
+    }
+
+    /// Adds a dense histogram's calls.
+    pub fn add_histogram(&mut self, src: &SlotHistogram) {
+        match self {
+            SlotHist::Dense(h) => h.add(src).expect("slot histograms share bounds"),
+            SlotHist::Sparse(_) => self.add_entries(dense_entries(src), 64),
+        }
+    }
+
+    /// Adds (bucket index, count) entries sorted by bucket.
+    /// `bytes_hint` estimates the bytes they take encoded.
+    fn add_entries(&mut self, src: impl Iterator<Item = (u32, u64)> + Clone, bytes_hint: usize) {
+        let dst = match self {
+            SlotHist::Dense(h) => {
+                for (i, n) in src {
+                    h.saturating_record_n(bucket_value(i), n as u32);
+                }
+                return;
+            }
+            SlotHist::Sparse(dst) => dst,
+        };
+        match merge(dst, src.clone(), bytes_hint, |a, b| a + b) {
+            Some(merged) => *dst = merged,
+            // Too many buckets, or a count past 32 bits: dense from now on.
+            None => {
+                self.make_dense();
+                self.add_entries(src, 0);
+            }
+        }
+    }
+
+    /// Takes another slot's calls back out (the inverse of [`SlotHist::add`]). Panics if they
+    /// were not all added.
+    pub fn subtract(&mut self, other: &SlotHist) {
+        match (&mut *self, other) {
+            (SlotHist::Dense(h), SlotHist::Dense(src)) => h
+                .subtract(&**src)
+                .expect("a slot only removes calls it absorbed"),
+            (SlotHist::Dense(h), SlotHist::Sparse(_)) => h
+                .subtract(other.to_dense())
+                .expect("a slot only removes calls it absorbed"),
+            (SlotHist::Sparse(dst), SlotHist::Sparse(b)) => subtract_entries(dst, Entries::new(b)),
+            (SlotHist::Sparse(dst), SlotHist::Dense(src)) => {
+                subtract_entries(dst, dense_entries(src))
+            }
+        }
+    }
+
+    /// Takes a dense histogram's calls back out.
+    pub fn subtract_histogram(&mut self, src: &SlotHistogram) {
+        match self {
+            SlotHist::Dense(h) => h
+                .subtract(src)
+                .expect("a slot only removes calls it absorbed"),
+            SlotHist::Sparse(dst) => subtract_entries(dst, dense_entries(src)),
+        }
+    }
+
+    /// Adds the calls into a dense histogram (a snapshot's).
+    pub fn add_to(&self, dst: &mut SlotHistogram) {
+        match self {
+            SlotHist::Dense(h) => dst.add(&**h).expect("slot histograms share bounds"),
+            SlotHist::Sparse(b) => {
+                for (i, n) in Entries::new(b) {
+                    dst.saturating_record_n(bucket_value(i), n as u32);
+                }
+            }
+        }
+    }
+
+    /// The dense histogram of the same calls (for snapshots, quantiles and persistence).
+    pub fn to_dense(&self) -> SlotHistogram {
+        match self {
+            SlotHist::Dense(h) => (**h).clone(),
+            SlotHist::Sparse(_) => {
+                let mut h = new_histogram();
+                self.add_to(&mut h);
+                h
+            }
+        }
+    }
+
+    /// Calls `f` with the lowest value and the count of each used bucket, lowest first.
+    pub fn for_each_bucket(&self, mut f: impl FnMut(u64, u64)) {
+        match self {
+            SlotHist::Sparse(b) => Entries::new(b).for_each(|(i, n)| f(bucket_value(i), n)),
+            SlotHist::Dense(h) => dense_entries(h).for_each(|(i, n)| f(bucket_value(i), n)),
+        }
+    }
+}
+
+fn subtract_entries(dst: &mut Vec<u8>, src: impl Iterator<Item = (u32, u64)>) {
+    *dst = merge(dst, src, 0, |a, b| {
+        a.checked_sub(b)
+            .expect("a slot only removes calls it absorbed")
+    })
+    .expect("a difference never outgrows its minuend");
+}
+
+#[inline]
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+fn get_varint(bytes: &[u8], pos: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = bytes[*pos];
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// The (bucket index, count) entries of a sparse string.
+#[derive(Clone)]
+struct Entries<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    index: u32,
+}
+
+impl<'a> Entries<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            pos: 0,
+            index: 0,
+        }
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = (u32, u64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u32, u64)> {
+        if self.pos == self.bytes.len() {
+            return None;
+        }
+        self.index += get_varint(self.bytes, &mut self.pos) as u32;
+        Some((self.index, get_varint(self.bytes, &mut self.pos)))
+    }
+}
+
+/// Sorted bucket indices as (index, run length) entries.
+#[derive(Clone)]
+struct Runs<'a>(&'a [u32]);
+
+impl Iterator for Runs<'_> {
+    type Item = (u32, u64);
+
+    fn next(&mut self) -> Option<(u32, u64)> {
+        let &first = self.0.first()?;
+        let n = self.0.iter().take_while(|&&i| i == first).count();
+        self.0 = &self.0[n..];
+        Some((first, n as u64))
+    }
+}
+
+/// The used buckets of a dense histogram as (index, count), lowest first.
+fn dense_entries(h: &SlotHistogram) -> impl Iterator<Item = (u32, u64)> + Clone + '_ {
+    DenseEntries { h, next_value: 0 }
+}
+
+/// Walks a dense histogram bucket by bucket (HdrHistogram's own iterators are not `Clone`).
+#[derive(Clone)]
+struct DenseEntries<'a> {
+    h: &'a SlotHistogram,
+    /// The lowest value not yet visited.
+    next_value: u64,
+}
+
+impl Iterator for DenseEntries<'_> {
+    type Item = (u32, u64);
+
+    fn next(&mut self) -> Option<(u32, u64)> {
+        if self.h.is_empty() {
+            return None;
+        }
+        let top = self.h.max();
+        while self.next_value <= top {
+            let v = self.next_value;
+            self.next_value = self.h.next_non_equivalent(v);
+            let n = self.h.count_at(v);
+            if n > 0 {
+                return Some((bucket_index(v), u64::from(n)));
+            }
+        }
+        None
+    }
+}
+
+/// Merges sorted entries `b` into the string `a`, with `combine` for buckets both hold and
+/// zero counts dropped. `None` when the result needs the dense form.
+fn merge(
+    a: &[u8],
+    b: impl Iterator<Item = (u32, u64)>,
+    b_bytes: usize,
+    combine: impl Fn(u64, u64) -> u64,
+) -> Option<Vec<u8>> {
+    // Room for both, which is exact when they share no bucket and their counts are small.
+    let mut out = Writer {
+        bytes: Vec::with_capacity((a.len() + b_bytes).min(SPARSE_BYTES_MAX + 16)),
+        last: 0,
+    };
+    let mut a = Entries::new(a).peekable();
+    for (bi, bn) in b {
+        while let Some(&(ai, an)) = a.peek() {
+            if ai >= bi {
+                break;
+            }
+            out.push(ai, an)?;
+            a.next();
+        }
+        match a.peek() {
+            Some(&(ai, an)) if ai == bi => {
+                out.push(ai, combine(an, bn))?;
+                a.next();
+            }
+            _ => out.push(bi, combine(0, bn))?,
+        }
+    }
+    for (ai, an) in a {
+        out.push(ai, an)?;
+    }
+    let mut bytes = out.bytes;
+    if bytes.capacity() > bytes.len() + bytes.len() / 8 {
+        bytes.shrink_to_fit();
+    }
+    Some(bytes)
+}
+
+struct Writer {
+    bytes: Vec<u8>,
+    last: u32,
+}
+
+impl Writer {
+    /// Appends an entry; `None` when the count or the string's length needs the dense form.
+    #[inline]
+    fn push(&mut self, index: u32, count: u64) -> Option<()> {
+        if count == 0 {
+            return Some(());
+        }
+        if count > COUNT_MAX || self.bytes.len() >= SPARSE_BYTES_MAX {
+            return None;
+        }
+        put_varint(&mut self.bytes, u64::from(index - self.last));
+        put_varint(&mut self.bytes, count);
+        self.last = index;
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_bucket_is_indexed_as_hdrhistogram_indexes_it() {
+        let shape = new_histogram::<u32>();
+        let top = bucket_index(HIGHEST_US);
+        for i in 0..=top {
+            let low = bucket_value(i);
+            assert_eq!(shape.lowest_equivalent(low), low, "bucket {i}");
+            assert_eq!(bucket_index(low), i);
+            let high = shape.highest_equivalent(low).min(HIGHEST_US);
+            assert_eq!(bucket_index(high), i, "top of bucket {i}");
+            if i < top {
+                assert_eq!(
+                    bucket_value(i + 1),
+                    high + 1,
+                    "buckets {i} and {} touch",
+                    i + 1
+                );
+            }
+            // Recording the value fills the same bucket both ways.
+            let mut sparse = SlotHist::default();
+            sparse.record(high);
+            let mut dense = new_histogram::<u32>();
+            dense.record(high).unwrap();
+            assert_eq!(sparse.to_dense(), dense, "bucket {i}");
+        }
+        assert!((top as usize) < shape.distinct_values());
+    }
+
+    fn hist_of(values: &[u64]) -> SlotHistogram {
+        let mut h = new_histogram::<u32>();
+        for &v in values {
+            h.record(v.min(HIGHEST_US)).unwrap();
+        }
+        h
+    }
+
+    fn sparse_of(values: &[u64]) -> SlotHist {
+        let mut s = SlotHist::default();
+        for &v in values {
+            s.record(v);
+        }
+        s
+    }
+
+    fn durations() -> impl Strategy<Value = Vec<u64>> {
+        proptest::collection::vec(
+            prop_oneof![
+                4 => 0u64..200_000,
+                2 => 0u64..=HIGHEST_US,
+                1 => HIGHEST_US..HIGHEST_US * 2,
+                1 => Just(20_000u64),
+            ],
+            0..1_200,
+        )
+    }
+
+    #[test]
+    fn a_slot_with_many_buckets_turns_dense_and_counts_the_same() {
+        let values: Vec<u64> = (0..3_000u32).map(bucket_value).collect();
+        let s = sparse_of(&values);
+        assert!(s.is_dense());
+        assert_eq!(s.to_dense(), hist_of(&values));
+        let few = sparse_of(&values[..100]);
+        assert!(!few.is_dense());
+        // One byte of distance and one of count per bucket.
+        assert!(
+            few.heap_bytes() <= 2 * 100 + 100 / 8,
+            "{}",
+            few.heap_bytes()
+        );
+        let mut listed = SlotHist::default();
+        listed.add_values(&values[..100].iter().map(|&v| v as u32).collect::<Vec<_>>());
+        assert_eq!(listed, few);
+    }
+
+    #[test]
+    fn a_count_past_32_bits_turns_the_slot_dense_and_saturates_as_dense_slots_do() {
+        let mut s = SlotHist::default();
+        let mut big = new_histogram::<u32>();
+        big.record_n(5_000, u32::MAX).unwrap();
+        s.add_histogram(&big);
+        assert!(!s.is_dense());
+        assert_eq!(s.len(), COUNT_MAX);
+        s.record(5_000);
+        assert!(s.is_dense());
+        assert_eq!(s.to_dense().count_at(5_000), u32::MAX);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Recording sparsely gives the dense histogram recording directly gives: same
+        /// buckets, counts, quantiles, min and max.
+        #[test]
+        fn sparse_recording_equals_dense_recording(values in durations()) {
+            let s = sparse_of(&values);
+            let d = hist_of(&values);
+            prop_assert_eq!(&s.to_dense(), &d);
+            prop_assert_eq!(s.len(), d.len());
+            for q in [0.0, 0.5, 0.99, 0.999, 1.0] {
+                prop_assert_eq!(s.to_dense().value_at_quantile(q), d.value_at_quantile(q));
+            }
+            prop_assert_eq!(SlotHist::from_histogram(&d), s);
+        }
+
+        /// Adding any mix of sparse and dense slots gives the histogram of all their calls,
+        /// and subtracting one of them again gives the other.
+        #[test]
+        fn add_and_subtract_are_inverse_in_every_form(
+            a in durations(),
+            b in durations(),
+            dense_a in any::<bool>(),
+            dense_b in any::<bool>(),
+        ) {
+            let form = |values: &[u64], dense: bool| {
+                let mut s = sparse_of(values);
+                if dense {
+                    s.make_dense();
+                }
+                s
+            };
+            let (sa, sb) = (form(&a, dense_a), form(&b, dense_b));
+            let mut sum = sa.clone();
+            sum.add(&sb);
+            let both: Vec<u64> = a.iter().chain(&b).copied().collect();
+            prop_assert_eq!(&sum.to_dense(), &hist_of(&both));
+            let mut via_dense = sa.clone();
+            via_dense.add_histogram(&sb.to_dense());
+            prop_assert_eq!(&via_dense, &sum);
+            let mut wide = new_histogram::<u32>();
+            sa.add_to(&mut wide);
+            sb.add_to(&mut wide);
+            prop_assert_eq!(&wide, &hist_of(&both));
+            sum.subtract(&sb);
+            prop_assert_eq!(&sum.to_dense(), &hist_of(&a));
+            let mut back = sum.clone();
+            back.add_histogram(&sb.to_dense());
+            back.subtract_histogram(&sb.to_dense());
+            prop_assert_eq!(&back, &sum);
+            sum.subtract(&sa);
+            prop_assert!(sum.is_empty());
+        }
+    }
+}
