@@ -341,6 +341,9 @@ const MAX_UNSAVED_TRANSITIONS: usize = 10_000;
 /// Evaluates the detectors every `detection.evaluate_every` and records alert transitions.
 async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(state.settings.detection.evaluate_every);
+    // A tick taking more than half the interval is logged: evaluations are falling behind
+    // or about to.
+    let slow_tick = state.settings.detection.evaluate_every / 2;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unsaved: Vec<Transition> = Vec::new();
     let mut last_renotify: Option<tokio::time::Instant> = None;
@@ -355,15 +358,26 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             state.engine.clone(),
             state.actions.clone(),
         );
-        let started = std::time::Instant::now();
-        let Ok(outcome) = tokio::task::spawn_blocking(move || {
-            crate::tick::evaluate(&store, &mut engine.lock(), &mut actions.board.lock(), now)
+        let Ok((outcome, took)) = tokio::task::spawn_blocking(move || {
+            // Timed on the blocking thread: the evaluation itself (its locks included), not
+            // the wait for a thread.
+            let started = std::time::Instant::now();
+            let outcome =
+                crate::tick::evaluate(&store, &mut engine.lock(), &mut actions.board.lock(), now);
+            (outcome, started.elapsed())
         })
         .await
         else {
             continue;
         };
-        state.metrics.evaluated(now, started.elapsed());
+        state.metrics.evaluated(now, took);
+        if took > slow_tick {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                series = state.store.series_count(),
+                "Slow evaluation: the detectors took more than half their interval."
+            );
+        }
         let found = outcome.transitions;
         for t in &found {
             tracing::info!(

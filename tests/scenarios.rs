@@ -70,3 +70,46 @@ fn the_scorer_counts_a_detector_that_never_fires_as_a_miss() {
         );
     }
 }
+
+#[test]
+fn reusing_unchanged_peer_samples_changes_no_transition_and_no_breaker() {
+    // Detection reads reuse a peer's 1-minute sample while the peer records nothing and its
+    // window keeps its start. Every scenario of a seed, replayed with that reuse and with every
+    // sample built afresh, must give exactly the same alert transitions and breaker changes.
+    use graywatch::replay::Replayer;
+    use graywatch::window::Limits;
+    let settings = Settings::default();
+    let seed = 303;
+    let (mut transitions, mut reused) = (0, 0);
+    for s in scenario::suite(seed) {
+        let run = |reuse: bool| {
+            let mut r = Replayer::new(
+                settings.detection.clone(),
+                settings.dependencies.clone(),
+                Limits::default(),
+            );
+            r.store().set_reuse_samples(reuse);
+            let mut out = Vec::new();
+            s.generate(seed, |e| {
+                let _ = r.push(e, &mut out);
+            });
+            r.advance_to(scenario::EPOCH_MS + s.duration_s * 1000, &mut out);
+            (out, r.take_breaker_changes(), r.store().samples_reused())
+        };
+        let (with, without) = (run(true), run(false));
+        assert_eq!(without.2, 0, "{}: nothing reused when reuse is off", s.name);
+        assert!(
+            with.0 == without.0,
+            "{}: transitions differ:\nwith reuse {:#?}\nwithout {:#?}",
+            s.name,
+            with.0,
+            without.0
+        );
+        assert!(with.1 == without.1, "{}: breaker changes differ", s.name);
+        transitions += with.0.len();
+        reused += with.2;
+    }
+    // Not a comparison of nothing: alerts fired and resolved, and samples were reused.
+    assert!(transitions >= 20, "{transitions} transitions");
+    assert!(reused > 0, "no sample was reused");
+}

@@ -108,6 +108,22 @@ pub struct DependencySeries {
     /// The zone each instance reported (first seen), so detection can tell a bad instance
     /// from a bad zone.
     pub instance_zone: Map<Box<str>>,
+    /// The 1-minute samples of instances (`[0]`) and zones (`[1]`) as the last detection read
+    /// built them (see [`CachedSample`]).
+    samples: [Map<CachedSample>; 2],
+}
+
+/// A peer's 1-minute [`Sample`] kept from one detection read to the next. Most instances of
+/// a dependency see a call every few seconds, so from one second to the next most of their
+/// minutes hold exactly the same calls: the sample is reused while the series records nothing
+/// ([`Series::changes`] stands still) and its window keeps its start (it moves every 10
+/// seconds). Only samples kept as durations are cached: a peer read as a histogram is busy,
+/// changes every second, and would pay for a 13 KiB copy it never reuses.
+#[derive(Debug, Clone)]
+struct CachedSample {
+    changes: u64,
+    from_ms: i64,
+    sample: Sample,
 }
 
 impl DependencySeries {
@@ -231,6 +247,11 @@ pub struct WindowStore {
     series_count: AtomicUsize,
     /// Unsaved minutes dropped by [`Series::bound_unsaved`] since start.
     rollups_dropped: std::sync::atomic::AtomicU64,
+    /// Whether detection reads reuse unchanged peer samples (see [`CachedSample`]); off only
+    /// to check that reusing them changes no verdict.
+    reuse_samples: std::sync::atomic::AtomicBool,
+    /// Peer samples reused by detection reads since start.
+    samples_reused: std::sync::atomic::AtomicU64,
 }
 
 const SHARDS: usize = 64;
@@ -246,13 +267,32 @@ impl WindowStore {
             dependency_count: AtomicUsize::new(0),
             series_count: AtomicUsize::new(0),
             rollups_dropped: std::sync::atomic::AtomicU64::new(0),
+            reuse_samples: std::sync::atomic::AtomicBool::new(true),
+            samples_reused: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Turns the reuse of unchanged peer samples by [`WindowStore::detection_view`] on (the
+    /// default) or off: every read then builds every sample afresh. Verdicts are the same
+    /// either way; the switch exists to check exactly that.
+    pub fn set_reuse_samples(&self, reuse: bool) {
+        self.reuse_samples.store(reuse, Ordering::Relaxed);
+    }
+
+    /// Peer samples that detection reads reused instead of building since start.
+    pub fn samples_reused(&self) -> u64 {
+        self.samples_reused.load(Ordering::Relaxed)
     }
 
     /// Unsaved minutes dropped since start because too many piled up in a series while
     /// roll-ups could not be written.
     pub fn rollups_dropped(&self) -> u64 {
         self.rollups_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Series of all kinds held now (one atomic read, unlike [`WindowStore::stats`]).
+    pub fn series_count(&self) -> usize {
+        self.series_count.load(Ordering::Relaxed)
     }
 
     pub fn limits(&self) -> Limits {
@@ -447,6 +487,11 @@ impl WindowStore {
                 let instances = &dep.instances;
                 dep.instance_zone.retain(|i, _| instances.contains_key(i));
                 dep.zones.retain(|_, s| !idle(s));
+                // A series created again under the same name counts its changes from zero:
+                // its predecessor's sample must not pass for its own.
+                for (cache, series) in dep.samples.iter_mut().zip([&dep.instances, &dep.zones]) {
+                    cache.retain(|k, _| series.contains_key(k));
+                }
                 dropped_series += before - dep.instances.len() - dep.zones.len();
                 let keep = !(idle(&dep.total) && dep.instances.is_empty() && dep.zones.is_empty());
                 if !keep {
@@ -498,38 +543,45 @@ impl WindowStore {
     /// What detection reads of one dependency at one evaluation, under one lock (see
     /// [`DetectionView`]).
     pub fn detection_view(&self, name: &str, now_ms: i64) -> Option<DetectionView> {
-        self.with_dependency(name, now_ms, |dep| {
-            let peers = |m: &Map<Series>| {
-                let mut v: Vec<PeerView> = m
-                    .iter()
-                    .map(|(k, s)| PeerView {
-                        name: k.to_string(),
-                        last_seconds: s.last_complete_seconds(now_ms),
-                        s10: s.recent_counts(),
-                        m1: s.sample(Window::M1, now_ms),
-                        zone: None,
-                    })
-                    .collect();
-                v.sort_by(|a, b| a.name.cmp(&b.name));
-                v
-            };
-            let zones = peers(&dep.zones);
-            let mut instances = peers(&dep.instances);
-            for p in &mut instances {
-                p.zone = dep
-                    .instance_zone
-                    .get(p.name.as_str())
-                    .and_then(|z| zones.binary_search_by(|q| q.name.as_str().cmp(z)).ok());
-            }
-            let total = &dep.total;
-            DetectionView {
-                last_seconds: total.last_complete_seconds(now_ms),
-                s10: total.window(Window::S10, now_ms),
-                m1: total.window(Window::M1, now_ms),
-                m5: total.window(Window::M5, now_ms),
-                instances,
-                zones,
-            }
+        let reuse = self.reuse_samples.load(Ordering::Relaxed);
+        let mut shard = self.shards[self.shard_of(name)].lock();
+        let dep = shard.deps.get_mut(name)?;
+        dep.for_each_mut(|_, _, s| s.advance(now_ms));
+        let [instance_samples, zone_samples] = &mut dep.samples;
+        let mut reused = 0;
+        let mut peers = |m: &Map<Series>, cache: &mut Map<CachedSample>| {
+            let mut v: Vec<PeerView> = m
+                .iter()
+                .map(|(k, s)| PeerView {
+                    name: k.to_string(),
+                    last_seconds: s.last_complete_seconds(now_ms),
+                    s10: s.recent_counts(),
+                    m1: peer_sample(k, s, cache, reuse, now_ms, &mut reused),
+                    zone: None,
+                })
+                .collect();
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        };
+        let zones = peers(&dep.zones, zone_samples);
+        let mut instances = peers(&dep.instances, instance_samples);
+        if reused > 0 {
+            self.samples_reused.fetch_add(reused, Ordering::Relaxed);
+        }
+        for p in &mut instances {
+            p.zone = dep
+                .instance_zone
+                .get(p.name.as_str())
+                .and_then(|z| zones.binary_search_by(|q| q.name.as_str().cmp(z)).ok());
+        }
+        let total = &dep.total;
+        Some(DetectionView {
+            last_seconds: total.last_complete_seconds(now_ms),
+            s10: total.window(Window::S10, now_ms),
+            m1: total.window(Window::M1, now_ms),
+            m5: total.window(Window::M5, now_ms),
+            instances,
+            zones,
         })
     }
 
@@ -745,6 +797,51 @@ impl WindowStore {
     }
 }
 
+/// The 1-minute sample of peer `name` at `now_ms`: the cached one while it holds exactly the
+/// same calls (see [`CachedSample`]), else built afresh (and cached when kept as durations).
+fn peer_sample(
+    name: &str,
+    series: &Series,
+    cache: &mut Map<CachedSample>,
+    reuse: bool,
+    now_ms: i64,
+    reused: &mut u64,
+) -> Sample {
+    let from_ms = series.window_start(Window::M1, now_ms);
+    if reuse
+        && let Some(c) = cache.get(name)
+        && c.changes == series.changes
+        && c.from_ms == from_ms
+    {
+        let mut sample = c.sample.clone();
+        if let Sample::Durations { to_ms, .. } = &mut sample {
+            *to_ms = now_ms;
+        }
+        *reused += 1;
+        return sample;
+    }
+    let sample = series.sample(Window::M1, now_ms);
+    match &sample {
+        Sample::Durations { .. } => {
+            let fresh = CachedSample {
+                changes: series.changes,
+                from_ms,
+                sample: sample.clone(),
+            };
+            match cache.get_mut(name) {
+                Some(c) => *c = fresh,
+                None => {
+                    cache.insert(name.into(), fresh);
+                }
+            }
+        }
+        Sample::Histogram(_) => {
+            cache.remove(name);
+        }
+    }
+    sample
+}
+
 fn series_entry<'m>(map: &'m mut Map<Series>, label: &str) -> &'m mut Series {
     if !map.contains_key(label) {
         map.insert(label.into(), Series::peer());
@@ -927,6 +1024,83 @@ mod tests {
             ..ev("b", Some("x"))
         };
         assert!(store.record(&e, later).is_ok());
+    }
+
+    proptest::proptest! {
+        /// A detection read that reuses unchanged peer samples answers every question the
+        /// detectors ask exactly as one that builds every sample afresh: whatever the gaps
+        /// between reads (within a second, across window starts, idle minutes) and the
+        /// lateness of calls, and for quiet peers and busy ones alike.
+        #[test]
+        fn reused_peer_samples_answer_as_fresh_ones(
+            steps in proptest::collection::vec(
+                (0i64..25_000, proptest::collection::vec((0usize..4, 0i64..90_000, 1u64..400_000, 0u8..3), 0..40)),
+                1..60,
+            ),
+        ) {
+            let (reusing, fresh) = (WindowStore::new(Limits::default()), WindowStore::new(Limits::default()));
+            fresh.set_reuse_samples(false);
+            let mut now = NOW;
+            for (step, calls) in &steps {
+                now += step;
+                for &(peer, late, duration_us, o) in calls {
+                    let instance = ["a", "b", "c", "d"][peer];
+                    let e = Event {
+                        duration_us,
+                        outcome: [Outcome::Ok, Outcome::Error, Outcome::Timeout][o as usize],
+                        // Most calls are on time; some are seconds or a minute late.
+                        ts_ms: now - if late < 60_000 { late % 900 } else { late },
+                        instance: Some(Label::parse(instance).unwrap()),
+                        zone: Some(Label::parse(["z1", "z2"][peer % 2]).unwrap()),
+                        ..ev("dep", None)
+                    };
+                    let (x, y) = (reusing.record(&e, now), fresh.record(&e, now));
+                    proptest::prop_assert_eq!(x, y);
+                }
+                let (Some(a), Some(b)) = (reusing.detection_view("dep", now), fresh.detection_view("dep", now)) else {
+                    continue;
+                };
+                for (pa, pb) in a.instances.iter().chain(&a.zones).zip(b.instances.iter().chain(&b.zones)) {
+                    proptest::prop_assert_eq!(&pa.name, &pb.name);
+                    proptest::prop_assert_eq!(pa.last_seconds, pb.last_seconds);
+                    proptest::prop_assert_eq!(pa.s10, pb.s10);
+                    proptest::prop_assert_eq!(pa.m1.counts(), pb.m1.counts());
+                    for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
+                        proptest::prop_assert_eq!(pa.m1.value_at_quantile(q), pb.m1.value_at_quantile(q));
+                    }
+                    for t in [1_000, 50_000, 200_000] {
+                        proptest::prop_assert_eq!(pa.m1.count_above(t), pb.m1.count_above(t));
+                    }
+                }
+                proptest::prop_assert_eq!(a.instances.len() + a.zones.len(), b.instances.len() + b.zones.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_quiet_peer_s_sample_is_reused_until_it_records_or_its_window_moves() {
+        let store = WindowStore::new(Limits::default());
+        let now = NOW - NOW.rem_euclid(10_000) + 1_000;
+        store.record(&ev("dep", Some("a")), now).unwrap();
+        store.detection_view("dep", now).unwrap();
+        assert_eq!(store.samples_reused(), 0);
+        // Same window start, nothing new: reused.
+        store.detection_view("dep", now + 1_000).unwrap();
+        assert_eq!(store.samples_reused(), 1);
+        // A call: built afresh, then reused again.
+        store.record(&ev("dep", Some("a")), now + 2_000).unwrap();
+        let v = store.detection_view("dep", now + 2_000).unwrap();
+        assert_eq!(v.instances[0].m1.total(), 2);
+        assert_eq!(store.samples_reused(), 1);
+        store.detection_view("dep", now + 3_000).unwrap();
+        assert_eq!(store.samples_reused(), 2);
+        // The window moves on (a 10-second boundary): built afresh.
+        store.detection_view("dep", now + 10_000).unwrap();
+        assert_eq!(store.samples_reused(), 2);
+        // Off: never reused.
+        store.set_reuse_samples(false);
+        store.detection_view("dep", now + 10_500).unwrap();
+        assert_eq!(store.samples_reused(), 2);
     }
 
     #[test]

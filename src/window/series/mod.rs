@@ -75,6 +75,9 @@ pub struct Series {
     next_slide_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
+    /// Bumped by every change to the calls the series holds (a call recorded, a minute
+    /// loaded): while it stands still, a window over the same span reads the same calls.
+    pub(crate) changes: u64,
     /// Everything recorded since the series was created, except the live fine slots (see
     /// [`super::totals`]).
     retired: Totals,
@@ -115,6 +118,7 @@ impl Series {
             evicted_minutes: Vec::new(),
             next_slide_ms: i64::MIN,
             last_event_ms: i64::MIN,
+            changes: 0,
             retired: Totals::default(),
         }
     }
@@ -149,6 +153,7 @@ impl Series {
     #[inline]
     pub fn record(&mut self, ts_ms: i64, duration_us: u64, outcome: Outcome, now_ms: i64) -> bool {
         let ts_ms = ts_ms.min(now_ms);
+        self.changes = self.changes.wrapping_add(1);
         self.last_event_ms = self.last_event_ms.max(ts_ms);
         self.slide(now_ms);
         // Most events land in a live second whose slot exists: find it with the fine ring's
@@ -311,6 +316,15 @@ impl Series {
             }
         }
         out
+    }
+
+    /// Where `window` ending at `now_ms` starts: two reads of a window with the same start and
+    /// the same [`Series::changes`] hold the same calls.
+    pub fn window_start(&self, window: Window, now_ms: i64) -> i64 {
+        match window.tier() {
+            None => self.fine.horizon_start(now_ms),
+            Some(t) => window_start(&self.tiers[t], window, now_ms),
+        }
     }
 
     /// The window ending at `now_ms`. Call [`Series::advance`] first.

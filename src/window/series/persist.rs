@@ -25,6 +25,7 @@ pub const MAX_UNSAVED_MINUTES: usize = 60;
 impl Series {
     /// Loads a persisted minute (at start-up) into the minute and 5-minute rings.
     pub fn load_minute(&mut self, minute_ms: i64, slot: &Slot, now_ms: i64) {
+        self.changes = self.changes.wrapping_add(1);
         for tier in MINUTE_TIER..self.tiers.len() {
             let ring = &self.tiers[tier];
             let start = ring.align(minute_ms);
