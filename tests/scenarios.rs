@@ -70,3 +70,27 @@ fn the_scorer_counts_a_detector_that_never_fires_as_a_miss() {
         );
     }
 }
+
+#[test]
+fn retried_failures_stay_quiet_and_traffic_that_drops_stops_or_surges_is_caught() {
+    // Seed 2 draws calls that stop altogether (judged while the dependency has no data),
+    // seed 3 a drop of 84%.
+    let settings = Settings::default();
+    let names = ["retry-burst", "traffic-drop", "retry-storm"];
+    let mut results = Vec::new();
+    for seed in [2, 3] {
+        for s in scenario::suite(seed) {
+            if names.contains(&s.name.as_str()) {
+                results.push(scenario::run(
+                    &s,
+                    seed,
+                    &settings.detection,
+                    &settings.dependencies,
+                ));
+            }
+        }
+    }
+    assert_eq!(results.len(), 6);
+    assert!(results.iter().any(|r| r.description == "calls stop"));
+    check(&results);
+}

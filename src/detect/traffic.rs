@@ -10,7 +10,11 @@
 //! swings, not its mean. Each test needs:
 //! - an effect: at most half the quiet end, or at least twice the busy end;
 //! - significance: a one-sided Poisson test at `alpha`, which is what keeps a dependency
-//!   called a few times a minute from alerting on chance silences.
+//!   called a few times a minute from alerting on chance silences. Calls that come in runs
+//!   (a caller busy for half a minute, then quiet) vary more from minute to minute than a
+//!   Poisson count; as for errors, both counts are divided by that dispersion (the variance
+//!   of the learnt minutes over their mean, from successive differences so that a slow swing
+//!   of the rate does not count as noise) before the test.
 //!
 //! Windows are the last minute and the last five minutes; a five-minute verdict also needs
 //! the last minute to show the effect (recency). Ten-second windows are not judged: bursty
@@ -44,6 +48,8 @@ pub struct TrafficStats {
     pub median_per_minute: f64,
     /// 90th percentile.
     pub high_per_minute: f64,
+    /// How many times more the minutes vary than Poisson counts would (at least 1).
+    pub dispersion: f64,
 }
 
 /// Calls of each learnt minute, newest last, at most `max_minutes` of them.
@@ -80,7 +86,23 @@ impl TrafficBaseline {
             sorted.sort_unstable();
             let last = sorted.len() - 1;
             let low = (last as f64 * LOW_QUANTILE).floor() as usize;
+            // Half the mean squared successive difference estimates the variance without the
+            // part a trend adds (von Neumann).
+            let diffs: f64 = self
+                .minutes
+                .iter()
+                .zip(self.minutes.iter().skip(1))
+                .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                .sum();
+            let mean = sorted.iter().sum::<u64>() as f64 / sorted.len() as f64;
+            let variance = diffs / (2.0 * last as f64);
+            let dispersion = if mean > 0.0 {
+                (variance / mean).max(1.0)
+            } else {
+                1.0
+            };
             TrafficStats {
+                dispersion,
                 minutes: sorted.len(),
                 low_per_minute: sorted[low] as f64,
                 median_per_minute: sorted[last / 2] as f64,
@@ -112,7 +134,8 @@ impl CallCount {
 /// Whether silence itself (a minute without calls) would be a significant drop: the quiet end
 /// of the baseline is busy enough that no call in a minute is beyond chance at `alpha`.
 pub fn silence_is_significant(base: &TrafficStats, alpha: f64) -> bool {
-    base.low_per_minute > 0.0 && poisson_lower_p_value(0, base.low_per_minute) < alpha
+    base.low_per_minute > 0.0
+        && poisson_lower_p_value(0, base.low_per_minute / base.dispersion) < alpha
 }
 
 /// A significant drop: the last minute (or the last five, with the last minute agreeing)
@@ -128,7 +151,12 @@ pub fn traffic_drop(
     if !effect(&m1) {
         return None;
     }
-    let p = |w: &CallCount| poisson_lower_p_value(w.calls, w.expected(base.low_per_minute));
+    // Rounded up: fewer calls would overstate the drop.
+    let p = |w: &CallCount| {
+        let d = base.dispersion;
+        let calls = (w.calls as f64 / d).ceil() as u64;
+        poisson_lower_p_value(calls, w.expected(base.low_per_minute) / d)
+    };
     let (w, p) = std::iter::once(m1)
         .chain(m5.filter(effect))
         .map(|w| (w, p(&w)))
@@ -159,7 +187,12 @@ pub fn traffic_surge(
     if !effect(&m1) {
         return None;
     }
-    let p = |w: &CallCount| poisson_upper_p_value(w.calls, w.expected(base.high_per_minute));
+    // Rounded down: more calls would overstate the surge.
+    let p = |w: &CallCount| {
+        let d = base.dispersion;
+        let calls = (w.calls as f64 / d).floor() as u64;
+        poisson_upper_p_value(calls, w.expected(base.high_per_minute) / d)
+    };
     let (w, p) = std::iter::once(m1)
         .chain(m5.filter(effect))
         .map(|w| (w, p(&w)))
@@ -195,7 +228,8 @@ fn evidence(
         "ratio_floor": ratio,
         "baseline_traffic": base,
         "recent_calls": m1.calls,
-        "test": "Poisson, one-sided",
+        "test": "Poisson, one-sided, counts divided by the dispersion",
+        "dispersion": base.dispersion,
         "p_value": p,
         "alpha": alpha,
     })
@@ -298,6 +332,25 @@ mod tests {
         assert_eq!(f.detector, DetectorKind::TrafficSurge);
         // Five busy minutes, but the last one is back to normal: over.
         assert!(traffic_surge(m1(6_100), Some(m5(70_000)), &b, 1e-6).is_none());
+    }
+
+    #[test]
+    fn calls_that_come_in_runs_need_more_evidence() {
+        // About 180 calls a minute, but in runs: minutes from 45 to 400.
+        let runs = [
+            180, 400, 60, 250, 120, 45, 310, 90, 200, 150, 380, 70, 220, 130, 260, 55, 170, 330,
+            100, 240, 80, 190, 350, 110, 140, 290, 65, 210, 160, 230,
+        ];
+        let b = base(&runs);
+        assert!(b.dispersion > 20.0, "{b:?}");
+        // A quiet minute of 30 calls is half the quiet end, but no drop for such a caller;
+        // nor is one silent minute.
+        assert!(traffic_drop(m1(30), None, &b, 1e-6).is_none());
+        assert!(!silence_is_significant(&b, 1e-6));
+        // Steady traffic keeps its dispersion near 1, and a 90% drop is still found.
+        let steady = base(&(0..30).map(|i| 5_900 + (i * 37) % 150).collect::<Vec<_>>());
+        assert!(steady.dispersion < 3.0, "{steady:?}");
+        assert!(traffic_drop(m1(600), None, &steady, 1e-6).is_some());
     }
 
     #[test]

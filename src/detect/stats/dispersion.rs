@@ -16,8 +16,8 @@
 /// The design effect assumed before any error has been seen: a failed request retried about
 /// three times. With it, the first retry burst of an error-free dependency does not fire.
 pub const PRIOR_DISPERSION: f64 = 4.0;
-/// How many errors of evidence the prior is worth: below about this many baseline errors the
-/// prior dominates, above it the data does.
+/// How many independent errors of evidence the prior is worth: below about this many
+/// clusters of baseline errors the prior dominates, above it the data does.
 pub const PRIOR_WEIGHT_EVENTS: f64 = 10.0;
 
 /// Pearson's dispersion statistic of per-interval counts `(k_i, n_i)` (events, trials) around
@@ -56,12 +56,14 @@ pub fn pearson_dispersion(
 }
 
 /// The design effect to test with: the Pearson estimate (see [`pearson_dispersion`]) shrunk
-/// towards [`PRIOR_DISPERSION`] by the number of events behind it, and never below 1 (counts
-/// less variable than binomial are no reason to trust a window more).
+/// towards [`PRIOR_DISPERSION`] by the evidence behind it, and never below 1 (counts less
+/// variable than binomial are no reason to trust a window more). The evidence is the number
+/// of independent failures the estimate rests on, the events divided by the estimate itself:
+/// seven errors of one retried request are one failure's worth of knowing how errors cluster.
 pub fn dispersion(estimate: Option<(f64, u64)>) -> f64 {
-    let (phi, events) = estimate.map_or((1.0, 0.0), |(phi, k)| (phi, k as f64));
+    let (phi, weight) = estimate.map_or((1.0, 0.0), |(phi, k)| (phi, k as f64 / phi.max(1.0)));
     let shrunk =
-        (PRIOR_WEIGHT_EVENTS * PRIOR_DISPERSION + events * phi) / (PRIOR_WEIGHT_EVENTS + events);
+        (PRIOR_WEIGHT_EVENTS * PRIOR_DISPERSION + weight * phi) / (PRIOR_WEIGHT_EVENTS + weight);
     shrunk.max(1.0)
 }
 
@@ -106,6 +108,9 @@ mod tests {
         assert_eq!(k, 18);
         // E[size^2] / E[size] = 6, less the variance the pooled rate absorbs.
         assert!((5.0..6.5).contains(&phi), "{phi}");
+        // Three bursts are three failures of evidence: the prior still weighs.
+        let d = dispersion(Some((phi, k)));
+        assert!((4.0..5.0).contains(&d), "{d}");
     }
 
     #[test]
