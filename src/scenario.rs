@@ -94,6 +94,42 @@ pub enum Fault {
     /// Every call gets slower by `per_minute` (compounded) for each minute since onset: a
     /// slow creep that a baseline learning every healthy-looking minute would follow.
     Creep { per_minute: f64 },
+    /// `share` of the calls vanish (1.0: they stop altogether).
+    TrafficDrop { share: f64 },
+    /// Calls multiply by `factor` (clients retrying).
+    Surge { factor: f64 },
+}
+
+/// Failed requests retried by their clients (see [`Scenario::retry_bursts`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryBursts {
+    pub every_s: i64,
+    /// Retries after the first failure, inclusive range.
+    pub retries: (u32, u32),
+}
+
+impl RetryBursts {
+    /// Every error call of the bursts over `duration_s`, in time order: (ms from the start,
+    /// instance index). Drawn from their own generator, so that the rest of the stream is
+    /// the one it would be without them.
+    fn calls(&self, seed: u64, duration_s: i64, instances: usize) -> Vec<(f64, usize)> {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x7e72_b125);
+        let mut out = Vec::new();
+        let mut t_ms = rng.random_range(self.every_s / 2..self.every_s * 3 / 2) as f64 * 1000.0;
+        while t_ms < duration_s as f64 * 1000.0 {
+            let retries = rng.random_range(self.retries.0..=self.retries.1);
+            let mut at = t_ms;
+            for i in 0..=retries {
+                out.push((at, rng.random_range(0..instances.max(1))));
+                // 100 ms, 200 ms, 400 ms, ... each with up to 50% jitter.
+                at += 100.0 * f64::from(1u32 << i) * rng.random_range(1.0..1.5);
+            }
+            t_ms += rng.random_range(self.every_s / 2..self.every_s * 3 / 2) as f64 * 1000.0;
+        }
+        out.retain(|(at, _)| *at < duration_s as f64 * 1000.0);
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
 }
 
 /// A stream description.
@@ -116,6 +152,9 @@ pub struct Scenario {
     pub gc: Option<(i64, f64)>,
     /// A second dependency that appears at this second (cold start).
     pub newcomer_at_s: Option<i64>,
+    /// Retried failures: about every `every_s` seconds (jittered) one request fails and is
+    /// retried, each retry failing too, with exponential backoff from 100 ms.
+    pub retry_bursts: Option<RetryBursts>,
     pub fault: Option<Fault>,
     pub onset_s: i64,
     pub recovery_s: i64,
@@ -140,6 +179,7 @@ impl Scenario {
             zones: 3,
             gc: None,
             newcomer_at_s: None,
+            retry_bursts: None,
             fault: None,
             onset_s: 0,
             recovery_s: 0,
@@ -199,6 +239,12 @@ impl Scenario {
             .map(|(every, _)| rng.random_range(every / 2..every * 3 / 2));
         let mut gc_until_ms: f64 = -1.0;
         let mut events: Vec<(i64, f64, Outcome, usize, bool)> = Vec::new();
+        let bursts = self
+            .retry_bursts
+            .map(|b| b.calls(seed, self.duration_s, self.instances))
+            .unwrap_or_default();
+        let mut bursts = bursts.into_iter().peekable();
+        let mut burst_rng = StdRng::seed_from_u64(seed ^ 0x0b05_7ca1);
         for t in 0..self.duration_s {
             let in_fault = self.fault.is_some() && t >= self.onset_s && t < self.recovery_s;
             if let (Some((every, pause)), Some(at)) = (self.gc, next_gc)
@@ -257,9 +303,22 @@ impl Scenario {
                     events.push((at_ms as i64, ms, outcome, instance, newcomer));
                 }
             };
-            push_calls(self.traffic.rate(t), false, &mut rng);
+            let scale = match (in_fault, self.fault) {
+                (true, Some(Fault::TrafficDrop { share })) => 1.0 - share,
+                (true, Some(Fault::Surge { factor })) => factor,
+                _ => 1.0,
+            };
+            push_calls(self.traffic.rate(t) * scale, false, &mut rng);
             if self.newcomer_at_s.is_some_and(|s| t >= s) {
                 push_calls(rng.random_range(8.0..12.0), true, &mut rng);
+            }
+            while let Some(&(at_ms, instance)) = bursts.peek() {
+                if at_ms >= (t + 1) as f64 * 1000.0 {
+                    break;
+                }
+                bursts.next();
+                let ms = base.sample(&mut burst_rng);
+                events.push((at_ms as i64, ms, Outcome::Error, instance, false));
             }
             events.sort_by_key(|e| e.0);
             for &(at_ms, ms, outcome, instance, is_newcomer) in &events {
@@ -335,7 +394,10 @@ fn apply_fault(
                 *ms *= factor;
             }
         }
-        Fault::WidenTail { .. } | Fault::Creep { .. } => {}
+        Fault::WidenTail { .. }
+        | Fault::Creep { .. }
+        | Fault::TrafficDrop { .. }
+        | Fault::Surge { .. } => {}
     }
 }
 
@@ -536,6 +598,54 @@ pub fn suite(seed: u64) -> Vec<Scenario> {
     );
     s.traffic = Traffic::Constant(r.random_range(20.0..200.0));
     s.detect_within_s = 3;
+    out.push(s);
+
+    // About 1 call/s without errors, but now and then one request fails and is retried 5-6
+    // times within seconds: 6-7 errors that are one failure, not a rising error rate.
+    let mut s = Scenario::base(
+        "retry-burst",
+        "~1 call/s, error-free but for a request retried 5-6 times every few minutes".into(),
+        r,
+    );
+    s.traffic = Traffic::Constant(r.random_range(0.8..1.5));
+    s.error_rate = 0.0;
+    s.timeout_rate = 0.0;
+    s.instances = 2;
+    s.retry_bursts = Some(RetryBursts {
+        every_s: r.random_range(150..400),
+        retries: (5, 6),
+    });
+    out.push(s);
+
+    // Calls drop by 80-95%, or stop altogether: a broken service discovery, calls failing
+    // before they are made. Judged on the last minute: about a minute to detect.
+    let share = if r.random_bool(0.3) {
+        1.0
+    } else {
+        r.random_range(0.8..0.95)
+    };
+    let mut s = Scenario::gray(
+        "traffic-drop",
+        if share >= 1.0 {
+            "calls stop".to_string()
+        } else {
+            format!("calls drop by {:.0}%", share * 100.0)
+        },
+        Fault::TrafficDrop { share },
+        r,
+    );
+    s.detect_within_s = 90;
+    out.push(s);
+
+    // A retry storm: calls multiply while nothing else changes.
+    let factor = r.random_range(3.0..5.0);
+    let mut s = Scenario::gray(
+        "retry-storm",
+        format!("calls surge {factor:.1}x (clients retrying)"),
+        Fault::Surge { factor },
+        r,
+    );
+    s.detect_within_s = 90;
     out.push(s);
 
     out

@@ -113,3 +113,27 @@ fn reusing_unchanged_peer_samples_changes_no_transition_and_no_breaker() {
     assert!(transitions >= 20, "{transitions} transitions");
     assert!(reused > 0, "no sample was reused");
 }
+
+#[test]
+fn retried_failures_stay_quiet_and_traffic_that_drops_stops_or_surges_is_caught() {
+    // Seed 2 draws calls that stop altogether (judged while the dependency has no data),
+    // seed 3 a drop of 84%.
+    let settings = Settings::default();
+    let names = ["retry-burst", "traffic-drop", "retry-storm"];
+    let mut results = Vec::new();
+    for seed in [2, 3] {
+        for s in scenario::suite(seed) {
+            if names.contains(&s.name.as_str()) {
+                results.push(scenario::run(
+                    &s,
+                    seed,
+                    &settings.detection,
+                    &settings.dependencies,
+                ));
+            }
+        }
+    }
+    assert_eq!(results.len(), 6);
+    assert!(results.iter().any(|r| r.description == "calls stop"));
+    check(&results);
+}

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 
+use super::stats::{dispersion, pearson_dispersion};
 use crate::window::{Counts, Snapshot, new_histogram};
 
 /// Summary figures of a ready baseline.
@@ -27,12 +28,19 @@ pub struct BaselineStats {
     /// error does not make the next error infinitely surprising.
     pub error_rate: f64,
     pub timeout_rate: f64,
+    /// How many times more the error (timeout) count of a window varies than a binomial count
+    /// would: about the size of a burst when failed requests are retried (see
+    /// [`crate::detect::stats::dispersion`]); from the baseline's per-minute counts.
+    pub error_dispersion: f64,
+    pub timeout_dispersion: f64,
 }
 
 #[derive(Debug, Clone)]
 struct Chunk {
     snap: Snapshot,
     minutes: u32,
+    /// Each minute's (calls, errors, timeouts): how the counts vary from minute to minute.
+    per_minute: Vec<[u64; 3]>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,11 +79,14 @@ impl Baseline {
             self.chunks.push_back(Chunk {
                 snap: Snapshot::empty(minute.from_ms, minute.to_ms),
                 minutes: 0,
+                per_minute: Vec::new(),
             });
         }
         let chunk = self.chunks.back_mut().expect("pushed above");
         chunk.snap.merge(minute);
         chunk.minutes += 1;
+        let c = &minute.counts;
+        chunk.per_minute.push([c.total(), c.error, c.timeout]);
         self.stats = Some(self.compute(tail_quantile));
     }
 
@@ -103,6 +114,12 @@ impl Baseline {
             tail_above as f64 / hist.len() as f64
         };
         let smooth = |k: u64| (k as f64 + 1.0) / (n as f64 + 2.0);
+        let minutes_of = |i: usize| {
+            self.chunks
+                .iter()
+                .flat_map(|c| c.per_minute.iter())
+                .map(move |m| (m[i], m[0]))
+        };
         BaselineStats {
             minutes,
             calls: n,
@@ -112,6 +129,8 @@ impl Baseline {
             tail_above,
             error_rate: smooth(counts.error),
             timeout_rate: smooth(counts.timeout),
+            error_dispersion: dispersion(pearson_dispersion(minutes_of(1))),
+            timeout_dispersion: dispersion(pearson_dispersion(minutes_of(2))),
         }
     }
 
@@ -169,6 +188,30 @@ mod tests {
             s.tail_us
         );
         assert!((s.error_rate - 2.0 / 502.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn retry_bursts_in_the_baseline_raise_its_error_dispersion() {
+        let values = [20_000; 60];
+        let mut quiet = Baseline::new(30);
+        let mut bursty = Baseline::new(30);
+        for m in 0..30 {
+            quiet.absorb(&minute(m * 60_000, &values, (m % 2) as usize), 0.99);
+            // One request failing 6 times, every tenth minute.
+            let burst = if m % 10 == 3 { 6 } else { 0 };
+            bursty.absorb(&minute(m * 60_000, &values, burst), 0.99);
+        }
+        let quiet = quiet.stats().unwrap();
+        let bursty = bursty.stats().unwrap();
+        // 15 errors spread one a minute: less variable than binomial, so no inflation left
+        // but what the prior still holds.
+        assert!(quiet.error_dispersion < 2.5, "{}", quiet.error_dispersion);
+        assert!(bursty.error_dispersion > 4.0, "{}", bursty.error_dispersion);
+        // No timeouts at all: the prior.
+        assert_eq!(
+            bursty.timeout_dispersion,
+            crate::detect::stats::dispersion(None)
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
-use super::stats::{binomial_upper_p_value, holm_bonferroni, two_proportion_p_value};
+use super::stats::{holm_bonferroni, quasi_binomial_upper_p_value, two_proportion_p_value};
 use crate::window::{Counts, PeerView, Sample, Snapshot};
 
 /// Calls the recency window needs before its point estimate is trusted.
@@ -47,10 +47,14 @@ pub enum DetectorKind {
     PeerErrors,
     /// Errors plus timeouts above the failing threshold.
     HardFailure,
+    /// Far fewer calls than the baseline's quiet minutes (see [`super::traffic`]).
+    TrafficDrop,
+    /// Far more calls than the baseline's busy minutes: a retry storm.
+    TrafficSurge,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 10] = [
+    pub const ALL: [DetectorKind; 12] = [
         DetectorKind::LatencyTail,
         DetectorKind::ErrorRate,
         DetectorKind::TimeoutRate,
@@ -61,10 +65,18 @@ impl DetectorKind {
         DetectorKind::PeerLatency,
         DetectorKind::PeerErrors,
         DetectorKind::HardFailure,
+        DetectorKind::TrafficDrop,
+        DetectorKind::TrafficSurge,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the detector judges the number of calls rather than how they went: such a
+    /// condition alerts but does not make its dependency unhealthy (nor open its breaker).
+    pub fn is_traffic(self) -> bool {
+        matches!(self, DetectorKind::TrafficDrop | DetectorKind::TrafficSurge)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +91,8 @@ impl DetectorKind {
             DetectorKind::PeerLatency => "peer_latency",
             DetectorKind::PeerErrors => "peer_errors",
             DetectorKind::HardFailure => "hard_failure",
+            DetectorKind::TrafficDrop => "traffic_drop",
+            DetectorKind::TrafficSurge => "traffic_surge",
         }
     }
 }
@@ -189,6 +203,9 @@ struct RateTest<'s> {
     /// The reference's own counts (offending, total) when it is a sample, not a known rate:
     /// then a two-sample test accounts for its uncertainty too.
     reference: Option<(u64, u64)>,
+    /// Design effect of the counts (1 for independent calls): with errors that come in bursts
+    /// the binomial test is replaced by the quasi-binomial one.
+    dispersion: f64,
     /// Extra effect condition on the window (e.g. its p99 against the baseline).
     extra: &'s dyn Fn(&Snapshot) -> bool,
     count: &'s dyn Fn(&Snapshot) -> u64,
@@ -217,7 +234,7 @@ impl RateTest<'_> {
             }
             let p = match self.reference {
                 Some((k0, n0)) => two_proportion_p_value(k, n, k0, n0),
-                None => binomial_upper_p_value(k, n, self.p0),
+                None => quasi_binomial_upper_p_value(k, n, self.p0, self.dispersion),
             };
             if p < self.settings.alpha {
                 shortest.get_or_insert(name);
@@ -236,9 +253,12 @@ impl RateTest<'_> {
                 "reference_rate": self.p0,
                 "test": if self.reference.is_some() {
                     "two-proportion against the baseline's counts, one-sided"
+                } else if self.dispersion > 1.0 {
+                    "quasi-binomial (counts divided by the dispersion), one-sided"
                 } else {
                     "binomial, one-sided"
                 },
+                "dispersion": self.dispersion,
                 "p_value": p,
                 "alpha": self.settings.alpha,
                 "recent_window": recent_name,
@@ -260,6 +280,7 @@ pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) ->
         settings: s,
         p0: base.tail_share,
         reference: Some((base.tail_above, base.calls)),
+        dispersion: 1.0,
         extra: &extra,
         count: &count,
     };
@@ -290,10 +311,12 @@ pub fn rate_rise(
     s: &DetectionSettings,
     timeouts: bool,
 ) -> Option<Finding> {
-    let (p0, what, detector) = if timeouts {
-        (base.timeout_rate, "timeout", DetectorKind::TimeoutRate)
+    let (p0, dispersion, what, detector) = if timeouts {
+        let d = base.timeout_dispersion;
+        (base.timeout_rate, d, "timeout", DetectorKind::TimeoutRate)
     } else {
-        (base.error_rate, "error", DetectorKind::ErrorRate)
+        let d = base.error_dispersion;
+        (base.error_rate, d, "error", DetectorKind::ErrorRate)
     };
     let count = |x: &Snapshot| {
         if timeouts {
@@ -306,6 +329,7 @@ pub fn rate_rise(
         settings: s,
         p0,
         reference: None,
+        dispersion,
         extra: &|_| true,
         count: &count,
     };
@@ -403,6 +427,7 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
             settings: &ratio_free,
             p0,
             reference: None,
+            dispersion: 1.0,
             extra: &|_| true,
             count,
         }

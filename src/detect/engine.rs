@@ -22,7 +22,8 @@ use super::detectors::{self, DetectorKind, Finding, Severity, Windows};
 use super::incident::{self, Change, Incident};
 use super::spec::{DetectionSettings, Specs};
 use super::state::{AlertMachine, Hysteresis, Step};
-use super::stats::binomial_upper_p_value;
+use super::stats::quasi_binomial_upper_p_value;
+use super::traffic::{self, TrafficBaseline};
 use crate::window::{
     DetectionView, PeerView, SeriesKey, SeriesKind, Snapshot, Window, WindowStore,
 };
@@ -133,6 +134,11 @@ pub struct DependencyHealth {
     pub instances: BTreeMap<String, Health>,
     pub zones: BTreeMap<String, Health>,
     pub baseline_ready: bool,
+    /// A traffic anomaly of the dependency with an open alert (`traffic_drop` or
+    /// `traffic_surge`). It does not change `state`: fewer or more calls say nothing of how
+    /// the calls made fare, and a breaker opened on a drop would only cut what is left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<DetectorKind>,
 }
 
 /// One dependency's detection state as the metrics exposition reads it.
@@ -177,6 +183,13 @@ struct DependencyState {
     health: DependencyHealth,
     /// What the detectors found at the last evaluation, before hysteresis.
     current: Conditions,
+    /// The calls of the dependency's healthy minutes (see [`traffic`]).
+    traffic: TrafficBaseline,
+    /// Last minute the traffic baseline considered.
+    traffic_minute_ms: i64,
+    /// Last evaluation at which a traffic condition was pending or firing: minutes from
+    /// then back are not learnt (a drop must not teach the baseline that it is usual).
+    traffic_active_ms: i64,
 }
 
 impl DependencyState {
@@ -191,7 +204,17 @@ impl DependencyState {
             hold_until_ms: None,
             health: DependencyHealth::default(),
             current: Conditions::default(),
+            traffic: TrafficBaseline::new(settings.baseline_minutes),
+            traffic_minute_ms: i64::MIN,
+            traffic_active_ms: i64::MIN,
         }
+    }
+
+    /// Whether a traffic condition is pending or firing.
+    fn traffic_active(&self) -> bool {
+        self.tracked
+            .iter()
+            .any(|((_, d, _), t)| d.is_traffic() && t.machine.is_active())
     }
 
     /// Whether anything is pending or firing.
@@ -254,6 +277,7 @@ impl Engine {
     ) {
         let view = store.detection_view(name, now).filter(|v| v.m1.total() > 0);
         let Some(view) = view else {
+            self.traffic_without_data(store, name, now, out);
             self.hold_without_data(name);
             return;
         };
@@ -264,6 +288,7 @@ impl Engine {
             .entry(name.to_string())
             .or_insert_with(|| DependencyState::new(settings));
         learn_baseline(state, store, name, now, settings);
+        learn_traffic(state, store, name, now, settings);
         let baseline_ready = state
             .baseline
             .ready(settings.baseline_min_minutes, settings.baseline_min_calls)
@@ -300,6 +325,16 @@ impl Engine {
         }
         if let Some(spec) = spec {
             for f in detectors::spec_rules(&total, spec, settings) {
+                add(Scope::Dependency, f);
+            }
+        }
+        if let Some(base) = state.traffic.ready() {
+            let (m1, m5) = (call_count("1m", &view.m1), call_count("5m", &view.m5));
+            let found = [
+                traffic::traffic_drop(m1, Some(m5), &base, settings.alpha),
+                traffic::traffic_surge(m1, Some(m5), &base, settings.alpha),
+            ];
+            for f in found.into_iter().flatten() {
                 add(Scope::Dependency, f);
             }
         }
@@ -353,7 +388,11 @@ impl Engine {
             known_instances: view.instances.len(),
             ..Conditions::default()
         };
-        for (scope, _, severity) in findings.keys() {
+        for (scope, detector, severity) in findings.keys() {
+            if detector.is_traffic() {
+                // Not a verdict on the calls themselves: breakers do not act on it.
+                continue;
+            }
             match scope {
                 Scope::Dependency => current.dependency = current.dependency.max(Some(*severity)),
                 Scope::Instance(i) => {
@@ -393,6 +432,9 @@ impl Engine {
         let restored_open = state.restored_since_ms.is_some() && !state.incidents.is_empty();
         if poisoned || state.restored_since_ms.is_some() {
             state.last_active_ms = now;
+        }
+        if state.traffic_active() {
+            state.traffic_active_ms = now;
         }
         if !restored_open {
             state.restored_since_ms = None;
@@ -469,6 +511,88 @@ impl Engine {
         );
         state.health = health(state, settings);
         true
+    }
+
+    /// A dependency without calls in the last minute whose silence is itself news: when its
+    /// traffic baseline makes a silent minute significant, the traffic-drop condition is
+    /// judged (the other machines hold, see [`Engine::hold_without_data`]), so calls that stop
+    /// alert even at a few calls a second, and the alert stays open while they stay away.
+    fn traffic_without_data(
+        &mut self,
+        store: &WindowStore,
+        name: &str,
+        now: i64,
+        out: &mut Vec<Transition>,
+    ) {
+        let settings = &self.settings;
+        let Some(state) = self.deps.get_mut(name) else {
+            return;
+        };
+        let Some(base) = state.traffic.ready() else {
+            return;
+        };
+        let view = store.detection_view(name, now);
+        let m1 = view.as_ref().map_or(
+            traffic::CallCount {
+                name: "1m",
+                calls: 0,
+                span_ms: MINUTE_MS,
+            },
+            |v| call_count("1m", &v.m1),
+        );
+        let m5 = view.as_ref().map(|v| call_count("5m", &v.m5));
+        let finding = traffic::traffic_drop(m1, m5, &base, settings.alpha);
+        let h = settings.hysteresis(self.specs.get(name));
+        let keys: Vec<Key> = state
+            .tracked
+            .keys()
+            .filter(|k| k.1.is_traffic())
+            .cloned()
+            .chain(
+                finding
+                    .iter()
+                    .map(|f| (Scope::Dependency, f.detector, f.severity)),
+            )
+            .collect();
+        for key in keys {
+            let found = finding
+                .as_ref()
+                .filter(|f| (Scope::Dependency, f.detector, f.severity) == key)
+                .cloned();
+            let tracked = state.tracked.entry(key).or_default();
+            match tracked.machine.step(found.is_some(), now, &h) {
+                Step::Unchanged | Step::Fired { .. } => {
+                    if tracked.machine.is_firing() && found.is_some() {
+                        tracked.fired = found;
+                    }
+                }
+                Step::Resolved { .. } => tracked.fired = None,
+            }
+        }
+        state.tracked.retain(|_, t| t.machine.worth_keeping());
+        step_incidents(name, state, None, now, out);
+        if state.traffic_active() {
+            state.traffic_active_ms = now;
+        }
+    }
+
+    /// Whether a dependency must be evaluated even while it receives no calls: its silence
+    /// would be a significant drop (a ready traffic baseline busy enough at its quiet end)
+    /// and no traffic-drop alert is firing yet. Once one fires, holding is all an evaluation
+    /// without data does, and the next call brings the dependency back anyway.
+    pub fn watches_silence(&self, dependency: &str) -> bool {
+        let Some(state) = self.deps.get(dependency) else {
+            return false;
+        };
+        let firing = state
+            .tracked
+            .iter()
+            .any(|((_, d, _), t)| *d == DetectorKind::TrafficDrop && t.machine.is_firing());
+        !firing
+            && state
+                .traffic
+                .ready()
+                .is_some_and(|b| traffic::silence_is_significant(&b, self.settings.alpha))
     }
 
     /// A dependency without calls in the last minute: nothing can be judged, so every machine
@@ -597,8 +721,21 @@ fn is_peer(detector: DetectorKind) -> bool {
 fn needs_baseline(detector: DetectorKind) -> bool {
     matches!(
         detector,
-        DetectorKind::LatencyTail | DetectorKind::ErrorRate | DetectorKind::TimeoutRate
+        DetectorKind::LatencyTail
+            | DetectorKind::ErrorRate
+            | DetectorKind::TimeoutRate
+            | DetectorKind::TrafficDrop
+            | DetectorKind::TrafficSurge
     )
+}
+
+/// A window's calls for the traffic detectors.
+fn call_count(name: &'static str, w: &Snapshot) -> traffic::CallCount {
+    traffic::CallCount {
+        name,
+        calls: w.total(),
+        span_ms: w.to_ms - w.from_ms,
+    }
 }
 
 /// Steps every machine that has a finding or is not idle. With `hold` (after a restart, while
@@ -734,6 +871,8 @@ fn step_incidents(
 enum Family {
     Latency,
     Failures,
+    /// Always the dependency's own: no instance or zone explains a change of its calls.
+    Traffic,
 }
 
 fn family(d: DetectorKind) -> Family {
@@ -748,6 +887,7 @@ fn family(d: DetectorKind) -> Family {
         | DetectorKind::SloTimeouts
         | DetectorKind::PeerErrors
         | DetectorKind::HardFailure => Family::Failures,
+        DetectorKind::TrafficDrop | DetectorKind::TrafficSurge => Family::Traffic,
     }
 }
 
@@ -888,7 +1028,7 @@ fn explains(
     dependency_findings: &[&Finding],
     min_calls: u64,
 ) -> bool {
-    if peers.iter().filter(|p| p.m1.total() >= min_calls).count() < 2 {
+    if fam == Family::Traffic || peers.iter().filter(|p| p.m1.total() >= min_calls).count() < 2 {
         return false;
     }
     let Some(peer) = peers.iter().find(|p| p.name == name) else {
@@ -896,7 +1036,7 @@ fn explains(
     };
     // Offending calls of the dependency and of the peer, given a latency threshold.
     let offending = |threshold_us: Option<u64>| match (fam, threshold_us) {
-        (Family::Failures, _) => (
+        (Family::Failures | Family::Traffic, _) => (
             total.counts.error + total.counts.timeout,
             peer.m1.counts().error + peer.m1.counts().timeout,
         ),
@@ -1032,6 +1172,57 @@ fn learn_baseline(
     }
 }
 
+/// Feeds completed minutes into the traffic baseline: the calls of each minute, silent
+/// minutes included once the dependency has been seen (a caller that comes and goes is
+/// usual for it), except minutes during or after which a traffic condition was active, or
+/// an incident restored after a restart was open.
+fn learn_traffic(
+    state: &mut DependencyState,
+    store: &WindowStore,
+    name: &str,
+    now: i64,
+    s: &DetectionSettings,
+) {
+    let newest = (now - BASELINE_LAG_MS).div_euclid(MINUTE_MS) * MINUTE_MS - MINUTE_MS;
+    if state.traffic_minute_ms >= newest {
+        return;
+    }
+    // The minute ring holds 16 minutes: older ones are unknown here, not silent.
+    let lookback = i64::from(s.baseline_minutes).min(TRAFFIC_LOOKBACK_MINUTES) * MINUTE_MS;
+    let oldest = state
+        .traffic_minute_ms
+        .saturating_add(MINUTE_MS)
+        .max(newest - lookback);
+    state.traffic_minute_ms = newest;
+    if state.traffic_active() {
+        state.traffic_active_ms = now;
+    }
+    let key = SeriesKey {
+        dependency: name.to_string(),
+        kind: SeriesKind::Dependency,
+        label: String::new(),
+    };
+    let Some(buckets) = store.buckets(&key, 1, oldest, newest, now) else {
+        return;
+    };
+    let mut minute = oldest;
+    while minute <= newest {
+        let calls = buckets.get(&minute).map_or(0, Snapshot::total);
+        let skip = state.traffic_active_ms >= minute
+            || (calls == 0 && state.traffic.is_empty())
+            || state
+                .restored_since_ms
+                .is_some_and(|since| minute + MINUTE_MS > since);
+        if !skip {
+            state.traffic.absorb(calls);
+        }
+        minute += MINUTE_MS;
+    }
+}
+
+/// Most minutes back the traffic baseline reads at once (the store's minute ring).
+const TRAFFIC_LOOKBACK_MINUTES: i64 = 15;
+
 /// How much worse than the baseline a minute's rate must be, and how significantly, to be
 /// kept out of it. Looser than the detectors (a minute left out costs nothing), but with an
 /// effect floor so that ordinary minute-to-minute noise still joins.
@@ -1043,14 +1234,21 @@ const CREEP_MIN_CALLS: u64 = 5;
 /// than the baseline's tail quantile, or more errors or timeouts (one-sided binomial tests).
 fn worse_than_baseline(minute: &Snapshot, base: &BaselineStats) -> bool {
     let n = minute.total();
-    let worse = |k: u64, p0: f64| {
+    // Errors and timeouts with the baseline's dispersion, as the detectors judge them: a
+    // minute holding one retried request is a usual minute, and must be learnt for the
+    // baseline to know that its errors come in bursts.
+    let worse = |k: u64, p0: f64, phi: f64| {
         k >= CREEP_MIN_CALLS
             && k as f64 >= p0 * CREEP_RATIO * n as f64
-            && binomial_upper_p_value(k, n, p0) < CREEP_ALPHA
+            && quasi_binomial_upper_p_value(k, n, p0, phi) < CREEP_ALPHA
     };
-    worse(minute.count_above(base.tail_us), base.tail_share)
-        || worse(minute.counts.error, base.error_rate)
-        || worse(minute.counts.timeout, base.timeout_rate)
+    worse(minute.count_above(base.tail_us), base.tail_share, 1.0)
+        || worse(minute.counts.error, base.error_rate, base.error_dispersion)
+        || worse(
+            minute.counts.timeout,
+            base.timeout_rate,
+            base.timeout_dispersion,
+        )
 }
 
 fn health(state: &DependencyState, s: &DetectionSettings) -> DependencyHealth {
@@ -1063,7 +1261,22 @@ fn health(state: &DependencyState, s: &DetectionSettings) -> DependencyHealth {
         ..DependencyHealth::default()
     };
     for (scope, incident) in &state.incidents {
-        let h = Health::from(incident.severity());
+        // Traffic conditions alert but leave the health alone (see `DependencyHealth`).
+        let own = incident
+            .conditions
+            .keys()
+            .filter(|(d, _)| !d.is_traffic())
+            .map(|(_, s)| *s)
+            .max();
+        if *scope == Scope::Dependency {
+            out.traffic = incident
+                .conditions
+                .keys()
+                .map(|(d, _)| *d)
+                .find(|d| d.is_traffic());
+        }
+        let Some(own) = own else { continue };
+        let h = Health::from(own);
         let slot = match scope {
             Scope::Dependency => &mut out.state,
             Scope::Instance(i) => out.instances.entry(i.clone()).or_default(),
@@ -1149,6 +1362,8 @@ mod tests {
             tail_above: 600,
             error_rate: 0.001,
             timeout_rate: 0.0005,
+            error_dispersion: 1.0,
+            timeout_dispersion: 1.0,
         };
         let minute = |slow: u64, errors: u64| {
             let mut slot = crate::window::Slot::new(0);

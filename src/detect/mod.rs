@@ -4,6 +4,7 @@
 //! - `stats`: the statistical tests (binomial tail, two proportions, Holm), I/O-free maths.
 //! - `baseline`: what a dependency's healthy minutes look like.
 //! - `detectors`: one function per detector, from windows to findings.
+//! - `traffic`: drops and surges of the number of calls against the usual minutes.
 //! - `state`: the alert lifecycle with hysteresis and flap damping.
 //! - `engine`: runs it all over the window store at one instant.
 //! - `spec`: detection settings and per-dependency fault-tolerance specs.
@@ -15,6 +16,7 @@ pub mod incident;
 pub mod spec;
 pub mod state;
 pub mod stats;
+pub mod traffic;
 
 pub use detectors::{DetectorKind, Severity};
 pub use engine::{

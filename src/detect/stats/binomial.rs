@@ -39,7 +39,7 @@ fn stirling_series(y: f64) -> f64 {
 /// This is the piece of `ln n!` that carries no cancellation, which is what makes Loader's
 /// binomial density formula accurate for huge n. Below 10 it comes from the exact factorial
 /// (9! = 362880 is exact in f64), so its absolute error is a few ulps of ln 9! ~ 12.8.
-fn stirling_error(n: u64) -> f64 {
+pub(super) fn stirling_error(n: u64) -> f64 {
     debug_assert!(n >= 1);
     if n >= 10 {
         return stirling_series(n as f64);
@@ -53,7 +53,7 @@ fn stirling_error(n: u64) -> f64 {
 ///
 /// When x and m are close the direct formula subtracts nearly equal numbers, so there we
 /// sum the series in `v = (x - m) / (x + m)`, whose terms are all of one sign.
-fn bd0(x: f64, m: f64) -> f64 {
+pub(super) fn bd0(x: f64, m: f64) -> f64 {
     if x == 0.0 {
         return m;
     }

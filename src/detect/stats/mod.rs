@@ -1,6 +1,8 @@
 //! The statistical tests behind the detectors: the exact binomial tail (`binomial`), two
 //! proportions by Fisher's exact test or the pooled z test (`proportions`, with the normal
-//! tail in `normal`), and Holm's multiple-testing control (`holm`).
+//! tail in `normal`), Holm's multiple-testing control (`holm`), the quasi-binomial test for
+//! errors that come in bursts (`dispersion`) and the Poisson tails that judge call counts
+//! (`poisson`).
 //!
 //! Everything here is I/O-free, allocation-light, deterministic and std-only, so detectors
 //! can call it on every evaluation tick and tests can pin exact values.
@@ -16,14 +18,18 @@
 //! because they come from live traffic, not from the programmer.
 
 mod binomial;
+mod dispersion;
 mod holm;
 mod normal;
+mod poisson;
 mod proportions;
 
 pub use binomial::binomial_upper_p_value;
+pub use dispersion::{dispersion, pearson_dispersion, quasi_binomial_upper_p_value};
 pub use holm::holm_bonferroni;
 #[cfg(test)]
 pub(crate) use normal::normal_quantile;
+pub use poisson::{poisson_lower_p_value, poisson_upper_p_value};
 pub use proportions::two_proportion_p_value;
 
 /// `ln(sqrt(2*pi))`.
