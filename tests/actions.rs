@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -24,6 +24,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use common::daemon::Daemon;
 use common::*;
 use graywatch::actions::notifier::NotifierConfig;
 use graywatch::actions::route::RoutingSettings;
@@ -1172,104 +1173,23 @@ async fn a_hanging_receiver_delays_neither_another_receiver_nor_ingest() {
 // 6. kill -9 during delivery
 // ---------------------------------------------------------------------------------------------
 
-/// The real `graywatch serve`, killed with SIGKILL when dropped.
-struct Daemon {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    client: reqwest::Client,
+async fn post_errors(d: &Daemon, n: usize) {
+    let events: Vec<Value> = (0..n)
+        .map(|_| json!({"dependency": DEP, "duration_ms": 20, "outcome": "error"}))
+        .collect();
+    let resp = d
+        .client
+        .post(d.url("/v1/events"))
+        .json(&events)
+        .send()
+        .await
+        .expect("POST /v1/events");
+    assert_eq!(resp.status(), StatusCode::OK);
 }
 
-impl Daemon {
-    async fn start(config: &Path, dir: &Path, tag: &str) -> Self {
-        let port = free_port();
-        let log = dir.join(format!("{tag}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_graywatch"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .arg("--database")
-            .arg(format!("sqlite://{}", dir.join("gw.db").display()))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create the log file"))
-            .spawn()
-            .expect("start graywatch serve");
-        let mut d = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        };
-        let until = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(r) = d.client.get(d.url("/readyz")).send().await
-                && r.status() == StatusCode::OK
-            {
-                return d;
-            }
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("graywatch exited ({status}):\n{}", d.log_text());
-            }
-            assert!(
-                Instant::now() < until,
-                "graywatch is not ready:\n{}",
-                d.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn post_errors(&self, n: usize) {
-        let events: Vec<Value> = (0..n)
-            .map(|_| json!({"dependency": DEP, "duration_ms": 20, "outcome": "error"}))
-            .collect();
-        let resp = self
-            .client
-            .post(self.url("/v1/events"))
-            .json(&events)
-            .send()
-            .await
-            .expect("POST /v1/events");
-        assert_eq!(resp.status(), StatusCode::OK);
-    }
-
-    async fn notifications(&self, query: &str) -> Vec<Value> {
-        let resp = self
-            .client
-            .get(self.url(&format!("/v1/notifications?{query}")))
-            .send()
-            .await
-            .expect("GET /v1/notifications");
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body: Value = resp.json().await.expect("JSON");
-        body["notifications"].as_array().unwrap().clone()
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL graywatch");
-        self.child.wait().expect("reap graywatch");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn daemon_notifications(d: &Daemon, query: &str) -> Vec<Value> {
+    let body = d.get_json(&format!("/v1/notifications?{query}")).await;
+    body["notifications"].as_array().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1307,14 +1227,14 @@ timeout = "5s"
     .unwrap();
 
     let daemon = Daemon::start(&config, dir.path(), "first").await;
-    daemon.post_errors(200).await;
+    post_errors(&daemon, 200).await;
     let d = &daemon;
     poll_until(
         "a pending notification tried at least once",
         DEADLINE,
         || async move {
-            d.post_errors(20).await;
-            let rows = d.notifications("notifier=hook&status=pending").await;
+            post_errors(d, 20).await;
+            let rows = daemon_notifications(d, "notifier=hook&status=pending").await;
             let tried = !rows.is_empty() && rows.iter().all(|n| n["attempts"].as_i64() >= Some(1));
             tried.then_some(())
         },
@@ -1327,7 +1247,7 @@ timeout = "5s"
         hook.requests().iter().any(|r| r.answer.is_none())
     })
     .await;
-    let pending = daemon.notifications("notifier=hook&status=pending").await;
+    let pending = daemon_notifications(&daemon, "notifier=hook&status=pending").await;
     let ids: BTreeSet<String> = pending.iter().map(|n| str_of(n, "id").into()).collect();
     assert!(!ids.is_empty());
     let in_flight = hook
@@ -1348,7 +1268,7 @@ timeout = "5s"
         "every notification pending at the kill is delivered",
         DEADLINE,
         || async move {
-            let rows = d.notifications("notifier=hook").await;
+            let rows = daemon_notifications(d, "notifier=hook").await;
             let done = ids_ref.iter().all(|id| {
                 rows.iter()
                     .any(|n| n["id"] == id.as_str() && n["status"] == "delivered")

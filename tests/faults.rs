@@ -18,9 +18,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::daemon::Daemon;
 use common::receiver::Receiver;
 use common::*;
 use graywatch::actions::notifier::NotifierConfig;
@@ -348,102 +349,12 @@ async fn notifications_wait_while_the_silences_cannot_be_read() {
 // 3. Overload
 // ---------------------------------------------------------------------------------------------
 
-/// The real `graywatch serve` (real clock), killed with SIGKILL when dropped.
-struct Daemon {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    client: reqwest::Client,
-}
-
-impl Daemon {
-    async fn start(dir: &Path, config: &str, tag: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("an ephemeral port")
-            .port();
-        let config_path = dir.join(format!("{tag}.toml"));
-        std::fs::write(&config_path, config).expect("write the config");
-        let log = dir.join(format!("{tag}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_graywatch"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--database")
-            .arg(format!("sqlite://{}", dir.join("gw.db").display()))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create the log file"))
-            .spawn()
-            .expect("start graywatch serve");
-        let mut d = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        };
-        let until = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(r) = d.client.get(d.url("/readyz")).send().await
-                && r.status() == StatusCode::OK
-            {
-                return d;
-            }
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("graywatch exited ({status}):\n{}", d.log_text());
-            }
-            assert!(Instant::now() < until, "not ready:\n{}", d.log_text());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Resident memory of the daemon, from /proc.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/<pid>/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in kB")
-    }
-
-    async fn total(&self, dependency: &str) -> u64 {
-        let resp = self
-            .client
-            .get(self.url(&format!("/v1/dependencies/{dependency}?window=15m")))
-            .send()
-            .await
-            .expect("GET the dependency");
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body: Value = resp.json().await.expect("JSON");
-        body["stats"]["total"].as_u64().expect("stats.total")
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL graywatch");
-        self.child.wait().expect("reap graywatch");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Calls of `dependency` the daemon holds over the last 15 minutes.
+async fn total(d: &Daemon, dependency: &str) -> u64 {
+    let body = d
+        .get_json(&format!("/v1/dependencies/{dependency}?window=15m"))
+        .await;
+    body["stats"]["total"].as_u64().expect("stats.total")
 }
 
 /// A batch of `n` calls of `dependency` at `ts` (ms), as one JSON body.
@@ -511,7 +422,7 @@ async fn ingest_at_twice_its_capacity_is_refused_with_retry_after_and_healthz_st
     let dir = tempfile::tempdir().unwrap();
     // Few ingest places so that the daemon's capacity, not the test's, sets the maximum.
     let config = "[ingest]\nmax_in_flight = 2\nmax_receiving = 64\n";
-    let d = Daemon::start(dir.path(), config, "overload").await;
+    let d = Daemon::start_with(dir.path(), config, "overload").await;
     // Large bodies (~250 KB): sending one costs the client a copy, reading it costs the
     // daemon a parse, so the test can offer more than the daemon can take on the same cores.
     const PER_BODY: u64 = 5_000;
@@ -581,7 +492,7 @@ async fn ingest_at_twice_its_capacity_is_refused_with_retry_after_and_healthz_st
 async fn a_kill_9_under_load_keeps_every_call_older_than_the_loss_window() {
     let dir = tempfile::tempdir().unwrap();
     let config = "[storage]\nflush_interval = \"1s\"\n";
-    let d = Daemon::start(dir.path(), config, "before").await;
+    let d = Daemon::start_with(dir.path(), config, "before").await;
 
     // Calls of a finished minute (90 s ago): outside the loss window once a flush has run
     // after they were accepted.
@@ -639,9 +550,9 @@ async fn a_kill_9_under_load_keeps_every_call_older_than_the_loss_window() {
     d.kill_9();
     load.abort();
 
-    let d = Daemon::start(dir.path(), config, "after").await;
+    let d = Daemon::start_with(dir.path(), config, "after").await;
     assert_eq!(
-        d.total("kept").await,
+        total(&d, "kept").await,
         kept as u64,
         "calls accepted before the last flush survive a kill -9"
     );

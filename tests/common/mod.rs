@@ -19,6 +19,9 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+// Only the tests that need the real binary use it.
+#[allow(dead_code)]
+pub mod daemon;
 // Only the delivery tests use it.
 #[allow(dead_code)]
 pub mod receiver;
