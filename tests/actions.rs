@@ -40,29 +40,10 @@ use tempfile::TempDir;
 const DEADLINE: Duration = Duration::from_secs(30);
 /// Clock step between two feeds of events while waiting.
 const STEP_MS: i64 = 100;
-/// The dependency every test makes fail.
-const DEP: &str = "payments-api";
 
 // ---------------------------------------------------------------------------------------------
-// The daemon under test
+// The daemon under test: `spawn_quick` (tests/common), which breaks `DEP`
 // ---------------------------------------------------------------------------------------------
-
-/// A server evaluating every 100 ms, with `fire_after = resolve_after = 1s` for [`DEP`].
-async fn spawn_app(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    TestApp::spawn_with(|s| {
-        s.detection.evaluate_every = Duration::from_millis(100);
-        s.dependencies.insert(
-            DEP.to_string(),
-            DependencySpec {
-                fire_after: Some(Duration::from_secs(1)),
-                resolve_after: Some(Duration::from_secs(1)),
-                ..Default::default()
-            },
-        );
-        configure(s);
-    })
-    .await
-}
 
 /// Retries within about a second of (manual) clock.
 fn fast_retries(s: &mut Settings) {
@@ -73,16 +54,6 @@ fn fast_retries(s: &mut Settings) {
 }
 
 /// `n` calls of [`DEP`] of 20 ms with `outcome` at `ts`.
-fn calls(n: usize, outcome: &str, ts: i64) -> Vec<Value> {
-    (0..n)
-        .map(|_| event(DEP, 20.0, outcome, Some(ts)))
-        .collect()
-}
-
-fn failing(now: i64) -> Vec<Value> {
-    calls(20, "error", now)
-}
-
 fn healthy(now: i64) -> Vec<Value> {
     calls(40, "ok", now)
 }
@@ -755,7 +726,7 @@ async fn the_minimal_config_sends_every_alert_by_email_and_signed_webhook_when_f
         .replace("http://127.0.0.1:9000/hook", &hook.url());
     let spec = Settings::from_toml(&text, "minimal.toml").expect("the minimal config is valid");
     assert!(spec.routes.is_empty());
-    let app = spawn_app(|s| {
+    let app = spawn_quick(|s| {
         s.notifiers = spec.notifiers.clone();
         s.routes = spec.routes.clone();
         s.routing = spec.routing.clone();
@@ -904,7 +875,7 @@ async fn spawn_with_hook(
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
     let cfg = webhook("hook", &receiver.url(), secret, "");
-    spawn_app(|s| {
+    spawn_quick(|s| {
         s.notifiers = vec![cfg];
         fast_retries(s);
         configure(s);
@@ -1122,7 +1093,7 @@ async fn a_hanging_receiver_delays_neither_another_receiver_nor_ingest() {
     let secret = Secret::new("isolation");
     let slow_cfg = webhook("slow", &slow.url(), &secret, "timeout = \"30s\"");
     let fast_cfg = webhook("fast", &fast.url(), &secret, "");
-    let app = spawn_app(|s| {
+    let app = spawn_quick(|s| {
         s.notifiers = vec![slow_cfg, fast_cfg];
         fast_retries(s);
     })
@@ -1492,7 +1463,7 @@ async fn a_silence_ending_after_the_alert_resolved_suppresses_its_notices_and_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_with_bad_bodies_are_refused_naming_the_field() {
-    let app = spawn_app(|_| {}).await;
+    let app = spawn_quick(|_| {}).await;
     let now = app.now();
     let cases = [
         (
@@ -1639,7 +1610,7 @@ fn parse_sse_block(block: &str) -> Option<(String, Value)> {
 
 /// A server whose breakers cool down for 2 s (no jitter) and close after 1 s of probing.
 async fn spawn_with_breakers() -> TestApp {
-    spawn_app(|s| {
+    spawn_quick(|s| {
         s.breakers.base_cooldown = Duration::from_secs(2);
         s.breakers.jitter = 0.0;
         s.breakers.probe_healthy_for = Duration::from_secs(1);
@@ -2166,7 +2137,7 @@ async fn a_receiver_back_from_an_outage_gets_the_firing_notice_before_the_resolv
     let secret = Secret::new("order");
     // The default max_backoff (5 minutes): the firing notice backs off further and further.
     let cfg = webhook("hook", &hook.url(), &secret, "");
-    let app = spawn_app(|s| s.notifiers = vec![cfg]).await;
+    let app = spawn_quick(|s| s.notifiers = vec![cfg]).await;
     let id = id_of(&fire(&app).await);
     drive_until_notification(
         &app,
@@ -2261,7 +2232,7 @@ fn with_public_url(s: &mut Settings) {
 async fn a_slack_webhook_gets_a_text_body_with_the_headline_and_link() {
     let hook = Receiver::start().await;
     let cfg = plain_webhook("chat", &hook.url(), "format = \"slack\"");
-    let app = spawn_app(|s| {
+    let app = spawn_quick(|s| {
         s.notifiers = vec![cfg];
         with_public_url(s);
     })
@@ -2307,7 +2278,7 @@ async fn a_slack_webhook_gets_a_text_body_with_the_headline_and_link() {
 async fn an_alertmanager_sink_gets_v2_alerts_with_labels_and_ends_at_on_resolve() {
     let hook = Receiver::start().await;
     let cfg = plain_webhook("am", &hook.url(), "format = \"alertmanager\"");
-    let app = spawn_app(|s| {
+    let app = spawn_quick(|s| {
         s.notifiers = vec![cfg];
         with_public_url(s);
     })
@@ -2400,7 +2371,7 @@ async fn routes_send_each_alert_only_to_the_notifiers_its_route_names() {
         plain_webhook("a", &a.url(), ""),
         plain_webhook("b", &b.url(), ""),
     );
-    let app = spawn_app(|s| {
+    let app = spawn_quick(|s| {
         for dep in ["payments", "cache"] {
             s.dependencies.insert(
                 dep.to_string(),

@@ -21,7 +21,6 @@ use common::receiver::{Receiver, Reply, Request};
 use common::*;
 use graywatch::actions::notifier::NotifierConfig;
 use graywatch::config::Settings;
-use graywatch::detect::DependencySpec;
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -30,33 +29,18 @@ use sqlx::Connection as _;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const STEP_MS: i64 = 100;
-const DEP: &str = "payments-api";
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
 
+/// [`spawn_quick`], with retries about a second apart.
 async fn spawn_app(notifiers: Vec<NotifierConfig>) -> TestApp {
-    TestApp::spawn_with(|s: &mut Settings| {
-        s.detection.evaluate_every = Duration::from_millis(100);
-        s.dependencies.insert(
-            DEP.to_string(),
-            DependencySpec {
-                fire_after: Some(Duration::from_secs(1)),
-                resolve_after: Some(Duration::from_secs(1)),
-                ..Default::default()
-            },
-        );
+    spawn_quick(|s| {
         s.routing.max_backoff = Duration::from_secs(1);
         s.notifiers = notifiers;
     })
     .await
-}
-
-fn failing(now: i64) -> Vec<Value> {
-    (0..20)
-        .map(|_| event(DEP, 20.0, "error", Some(now)))
-        .collect()
 }
 
 async fn get_ok(app: &TestApp, path: &str) -> Value {

@@ -368,6 +368,44 @@ async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
 }
 
 /// One event with the given fields; `ts` is omitted unless given.
+/// The dependency the alerting tests (actions, delivery, faults) break.
+#[allow(dead_code)] // Not every test binary breaks a dependency.
+pub const DEP: &str = "payments-api";
+
+/// A server that evaluates every 100 ms with `fire_after = resolve_after = 1s` for [`DEP`], so
+/// that an alert fires and resolves within a second or two of manual clock; `configure` sets
+/// the rest.
+#[allow(dead_code)]
+pub async fn spawn_quick(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    TestApp::spawn_with(|s| {
+        s.detection.evaluate_every = Duration::from_millis(100);
+        s.dependencies.insert(
+            DEP.to_string(),
+            graywatch::detect::DependencySpec {
+                fire_after: Some(Duration::from_secs(1)),
+                resolve_after: Some(Duration::from_secs(1)),
+                ..Default::default()
+            },
+        );
+        configure(s);
+    })
+    .await
+}
+
+/// `n` calls of [`DEP`] taking 20 ms, with `outcome`, at `ts`.
+#[allow(dead_code)]
+pub fn calls(n: usize, outcome: &str, ts: i64) -> Vec<Value> {
+    (0..n)
+        .map(|_| event(DEP, 20.0, outcome, Some(ts)))
+        .collect()
+}
+
+/// 20 failed calls of [`DEP`] at `now`: a hard failure.
+#[allow(dead_code)]
+pub fn failing(now: i64) -> Vec<Value> {
+    calls(20, "error", now)
+}
+
 pub fn event(dependency: &str, duration_ms: f64, outcome: &str, ts: Option<i64>) -> Value {
     let mut e = json!({
         "dependency": dependency,
