@@ -157,12 +157,7 @@ pub fn traffic_drop(
         let calls = (w.calls as f64 / d).ceil() as u64;
         poisson_lower_p_value(calls, w.expected(base.low_per_minute) / d)
     };
-    let (w, p) = std::iter::once(m1)
-        .chain(m5.filter(effect))
-        .map(|w| (w, p(&w)))
-        .filter(|(_, p)| *p < alpha)
-        .min_by(|a, b| a.1.total_cmp(&b.1))?;
-    let per_minute = w.calls as f64 * MINUTE_MS / w.span_ms.max(1) as f64;
+    let (w, p, per_minute) = strongest(m1, m5, effect, p, alpha)?;
     Some(Finding {
         detector: DetectorKind::TrafficDrop,
         severity: Severity::Degraded,
@@ -172,6 +167,24 @@ pub fn traffic_drop(
         ),
         evidence: evidence(&w, m1, base, base.low_per_minute, p, alpha, DROP_RATIO),
     })
+}
+
+/// The window (the last minute, or the last five when they show the effect too) with the
+/// smallest p-value under `alpha`, that p-value, and its calls per minute.
+fn strongest(
+    m1: CallCount,
+    m5: Option<CallCount>,
+    effect: impl Fn(&CallCount) -> bool,
+    p: impl Fn(&CallCount) -> f64,
+    alpha: f64,
+) -> Option<(CallCount, f64, f64)> {
+    let (w, p) = std::iter::once(m1)
+        .chain(m5.filter(|w| effect(w)))
+        .map(|w| (w, p(&w)))
+        .filter(|(_, p)| *p < alpha)
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let per_minute = w.calls as f64 * MINUTE_MS / w.span_ms.max(1) as f64;
+    Some((w, p, per_minute))
 }
 
 /// A significant surge: at least [`SURGE_RATIO`] times the calls of the baseline's busy end
@@ -193,12 +206,7 @@ pub fn traffic_surge(
         let calls = (w.calls as f64 / d).floor() as u64;
         poisson_upper_p_value(calls, w.expected(base.high_per_minute) / d)
     };
-    let (w, p) = std::iter::once(m1)
-        .chain(m5.filter(effect))
-        .map(|w| (w, p(&w)))
-        .filter(|(_, p)| *p < alpha)
-        .min_by(|a, b| a.1.total_cmp(&b.1))?;
-    let per_minute = w.calls as f64 * MINUTE_MS / w.span_ms.max(1) as f64;
+    let (w, p, per_minute) = strongest(m1, m5, effect, p, alpha)?;
     Some(Finding {
         detector: DetectorKind::TrafficSurge,
         severity: Severity::Degraded,
