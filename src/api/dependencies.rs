@@ -277,29 +277,15 @@ fn time_param(raw: Option<&String>, key: &str) -> Result<Option<i64>, ApiError> 
 }
 
 /// A point of a series: its time and the statistics of the window ending there.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 #[schema(as = SeriesPoint)]
-#[allow(dead_code)] // Documentation of `SeriesPoint` (its statistics are flattened in).
+#[allow(dead_code)] // Documentation of `SeriesPoint`: its window's statistics, flattened in.
 pub struct SeriesPointDoc {
     /// End of the point's window (exclusive), RFC 3339.
     t: String,
     t_ms: i64,
-    from: String,
-    to: String,
-    total: u64,
-    ok: u64,
-    error: u64,
-    timeout: u64,
-    clamped: u64,
-    rate_per_s: f64,
-    error_rate: f64,
-    timeout_rate: f64,
-    p50: Option<f64>,
-    p90: Option<f64>,
-    p99: Option<f64>,
-    p999: Option<f64>,
-    max: Option<f64>,
-    mean: Option<f64>,
+    #[serde(flatten)]
+    stats: WindowStatsDoc,
 }
 
 /// Query of `GET /v1/dependencies/{name}/series`.

@@ -56,7 +56,7 @@ pub struct DependencyHealthDoc {
 
 /// Window statistics. Latencies (`p50` .. `mean`) are milliseconds and null for a window
 /// without calls.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 #[schema(as = WindowStats)]
 #[allow(dead_code)]
 pub struct WindowStatsDoc {
