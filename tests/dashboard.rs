@@ -712,8 +712,9 @@ async fn in_a_browser_a_token_signs_in_and_the_overview_lists_dependencies() {
 
 /// The short form of the soak benchmark (`web/tests/soak.mjs`, see BENCHMARKS.md): the
 /// overview and a dependency's page stay open for two minutes of live traffic; after a forced
-/// garbage collection every 15 s, neither page has more DOM nodes than at the first sample and
-/// neither heap grew by more than 1 MiB.
+/// garbage collection every 15 s, neither page has more than 4 DOM nodes more than at the first
+/// sample (a node or two come and go with what a page shows; a leak of one node per refresh
+/// would add about 100) and neither heap grew by more than 1 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_browser_open_pages_keep_their_dom_and_heap_over_two_minutes_of_traffic() {
     require_browser();
@@ -764,7 +765,8 @@ async fn in_a_browser_open_pages_keep_their_dom_and_heap_over_two_minutes_of_tra
     assert!(script.seen.iter().any(|l| l == "OK"), "{:?}", script.seen);
     for s in &summaries {
         assert!(s["samples"].as_u64() >= Some(8), "{s}");
-        assert!(s["nodes_last"].as_u64() <= s["nodes_first"].as_u64(), "{s}");
+        let (first, last) = (s["nodes_first"].as_u64(), s["nodes_last"].as_u64());
+        assert!(last <= first.map(|n| n + 4), "{s}");
         assert!(s["heap_growth"].as_i64() <= Some(1 << 20), "{s}");
         eprintln!("{s}");
     }
