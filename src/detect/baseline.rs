@@ -3,7 +3,13 @@
 //! Completed minutes are absorbed only while the dependency was healthy (no alert pending or
 //! firing), so a degradation does not teach the baseline that it is normal. Minutes are
 //! grouped into chunks; the oldest chunk is dropped as new ones fill, so the baseline follows
-//! slow drift (a deploy that makes calls 10% slower) over `baseline_minutes`.
+//! slow drift (a deploy that makes calls 10% slower) over `baseline_minutes`. Chunks also age
+//! out by event time (`baseline_max_age`): a baseline learnt before a long outage or a long
+//! silence is not what the dependency looks like today.
+//!
+//! The [`Anchor`] keeps the same healthy minutes over a much longer span (a day by default,
+//! in a few coarse chunks), so that a creep too slow for the 30-minute baseline to notice is
+//! still measured against where the dependency stood a day ago.
 
 use std::collections::VecDeque;
 
@@ -39,6 +45,8 @@ pub struct BaselineStats {
 struct Chunk {
     snap: Snapshot,
     minutes: u32,
+    /// End of the newest minute absorbed (event time): when the chunk ages out.
+    last_ms: i64,
     /// Each minute's (calls, errors, timeouts): how the counts vary from minute to minute.
     per_minute: Vec<[u64; 3]>,
 }
@@ -51,6 +59,8 @@ pub struct Baseline {
     /// Last minute considered (absorbed or skipped), so each minute is seen once.
     pub last_minute_ms: i64,
     stats: Option<BaselineStats>,
+    /// The tail quantile the stats were computed with (recomputed when chunks age out).
+    tail_quantile: f64,
 }
 
 impl Baseline {
@@ -63,11 +73,35 @@ impl Baseline {
             max_chunks: minutes.div_ceil(chunk_minutes) as usize,
             last_minute_ms: i64::MIN,
             stats: None,
+            tail_quantile: 0.99,
         }
+    }
+
+    /// Forgets the chunks whose newest minute ended `max_age_ms` or more before `now_ms`.
+    /// Returns whether anything was forgotten.
+    pub fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> bool {
+        let before = self.chunks.len();
+        while self
+            .chunks
+            .front()
+            .is_some_and(|c| c.last_ms <= now_ms.saturating_sub(max_age_ms))
+        {
+            self.chunks.pop_front();
+        }
+        if self.chunks.len() == before {
+            return false;
+        }
+        self.stats = if self.chunks.is_empty() {
+            None
+        } else {
+            Some(self.compute(self.tail_quantile))
+        };
+        true
     }
 
     /// Adds a healthy minute.
     pub fn absorb(&mut self, minute: &Snapshot, tail_quantile: f64) {
+        self.tail_quantile = tail_quantile;
         let needs_new = self
             .chunks
             .back()
@@ -79,12 +113,14 @@ impl Baseline {
             self.chunks.push_back(Chunk {
                 snap: Snapshot::empty(minute.from_ms, minute.to_ms),
                 minutes: 0,
+                last_ms: minute.to_ms,
                 per_minute: Vec::new(),
             });
         }
         let chunk = self.chunks.back_mut().expect("pushed above");
         chunk.snap.merge(minute);
         chunk.minutes += 1;
+        chunk.last_ms = chunk.last_ms.max(minute.to_ms);
         let c = &minute.counts;
         chunk.per_minute.push([c.total(), c.error, c.timeout]);
         self.stats = Some(self.compute(tail_quantile));
@@ -142,6 +178,123 @@ impl Baseline {
 
     pub fn stats(&self) -> Option<BaselineStats> {
         self.stats
+    }
+}
+
+/// Summary figures of the anchor: where the dependency's healthy minutes stood over the
+/// last day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnchorStats {
+    pub calls: u64,
+    /// The anchor's tail quantile (p99 by default), microseconds.
+    pub tail_us: u64,
+    /// Measured share of anchor calls slower than `tail_us`.
+    pub tail_share: f64,
+    /// Smoothed error and timeout rates, as the baseline's.
+    pub error_rate: f64,
+    pub timeout_rate: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Span {
+    from_ms: i64,
+    last_ms: i64,
+    snap: Snapshot,
+}
+
+/// The healthy minutes of the last `max_age`, in four coarse chunks by event time.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    spans: VecDeque<Span>,
+    span_ms: i64,
+    max_age_ms: i64,
+    /// Start of the oldest minute held since the anchor was last empty: it judges only once
+    /// it has seen (nearly) a whole `max_age`, i.e. every hour of a daily cycle.
+    since_ms: Option<i64>,
+    stats: Option<AnchorStats>,
+}
+
+impl Anchor {
+    pub fn new(max_age_ms: i64) -> Self {
+        let max_age_ms = max_age_ms.max(4);
+        Self {
+            spans: VecDeque::new(),
+            span_ms: max_age_ms / 4,
+            max_age_ms,
+            since_ms: None,
+            stats: None,
+        }
+    }
+
+    /// Adds a healthy minute (the minute the baseline absorbed).
+    pub fn absorb(&mut self, minute: &Snapshot, tail_quantile: f64) {
+        match self.spans.back_mut() {
+            Some(span) if minute.from_ms < span.from_ms + self.span_ms => {
+                span.snap.merge_data(minute);
+                span.last_ms = span.last_ms.max(minute.to_ms);
+            }
+            _ => {
+                let mut snap = Snapshot::empty(minute.from_ms, minute.to_ms);
+                snap.merge_data(minute);
+                self.spans.push_back(Span {
+                    from_ms: minute.from_ms,
+                    last_ms: minute.to_ms,
+                    snap,
+                });
+            }
+        }
+        self.since_ms.get_or_insert(minute.from_ms);
+        self.expire(minute.to_ms);
+        self.stats = self.compute(tail_quantile);
+    }
+
+    /// Forgets spans whose newest minute is `max_age` old or older.
+    pub fn expire(&mut self, now_ms: i64) {
+        let before = self.spans.len();
+        while self
+            .spans
+            .front()
+            .is_some_and(|s| s.last_ms <= now_ms.saturating_sub(self.max_age_ms))
+        {
+            self.spans.pop_front();
+        }
+        if self.spans.is_empty() {
+            self.since_ms = None;
+            self.stats = None;
+        } else if self.spans.len() != before {
+            let oldest = self.spans.front().map_or(now_ms, |s| s.from_ms);
+            self.since_ms = self.since_ms.map(|since| since.max(oldest));
+        }
+    }
+
+    fn compute(&self, q: f64) -> Option<AnchorStats> {
+        let mut all = Snapshot::empty(0, 0);
+        for span in &self.spans {
+            all.merge_data(&span.snap);
+        }
+        let n = all.total();
+        if all.hist.is_empty() {
+            return None;
+        }
+        let tail = all.hist.value_at_quantile(q);
+        let above = all.count_above(tail);
+        let smooth = |k: u64| (k as f64 + 1.0) / (n as f64 + 2.0);
+        Some(AnchorStats {
+            calls: n,
+            tail_us: tail,
+            tail_share: above as f64 / all.hist.len() as f64,
+            error_rate: smooth(all.counts.error),
+            timeout_rate: smooth(all.counts.timeout),
+        })
+    }
+
+    /// The anchor's figures once it covers (nearly) all of `max_age` as of `now_ms`: less
+    /// than that, and a daily swing it has not seen yet would look like a creep.
+    pub fn ready(&self, now_ms: i64) -> Option<AnchorStats> {
+        let since = self.since_ms?;
+        (now_ms - since >= self.max_age_ms - self.span_ms)
+            .then_some(self.stats)
+            .flatten()
     }
 }
 
@@ -230,5 +383,47 @@ mod tests {
             "the fast minutes should have aged out: {}",
             s.p50_us
         );
+    }
+
+    #[test]
+    fn chunks_age_out_by_event_time_even_when_nothing_new_is_learnt() {
+        let mut b = Baseline::new(30);
+        for m in 0..10 {
+            b.absorb(&minute(m * 60_000, &[20_000; 60], 0), 0.99);
+        }
+        assert_eq!(b.stats().map(|s| s.minutes), Some(10));
+        // Two chunks of five minutes: with an hour's maximum age, the first goes an hour
+        // after its newest minute ended, the second five minutes later.
+        assert!(!b.expire(5 * 60_000 + 3_600_000 - 1, 3_600_000));
+        assert!(b.expire(5 * 60_000 + 3_600_000, 3_600_000));
+        assert_eq!(b.stats().map(|s| s.minutes), Some(5));
+        assert!(b.ready(5, 200).is_some());
+        // Once every minute is older than the maximum age, nothing is left to judge by.
+        assert!(b.expire(10 * 60_000 + 3_600_000, 3_600_000));
+        assert_eq!(b.stats(), None);
+        assert!(b.ready(1, 1).is_none());
+    }
+
+    #[test]
+    fn the_anchor_judges_only_once_it_has_seen_its_whole_span_and_forgets_what_is_older() {
+        let hour = 3_600_000;
+        let mut a = Anchor::new(4 * hour);
+        // Three hours of fast minutes: not yet a whole span (the last quarter may be missing).
+        for m in 0..180 {
+            a.absorb(&minute(m * 60_000, &[10_000; 60], 0), 0.99);
+        }
+        assert!(a.ready(180 * 60_000).is_some());
+        assert!(a.ready(170 * 60_000).is_none());
+        // Then slow minutes for five hours: the fast ones age out after four hours.
+        for m in 180..480 {
+            a.absorb(&minute(m * 60_000, &[40_000; 60], 0), 0.99);
+        }
+        let s = a.ready(480 * 60_000).expect("ready");
+        assert!(s.tail_us >= 39_000, "{s:?}");
+        assert_eq!(s.calls % 60, 0);
+        assert!(s.calls <= 5 * 60 * 60, "{s:?}");
+        // A long silence: everything ages out and readiness starts over.
+        a.expire(480 * 60_000 + 4 * hour);
+        assert!(a.ready(480 * 60_000 + 4 * hour).is_none());
     }
 }

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::baseline::{Baseline, BaselineStats};
+use super::baseline::{Anchor, AnchorStats, Baseline, BaselineStats};
 use super::detectors::{self, DetectorKind, Finding, Severity, Windows};
 use super::incident::{self, Change, Incident};
 use super::spec::{DetectionSettings, Specs};
@@ -163,6 +163,8 @@ struct Tracked {
 #[derive(Debug, Clone)]
 struct DependencyState {
     baseline: Baseline,
+    /// The same healthy minutes over `baseline_max_age` (a day): the slow-creep guard.
+    anchor: Anchor,
     /// One hysteresis machine per condition.
     tracked: BTreeMap<Key, Tracked>,
     /// The open incident of each subject.
@@ -196,6 +198,7 @@ impl DependencyState {
     fn new(settings: &DetectionSettings) -> Self {
         Self {
             baseline: Baseline::new(settings.baseline_minutes),
+            anchor: Anchor::new(max_age_ms(settings)),
             tracked: BTreeMap::new(),
             incidents: BTreeMap::new(),
             resolved_ms: BTreeMap::new(),
@@ -1123,6 +1126,10 @@ fn learn_baseline(
     now: i64,
     s: &DetectionSettings,
 ) {
+    // What is older than `baseline_max_age` is forgotten even when nothing new is learnt
+    // (a long incident or a long silence).
+    state.baseline.expire(now, max_age_ms(s));
+    state.anchor.expire(now);
     let newest = (now - BASELINE_LAG_MS).div_euclid(MINUTE_MS) * MINUTE_MS - MINUTE_MS;
     // The first time, learn from all the minutes the store holds (roll-ups reloaded after a
     // restart); then only the few that completed since the last evaluation.
@@ -1168,8 +1175,20 @@ fn learn_baseline(
         {
             continue;
         }
+        // Nor one clearly worse than the dependency stood over the last day: a creep too slow
+        // for the 30-minute baseline to see moves it, but not the anchor.
+        if let Some(anchor) = state.anchor.ready(snap.to_ms)
+            && worse_than_anchor(&snap, &anchor, state.baseline.stats(), s.tail_quantile)
+        {
+            continue;
+        }
         state.baseline.absorb(&snap, s.tail_quantile);
+        state.anchor.absorb(&snap, s.tail_quantile);
     }
+}
+
+fn max_age_ms(s: &DetectionSettings) -> i64 {
+    i64::try_from(s.baseline_max_age.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Feeds completed minutes into the traffic baseline: the calls of each minute, silent
@@ -1249,6 +1268,54 @@ fn worse_than_baseline(minute: &Snapshot, base: &BaselineStats) -> bool {
             base.timeout_rate,
             base.timeout_dispersion,
         )
+}
+
+/// Against the anchor the bar is higher than against the baseline (it spans a whole day, so
+/// a busy hour's minutes differ from it more than from the last half hour): the minute's
+/// tail quantile must reach 1.25x the anchor's and its share above it twice the anchor's, or
+/// its errors or timeouts 1.5x the anchor's rate, each significant as in the creep guard.
+const ANCHOR_TAIL_RATIO: f64 = 1.25;
+const ANCHOR_SHARE_RATIO: f64 = 2.0;
+const ANCHOR_RATE_RATIO: f64 = 1.5;
+
+/// Whether a completed minute is significantly worse than the anchor (the last day).
+fn worse_than_anchor(
+    minute: &Snapshot,
+    anchor: &AnchorStats,
+    base: Option<BaselineStats>,
+    tail_quantile: f64,
+) -> bool {
+    let n = minute.total();
+    if n == 0 || minute.hist.is_empty() {
+        return false;
+    }
+    let worse = |k: u64, p0: f64, ratio: f64, phi: f64| {
+        k >= CREEP_MIN_CALLS
+            && k as f64 >= p0 * ratio * n as f64
+            && quasi_binomial_upper_p_value(k, n, p0, phi) < CREEP_ALPHA
+    };
+    // Errors cluster as the baseline has seen them cluster.
+    let (error_phi, timeout_phi) =
+        base.map_or((1.0, 1.0), |b| (b.error_dispersion, b.timeout_dispersion));
+    let tail = minute.hist.value_at_quantile(tail_quantile) as f64
+        >= ANCHOR_TAIL_RATIO * anchor.tail_us as f64
+        && worse(
+            minute.count_above(anchor.tail_us),
+            anchor.tail_share,
+            ANCHOR_SHARE_RATIO,
+            1.0,
+        );
+    tail || worse(
+        minute.counts.error,
+        anchor.error_rate,
+        ANCHOR_RATE_RATIO,
+        error_phi,
+    ) || worse(
+        minute.counts.timeout,
+        anchor.timeout_rate,
+        ANCHOR_RATE_RATIO,
+        timeout_phi,
+    )
 }
 
 fn health(state: &DependencyState, s: &DetectionSettings) -> DependencyHealth {
@@ -1349,6 +1416,81 @@ mod tests {
         // alert holds for the restore hold (10 minutes), then resolves after its clear spell.
         let s = resolved_at.expect("the alert resolves once the hold is over");
         assert!((600..700).contains(&s), "resolved after {s} s");
+    }
+
+    /// `n` calls of `name` in the second starting at `at_ms`, log-normal around `median_us`
+    /// (a fixed pseudo-random sequence, so runs repeat exactly).
+    fn feed_lognormal(store: &WindowStore, name: &str, at_ms: i64, n: i64, median_us: f64) {
+        for i in 0..n {
+            // Sum of four uniforms from a hash of the call's time: about normal, spread 0.3.
+            let mut x = (at_ms as u64 ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let mut z = 0.0;
+            for _ in 0..4 {
+                x ^= x >> 31;
+                x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+                z += (x >> 11) as f64 / (1u64 << 53) as f64;
+            }
+            let z = (z - 2.0) * 3f64.sqrt();
+            let e = Event {
+                dependency: DependencyName::parse(name).expect("valid name"),
+                duration_us: (median_us * (0.3 * z).exp()) as u64,
+                outcome: Outcome::Ok,
+                ts_ms: at_ms + i * 1000 / n,
+                instance: None,
+                zone: None,
+                source: None,
+            };
+            store.record(&e, at_ms + 999).expect("recorded");
+        }
+    }
+
+    /// Two hours of steady calls, then latency creeping 0.5% a minute: each minute is too
+    /// close to the last half hour for the baseline's own guard, so without a longer memory
+    /// the baseline follows the creep for ever. Returns the minutes from the creep's start to
+    /// the first `latency_tail` alert, if one fired within three hours.
+    fn creep_detected_after(max_age: std::time::Duration) -> Option<i64> {
+        let settings = DetectionSettings {
+            baseline_max_age: max_age,
+            ..DetectionSettings::default()
+        };
+        let store = WindowStore::new(Limits::default());
+        let mut engine = Engine::new(settings, Specs::default());
+        let creep_from = T0 + 2 * 3_600_000;
+        let mut now = T0;
+        while now < creep_from + 3 * 3_600_000 {
+            let minutes = (now - creep_from).max(0) as f64 / 60_000.0;
+            feed_lognormal(&store, "ledger", now, 20, 20_000.0 * 1.005f64.powf(minutes));
+            now += 1000;
+            // Every other second is enough to judge and learn, and halves the test's time.
+            if (now / 1000) % 2 == 0 {
+                for t in engine.evaluate(&store, now) {
+                    assert!(now >= creep_from, "an alert before the creep: {t:?}");
+                    if t.status == AlertStatus::Firing
+                        && t.detectors.contains(&DetectorKind::LatencyTail)
+                    {
+                        return Some((now - creep_from) / 60_000);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_creep_too_slow_for_the_baseline_is_caught_against_the_days_anchor() {
+        // With an anchor of two hours, minutes stop joining the baseline once they are
+        // clearly worse than the anchor, and the frozen baseline then sees the creep.
+        let caught = creep_detected_after(std::time::Duration::from_secs(2 * 3600))
+            .expect("the creep is caught within three hours");
+        eprintln!("the creep was caught after {caught} minutes");
+        assert!((30..150).contains(&caught), "caught after {caught} minutes");
+        // The same stream with an anchor no longer than the baseline: the baseline learns
+        // each minute of the creep and nothing fires in three hours.
+        assert_eq!(
+            creep_detected_after(std::time::Duration::from_secs(30 * 60)),
+            None
+        );
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct DetectionSettings {
     pub failing_rate: f64,
     /// Minutes of healthy traffic the baseline learns from.
     pub baseline_minutes: u32,
+    /// Nothing older than this (event time) is remembered: baseline chunks age out, and the
+    /// anchor that guards against slow creep covers this span.
+    #[serde(with = "crate::config::duration")]
+    pub baseline_max_age: Duration,
     /// Least healthy minutes and calls before baseline detectors judge (cold start).
     pub baseline_min_minutes: u32,
     pub baseline_min_calls: u64,
@@ -70,6 +74,7 @@ impl Default for DetectionSettings {
             min_bad_calls: 5,
             failing_rate: 0.5,
             baseline_minutes: 30,
+            baseline_max_age: Duration::from_secs(24 * 3600),
             baseline_min_minutes: 5,
             baseline_min_calls: 200,
             peer_min_calls: 20,
@@ -135,6 +140,12 @@ impl DetectionSettings {
             "baseline_minutes",
             self.baseline_minutes.to_string(),
             "must be >= baseline_min_minutes >= 1",
+        );
+        check(
+            self.baseline_max_age >= Duration::from_secs(60 * u64::from(self.baseline_minutes)),
+            "baseline_max_age",
+            humantime::format_duration(self.baseline_max_age).to_string(),
+            "must be at least baseline_minutes",
         );
         out
     }
