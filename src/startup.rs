@@ -112,6 +112,27 @@ impl Application {
             );
         }
         let mut engine = Engine::new(settings.detection.clone(), settings.dependencies.clone());
+        // Incidents that ended within the baseline's reach: their minutes are not relearnt
+        // from the stored roll-ups, and their evidence cannot fire them again.
+        let reach = i64::try_from(settings.detection.baseline_max_age.as_millis()).unwrap_or(0);
+        for a in storage
+            .resolved_alerts_since(now.saturating_sub(reach))
+            .await?
+        {
+            let (Some(resolved_ms), mut detectors) = (a.resolved_at_ms, a.detectors.clone()) else {
+                continue;
+            };
+            if !detectors.contains(&a.detector) {
+                detectors.insert(0, a.detector.clone());
+            }
+            engine.restore_resolved(
+                &a.dependency,
+                a.instance.as_deref(),
+                a.zone.as_deref(),
+                &detectors,
+                resolved_ms,
+            );
+        }
         for a in storage.firing_alerts().await? {
             let mut detectors = a.detectors.clone();
             if !detectors.contains(&a.detector) {

@@ -446,6 +446,47 @@ impl Engine {
         state.health = health(state, settings);
     }
 
+    /// Restores what an alert resolved before a restart tells the detection state: minutes
+    /// until its resolution are not learnt when the baseline relearns from stored roll-ups
+    /// (as they would not have been, live, had the daemon not restarted), and evidence from
+    /// windows that began before the resolution cannot fire its subject again. Returns
+    /// whether the alert was understood.
+    pub fn restore_resolved(
+        &mut self,
+        dependency: &str,
+        instance: Option<&str>,
+        zone: Option<&str>,
+        detectors: &[String],
+        resolved_ms: i64,
+    ) -> bool {
+        let kinds: Vec<DetectorKind> = detectors
+            .iter()
+            .filter_map(|d| DetectorKind::parse(d))
+            .collect();
+        if kinds.is_empty() {
+            return false;
+        }
+        let scope = match (instance, zone) {
+            (Some(i), _) => Scope::Instance(i.to_string()),
+            (_, Some(z)) => Scope::Zone(z.to_string()),
+            _ => Scope::Dependency,
+        };
+        let settings = &self.settings;
+        let state = self
+            .deps
+            .entry(dependency.to_string())
+            .or_insert_with(|| DependencyState::new(settings));
+        if kinds.iter().any(|&d| poisons_baseline(&scope, d)) {
+            state.last_active_ms = state.last_active_ms.max(resolved_ms);
+        }
+        if kinds.iter().any(|d| d.is_traffic()) {
+            state.traffic_active_ms = state.traffic_active_ms.max(resolved_ms);
+        }
+        let at = state.resolved_ms.entry(scope).or_insert(resolved_ms);
+        *at = (*at).max(resolved_ms);
+        true
+    }
+
     /// Restores an alert that was firing when the daemon stopped: it goes on firing (and
     /// resolves through the usual clear spell once its evidence has cleared) instead of being
     /// forgotten or fired twice. Its detectors are all of `detectors` (at least `detector`).
@@ -1491,6 +1532,43 @@ mod tests {
             creep_detected_after(std::time::Duration::from_secs(30 * 60)),
             None
         );
+    }
+
+    /// The baseline a fresh engine (a restart) learns from 30 stored minutes, of which minutes
+    /// 10 to 19 were an incident (calls three times slower), told or not of the alert that
+    /// resolved at the end of minute 19.
+    fn relearnt_tail_us(told_of_the_resolved_alert: bool) -> u64 {
+        let store = WindowStore::new(Limits::default());
+        for s in 0..30 * 60 {
+            let slow = (600..1200).contains(&s);
+            let median = if slow { 60_000.0 } else { 20_000.0 };
+            feed_lognormal(&store, "ledger", T0 + s * 1000, 20, median);
+        }
+        let now = T0 + 30 * 60_000 + BASELINE_LAG_MS + 1000;
+        feed_lognormal(&store, "ledger", now - 1000, 20, 20_000.0);
+        let mut engine = Engine::new(DetectionSettings::default(), Specs::default());
+        if told_of_the_resolved_alert {
+            assert!(engine.restore_resolved(
+                "ledger",
+                None,
+                None,
+                &["latency_tail".to_string()],
+                T0 + 20 * 60_000,
+            ));
+        }
+        engine.evaluate(&store, now);
+        let base = engine.deps["ledger"].baseline.stats().expect("learnt");
+        base.tail_us
+    }
+
+    #[test]
+    fn after_a_restart_the_baseline_leaves_out_the_minutes_of_a_resolved_incident() {
+        let told = relearnt_tail_us(true);
+        let untold = relearnt_tail_us(false);
+        // Only the ten healthy minutes after the incident: p99 of a log-normal around 20 ms.
+        assert!(told < 45_000, "{told}");
+        // Without the stored alert, the slow minutes become part of "usual".
+        assert!(untold > 80_000, "{untold}");
     }
 
     #[test]

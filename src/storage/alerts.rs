@@ -30,6 +30,8 @@ pub struct AlertRecord {
     pub updated_at: String,
     #[serde(skip)]
     pub started_at_ms: i64,
+    #[serde(skip)]
+    pub resolved_at_ms: Option<i64>,
 }
 
 /// Filters of `GET /v1/alerts`.
@@ -180,6 +182,20 @@ impl Storage {
         row.as_ref().map(decode_alert).transpose()
     }
 
+    /// Alerts resolved at or after `since_ms` (to restore the detection state at start-up).
+    pub async fn resolved_alerts_since(&self, since_ms: i64) -> sqlx::Result<Vec<AlertRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE state = 'resolved' AND resolved_at_ms >= $1 \
+             ORDER BY resolved_at_ms"
+        ))
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_alert).collect()
+    }
+
     /// Alerts still firing (to restore the detection state at start-up).
     pub async fn firing_alerts(&self) -> sqlx::Result<Vec<AlertRecord>> {
         self.list_alerts(&AlertFilter {
@@ -208,6 +224,7 @@ fn decode_alert(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<AlertRecord> {
         state: row.try_get("state")?,
         started_at: t(started_at_ms),
         resolved_at: row.try_get::<Option<i64>, _>("resolved_at_ms")?.map(t),
+        resolved_at_ms: row.try_get("resolved_at_ms")?,
         summary: row.try_get("summary")?,
         evidence: serde_json::from_str(&evidence).unwrap_or(serde_json::Value::String(evidence)),
         updated_at: t(row.try_get("updated_at_ms")?),
