@@ -56,7 +56,7 @@ fn render(c: &mut Criterion) {
     let store = full_store();
     let mut engine = Engine::new(DetectionSettings::default(), Specs::default());
     engine.evaluate(&store, NOW);
-    let engine = parking_lot::Mutex::new(engine);
+    let engine = engine.view();
     let board = parking_lot::Mutex::new(BreakerBoard::new(BreakerSettings::default()));
     let metrics = Metrics::new();
     let notifications = vec![NotificationCount {

@@ -81,7 +81,8 @@ impl Replayer {
         }
         while next <= t_ms {
             self.now_ms = self.now_ms.max(next);
-            let tick = crate::tick::evaluate(&self.store, &mut self.engine, &mut self.board, next);
+            let tick =
+                crate::tick::evaluate(&self.store, &mut self.engine, || &mut self.board, next);
             out.extend(tick.transitions);
             // Bounded by what a caller that never takes them can hold: a day of changes of
             // a busy recording is small, but keep only the latest when nobody reads them.

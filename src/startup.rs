@@ -156,6 +156,7 @@ impl Application {
             ingest_permits: Arc::new(Semaphore::new(settings.ingest.max_in_flight)),
             ingest_receiving: Arc::default(),
             series_permits: Arc::new(Semaphore::new(crate::api::MAX_CONCURRENT_SERIES)),
+            engine_view: Arc::new(parking_lot::RwLock::new(Arc::new(engine.view()))),
             engine: Arc::new(parking_lot::Mutex::new(engine)),
             actions: Arc::new(actions),
             metrics: Arc::new(
@@ -311,15 +312,20 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
         // Advancing touches every series; keep it off the async workers. Dependencies the
         // store dropped are then forgotten by detection and the breaker board too, unless an
         // alert or a breaker still speaks of them (locks in the order detection takes them).
-        let _ = tokio::task::spawn_blocking(move || {
+        let forgot = tokio::task::spawn_blocking(move || {
             store.advance_all(now);
-            let gone =
-                crate::tick::forget_gone(&store, &mut engine.lock(), &mut actions.board.lock());
-            if !gone.is_empty() {
-                tracing::info!(dependencies = ?gone, "Forgot idle dependencies.");
+            let mut engine = engine.lock();
+            let gone = crate::tick::forget_gone(&store, &mut engine, &mut actions.board.lock());
+            if gone.is_empty() {
+                return None;
             }
+            tracing::info!(dependencies = ?gone, "Forgot idle dependencies.");
+            Some(engine.view())
         })
         .await;
+        if let Ok(Some(view)) = forgot {
+            state.publish_engine_view(view);
+        }
         if last_flush.elapsed() >= flush_every {
             last_flush = tokio::time::Instant::now();
             let started = std::time::Instant::now();
@@ -379,18 +385,21 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             state.engine.clone(),
             state.actions.clone(),
         );
-        let Ok((outcome, took)) = tokio::task::spawn_blocking(move || {
+        let Ok((outcome, view, took)) = tokio::task::spawn_blocking(move || {
             // Timed on the blocking thread: the evaluation itself (its locks included), not
             // the wait for a thread.
             let started = std::time::Instant::now();
-            let outcome =
-                crate::tick::evaluate(&store, &mut engine.lock(), &mut actions.board.lock(), now);
-            (outcome, started.elapsed())
+            let mut engine = engine.lock();
+            let outcome = crate::tick::evaluate(&store, &mut engine, || actions.board.lock(), now);
+            let view = engine.view();
+            drop(engine);
+            (outcome, view, started.elapsed())
         })
         .await
         else {
             continue;
         };
+        state.publish_engine_view(view);
         state.metrics.evaluated(now, took);
         if took > slow_tick {
             tracing::warn!(

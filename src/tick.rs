@@ -10,6 +10,8 @@
 //! What happens to the outcome differs at the edge: the daemon records transitions and queues
 //! notifications, publishes breaker changes to streams and receivers; `replay` prints them.
 
+use std::ops::DerefMut;
+
 use crate::actions::breaker::{BreakerBoard, BreakerChange};
 use crate::detect::{Engine, Transition};
 use crate::window::WindowStore;
@@ -22,14 +24,18 @@ pub struct TickOutcome {
 }
 
 /// Evaluates every dependency at `now_ms` (event time) and steps the breakers with the result.
-pub fn evaluate(
+/// `board` is asked for the breaker board only once the verdicts are in, so that the daemon
+/// locks the board for the breakers' step alone, not for the whole evaluation (clients polling
+/// their breakers would wait for it).
+pub fn evaluate<B: DerefMut<Target = BreakerBoard>>(
     store: &WindowStore,
     engine: &mut Engine,
-    board: &mut BreakerBoard,
+    board: impl FnOnce() -> B,
     now_ms: i64,
 ) -> TickOutcome {
     let transitions = engine.evaluate(store, now_ms);
-    let breakers = board.observe_conditions(&engine.conditions(), engine.specs(), now_ms);
+    let conditions = engine.conditions();
+    let breakers = board().observe_conditions(&conditions, engine.specs(), now_ms);
     TickOutcome {
         transitions,
         breakers,

@@ -1864,3 +1864,69 @@ async fn absurd_from_and_to_are_refused_with_400_instead_of_dropping_the_connect
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
     }
 }
+
+/// Reads of health never wait for an evaluation: the engine's lock is held while it judges
+/// every dependency (a good part of a second with many series), so with that lock held here
+/// the dependency list, the dashboard's overview and `/metrics` must still answer, with the
+/// health the last evaluation published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_health_do_not_wait_for_an_evaluation_in_progress() {
+    let app = spawn_quick(|_| {}).await;
+    poll_until(
+        "payments-api is failing",
+        Duration::from_secs(30),
+        || async {
+            app.advance(SECOND);
+            app.post_ok(&failing(app.now())).await;
+            let (_, body) = app.get("/v1/dependencies").await;
+            body["dependencies"]
+                .as_array()?
+                .iter()
+                .any(|d| d["name"] == DEP && d["health"]["state"] == "failing")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // An evaluation that never ends: the lock held until the reads are done.
+    let engine = app.state.engine.clone();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _evaluating = engine.lock();
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    held_rx.recv().unwrap();
+    let read = |path: &'static str| {
+        let request = app.client.get(app.url(path)).send();
+        async move {
+            let response = tokio::time::timeout(Duration::from_secs(10), request)
+                .await
+                .unwrap_or_else(|_| panic!("GET {path} waited for the evaluation"))
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+            response.text().await.unwrap()
+        }
+    };
+    let list: Value = serde_json::from_str(&read("/v1/dependencies").await).unwrap();
+    let overview: Value = serde_json::from_str(&read("/v1/overview").await).unwrap();
+    let metrics = read("/metrics").await;
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+
+    for (what, body) in [("list", &list), ("overview", &overview)] {
+        let row = body["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == DEP)
+            .unwrap_or_else(|| panic!("{what}: {body}"));
+        assert_eq!(row["health"]["state"], "failing", "{what}: {row}");
+    }
+    let health = format!("graywatch_dependency_health{{dependency=\"{DEP}\"}} 2");
+    assert!(
+        metrics.lines().any(|l| l == health),
+        "{health} in {metrics}"
+    );
+}

@@ -257,10 +257,8 @@ pub(super) async fn overview_all(
     let gzip_ok = accepts_gzip(&headers);
     tokio::task::spawn_blocking(move || {
         let now = state.clock.now_ms();
-        let (health, baselines) = {
-            let engine = state.engine.lock();
-            (engine.health(), engine.baselines())
-        };
+        let view = state.engine_view();
+        let (health, baselines) = (view.health.clone(), view.baselines.clone());
         let breakers = state.actions.board.lock().snapshot();
         let inputs = overview::Inputs {
             health,
@@ -290,13 +288,9 @@ pub(super) async fn overview_one(
     let gzip_ok = accepts_gzip(&headers);
     tokio::task::spawn_blocking(move || {
         let now = state.clock.now_ms();
-        let (health, baseline) = {
-            let engine = state.engine.lock();
-            (
-                engine.health_of(&name).cloned().unwrap_or_default(),
-                engine.baselines().remove(&name),
-            )
-        };
+        let view = state.engine_view();
+        let health = view.health.get(&name).cloned().unwrap_or_default();
+        let baseline = view.baselines.get(&name).copied();
         let Some(view) = overview::dependency_overview(&state.store, &name, health, baseline, now)
         else {
             return Err(ApiError::NotFound(format!(

@@ -38,7 +38,8 @@ pub struct DependencyList {
     security(("bearer" = ["read"])))]
 pub async fn list(State(state): State<AppState>) -> Json<DependencyList> {
     let now = state.clock.now_ms();
-    let health = state.engine.lock().health();
+    let view = state.engine_view();
+    let health = &view.health;
     let dependencies = state
         .store
         .dependencies(Window::M1, now)

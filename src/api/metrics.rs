@@ -31,7 +31,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         let in_flight = max.saturating_sub(state.ingest_permits.available_permits());
         let scrape = Scrape::collect(
             &state.store,
-            &state.engine,
+            &state.engine_view(),
             &state.actions.board,
             now,
             in_flight,

@@ -44,9 +44,12 @@ pub struct AppState {
     pub series_permits: Arc<Semaphore>,
     /// Ingest requests still receiving their body (they hold no permit yet).
     pub ingest_receiving: Arc<std::sync::atomic::AtomicUsize>,
-    /// The detection engine; evaluation holds the lock for a few milliseconds a second, API
-    /// reads of health take it briefly.
+    /// The detection engine; evaluation holds the lock while it judges every dependency (a
+    /// good part of a second with many series). API reads do not take it: they read
+    /// `engine_view`.
     pub engine: Arc<parking_lot::Mutex<Engine>>,
+    /// What the last evaluation found (health, baselines, summaries), published after each.
+    pub engine_view: Arc<parking_lot::RwLock<Arc<crate::detect::EngineView>>>,
     /// Notifiers, routing, the breaker board and its change stream.
     pub actions: Arc<Actions>,
     /// graywatch's own metrics, updated where things happen and rendered by `GET /metrics`.
@@ -55,6 +58,19 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Tokens (digests only) and dashboard sessions.
     pub auth: Arc<auth::Auth>,
+}
+
+impl AppState {
+    /// What the last evaluation found; never waits for an evaluation in progress.
+    pub fn engine_view(&self) -> Arc<crate::detect::EngineView> {
+        self.engine_view.read().clone()
+    }
+
+    /// Publishes what the engine holds now (after an evaluation, or a change made outside
+    /// one, such as forgetting idle dependencies).
+    pub fn publish_engine_view(&self, view: crate::detect::EngineView) {
+        *self.engine_view.write() = Arc::new(view);
+    }
 }
 
 /// Routes being declared, with their paths kept: the test of the OpenAPI document checks

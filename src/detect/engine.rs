@@ -151,6 +151,16 @@ pub struct DetectionSummary {
     pub firing: usize,
 }
 
+/// What readers (the API, the dashboard, `/metrics`) see of the engine: taken after each
+/// evaluation and published, so that a read never waits for an evaluation to finish (with
+/// many series one takes a good part of a second) and an evaluation never waits for a read.
+#[derive(Debug, Clone, Default)]
+pub struct EngineView {
+    pub health: BTreeMap<String, DependencyHealth>,
+    pub baselines: BTreeMap<String, BaselineStats>,
+    pub summaries: HashMap<String, DetectionSummary>,
+}
+
 type Key = (Scope, DetectorKind, Severity);
 
 #[derive(Debug, Clone, Default)]
@@ -651,6 +661,15 @@ impl Engine {
     }
 
     /// Health of every dependency that has been evaluated.
+    /// What readers see until the next evaluation (see [`EngineView`]).
+    pub fn view(&self) -> EngineView {
+        EngineView {
+            health: self.health(),
+            baselines: self.baselines(),
+            summaries: self.summaries(),
+        }
+    }
+
     pub fn health(&self) -> BTreeMap<String, DependencyHealth> {
         self.deps
             .iter()

@@ -20,6 +20,7 @@ pub mod traffic;
 
 pub use detectors::{DetectorKind, Severity};
 pub use engine::{
-    AlertStatus, Conditions, DependencyHealth, DetectionSummary, Engine, Health, Transition,
+    AlertStatus, Conditions, DependencyHealth, DetectionSummary, Engine, EngineView, Health,
+    Transition,
 };
 pub use spec::{BreakerPolicy, DependencySpec, DetectionSettings, Specs};

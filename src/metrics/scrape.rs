@@ -9,7 +9,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncod
 use prometheus_client::metrics::MetricType;
 
 use crate::actions::breaker::{BreakerBoard, BreakerState};
-use crate::detect::{DetectionSummary, Engine, Health};
+use crate::detect::{DetectionSummary, EngineView, Health};
 use crate::window::{BUCKET_BOUNDS_US, Counts, DependencyTotals, Limits, WindowStore};
 
 /// One row of `SELECT notifier, status, count(*) FROM notifications GROUP BY 1, 2`.
@@ -64,10 +64,12 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    /// Reads the store, then the engine, then the board (never two locks at once).
+    /// Reads the store, then the engine's last published view, then the board (never two
+    /// locks at once, and never the engine's own lock: a scrape does not wait for an
+    /// evaluation).
     pub fn collect(
         store: &WindowStore,
-        engine: &parking_lot::Mutex<Engine>,
+        engine: &EngineView,
         board: &parking_lot::Mutex<BreakerBoard>,
         now_ms: i64,
         in_flight: usize,
@@ -75,7 +77,7 @@ impl Scrape {
         notifications: Vec<NotificationCount>,
     ) -> Self {
         let totals = store.exposition(now_ms);
-        let mut detection = engine.lock().summaries();
+        let mut detection = engine.summaries.clone();
         let mut breakers = BTreeMap::new();
         let mut instance_breakers = Vec::new();
         for b in board.lock().snapshot() {
