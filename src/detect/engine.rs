@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::baseline::{Baseline, BaselineStats};
-use super::detectors::{self, DetectorKind, Finding, Severity, Windows};
+use super::detectors::{self, DetectorKind, FailureDispersion, Finding, Severity, Windows};
 use super::incident::{self, Change, Incident};
 use super::spec::{DetectionSettings, Specs};
 use super::state::{AlertMachine, Hysteresis, Step};
@@ -316,7 +316,13 @@ impl Engine {
                 add(Scope::Dependency, f);
             }
         }
-        if let Some(f) = detectors::hard_failure(&total, settings) {
+        // How errors cluster on this dependency, as far as its baseline knows (learning or
+        // ready): the windowed hard-failure rules count bad calls with it.
+        let failure_dispersion = state
+            .baseline
+            .stats()
+            .map_or(FailureDispersion::PRIOR, |b| FailureDispersion::of(&b));
+        if let Some(f) = detectors::hard_failure(&total, settings, failure_dispersion) {
             add(Scope::Dependency, f);
         }
         // After the windowed verdict, so that it takes the condition's place when both hold.
@@ -358,7 +364,7 @@ impl Engine {
                 add(scope(peer), f);
             }
             for p in peers {
-                if let Some(f) = detectors::peer_hard_failure(p, settings) {
+                if let Some(f) = detectors::peer_hard_failure(p, settings, failure_dispersion) {
                     add(scope(&p.name), f);
                 }
             }
