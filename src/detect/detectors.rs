@@ -19,7 +19,7 @@ use serde_json::json;
 use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
 use super::stats::{
-    PRIOR_DISPERSION, holm_bonferroni, quasi_binomial_upper_p_value, two_proportion_p_value,
+    PRIOR_DISPERSION, burst_bounded_upper_p_value, holm_bonferroni, two_proportion_p_value,
 };
 use crate::window::{Counts, PeerView, Sample, Snapshot};
 
@@ -236,7 +236,7 @@ impl RateTest<'_> {
             }
             let p = match self.reference {
                 Some((k0, n0)) => two_proportion_p_value(k, n, k0, n0),
-                None => quasi_binomial_upper_p_value(k, n, self.p0, self.dispersion),
+                None => burst_bounded_upper_p_value(k, n, self.p0, self.dispersion),
             };
             if p < self.settings.alpha {
                 shortest.get_or_insert(name);
@@ -256,7 +256,7 @@ impl RateTest<'_> {
                 "test": if self.reference.is_some() {
                     "two-proportion against the baseline's counts, one-sided"
                 } else if self.dispersion > 1.0 {
-                    "quasi-binomial (counts divided by the dispersion), one-sided"
+                    "quasi-binomial (counts divided by the dispersion; failures counted when few are expected), one-sided"
                 } else {
                     "binomial, one-sided"
                 },

@@ -26,7 +26,8 @@ mod proportions;
 
 pub use binomial::binomial_upper_p_value;
 pub use dispersion::{
-    PRIOR_DISPERSION, dispersion, pearson_dispersion, quasi_binomial_upper_p_value,
+    PRIOR_DISPERSION, burst_bounded_upper_p_value, dispersion, pearson_dispersion,
+    quasi_binomial_upper_p_value,
 };
 pub use holm::holm_bonferroni;
 #[cfg(test)]
