@@ -848,9 +848,15 @@ mod tests {
         let f = peer_hard_failure(&p, &s, d).expect("failing over the last 10 s");
         assert_eq!(f.evidence["window"], "10s");
         let p = peer("i-1", snap(5, 5, 0, 1.0), minute);
-        assert!(peer_hard_failure(&p, &s, d).is_none(), "the minute is healthy");
+        assert!(
+            peer_hard_failure(&p, &s, d).is_none(),
+            "the minute is healthy"
+        );
         let p = peer("i-1", snap(5, 5, 0, 1.0), snap(30, 25, 0, 1.0));
-        assert_eq!(peer_hard_failure(&p, &s, d).unwrap().evidence["window"], "1m");
+        assert_eq!(
+            peer_hard_failure(&p, &s, d).unwrap().evidence["window"],
+            "1m"
+        );
     }
 
     #[test]
