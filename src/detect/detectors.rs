@@ -19,12 +19,19 @@ use serde_json::json;
 use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
 use super::stats::{
-    PRIOR_DISPERSION, burst_bounded_upper_p_value, holm_bonferroni, two_proportion_p_value,
+    PRIOR_DISPERSION, burst_bounded_upper_p_value, holm_bonferroni, quasi_binomial_upper_p_value,
+    two_proportion_p_value,
 };
 use crate::window::{Counts, PeerView, Sample, Snapshot};
 
 /// Calls the recency window needs before its point estimate is trusted.
 const RECENT_MIN_CALLS: u64 = 30;
+/// Calls from which a 10-second window is busy: a few hundred calls, where a rise must show
+/// within seconds. Its error and timeout counts are tested with the quasi-binomial test
+/// alone, without the failure-count bound of sparse windows: that bound gives up most of the
+/// power of the count, and a retried request, whose retries take 6-9 s, rarely shares a
+/// 10-second window with another.
+const BUSY_10S_CALLS: u64 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -236,6 +243,9 @@ impl RateTest<'_> {
             }
             let p = match self.reference {
                 Some((k0, n0)) => two_proportion_p_value(k, n, k0, n0),
+                None if name == "10s" && n >= BUSY_10S_CALLS => {
+                    quasi_binomial_upper_p_value(k, n, self.p0, self.dispersion)
+                }
                 None => burst_bounded_upper_p_value(k, n, self.p0, self.dispersion),
             };
             if p < self.settings.alpha {

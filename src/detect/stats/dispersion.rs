@@ -86,29 +86,24 @@ pub const MAX_BURST: u64 = 7;
 /// Expected errors in a window below which a few rare bursts, not the variance, decide the
 /// tail (see [`burst_bounded_upper_p_value`]).
 pub const FEW_EXPECTED_ERRORS: f64 = 5.0;
-/// Calls below which a window is quiet enough for one retried request to be a sizeable share
-/// of it (7 errors in 300 calls are already 2%): a few calls a second over a minute.
-pub const QUIET_WINDOW_CALLS: u64 = 300;
 
 /// [`quasi_binomial_upper_p_value`], bounded for sparse windows by counting failures instead
 /// of errors.
 ///
 /// Dividing by `phi` matches the variance of clustered counts, which is enough when a window
-/// expects many failures: their bursts average out. A quiet window (under
-/// [`QUIET_WINDOW_CALLS`] calls) that expects fewer than [`FEW_EXPECTED_ERRORS`] errors is
-/// different: there the tail is made by how many rare bursts fall in it, and two retried requests in one quiet minute (13 errors where 0.3 were
+/// expects many failures: their bursts average out. A window that expects fewer than
+/// [`FEW_EXPECTED_ERRORS`] errors is different: there the tail is made by how many rare
+/// bursts fall in it, and two retried requests in one quiet minute (13 errors where 0.3 were
 /// expected) are far likelier than any variance scaling says, even with `phi` measured on a
 /// baseline that happened to hold no burst. For such a window the p-value is also bounded by
 /// the failures the errors must at least come from: with at most [`MAX_BURST`] errors per
 /// failure, `k` errors are at least `ceil(k / MAX_BURST)` failures, and failures occur at a
 /// rate of at most `p0` per call. That bound is valid whatever the bursts look like; the
 /// larger of the two p-values is returned. A real rise is many failures, each its own request,
-/// and still shows on the windows that expect enough errors. Busy windows keep the
-/// quasi-binomial test alone: there a rise must show within seconds, and the bound, which
-/// gives up most of the power of the count, would delay it.
+/// and still shows on the windows that expect enough errors.
 pub fn burst_bounded_upper_p_value(k: u64, n: u64, p0: f64, phi: f64) -> f64 {
     let p = quasi_binomial_upper_p_value(k, n, p0, phi);
-    if n >= QUIET_WINDOW_CALLS || (n as f64) * p0 >= FEW_EXPECTED_ERRORS {
+    if (n as f64) * p0 >= FEW_EXPECTED_ERRORS {
         return p;
     }
     let failures = k.min(n).div_ceil(MAX_BURST);
@@ -179,11 +174,11 @@ mod tests {
             burst_bounded_upper_p_value(120, 6_000, 0.001, 1.5),
             quasi_binomial_upper_p_value(120, 6_000, 0.001, 1.5)
         );
-        // ...and so does a busy 10 seconds, where a rise must show quickly.
-        assert_eq!(
-            burst_bounded_upper_p_value(15, 1_000, 0.001, 1.2),
-            quasi_binomial_upper_p_value(15, 1_000, 0.001, 1.2)
-        );
+        // Four retried requests in five minutes at 3.6 calls/s: 32 errors where 4.8 were
+        // expected are at least 5 failures, as many as expected.
+        let p0 = 0.0044;
+        assert!(quasi_binomial_upper_p_value(32, 1_088, p0, 2.55) < 1e-6);
+        assert!(burst_bounded_upper_p_value(32, 1_088, p0, 2.55) > 0.1);
     }
 
     #[test]
