@@ -648,6 +648,26 @@ pub fn suite(seed: u64) -> Vec<Scenario> {
     s.detect_within_s = 90;
     out.push(s);
 
+    // The night trough of a fleet: a call every 3-5 s over four instances in two zones, a few
+    // independent errors, and a request failing and retried 5-6 times every few minutes (each
+    // retry on a random instance). A zone or instance then sees a handful of calls a minute,
+    // most of them one request's retries: that is not a hard failure of the zone, and two
+    // such requests in one minute are not a rising error rate.
+    let mut s = Scenario::base(
+        "quiet-trough",
+        "~0.25 calls/s over 4 instances, a request retried 5-6 times every few minutes".into(),
+        r,
+    );
+    s.traffic = Traffic::Constant(r.random_range(0.2..0.3));
+    s.error_rate = 0.003;
+    s.instances = 4;
+    s.zones = 2;
+    s.retry_bursts = Some(RetryBursts {
+        every_s: r.random_range(120..240),
+        retries: (5, 6),
+    });
+    out.push(s);
+
     out
 }
 

@@ -18,11 +18,20 @@ use serde_json::json;
 
 use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
-use super::stats::{holm_bonferroni, quasi_binomial_upper_p_value, two_proportion_p_value};
+use super::stats::{
+    PRIOR_DISPERSION, burst_bounded_upper_p_value, holm_bonferroni, quasi_binomial_upper_p_value,
+    two_proportion_p_value,
+};
 use crate::window::{Counts, PeerView, Sample, Snapshot};
 
 /// Calls the recency window needs before its point estimate is trusted.
 const RECENT_MIN_CALLS: u64 = 30;
+/// Calls from which a 10-second window is busy: a few hundred calls, where a rise must show
+/// within seconds. Its error and timeout counts are tested with the quasi-binomial test
+/// alone, without the failure-count bound of sparse windows: that bound gives up most of the
+/// power of the count, and a retried request, whose retries take 6-9 s, rarely shares a
+/// 10-second window with another.
+const BUSY_10S_CALLS: u64 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -234,7 +243,10 @@ impl RateTest<'_> {
             }
             let p = match self.reference {
                 Some((k0, n0)) => two_proportion_p_value(k, n, k0, n0),
-                None => quasi_binomial_upper_p_value(k, n, self.p0, self.dispersion),
+                None if name == "10s" && n >= BUSY_10S_CALLS => {
+                    quasi_binomial_upper_p_value(k, n, self.p0, self.dispersion)
+                }
+                None => burst_bounded_upper_p_value(k, n, self.p0, self.dispersion),
             };
             if p < self.settings.alpha {
                 shortest.get_or_insert(name);
@@ -254,7 +266,7 @@ impl RateTest<'_> {
                 "test": if self.reference.is_some() {
                     "two-proportion against the baseline's counts, one-sided"
                 } else if self.dispersion > 1.0 {
-                    "quasi-binomial (counts divided by the dispersion), one-sided"
+                    "quasi-binomial (counts divided by the dispersion; failures counted when few are expected), one-sided"
                 } else {
                     "binomial, one-sided"
                 },
@@ -347,10 +359,46 @@ pub fn rate_rise(
     })
 }
 
-/// Errors plus timeouts at or above `failing_rate` in the recent window.
-pub fn hard_failure(w: &Windows, s: &DetectionSettings) -> Option<Finding> {
+/// How many times more a window's error and timeout counts vary than independent calls would
+/// make them (the baseline's design effects, see [`crate::detect::stats::dispersion`]). The
+/// windowed hard-failure rules count bad calls in independent failures' worth with it: one
+/// request failing and retried six times is one failure, not six.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailureDispersion {
+    pub errors: f64,
+    pub timeouts: f64,
+}
+
+impl FailureDispersion {
+    /// Before a baseline has seen any error: the prior design effect for both.
+    pub const PRIOR: Self = Self {
+        errors: PRIOR_DISPERSION,
+        timeouts: PRIOR_DISPERSION,
+    };
+
+    /// The baseline's design effects.
+    pub fn of(base: &BaselineStats) -> Self {
+        Self {
+            errors: base.error_dispersion,
+            timeouts: base.timeout_dispersion,
+        }
+    }
+
+    /// Bad calls of `c` as independent failures: each count divided by its design effect.
+    fn independent(&self, c: &Counts) -> f64 {
+        c.error as f64 / self.errors.max(1.0) + c.timeout as f64 / self.timeouts.max(1.0)
+    }
+}
+
+/// Errors plus timeouts at or above `failing_rate` in the recent window, at least
+/// `min_bad_calls` independent failures' worth of them (see [`FailureDispersion`]).
+pub fn hard_failure(
+    w: &Windows,
+    s: &DetectionSettings,
+    dispersion: FailureDispersion,
+) -> Option<Finding> {
     let (name, recent) = w.recent();
-    failing(name, &recent.counts, s)
+    failing(name, &recent.counts, s, Some(dispersion))
 }
 
 /// Least calls in each of the two seconds [`fast_hard_failure`] judges.
@@ -371,29 +419,49 @@ pub fn fast_hard_failure(seconds: &[Counts; 2], s: &DetectionSettings) -> Option
     }
     let mut both = seconds[0];
     both.add(&seconds[1]);
-    let mut f = failing("2s", &both, s)?;
+    // Counted as calls: a retried request cannot fail two whole seconds of 10 calls or more.
+    let mut f = failing("2s", &both, s, None)?;
     f.evidence["fast"] = json!(true);
     Some(f)
 }
 
 /// [`hard_failure`] of one instance or zone: over its last two whole seconds when both are
 /// failing (see [`fast_hard_failure`]), else on its last 10 seconds when they hold enough
-/// calls and on its last minute otherwise.
-pub fn peer_hard_failure(p: &PeerView, s: &DetectionSettings) -> Option<Finding> {
+/// calls and on its last minute otherwise, counting bad calls with its dependency's
+/// `dispersion`: a quiet instance or zone that takes most of one retried request's calls is
+/// not failing.
+pub fn peer_hard_failure(
+    p: &PeerView,
+    s: &DetectionSettings,
+    dispersion: FailureDispersion,
+) -> Option<Finding> {
     if let Some(f) = fast_hard_failure(&p.last_seconds, s) {
         return Some(f);
     }
     if p.s10.total() >= RECENT_MIN_CALLS {
-        failing("10s", &p.s10, s)
+        failing("10s", &p.s10, s, Some(dispersion))
     } else {
-        failing("1m", p.m1.counts(), s)
+        failing("1m", p.m1.counts(), s, Some(dispersion))
     }
 }
 
-fn failing(name: &str, recent: &Counts, s: &DetectionSettings) -> Option<Finding> {
+/// Errors plus timeouts of `recent` at or above `failing_rate` of at least 10 calls, and at
+/// least `min_bad_calls` of them: as calls (`dispersion` `None`, two whole failing seconds)
+/// or as independent failures.
+fn failing(
+    name: &str,
+    recent: &Counts,
+    s: &DetectionSettings,
+    dispersion: Option<FailureDispersion>,
+) -> Option<Finding> {
     let bad = recent.error + recent.timeout;
     let n = recent.total();
-    if n < 10 || bad < s.min_bad_calls || (bad as f64) < s.failing_rate * n as f64 {
+    let independent = dispersion.map_or(bad as f64, |d| d.independent(recent));
+    if n < 10
+        || bad < s.min_bad_calls
+        || independent < s.min_bad_calls as f64
+        || (bad as f64) < s.failing_rate * n as f64
+    {
         return None;
     }
     let rate = bad as f64 / n as f64;
@@ -408,6 +476,8 @@ fn failing(name: &str, recent: &Counts, s: &DetectionSettings) -> Option<Finding
         evidence: json!({
             "window": name, "calls": n, "errors": recent.error,
             "timeouts": recent.timeout, "rate": rate, "threshold": s.failing_rate,
+            "independent_failures": independent,
+            "dispersion": dispersion.map(|d| json!({"errors": d.errors, "timeouts": d.timeouts})),
         }),
     })
 }
@@ -766,13 +836,14 @@ mod tests {
             Snapshot::empty(0, 60_000),
         );
         p.last_seconds = [second(2, 18), second(0, 20)];
-        let f = peer_hard_failure(&p, &s).expect("both seconds fail");
+        // Counted as calls whatever the dispersion: no retried request fills two seconds.
+        let f = peer_hard_failure(&p, &s, FailureDispersion::PRIOR).expect("both seconds fail");
         assert!(f.is_fast());
         assert_eq!(f.window_ms(), 2_000);
         // One burst of errors within one second, a healthy second beside it: not fast, and
         // with nothing else failing, nothing at all.
         p.last_seconds = [second(20, 0), second(0, 40)];
-        assert!(peer_hard_failure(&p, &s).is_none());
+        assert!(peer_hard_failure(&p, &s, FailureDispersion::PRIOR).is_none());
         // Too few calls in a second to judge by.
         p.last_seconds = [second(0, 9), second(0, 20)];
         assert!(fast_hard_failure(&p.last_seconds, &s).is_none());
@@ -783,21 +854,62 @@ mod tests {
         let s = DetectionSettings::default();
         let minute = snap(600, 6, 0, 1.0);
         let p = peer("i-1", snap(60, 40, 0, 1.0), minute.clone());
-        let f = peer_hard_failure(&p, &s).expect("failing over the last 10 s");
+        let d = FailureDispersion::PRIOR;
+        let f = peer_hard_failure(&p, &s, d).expect("failing over the last 10 s");
         assert_eq!(f.evidence["window"], "10s");
         let p = peer("i-1", snap(5, 5, 0, 1.0), minute);
-        assert!(peer_hard_failure(&p, &s).is_none(), "the minute is healthy");
-        let p = peer("i-1", snap(5, 5, 0, 1.0), snap(20, 15, 0, 1.0));
-        assert_eq!(peer_hard_failure(&p, &s).unwrap().evidence["window"], "1m");
+        assert!(
+            peer_hard_failure(&p, &s, d).is_none(),
+            "the minute is healthy"
+        );
+        let p = peer("i-1", snap(5, 5, 0, 1.0), snap(30, 25, 0, 1.0));
+        assert_eq!(
+            peer_hard_failure(&p, &s, d).unwrap().evidence["window"],
+            "1m"
+        );
+    }
+
+    #[test]
+    fn one_retried_request_on_a_quiet_peer_is_not_a_hard_failure() {
+        let s = DetectionSettings::default();
+        // A zone with a few calls a minute takes 7 of one request's retries: 7 bad of 11.
+        let p = peer("az-1", snap(4, 0, 0, 1.0), snap(11, 7, 0, 1.0));
+        // With the prior design effect, or the 2.5 a baseline measured, it is one or two
+        // failures' worth, not five.
+        assert!(peer_hard_failure(&p, &s, FailureDispersion::PRIOR).is_none());
+        let measured = FailureDispersion {
+            errors: 2.5,
+            timeouts: 4.0,
+        };
+        assert!(peer_hard_failure(&p, &s, measured).is_none());
+        // Where errors are known to come one call at a time, the same minute is failing: the
+        // rule weighs evidence, it is not a higher threshold.
+        let independent = FailureDispersion {
+            errors: 1.0,
+            timeouts: 1.0,
+        };
+        let f = peer_hard_failure(&p, &s, independent).expect("7 independent failures");
+        assert_eq!(f.evidence["independent_failures"], 7.0);
+        // An instance really down at one call a second fails its whole minute: 60 failures,
+        // 15 with the prior, a hard failure.
+        let p = peer("i-2", snap(10, 10, 0, 1.0), snap(60, 60, 0, 1.0));
+        let f = peer_hard_failure(&p, &s, FailureDispersion::PRIOR).expect("down");
+        assert_eq!(f.evidence["window"], "1m");
+        assert_eq!(f.evidence["independent_failures"], 15.0);
+        // The dependency-wide rule counts the same way.
+        let w = snap(11, 7, 0, 1.0);
+        assert!(hard_failure(&windows(&w), &s, FailureDispersion::PRIOR).is_none());
+        assert!(hard_failure(&windows(&w), &s, independent).is_some());
     }
 
     #[test]
     fn mostly_failing_calls_are_a_hard_failure() {
         let s = DetectionSettings::default();
         let w = snap(200, 120, 0, 1.0);
-        let f = hard_failure(&windows(&w), &s).expect("failing");
+        let d = FailureDispersion::PRIOR;
+        let f = hard_failure(&windows(&w), &s, d).expect("failing");
         assert_eq!(f.severity, Severity::Failing);
-        assert!(hard_failure(&windows(&snap(200, 20, 0, 1.0)), &s).is_none());
+        assert!(hard_failure(&windows(&snap(200, 20, 0, 1.0)), &s, d).is_none());
     }
 
     #[test]

@@ -18,11 +18,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::baseline::{Anchor, AnchorStats, Baseline, BaselineStats};
-use super::detectors::{self, DetectorKind, Finding, Severity, Windows};
+use super::detectors::{self, DetectorKind, FailureDispersion, Finding, Severity, Windows};
 use super::incident::{self, Change, Incident};
 use super::spec::{DetectionSettings, Specs};
 use super::state::{AlertMachine, Hysteresis, Step};
-use super::stats::quasi_binomial_upper_p_value;
+use super::stats::{PRIOR_DISPERSION, quasi_binomial_upper_p_value};
 use super::traffic::{self, TrafficBaseline};
 use crate::window::{
     DetectionView, PeerView, SeriesKey, SeriesKind, Snapshot, Window, WindowStore,
@@ -329,7 +329,13 @@ impl Engine {
                 add(Scope::Dependency, f);
             }
         }
-        if let Some(f) = detectors::hard_failure(&total, settings) {
+        // How errors cluster on this dependency, as far as its baseline knows (learning or
+        // ready): the windowed hard-failure rules count bad calls with it.
+        let failure_dispersion = state
+            .baseline
+            .stats()
+            .map_or(FailureDispersion::PRIOR, |b| FailureDispersion::of(&b));
+        if let Some(f) = detectors::hard_failure(&total, settings, failure_dispersion) {
             add(Scope::Dependency, f);
         }
         // After the windowed verdict, so that it takes the condition's place when both hold.
@@ -371,7 +377,7 @@ impl Engine {
                 add(scope(peer), f);
             }
             for p in peers {
-                if let Some(f) = detectors::peer_hard_failure(p, settings) {
+                if let Some(f) = detectors::peer_hard_failure(p, settings, failure_dispersion) {
                     add(scope(&p.name), f);
                 }
             }
@@ -1313,20 +1319,26 @@ const CREEP_MIN_CALLS: u64 = 5;
 /// than the baseline's tail quantile, or more errors or timeouts (one-sided binomial tests).
 fn worse_than_baseline(minute: &Snapshot, base: &BaselineStats) -> bool {
     let n = minute.total();
-    // Errors and timeouts with the baseline's dispersion, as the detectors judge them: a
-    // minute holding one retried request is a usual minute, and must be learnt for the
-    // baseline to know that its errors come in bursts.
+    // Errors and timeouts with the baseline's dispersion, as the detectors judge them, but
+    // never below the prior's: a minute holding one retried request is a usual minute, and
+    // must be learnt for the baseline to know that its errors come in bursts. Judged with the
+    // baseline's own estimate, a baseline that happened to learn only independent errors
+    // (phi near 1) would turn away every burst after, and never learn how its errors cluster.
     let worse = |k: u64, p0: f64, phi: f64| {
         k >= CREEP_MIN_CALLS
             && k as f64 >= p0 * CREEP_RATIO * n as f64
             && quasi_binomial_upper_p_value(k, n, p0, phi) < CREEP_ALPHA
     };
     worse(minute.count_above(base.tail_us), base.tail_share, 1.0)
-        || worse(minute.counts.error, base.error_rate, base.error_dispersion)
+        || worse(
+            minute.counts.error,
+            base.error_rate,
+            base.error_dispersion.max(PRIOR_DISPERSION),
+        )
         || worse(
             minute.counts.timeout,
             base.timeout_rate,
-            base.timeout_dispersion,
+            base.timeout_dispersion.max(PRIOR_DISPERSION),
         )
 }
 
@@ -1354,9 +1366,14 @@ fn worse_than_anchor(
             && k as f64 >= p0 * ratio * n as f64
             && quasi_binomial_upper_p_value(k, n, p0, phi) < CREEP_ALPHA
     };
-    // Errors cluster as the baseline has seen them cluster.
-    let (error_phi, timeout_phi) =
-        base.map_or((1.0, 1.0), |b| (b.error_dispersion, b.timeout_dispersion));
+    // Errors cluster as the baseline has seen them cluster, and at least as the prior says
+    // (as in the baseline's own guard).
+    let (error_phi, timeout_phi) = base.map_or((PRIOR_DISPERSION, PRIOR_DISPERSION), |b| {
+        (
+            b.error_dispersion.max(PRIOR_DISPERSION),
+            b.timeout_dispersion.max(PRIOR_DISPERSION),
+        )
+    });
     let tail = minute.hist.value_at_quantile(tail_quantile) as f64
         >= ANCHOR_TAIL_RATIO * anchor.tail_us as f64
         && worse(
@@ -1624,5 +1641,43 @@ mod tests {
         // 2% above the old p99 (a creeping tail), or 1% errors: kept out.
         assert!(worse_than_baseline(&minute(120, 6), &base));
         assert!(worse_than_baseline(&minute(60, 60), &base));
+    }
+
+    #[test]
+    fn a_minute_holding_one_retried_request_is_learnt_by_a_baseline_that_has_seen_no_burst() {
+        // Half an hour at one call a second whose few errors came one at a time: its measured
+        // design effect is near 1 (shrunk towards the prior: about 2).
+        let base = BaselineStats {
+            minutes: 30,
+            calls: 1_800,
+            tail_us: 50_000,
+            p50_us: 20_000,
+            tail_share: 0.01,
+            tail_above: 18,
+            error_rate: 7.0 / 1_802.0,
+            timeout_rate: 1.0 / 1_802.0,
+            error_dispersion: 2.0,
+            timeout_dispersion: 4.0,
+        };
+        let minute = |calls: u64, errors: u64| {
+            let mut slot = crate::window::Slot::new(0);
+            for i in 0..calls {
+                let outcome = if i < errors {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                };
+                slot.record(20_000, outcome);
+            }
+            let mut s = Snapshot::empty(0, 60_000);
+            s.add_slot(&slot);
+            s
+        };
+        // One request failing 7 times among 60 calls: judged with the baseline's own 2, it
+        // would be kept out (and so would every burst after it); it must be learnt.
+        assert!(quasi_binomial_upper_p_value(7, 60, base.error_rate, 2.0) < CREEP_ALPHA);
+        assert!(!worse_than_baseline(&minute(60, 7), &base));
+        // A minute with a fifth of its calls failing is still kept out.
+        assert!(worse_than_baseline(&minute(60, 24), &base));
     }
 }

@@ -81,6 +81,35 @@ pub fn quasi_binomial_upper_p_value(k: u64, n: u64, p0: f64, phi: f64) -> f64 {
     super::binomial_upper_p_value(k_eff, n_eff, p0)
 }
 
+/// Most errors one failure is taken to make: a request and six retries.
+pub const MAX_BURST: u64 = 7;
+/// Expected errors in a window below which a few rare bursts, not the variance, decide the
+/// tail (see [`burst_bounded_upper_p_value`]).
+pub const FEW_EXPECTED_ERRORS: f64 = 5.0;
+
+/// [`quasi_binomial_upper_p_value`], bounded for sparse windows by counting failures instead
+/// of errors.
+///
+/// Dividing by `phi` matches the variance of clustered counts, which is enough when a window
+/// expects many failures: their bursts average out. A window that expects fewer than
+/// [`FEW_EXPECTED_ERRORS`] errors is different: there the tail is made by how many rare
+/// bursts fall in it, and two retried requests in one quiet minute (13 errors where 0.3 were
+/// expected) are far likelier than any variance scaling says, even with `phi` measured on a
+/// baseline that happened to hold no burst. For such a window the p-value is also bounded by
+/// the failures the errors must at least come from: with at most [`MAX_BURST`] errors per
+/// failure, `k` errors are at least `ceil(k / MAX_BURST)` failures, and failures occur at a
+/// rate of at most `p0` per call. That bound is valid whatever the bursts look like; the
+/// larger of the two p-values is returned. A real rise is many failures, each its own request,
+/// and still shows on the windows that expect enough errors.
+pub fn burst_bounded_upper_p_value(k: u64, n: u64, p0: f64, phi: f64) -> f64 {
+    let p = quasi_binomial_upper_p_value(k, n, p0, phi);
+    if (n as f64) * p0 >= FEW_EXPECTED_ERRORS {
+        return p;
+    }
+    let failures = k.min(n).div_ceil(MAX_BURST);
+    p.max(super::binomial_upper_p_value(failures, n, p0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +152,33 @@ mod tests {
         assert!((3.4..3.6).contains(&d), "{d}");
         // Under-dispersed data never lowers it below 1.
         assert_eq!(dispersion(Some((0.2, 100_000))), 1.0);
+    }
+
+    #[test]
+    fn two_retried_requests_in_a_quiet_minute_are_two_failures() {
+        // A baseline at 0.75 calls/s whose 9 errors all came one at a time (phi shrunk to
+        // about 2.5), then a minute of 48 calls holding two requests retried 6 times each.
+        let p0 = 10.0 / 1_477.0;
+        let phi = 2.55;
+        // Scaled by the dispersion alone the minute is beyond alpha = 1e-6...
+        assert!(quasi_binomial_upper_p_value(13, 48, p0, phi) < 1e-6);
+        // ...but 13 errors can be two failures, and two in a minute at this rate are usual.
+        let p = burst_bounded_upper_p_value(13, 48, p0, phi);
+        assert_eq!(p, binomial_upper_p_value(2, 48, p0));
+        assert!(p > 1e-2, "{p}");
+        // A real rise at the same traffic, errors on most calls, is still beyond doubt.
+        assert!(burst_bounded_upper_p_value(40, 48, p0, phi) < 1e-6);
+        // Where the window expects enough errors the bound does not apply: a sustained 2%
+        // against 0.1% at 100 calls/s over a minute keeps its quasi-binomial p-value...
+        assert_eq!(
+            burst_bounded_upper_p_value(120, 6_000, 0.001, 1.5),
+            quasi_binomial_upper_p_value(120, 6_000, 0.001, 1.5)
+        );
+        // Four retried requests in five minutes at 3.6 calls/s: 32 errors where 4.8 were
+        // expected are at least 5 failures, as many as expected.
+        let p0 = 0.0044;
+        assert!(quasi_binomial_upper_p_value(32, 1_088, p0, 2.55) < 1e-6);
+        assert!(burst_bounded_upper_p_value(32, 1_088, p0, 2.55) > 0.1);
     }
 
     #[test]

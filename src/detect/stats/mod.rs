@@ -25,7 +25,10 @@ mod poisson;
 mod proportions;
 
 pub use binomial::binomial_upper_p_value;
-pub use dispersion::{dispersion, pearson_dispersion, quasi_binomial_upper_p_value};
+pub use dispersion::{
+    PRIOR_DISPERSION, burst_bounded_upper_p_value, dispersion, pearson_dispersion,
+    quasi_binomial_upper_p_value,
+};
 pub use holm::holm_bonferroni;
 #[cfg(test)]
 pub(crate) use normal::normal_quantile;
