@@ -106,6 +106,14 @@ impl<S: RingSlot> Ring<S> {
             .filter(|s| s.start_ms() == start_ms)
     }
 
+    /// The slot starting exactly at `start_ms`, if the ring holds it.
+    #[inline]
+    pub fn get(&self, start_ms: i64) -> Option<&S> {
+        self.slots[self.index(start_ms)]
+            .as_deref()
+            .filter(|s| s.start_ms() == start_ms)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &S> {
         self.slots.iter().filter_map(|s| s.as_deref())
     }

@@ -149,8 +149,11 @@ impl SlotHist {
     pub fn record(&mut self, value_us: u64) {
         match self {
             SlotHist::Dense(h) => h.saturating_record(value_us.min(HIGHEST_US)),
-            SlotHist::Sparse(_) => {
-                self.add_entries(std::iter::once((bucket_index(value_us), 1)), 3)
+            SlotHist::Sparse(b) => {
+                let index = bucket_index(value_us);
+                if !add_in_place(b, index, 1) {
+                    self.add_entries(std::iter::once((index, 1)), 3)
+                }
             }
         }
     }
@@ -163,13 +166,28 @@ impl SlotHist {
                     h.saturating_record(u64::from(v).min(HIGHEST_US));
                 }
             }
-            SlotHist::Sparse(_) => {
-                let mut indices: Vec<u32> =
-                    values.iter().map(|&v| bucket_index(v.into())).collect();
-                indices.sort_unstable();
-                self.add_entries(Runs(&indices), 2 * indices.len());
+            SlotHist::Sparse(b) => {
+                // A few calls (a quiet second folded into its slots): edited in place,
+                // where a merge would decode and rewrite the whole string.
+                let mut rest = values;
+                while let [v, tail @ ..] = rest
+                    && values.len() <= IN_PLACE_MAX
+                    && add_in_place(b, bucket_index(u64::from(*v)), 1)
+                {
+                    rest = tail;
+                }
+                if !rest.is_empty() {
+                    self.add_values_merged(rest);
+                }
             }
         }
+    }
+
+    /// [`SlotHist::add_values`] into a sparse string by one merge, whatever the number of values.
+    fn add_values_merged(&mut self, values: &[u32]) {
+        let mut indices: Vec<u32> = values.iter().map(|&v| bucket_index(v.into())).collect();
+        indices.sort_unstable();
+        self.add_entries(Runs(&indices), 2 * indices.len());
     }
 
     /// Adds another slot's calls.
@@ -268,6 +286,72 @@ impl SlotHist {
             SlotHist::Dense(h) => dense_entries(h).for_each(|(i, n)| f(bucket_value(i), n)),
         }
     }
+}
+
+/// Most values [`SlotHist::add_values`] adds one by one in place.
+const IN_PLACE_MAX: usize = 4;
+
+/// Adds `n` calls to bucket `index` of the sparse string `dst` by editing the few bytes
+/// concerned: the entry's count, or a new entry and its successor's distance. The string is
+/// the one [`merge`] would write (the encoding of a set of entries is unique). `false`, with
+/// `dst` unchanged, when the result could need the dense form: the merge decides then.
+fn add_in_place(dst: &mut Vec<u8>, index: u32, n: u64) -> bool {
+    // Well below the merge's limit, so that whatever is done here the merge would do too.
+    const LIMIT: usize = SPARSE_BYTES_MAX - 32;
+    let mut enc = [0u8; 30];
+    let mut pos = 0;
+    let mut last = 0u32;
+    let (range, len) = loop {
+        if pos == dst.len() {
+            // After the last entry.
+            let mut len = encode(&mut enc, u64::from(index - last));
+            len += encode(&mut enc[len..], n);
+            break (pos..pos, len);
+        }
+        let start = pos;
+        let at = last + get_varint(dst, &mut pos) as u32;
+        let count_start = pos;
+        let count = get_varint(dst, &mut pos);
+        if at == index {
+            let sum = count + n;
+            if sum > COUNT_MAX {
+                return false;
+            }
+            break (count_start..pos, encode(&mut enc, sum));
+        }
+        if at > index {
+            // A new entry before this one, whose distance is then counted from `index`.
+            let mut len = encode(&mut enc, u64::from(index - last));
+            len += encode(&mut enc[len..], n);
+            len += encode(&mut enc[len..], u64::from(at - index));
+            break (start..count_start, len);
+        }
+        last = at;
+    };
+    if n > COUNT_MAX || dst.len() - range.len() + len > LIMIT {
+        return false;
+    }
+    let grow = len.saturating_sub(range.len());
+    if dst.len() + grow > dst.capacity() {
+        // Room for a few more entries, but never the doubling a plain push would make: the
+        // string stays within 1/16 of its length, as tight as a merge leaves it.
+        dst.reserve_exact(grow + dst.len() / 16);
+    }
+    dst.splice(range, enc[..len].iter().copied());
+    true
+}
+
+/// Writes `v` as a varint at the start of `out`; returns its length.
+#[inline]
+fn encode(out: &mut [u8], mut v: u64) -> usize {
+    let mut i = 0;
+    while v >= 0x80 {
+        out[i] = v as u8 | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    out[i] = v as u8;
+    i + 1
 }
 
 fn subtract_entries(dst: &mut Vec<u8>, src: impl Iterator<Item = (u32, u64)>) {
@@ -551,6 +635,36 @@ mod tests {
                 prop_assert_eq!(s.to_dense().value_at_quantile(q), d.value_at_quantile(q));
             }
             prop_assert_eq!(SlotHist::from_histogram(&d), s);
+        }
+
+        /// Adding calls a few at a time in place writes the very string one merge of all
+        /// of them writes, and turns dense where that does.
+        #[test]
+        fn adding_in_place_equals_one_merge(
+            values in durations(),
+            split in proptest::collection::vec(1usize..6, 1..400),
+        ) {
+            let list: Vec<u32> = values
+                .iter()
+                .map(|&v| crate::window::histogram::list_value(v))
+                .collect();
+            let mut merged = SlotHist::default();
+            merged.add_values_merged(&list);
+            let mut in_place = SlotHist::default();
+            let mut rest = &list[..];
+            for k in split.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (now, later) = rest.split_at((*k).min(rest.len()));
+                in_place.add_values(now);
+                rest = later;
+            }
+            prop_assert_eq!(&in_place.to_dense(), &hist_of(&values));
+            match (&in_place, &merged) {
+                (SlotHist::Sparse(a), SlotHist::Sparse(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert_eq!(a, b),
+            }
         }
 
         /// Adding any mix of sparse and dense slots gives the histogram of all their calls,

@@ -549,9 +549,9 @@ impl WindowStore {
         dep.for_each_mut(|_, _, s| s.advance(now_ms));
         let [instance_samples, zone_samples] = &mut dep.samples;
         let mut reused = 0;
-        let mut peers = |m: &Map<Series>, cache: &mut Map<CachedSample>| {
+        let mut peers = |m: &mut Map<Series>, cache: &mut Map<CachedSample>| {
             let mut v: Vec<PeerView> = m
-                .iter()
+                .iter_mut()
                 .map(|(k, s)| PeerView {
                     name: k.to_string(),
                     last_seconds: s.last_complete_seconds(now_ms),
@@ -563,8 +563,8 @@ impl WindowStore {
             v.sort_by(|a, b| a.name.cmp(&b.name));
             v
         };
-        let zones = peers(&dep.zones, zone_samples);
-        let mut instances = peers(&dep.instances, instance_samples);
+        let zones = peers(&mut dep.zones, zone_samples);
+        let mut instances = peers(&mut dep.instances, instance_samples);
         if reused > 0 {
             self.samples_reused.fetch_add(reused, Ordering::Relaxed);
         }
@@ -801,7 +801,7 @@ impl WindowStore {
 /// same calls (see [`CachedSample`]), else built afresh (and cached when kept as durations).
 fn peer_sample(
     name: &str,
-    series: &Series,
+    series: &mut Series,
     cache: &mut Map<CachedSample>,
     reuse: bool,
     now_ms: i64,
@@ -820,7 +820,7 @@ fn peer_sample(
         *reused += 1;
         return sample;
     }
-    let sample = series.sample(Window::M1, now_ms);
+    let sample = series.minute_sample(now_ms);
     match &sample {
         Sample::Durations { .. } => {
             let fresh = CachedSample {

@@ -63,9 +63,11 @@ pub struct Series {
     dense_fine: Slot,
     tiers: [Ring; 3],
     /// Running sums of the coarse part of the windows in [`SUMMED`], by tier: both for a
-    /// dependency's total, the 1-minute one only for instances and zones (the detectors read
-    /// their 5-minute window only for the total).
+    /// dependency's total; for an instance or a zone the 1-minute one, and only while its
+    /// minute is read as a histogram (see [`Series::minute_sample`]).
     sums: Vec<CoarseSum>,
+    /// Whether the 1-minute sum is kept only while the minute is busy (instances and zones).
+    sum_on_demand: bool,
     /// Late data for minutes the minute ring no longer covers, waiting to be persisted.
     late_minutes: BTreeMap<i64, Slot>,
     /// Minute slots recycled before they were persisted (a flush fell behind): written as
@@ -73,6 +75,12 @@ pub struct Series {
     evicted_minutes: Vec<Slot>,
     /// The sums are up to date for every `now` before this (see [`Series::slide`]).
     next_slide_ms: i64,
+    /// No fine slot that starts before this holds calls: rolling forward to a horizon at or
+    /// before it has no second to fold (a lower bound, lowered by every call recorded).
+    fine_floor_ms: i64,
+    /// No 10-second slot that starts before this waits to be passed on (a lower bound,
+    /// lowered whenever a second is folded into a slot not yet passed on).
+    pending_floor_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
     /// Bumped by every change to the calls the series holds (a call recorded, a minute
@@ -98,9 +106,13 @@ impl Series {
         }
     }
 
-    /// The series of an instance or a zone.
+    /// The series of an instance or a zone: no running sum until its minute is read as a
+    /// histogram (see [`Series::minute_sample`]).
     pub fn peer() -> Self {
-        Self::with_sums(1)
+        Self {
+            sum_on_demand: true,
+            ..Self::with_sums(0)
+        }
     }
 
     fn with_sums(n: usize) -> Self {
@@ -114,9 +126,12 @@ impl Series {
                     from_ms: i64::MIN,
                 })
                 .collect(),
+            sum_on_demand: false,
             late_minutes: BTreeMap::new(),
             evicted_minutes: Vec::new(),
             next_slide_ms: i64::MIN,
+            fine_floor_ms: i64::MAX,
+            pending_floor_ms: i64::MAX,
             last_event_ms: i64::MIN,
             changes: 0,
             retired: Totals::default(),
@@ -161,6 +176,8 @@ impl Series {
         // arithmetic divides by its runtime width three times).
         let second = ts_ms.div_euclid(FINE_WIDTH_MS);
         let start = second * FINE_WIDTH_MS;
+        // Set before the slot is known: a lower bound may be too low, never too high.
+        self.fine_floor_ms = self.fine_floor_ms.min(start);
         if now_ms < start + FINE_LEN as i64 * FINE_WIDTH_MS
             && let Some(slot) = self
                 .fine
@@ -179,8 +196,10 @@ impl Series {
                 &mut self.dense_fine,
                 &mut self.retired,
             );
+            let pending_floor = &mut self.pending_floor_ms;
             if let Some(slot) = self.fine.slot_mut_evicting(second, |old| {
-                retire(old, tiers, sums, evicted, dense, retired)
+                retire(old, tiers, sums, evicted, dense, retired);
+                *pending_floor = (*pending_floor).min(tiers[0].align(old.start_ms));
             }) {
                 slot.record(duration_us, outcome, &mut self.dense_fine);
                 return true;
@@ -241,7 +260,31 @@ impl Series {
     /// Retires every fine slot that starts before `until_ms`, then passes on every 10-second
     /// slot whose seconds are all folded.
     fn fold_before(&mut self, until_ms: i64) {
-        for slot in self.fine.iter_mut() {
+        // A series without calls in the seconds leaving the ring costs two comparisons.
+        if until_ms > self.fine_floor_ms {
+            self.fold_fine_before(until_ms);
+        }
+        if until_ms.saturating_sub(self.tiers[0].width_ms) >= self.pending_floor_ms {
+            self.pass_on(until_ms);
+        }
+    }
+
+    /// Retires the fine slots before `until_ms`, visiting only the seconds from
+    /// `fine_floor_ms` on (one a tick, usually), not the whole ring.
+    fn fold_fine_before(&mut self, until_ms: i64) {
+        let ring = FINE_LEN as i64 * FINE_WIDTH_MS;
+        let first = self
+            .fine_floor_ms
+            .max(until_ms.saturating_sub(ring))
+            .div_euclid(FINE_WIDTH_MS);
+        let last = until_ms.saturating_sub(1).div_euclid(FINE_WIDTH_MS);
+        // Every slot of the ring when the span covers it; each ring index once.
+        let seconds = (last - first + 1).clamp(0, FINE_LEN as i64);
+        for second in first..first + seconds {
+            let i = second.rem_euclid(FINE_LEN as i64) as usize;
+            let Some(slot) = self.fine.at_mut(i) else {
+                continue;
+            };
             if slot.start_ms < until_ms && !slot.is_empty() {
                 retire(
                     slot,
@@ -252,9 +295,11 @@ impl Series {
                     &mut self.retired,
                 );
                 slot.reset(slot.start_ms);
+                let ten = self.tiers[0].align(slot.start_ms);
+                self.pending_floor_ms = self.pending_floor_ms.min(ten);
             }
         }
-        self.pass_on(until_ms);
+        self.fine_floor_ms = until_ms;
     }
 
     /// Passes every 10-second slot that ends at or before `until_ms` (all its seconds
@@ -267,6 +312,8 @@ impl Series {
                 pass_on(slot, upper, &mut self.sums, &mut self.evicted_minutes);
             }
         }
+        // Every slot still waiting ends after `until_ms`.
+        self.pending_floor_ms = until_ms.saturating_sub(width).saturating_add(1);
     }
 
     /// Folds all fine slots regardless of age (before persisting at shutdown).
@@ -278,6 +325,11 @@ impl Series {
     /// [`Series::advance`] first.
     pub fn recent_counts(&self) -> Counts {
         let mut counts = Counts::default();
+        // Every call is older than the oldest second that may still hold calls: the fine
+        // ring is empty (the usual case for a quiet series), no need to visit it.
+        if self.last_event_ms < self.fine_floor_ms {
+            return counts;
+        }
         for slot in self.fine.iter() {
             counts.add(&slot.counts);
         }
@@ -307,15 +359,11 @@ impl Series {
     /// (empty for a second without calls). Call [`Series::advance`] first.
     pub fn last_complete_seconds(&self, now_ms: i64) -> [Counts; 2] {
         let this_second = now_ms.div_euclid(1000) * 1000;
-        let mut out = [Counts::default(); 2];
-        for slot in self.fine.iter() {
-            if slot.start_ms == this_second - 2000 {
-                out[0] = slot.counts;
-            } else if slot.start_ms == this_second - 1000 {
-                out[1] = slot.counts;
-            }
-        }
-        out
+        [2000, 1000].map(|ago| {
+            self.fine
+                .get(this_second - ago)
+                .map_or_else(Counts::default, |s| s.counts)
+        })
     }
 
     /// Where `window` ending at `now_ms` starts: two reads of a window with the same start and
@@ -382,6 +430,30 @@ impl Series {
             },
             None => Sample::Histogram(self.window(window, now_ms)),
         }
+    }
+
+    /// The 1-minute window ending at `now_ms` as the peer detectors read it (see
+    /// [`Series::sample`]), for an instance or a zone read every second. A quiet minute is
+    /// read as its durations, which need no running sum: the series keeps its 1-minute sum
+    /// only while its minute is read as a histogram, starting it from the 10-second slots when
+    /// the minute turns busy and dropping it when it turns quiet. Call [`Series::advance`]
+    /// first.
+    pub fn minute_sample(&mut self, now_ms: i64) -> Sample {
+        if let Some((from_ms, values, counts)) = self.durations(Window::M1, now_ms) {
+            if self.sum_on_demand {
+                self.sums.clear();
+            }
+            return Sample::Durations {
+                from_ms,
+                to_ms: now_ms,
+                values,
+                counts,
+            };
+        }
+        if self.sum_on_demand && self.sums.is_empty() {
+            self.start_minute_sum(now_ms);
+        }
+        Sample::Histogram(self.window(Window::M1, now_ms))
     }
 
     /// The durations of the 10-second or 1-minute window, when every slot it reads keeps them
@@ -777,6 +849,34 @@ mod tests {
         assert_eq!(b.counts().error, 60 * (SPARSE_MAX as u64 + 2));
     }
 
+    #[test]
+    fn a_peer_keeps_its_minute_sum_only_while_its_minute_is_busy() {
+        let mut s = Series::peer();
+        let mut now = T0;
+        let read = |s: &mut Series, now: i64| {
+            s.advance(now);
+            let sample = s.minute_sample(now);
+            assert_eq!(sample.counts(), &s.window(Window::M1, now).counts);
+            (matches!(sample, Sample::Histogram(_)), s.sums.len())
+        };
+        // Busy seconds: read as a histogram, through a running sum from then on.
+        for second in 0..30 {
+            now = T0 + second * 1_000;
+            for k in 0..(SPARSE_MAX as i64 + 2) {
+                s.record(now, 1_000 + k as u64, Outcome::Ok, now);
+            }
+            assert_eq!(read(&mut s, now), (true, 1), "second {second}");
+        }
+        // Two quiet minutes later the minute is a short list again: the sum is dropped.
+        for second in 30..150 {
+            now = T0 + second * 1_000;
+            s.record(now, 2_000, Outcome::Ok, now);
+            read(&mut s, now);
+        }
+        assert_eq!(read(&mut s, now), (false, 0));
+        assert_eq!(s.window(Window::M1, now).total(), 60);
+    }
+
     proptest! {
         /// Whatever the order and lateness of events, every window holds exactly the events
         /// whose time falls inside it, and the histogram agrees with the counters.
@@ -828,7 +928,11 @@ mod tests {
                 1..25,
             ),
         ) {
-            for mut s in [Series::new(), Series::peer()] {
+            // The third reads its minute as the peer detectors do at every step, which starts
+            // and drops its running sum as the minute turns busy and quiet.
+            for (mut s, read_minute) in
+                [(Series::new(), false), (Series::peer(), false), (Series::peer(), true)]
+            {
                 let mut now = T0;
                 let mut seen: Vec<(i64, u64)> = Vec::new();
                 for (step, n, base, lateness) in &bursts {
@@ -841,6 +945,15 @@ mod tests {
                         }
                     }
                     s.advance(now);
+                    if read_minute {
+                        let minute = s.minute_sample(now);
+                        let snap = s.window(Window::M1, now);
+                        let as_hist = Sample::Histogram(snap.clone());
+                        prop_assert_eq!(minute.counts(), &snap.counts);
+                        for q in [0.5, 0.99, 1.0] {
+                            prop_assert_eq!(minute.value_at_quantile(q), as_hist.value_at_quantile(q));
+                        }
+                    }
                     for w in Window::ALL {
                         let snap = s.window(w, now);
                         let mut expected = crate::window::new_histogram::<u32>();

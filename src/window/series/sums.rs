@@ -17,6 +17,25 @@ pub(super) struct CoarseSum {
 }
 
 impl Series {
+    /// Starts the running sum of the 1-minute window ending at `now_ms` (a series that kept
+    /// none): the 10-second slots it spans, added up. Call after [`Series::advance`].
+    pub(super) fn start_minute_sum(&mut self, now_ms: i64) {
+        debug_assert!(self.sums.is_empty());
+        let ring = &self.tiers[0];
+        let from_ms = window_start(ring, SUMMED[0], now_ms);
+        let mut sum = Slot::new(0);
+        for slot in ring
+            .iter()
+            .filter(|s| s.start_ms >= from_ms && !s.is_empty())
+        {
+            match slot.values() {
+                Some(values) => sum.absorb_values(values, &slot.counts),
+                None => sum.absorb(&slot.hist, &slot.counts),
+            }
+        }
+        self.sums.push(CoarseSum { sum, from_ms });
+    }
+
     /// Moves the window sums forward to the windows ending at `now_ms`: coarse slots the
     /// windows no longer span leave their sums. Must run before anything is folded at
     /// `now_ms`, so that a slot is recycled only after it left its sum.
