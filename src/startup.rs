@@ -25,8 +25,6 @@ use crate::window::WindowStore;
 
 /// How often windows are rolled forward on the wall clock.
 const TICK: Duration = Duration::from_secs(1);
-/// How often old roll-ups are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Shutdown budgets. Their sum (40 s) stays well inside systemd's default stop timeout of
 /// 90 s (`deploy/graywatch.service` sets `TimeoutStopSec=60`), so graywatch is never killed
@@ -269,7 +267,7 @@ impl Application {
     }
 }
 
-/// Rolls windows forward every second, flushes completed minutes and prunes old roll-ups.
+/// Rolls windows forward every second, flushes completed minutes and prunes old rows.
 async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -316,15 +314,31 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
                 );
             }
         }
-        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+        if last_prune.is_none_or(|t| t.elapsed() >= state.settings.storage.prune_interval) {
             last_prune = Some(tokio::time::Instant::now());
-            let before = now - state.settings.storage.retention.as_millis() as i64;
-            match state.storage.prune_rollups(before).await {
-                Ok(n) if n > 0 => tracing::info!(rows = n, "Pruned old roll-ups."),
+            let storage = &state.settings.storage;
+            let before = |keep: Duration| {
+                now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
+            };
+            let cutoffs = crate::storage::PruneBefore {
+                rollups_ms: before(storage.retention),
+                notifications_ms: before(storage.notification_retention),
+                alerts_ms: before(storage.alert_retention),
+                silences_ms: before(storage.silence_retention),
+            };
+            match state.storage.prune(cutoffs).await {
+                Ok(pruned) if pruned.total() > 0 => tracing::info!(
+                    rollups = pruned.rollups,
+                    alerts = pruned.alerts,
+                    notifications = pruned.notifications,
+                    silences = pruned.silences,
+                    overrides = pruned.overrides,
+                    "Pruned rows past their retention."
+                ),
                 Ok(_) => {}
                 Err(error) => {
-                    state.metrics.database_error("rollup_prune");
-                    tracing::warn!(%error, "Roll-up pruning failed.")
+                    state.metrics.database_error("prune");
+                    tracing::warn!(%error, "Pruning old rows failed; will retry.")
                 }
             }
         }

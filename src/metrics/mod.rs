@@ -32,7 +32,7 @@ const FAST_BUCKETS: [f64; 14] = [
 /// The `operation` labels of `graywatch_database_errors_total`.
 const DATABASE_OPERATIONS: &[&str] = &[
     "rollup_flush",
-    "rollup_prune",
+    "prune",
     "record_transitions",
     "finish_attempt",
     "outbox_read",

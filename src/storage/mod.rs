@@ -6,6 +6,7 @@
 
 mod alerts;
 mod outbox;
+mod retention;
 mod rollups;
 
 use std::str::FromStr;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
 
 pub use alerts::{AlertFilter, AlertRecord};
 pub use outbox::{AttemptOutcome, NewNotification, NewOverride, NotificationRecord, Silence};
+pub use retention::{PRUNE_BATCH, PruneBefore, Pruned};
 pub use rollups::RollupRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -134,15 +134,6 @@ impl Storage {
             .await?;
         Ok(max.unwrap_or(0))
     }
-
-    /// Deletes roll-ups of minutes before `before_ms`; returns how many rows went.
-    pub async fn prune_rollups(&self, before_ms: i64) -> sqlx::Result<u64> {
-        let done = sqlx::query("DELETE FROM rollups WHERE minute_ms < $1")
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
 }
 
 fn decode_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<RollupRow> {
