@@ -103,7 +103,7 @@ impl Storage {
             let done = sqlx::query(sql)
                 .bind(before_ms)
                 .bind(PRUNE_BATCH)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
             total += done;
@@ -117,7 +117,7 @@ impl Storage {
     /// One batch of old alerts and their notifications, in one transaction (a notification
     /// refers to its alert). Returns (alerts, notifications) deleted.
     async fn prune_alert_batch(&self, before_ms: i64) -> sqlx::Result<(u64, u64)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let notifications = sqlx::query(ALERT_NOTIFICATIONS)
             .bind(before_ms)
             .bind(PRUNE_BATCH)

@@ -35,7 +35,7 @@ impl Storage {
     }
 
     async fn write_rollups_unnoted(&self, rows: &[RollupRow]) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for r in rows {
             if r.part == 0 {
                 sqlx::query(
