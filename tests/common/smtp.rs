@@ -102,10 +102,10 @@ pub fn header(raw: &str, name: &str) -> Option<String> {
             }
         } else if value.is_some() {
             break;
-        } else if let Some((k, v)) = line.split_once(':') {
-            if k.trim().eq_ignore_ascii_case(name) {
-                value = Some(v.trim().to_string());
-            }
+        } else if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case(name)
+        {
+            value = Some(v.trim().to_string());
         }
     }
     value
