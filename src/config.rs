@@ -24,7 +24,11 @@
 //! max_zones_per_dependency = 16
 //!
 //! [storage]
-//! retention = "7d"
+//! retention = "7d"                 # roll-ups
+//! alert_retention = "90d"          # resolved alerts, after they resolved
+//! notification_retention = "30d"   # delivered/failed/dead/suppressed notifications
+//! silence_retention = "30d"        # ended silences, expired or removed overrides
+//! prune_interval = "1h"            # how often rows past their retention are deleted
 //! flush_interval = "10s"
 //!
 //! [auth]
@@ -155,6 +159,19 @@ pub struct StorageSettings {
     /// How long per-minute roll-ups are kept.
     #[serde(with = "duration")]
     pub retention: Duration,
+    /// How long resolved alerts are kept after they resolved (firing ones always are).
+    #[serde(with = "duration")]
+    pub alert_retention: Duration,
+    /// How long notifications in a final state are kept after their last attempt (pending
+    /// ones always are).
+    #[serde(with = "duration")]
+    pub notification_retention: Duration,
+    /// How long silences and breaker overrides are kept after they ended or were removed.
+    #[serde(with = "duration")]
+    pub silence_retention: Duration,
+    /// How often rows past their retention are deleted.
+    #[serde(with = "duration")]
+    pub prune_interval: Duration,
     /// How often completed minutes are written.
     #[serde(with = "duration")]
     pub flush_interval: Duration,
@@ -164,6 +181,10 @@ impl Default for StorageSettings {
     fn default() -> Self {
         Self {
             retention: Duration::from_secs(7 * 24 * 3600),
+            alert_retention: Duration::from_secs(90 * 24 * 3600),
+            notification_retention: Duration::from_secs(30 * 24 * 3600),
+            silence_retention: Duration::from_secs(30 * 24 * 3600),
+            prune_interval: Duration::from_secs(3600),
             flush_interval: Duration::from_secs(10),
         }
     }
@@ -457,6 +478,31 @@ impl Settings {
                 "must be at least 1h (the longest window is reloaded from roll-ups at start-up)",
             );
         }
+        for (key, value) in [
+            ("storage.alert_retention", self.storage.alert_retention),
+            (
+                "storage.notification_retention",
+                self.storage.notification_retention,
+            ),
+            ("storage.silence_retention", self.storage.silence_retention),
+        ] {
+            if value < Duration::from_secs(3600) || value > Duration::from_secs(100 * 365 * 86400) {
+                bad(
+                    key,
+                    humantime::format_duration(value).to_string(),
+                    "must be between 1h and 100 years",
+                );
+            }
+        }
+        if self.storage.prune_interval < Duration::from_secs(1)
+            || self.storage.prune_interval > Duration::from_secs(86400)
+        {
+            bad(
+                "storage.prune_interval",
+                humantime::format_duration(self.storage.prune_interval).to_string(),
+                "must be between 1s and 1d",
+            );
+        }
         if self.storage.flush_interval < Duration::from_secs(1)
             || self.storage.flush_interval > Duration::from_secs(60)
         {
@@ -564,6 +610,7 @@ mod tests {
             .join("\n");
         let s = Settings::from_toml(&example, "doc").unwrap();
         assert_eq!(s.storage.retention, Duration::from_secs(7 * 86400));
+        assert_eq!(s.storage, StorageSettings::default());
         assert_eq!(s.limits.max_zones_per_dependency, 16);
     }
 
@@ -599,6 +646,13 @@ mod tests {
         );
         assert!(
             err.contains("storage.retention = 10m: must be at least 1h"),
+            "{err}"
+        );
+        let err = Settings::from_toml("[storage]\nalert_retention = \"5m\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("storage.alert_retention = 5m: must be between 1h and 100 years"),
             "{err}"
         );
     }

@@ -25,8 +25,6 @@ use crate::window::WindowStore;
 
 /// How often windows are rolled forward on the wall clock.
 const TICK: Duration = Duration::from_secs(1);
-/// How often old roll-ups are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Shutdown budgets. Their sum (40 s) stays well inside systemd's default stop timeout of
 /// 90 s (`deploy/graywatch.service` sets `TimeoutStopSec=60`), so graywatch is never killed
@@ -291,7 +289,7 @@ impl Application {
     }
 }
 
-/// Rolls windows forward every second, flushes completed minutes and prunes old roll-ups.
+/// Rolls windows forward every second, flushes completed minutes and prunes old rows.
 async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -343,15 +341,31 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
                 );
             }
         }
-        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+        if last_prune.is_none_or(|t| t.elapsed() >= state.settings.storage.prune_interval) {
             last_prune = Some(tokio::time::Instant::now());
-            let before = now - state.settings.storage.retention.as_millis() as i64;
-            match state.storage.prune_rollups(before).await {
-                Ok(n) if n > 0 => tracing::info!(rows = n, "Pruned old roll-ups."),
+            let storage = &state.settings.storage;
+            let before = |keep: Duration| {
+                now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
+            };
+            let cutoffs = crate::storage::PruneBefore {
+                rollups_ms: before(storage.retention),
+                notifications_ms: before(storage.notification_retention),
+                alerts_ms: before(storage.alert_retention),
+                silences_ms: before(storage.silence_retention),
+            };
+            match state.storage.prune(cutoffs).await {
+                Ok(pruned) if pruned.total() > 0 => tracing::info!(
+                    rollups = pruned.rollups,
+                    alerts = pruned.alerts,
+                    notifications = pruned.notifications,
+                    silences = pruned.silences,
+                    overrides = pruned.overrides,
+                    "Pruned rows past their retention."
+                ),
                 Ok(_) => {}
                 Err(error) => {
-                    state.metrics.database_error("rollup_prune");
-                    tracing::warn!(%error, "Roll-up pruning failed.")
+                    state.metrics.database_error("prune");
+                    tracing::warn!(%error, "Pruning old rows failed; will retry.")
                 }
             }
         }
@@ -364,6 +378,19 @@ const RENOTIFY_CHECK: Duration = Duration::from_secs(60);
 
 /// Transitions kept for a retry when the database refuses them; beyond this the oldest go.
 const MAX_UNSAVED_TRANSITIONS: usize = 10_000;
+/// Evaluations' transitions waiting for the writer task (one entry per evaluation that found
+/// transitions or breaker changes). Full only if the writer is stuck for this many
+/// evaluations; then the newest batch is dropped and counted.
+const TRANSITION_QUEUE: usize = 1_024;
+/// How often the writer task retries what the database refused.
+const SAVE_RETRY: Duration = Duration::from_secs(1);
+
+/// One evaluation's alert transitions, on their way to the writer task.
+struct ToSave {
+    transitions: Vec<Transition>,
+    specs: crate::detect::Specs,
+    now: i64,
+}
 
 /// Evaluates the detectors every `detection.evaluate_every` and records alert transitions.
 async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
@@ -372,7 +399,10 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
     // or about to.
     let slow_tick = state.settings.detection.evaluate_every / 2;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut unsaved: Vec<Transition> = Vec::new();
+    // Transitions and breaker notifications are written by a task of their own, so an
+    // evaluation never waits for the database (a locked one can take the busy timeout).
+    let (to_save, queue) = tokio::sync::mpsc::channel::<ToSave>(TRANSITION_QUEUE);
+    let writer = tokio::spawn(save_loop(state.clone(), queue));
     let mut last_renotify: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
@@ -423,11 +453,9 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
                 "Alert transition."
             );
         }
-        // Breakers first: clients waiting on the stream should not wait for the database.
-        state
-            .actions
-            .publish(&state.storage, &outcome.breakers, now)
-            .await;
+        // Breakers first: clients waiting on the stream do not wait for the database; their
+        // notifications are written by the writer task.
+        state.actions.announce(&outcome.breakers, now);
         let specs = state.engine.lock().specs().clone();
         let renotify_check = (state.actions.shortest_renotify() / 4)
             .clamp(Duration::from_millis(100), RENOTIFY_CHECK);
@@ -437,12 +465,60 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
                 tracing::warn!(%error, "Cannot queue re-notifications.");
             }
         }
-        unsaved.extend(found);
+        if found.is_empty() && outcome.breakers.is_empty() {
+            continue;
+        }
+        let batch = ToSave {
+            transitions: found,
+            specs,
+            now,
+        };
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) = to_save.try_send(batch) {
+            state
+                .metrics
+                .transitions_dropped("queue_full", batch.transitions.len());
+            tracing::error!(
+                dropped = batch.transitions.len(),
+                "The alert transition writer is behind by {TRANSITION_QUEUE} evaluations; dropped this evaluation's transitions."
+            );
+        }
+    }
+    // The writer makes a last attempt for what it holds once the queue is closed.
+    drop(to_save);
+    let _ = writer.await;
+}
+
+/// Writes the transitions detection queues, and the breaker notifications waiting in memory.
+/// What the database refuses is kept (at most [`MAX_UNSAVED_TRANSITIONS`]) and retried every
+/// [`SAVE_RETRY`]. When the queue closes (shutdown) it makes a last attempt.
+async fn save_loop(state: AppState, mut queue: tokio::sync::mpsc::Receiver<ToSave>) {
+    let mut unsaved: Vec<Transition> = Vec::new();
+    let mut specs = state.engine.lock().specs().clone();
+    loop {
+        let mut now = state.clock.now_ms();
+        match tokio::time::timeout(SAVE_RETRY, queue.recv()).await {
+            Ok(Some(first)) => {
+                let mut next = Some(first);
+                while let Some(batch) = next {
+                    unsaved.extend(batch.transitions);
+                    specs = batch.specs;
+                    now = batch.now;
+                    next = queue.try_recv().ok();
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        state.metrics.transitions_waiting(unsaved.len());
         save_transitions(&state, &mut unsaved, &specs, now).await;
+        state.metrics.transitions_waiting(unsaved.len());
+        state
+            .actions
+            .queue_breaker_notices(&state.storage, now)
+            .await;
     }
     // A last attempt for what the database refused so far: after this it would be lost.
     let now = state.clock.now_ms();
-    let specs = state.engine.lock().specs().clone();
     save_transitions(&state, &mut unsaved, &specs, now).await;
     if !unsaved.is_empty() {
         tracing::error!(
@@ -492,6 +568,7 @@ async fn save_transitions(
                     dropped = excess,
                     "Dropping the oldest unsaved alert transitions."
                 );
+                state.metrics.transitions_dropped("unsaved_limit", excess);
                 unsaved.drain(..excess);
             }
         }

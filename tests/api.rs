@@ -1248,6 +1248,12 @@ async fn clients_trickling_their_bodies_lock_nobody_out_and_are_cut_with_408() {
         );
     }
     assert_eq!(app.metric("graywatch_ingest_bodies_receiving").await, 0.0);
+    assert_eq!(
+        app.metric("graywatch_ingest_bodies_rejected_total{reason=\"timeout\"}")
+            .await,
+        slow as f64,
+        "every 408 is counted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

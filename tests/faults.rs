@@ -563,6 +563,12 @@ async fn the_clock_jumping_two_hours_forward_and_back_stops_neither_ingest_nor_d
         })
         .await;
         assert_eq!(get_ok(&app, "/healthz").await["status"], "ok");
+        // The lag is measured from the evaluations at the new time: never negative.
+        let lag = app.metric("graywatch_evaluation_lag_seconds").await;
+        assert!(
+            (0.0..60.0).contains(&lag),
+            "lag {lag} s after a jump of {jump} ms"
+        );
     }
     // After stepping back, a failure on the new event time still opens the breaker.
     poll_until(
@@ -576,5 +582,68 @@ async fn the_clock_jumping_two_hours_forward_and_back_stops_neither_ingest_nor_d
         },
     )
     .await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Detection does not wait for a locked database
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detection_keeps_its_pace_while_the_database_is_locked_and_writes_the_alert_after() {
+    let hook = Receiver::start(vec![]).await;
+    let app = spawn_app(vec![webhook("hook", &hook.url("/hook"))]).await;
+    app.post_ok(&calls(40, "ok", app.now())).await;
+    let mut lock = side_connection(&app).await;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .expect("take the write lock");
+
+    // Detection finds the failure (the breaker opens) and its alert transition waits.
+    poll_until("the breaker opens", Duration::from_secs(5), || async {
+        app.advance(STEP_MS);
+        app.post_ok(&failing(app.now())).await;
+        let (_, body) = app.get(&format!("/v1/breakers/{DEP}")).await;
+        (body["breakers"][0]["state"] == "open").then_some(())
+    })
+    .await;
+    let evaluations = "graywatch_evaluation_duration_seconds_count";
+    let failures = "graywatch_database_errors_total{operation=\"record_transitions\"}";
+    let before = app.metric(evaluations).await;
+    let started = Instant::now();
+    // Each write attempt waits the 5 s busy timeout; evaluations (every 100 ms) go on.
+    eventually("a write of the transition fails", DEADLINE, || async {
+        app.metric(failures).await >= 1.0
+    })
+    .await;
+    let done = app.metric(evaluations).await - before;
+    let secs = started.elapsed().as_secs_f64();
+    assert!(secs >= 3.0, "the write failed after {secs} s only");
+    assert!(
+        done / secs >= 3.0,
+        "{done} evaluations in {secs:.1} s while the transition waited"
+    );
+    assert!(app.metric("graywatch_alert_transitions_waiting").await >= 1.0);
+    assert_eq!(
+        app.metric("graywatch_alert_transitions_dropped_total{reason=\"queue_full\"}")
+            .await,
+        0.0
+    );
+
+    sqlx::query("COMMIT")
+        .execute(&mut lock)
+        .await
+        .expect("release the lock");
+    eventually("the alert is stored", DEADLINE, || async {
+        let alerts = get_ok(&app, &format!("/v1/alerts?dependency={DEP}")).await;
+        alerts["alerts"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    eventually("its notification is delivered", DEADLINE, || async {
+        hook.count() >= 1
+    })
+    .await;
+    assert_eq!(app.metric("graywatch_alert_transitions_waiting").await, 0.0);
     app.stop().await;
 }

@@ -167,6 +167,14 @@ impl Actions {
     /// Broadcasts breaker changes, adds them to the history and queues them for
     /// `routing.breaker_notifiers`, with any the database refused before.
     pub async fn publish(&self, storage: &Storage, changes: &[BreakerChange], now_ms: i64) {
+        self.announce(changes, now_ms);
+        self.queue_breaker_notices(storage, now_ms).await;
+    }
+
+    /// The part of [`Self::publish`] that needs no database: broadcasts the changes, adds
+    /// them to the history and keeps their notifications in memory for
+    /// [`Self::queue_breaker_notices`].
+    pub fn announce(&self, changes: &[BreakerChange], now_ms: i64) {
         if !changes.is_empty() {
             self.history.lock().record(changes, now_ms);
         }
@@ -204,7 +212,6 @@ impl Actions {
             }
         }
         self.unqueued.lock().extend(rows);
-        self.queue_breaker_notices(storage, now_ms).await;
     }
 
     /// Writes the breaker notifications waiting in memory to the outbox. On failure they stay

@@ -157,6 +157,7 @@ async fn ingest(
         tokio::time::timeout(timeout, read_limited(body, limit, &metrics))
             .await
             .map_err(|_| {
+                metrics.body_rejected("timeout");
                 ApiError::RequestTimeout(format!(
                     "the request body was not received within {} (ingest.body_timeout)",
                     humantime::format_duration(timeout)

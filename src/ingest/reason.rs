@@ -59,7 +59,8 @@ pub fn record_rejection_reason(e: &crate::window::RecordError) -> &'static str {
     }
 }
 
-/// The `reason` label of `graywatch_ingest_bodies_rejected_total`.
+/// The `reason` label of `graywatch_ingest_bodies_rejected_total` (a body not received within
+/// `ingest.body_timeout` is counted as `timeout`, where the `408` is made).
 pub fn body_rejection_reason(e: &super::BodyError) -> &'static str {
     use super::BodyError;
     match e {

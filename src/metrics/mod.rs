@@ -32,7 +32,7 @@ const FAST_BUCKETS: [f64; 14] = [
 /// The `operation` labels of `graywatch_database_errors_total`.
 const DATABASE_OPERATIONS: &[&str] = &[
     "rollup_flush",
-    "rollup_prune",
+    "prune",
     "record_transitions",
     "finish_attempt",
     "outbox_read",
@@ -67,6 +67,8 @@ pub struct Metrics {
     delivery: HistogramFamily<[(&'static str, String); 1]>,
     database_errors: Family<Label, Counter>,
     database_writes: HistogramFamily<Label>,
+    transitions_dropped: Family<Label, Counter>,
+    transitions_waiting: Gauge,
 }
 
 fn fast_histogram() -> Histogram {
@@ -97,6 +99,8 @@ impl Metrics {
             delivery: Family::new_with_constructor(delivery_histogram),
             database_errors: Family::default(),
             database_writes: Family::new_with_constructor(fast_histogram),
+            transitions_dropped: Family::default(),
+            transitions_waiting: Gauge::default(),
             registry: Registry::default(),
         };
         // The encoder appends `_total` to counters.
@@ -104,6 +108,16 @@ impl Metrics {
             "graywatch_events_accepted",
             "Events recorded by POST /v1/events",
             m.events_accepted.clone(),
+        );
+        registry.register(
+            "graywatch_alert_transitions_dropped",
+            "Alert transitions lost before they were written, by reason: queue_full (the writer's queue was full), unsaved_limit (too many waited while the database refused them)",
+            m.transitions_dropped.clone(),
+        );
+        registry.register(
+            "graywatch_alert_transitions_waiting",
+            "Alert transitions found by detection and not yet written to the database",
+            m.transitions_waiting.clone(),
         );
         registry.register(
             "graywatch_events_rejected",
@@ -159,6 +173,9 @@ impl Metrics {
         for reason in crate::ingest::EVENT_REJECTION_REASONS {
             let _ = m.events_rejected.get_or_create(&[("reason", *reason)]);
         }
+        for reason in ["queue_full", "unsaved_limit"] {
+            let _ = m.transitions_dropped.get_or_create(&[("reason", reason)]);
+        }
         for operation in DATABASE_OPERATIONS {
             let _ = m
                 .database_errors
@@ -209,13 +226,27 @@ impl Metrics {
     /// One evaluation at event time `at_ms` that took `took`.
     pub fn evaluated(&self, at_ms: i64, took: Duration) {
         self.evaluation_duration.observe(took.as_secs_f64());
-        self.last_evaluation_ms.fetch_max(at_ms, Ordering::Relaxed);
+        // The latest evaluation, not the greatest time: after the clock steps back the lag is
+        // measured from the evaluations at the new time.
+        self.last_evaluation_ms.store(at_ms, Ordering::Relaxed);
     }
 
-    /// `now_ms` minus the event time of the last completed evaluation.
+    /// `now_ms` minus the event time of the last completed evaluation, never below zero.
     pub fn evaluation_lag_s(&self, now_ms: i64) -> Option<f64> {
         let last = self.last_evaluation_ms.load(Ordering::Relaxed);
-        (last != i64::MIN).then(|| (now_ms - last) as f64 / 1000.0)
+        (last != i64::MIN).then(|| now_ms.saturating_sub(last).max(0) as f64 / 1000.0)
+    }
+
+    /// `n` alert transitions lost for `reason` (`queue_full`, `unsaved_limit`).
+    pub fn transitions_dropped(&self, reason: &'static str, n: usize) {
+        self.transitions_dropped
+            .get_or_create(&[("reason", reason)])
+            .inc_by(n as u64);
+    }
+
+    /// Alert transitions waiting to be written.
+    pub fn transitions_waiting(&self, n: usize) {
+        self.transitions_waiting.set(n as i64);
     }
 
     pub fn delivered(&self, notifier: &str, queued_for: Duration) {

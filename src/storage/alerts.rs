@@ -49,6 +49,14 @@ macro_rules! alert_columns {
     };
 }
 
+/// `GET /v1/alerts`: newest first, read in that order from `alerts_by_start`.
+pub(super) const LIST_ALERTS: &str = concat!(
+    "SELECT ",
+    alert_columns!(),
+    " FROM alerts WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR dependency = $2) \
+     ORDER BY started_at_ms DESC, id DESC LIMIT $3"
+);
+
 impl Storage {
     /// Records transitions in one transaction: a firing creates the alert, an update changes
     /// its detectors, severity and evidence in place, a resolve closes it. Returns the alert ids, in the order of `transitions`.
@@ -74,7 +82,7 @@ impl Storage {
         now_ms: i64,
         plan: &(dyn Fn(&Transition, i64) -> Vec<NewNotification> + Sync),
     ) -> sqlx::Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut ids = Vec::with_capacity(transitions.len());
         for t in transitions {
             let fingerprint = t.fingerprint();
@@ -156,17 +164,12 @@ impl Storage {
     }
 
     pub async fn list_alerts(&self, f: &AlertFilter) -> sqlx::Result<Vec<AlertRecord>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            alert_columns!(),
-            " FROM alerts WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR dependency = $2) \
-             ORDER BY started_at_ms DESC, id DESC LIMIT $3"
-        ))
-        .bind(f.state.map(|s| s.as_str()))
-        .bind(&f.dependency)
-        .bind(f.limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(LIST_ALERTS)
+            .bind(f.state.map(|s| s.as_str()))
+            .bind(&f.dependency)
+            .bind(f.limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(decode_alert).collect()
     }
 

@@ -6,6 +6,7 @@
 
 mod alerts;
 mod outbox;
+mod retention;
 mod rollups;
 
 use std::str::FromStr;
@@ -20,14 +21,28 @@ use sqlx::sqlite::{
 
 pub use alerts::{AlertFilter, AlertRecord};
 pub use outbox::{AttemptOutcome, NewNotification, NewOverride, NotificationRecord, Silence};
+pub use retention::{PRUNE_BATCH, PruneBefore, Pruned};
 pub use rollups::RollupRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// Handle to the database. Cheap to clone (a pool inside).
+/// Reader connections (API, dashboard, delivery workers' reads).
+const READERS: u32 = 4;
+
+/// Handle to the database. Cheap to clone (pools inside).
+///
+/// Writes (alert transitions with their outbox rows, delivery outcomes, roll-ups, silences,
+/// overrides, pruning) go through one writer connection of their own; reads (the API, the
+/// dashboard, delivery workers looking for due rows) through a pool of readers. SQLite takes
+/// one writer at a time anyway, so the single connection costs no throughput, and no number of
+/// slow or concurrent reads can take the connection that detection or a breaker override
+/// needs. In WAL mode readers never block the writer, nor the writer them.
 #[derive(Clone, Debug)]
 pub struct Storage {
+    /// Readers.
     pool: SqlitePool,
+    /// The one writer connection.
+    writer: SqlitePool,
     /// How the last writes went, for `/readyz`: a read-only or locked database still answers
     /// reads, so only the writes show it.
     writes: Arc<WriteHealth>,
@@ -97,29 +112,34 @@ impl Storage {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         let in_memory = url.contains(":memory:");
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database lives in one connection; more would each see an empty one.
-            .max_connections(if in_memory { 1 } else { 4 })
-            .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if in_memory {
-                None
-            } else {
-                Some(Duration::from_secs(3600))
-            })
-            .connect_with(opts)
+        // An in-memory database lives in one connection; more would each see an empty one,
+        // so there the writer is the only connection and reads share it.
+        let pool_of = |size: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(size)
+                .min_connections(if in_memory { 1 } else { 0 })
+                .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
+                .max_lifetime((!in_memory).then_some(Duration::from_secs(3600)))
+        };
+        let writer = pool_of(1)
+            .connect_with(opts.clone())
             .await
             .with_context(|| format!("cannot open database {url:?}"))?;
         MIGRATOR
-            .run(&pool)
+            .run(&writer)
             .await
             .context("cannot apply database migrations")?;
+        let pool = if in_memory {
+            writer.clone()
+        } else {
+            pool_of(READERS)
+                .connect_with(opts)
+                .await
+                .with_context(|| format!("cannot open database {url:?}"))?
+        };
         Ok(Self {
             pool,
+            writer,
             writes: Arc::default(),
         })
     }
@@ -144,5 +164,79 @@ impl Storage {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn open() -> (tempfile::TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gw.db").display());
+        let storage = Storage::connect(&url).await.unwrap();
+        (dir, storage)
+    }
+
+    #[tokio::test]
+    async fn writes_go_on_while_every_reader_connection_is_taken() {
+        let (_dir, storage) = open().await;
+        let mut held = Vec::new();
+        for _ in 0..READERS {
+            held.push(storage.pool.acquire().await.unwrap());
+        }
+        // The readers are really all taken: a read waits.
+        let read = tokio::time::timeout(Duration::from_millis(300), storage.silences(0)).await;
+        assert!(read.is_err(), "a read found a free reader");
+        let o = NewOverride {
+            dependency: "db",
+            instance: None,
+            state: "open",
+            reason: "test",
+            expires_ms: 10_000,
+            created_by: "test",
+        };
+        let written =
+            tokio::time::timeout(Duration::from_secs(2), storage.record_override(&o, 1_000))
+                .await
+                .expect("the write does not wait for a reader")
+                .unwrap();
+        assert!(written > 0);
+        drop(held);
+        assert_eq!(storage.active_overrides(2_000).await.unwrap().len(), 1);
+    }
+
+    /// Every list query reads its rows in order from an index: no full-table scan and no
+    /// sort of the result in a temporary B-tree.
+    #[tokio::test]
+    async fn list_queries_read_in_index_order() {
+        let (_dir, storage) = open().await;
+        for (name, sql, params) in [
+            ("list_alerts", alerts::LIST_ALERTS, 3),
+            ("list_notifications", outbox::LIST_NOTIFICATIONS, 4),
+            ("due_notifications", outbox::DUE_NOTIFICATIONS, 3),
+            ("silences", outbox::LIST_SILENCES, 1),
+            ("active_overrides", outbox::ACTIVE_OVERRIDES, 1),
+        ] {
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(explain));
+            for _ in 0..params {
+                q = q.bind(None::<i64>);
+            }
+            let plan: Vec<String> = q
+                .fetch_all(&storage.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+                .collect();
+            let plan = plan.join("; ");
+            assert!(!plan.contains("TEMP B-TREE"), "{name} sorts: {plan}");
+            assert!(
+                plan.contains("USING INDEX") || plan.contains("USING COVERING INDEX"),
+                "{name} scans the table: {plan}"
+            );
+        }
     }
 }

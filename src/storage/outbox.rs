@@ -125,6 +125,31 @@ macro_rules! notification_columns {
     };
 }
 
+/// A delivery worker's next rows, from `notifications_due`.
+pub(super) const DUE_NOTIFICATIONS: &str = concat!(
+    "SELECT ",
+    notification_columns!(),
+    " FROM notifications WHERE notifier = $1 AND status = 'pending' AND next_attempt_ms <= $2 \
+     ORDER BY next_attempt_ms, created_ms LIMIT $3"
+);
+
+/// `GET /v1/notifications`: newest first, read in that order from `notifications_by_creation`.
+pub(super) const LIST_NOTIFICATIONS: &str = concat!(
+    "SELECT ",
+    notification_columns!(),
+    " FROM notifications WHERE ($1 IS NULL OR alert_id = $1) AND ($2 IS NULL OR status = $2) \
+     AND ($3 IS NULL OR notifier = $3) ORDER BY created_ms DESC, id LIMIT $4"
+);
+
+/// `GET /v1/silences` and the delivery workers: in start order, from `silences_by_start`.
+pub(super) const LIST_SILENCES: &str = "SELECT id, dependency, instance, zone, detector, starts_ms, \
+     ends_ms, comment, created_by, created_ms FROM silences \
+     WHERE deleted_ms IS NULL AND ends_ms > $1 ORDER BY starts_ms, id";
+
+/// Overrides in force, oldest first, from `overrides_by_creation`.
+pub(super) const ACTIVE_OVERRIDES: &str = "SELECT dependency, instance, state, reason, expires_ms \
+     FROM breaker_overrides WHERE removed_ms IS NULL AND expires_ms > $1 ORDER BY created_ms";
+
 impl Storage {
     /// Inserts notifications (outside an alert transition: breaker changes, re-notifications).
     pub async fn enqueue(
@@ -144,7 +169,7 @@ impl Storage {
         rows: &[NewNotification],
         now_ms: i64,
     ) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for n in rows {
             insert_notification(&mut tx, alert_id, n, now_ms).await?;
         }
@@ -158,17 +183,12 @@ impl Storage {
         now_ms: i64,
         limit: i64,
     ) -> sqlx::Result<Vec<NotificationRecord>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            notification_columns!(),
-            " FROM notifications WHERE notifier = $1 AND status = 'pending' AND next_attempt_ms <= $2 \
-             ORDER BY next_attempt_ms, created_ms LIMIT $3"
-        ))
-        .bind(notifier)
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(DUE_NOTIFICATIONS)
+            .bind(notifier)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(decode_notification).collect()
     }
 
@@ -241,7 +261,7 @@ impl Storage {
         .bind(id)
         .bind(clear)
         .bind(postponed)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -272,18 +292,13 @@ impl Storage {
         notifier: Option<&str>,
         limit: i64,
     ) -> sqlx::Result<Vec<NotificationRecord>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            notification_columns!(),
-            " FROM notifications WHERE ($1 IS NULL OR alert_id = $1) AND ($2 IS NULL OR status = $2) \
-             AND ($3 IS NULL OR notifier = $3) ORDER BY created_ms DESC, id LIMIT $4"
-        ))
-        .bind(alert_id)
-        .bind(status)
-        .bind(notifier)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(LIST_NOTIFICATIONS)
+            .bind(alert_id)
+            .bind(status)
+            .bind(notifier)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(decode_notification).collect()
     }
 
@@ -329,7 +344,7 @@ impl Storage {
         )
         .bind(now_ms)
         .bind(format!("silenced by silence {id} %"))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -371,19 +386,16 @@ impl Storage {
         .bind(&s.comment)
         .bind(&s.created_by)
         .bind(s.created_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
     }
 
     /// Silences not deleted and not yet ended at `now_ms` (including future ones).
     pub async fn silences(&self, now_ms: i64) -> sqlx::Result<Vec<Silence>> {
-        let rows = sqlx::query(
-            "SELECT id, dependency, instance, zone, detector, starts_ms, ends_ms, comment, created_by, \
-             created_ms FROM silences WHERE deleted_ms IS NULL AND ends_ms > $1 ORDER BY starts_ms, id",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(LIST_SILENCES)
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(Silence {
@@ -408,7 +420,7 @@ impl Storage {
             sqlx::query("UPDATE silences SET deleted_ms = $1 WHERE id = $2 AND deleted_ms IS NULL")
                 .bind(now_ms)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -425,7 +437,7 @@ impl Storage {
         .bind(now_ms)
         .bind(o.expires_ms)
         .bind(o.created_by)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
     }
 
@@ -442,7 +454,7 @@ impl Storage {
         .bind(now_ms)
         .bind(dependency)
         .bind(instance)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -452,13 +464,10 @@ impl Storage {
         &self,
         now_ms: i64,
     ) -> sqlx::Result<Vec<(String, Option<String>, String, String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT dependency, instance, state, reason, expires_ms FROM breaker_overrides \
-             WHERE removed_ms IS NULL AND expires_ms > $1 ORDER BY created_ms",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(ACTIVE_OVERRIDES)
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((

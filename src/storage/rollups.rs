@@ -35,7 +35,7 @@ impl Storage {
     }
 
     async fn write_rollups_unnoted(&self, rows: &[RollupRow]) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for r in rows {
             if r.part == 0 {
                 sqlx::query(
@@ -133,15 +133,6 @@ impl Storage {
             .fetch_one(&self.pool)
             .await?;
         Ok(max.unwrap_or(0))
-    }
-
-    /// Deletes roll-ups of minutes before `before_ms`; returns how many rows went.
-    pub async fn prune_rollups(&self, before_ms: i64) -> sqlx::Result<u64> {
-        let done = sqlx::query("DELETE FROM rollups WHERE minute_ms < $1")
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
     }
 }
 

@@ -25,6 +25,9 @@ pub mod daemon;
 // Only the delivery tests use it.
 #[allow(dead_code)]
 pub mod receiver;
+// Only the peer fault tests use it.
+#[allow(dead_code)]
+pub mod smtp;
 
 pub const SECOND: i64 = 1_000;
 pub const MINUTE: i64 = 60 * SECOND;

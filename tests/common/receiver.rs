@@ -19,6 +19,8 @@ pub enum Reply {
     Redirect(String),
     /// This status with a body that never ends.
     Endless(u16),
+    /// This status as [`Reply::Status`], after waiting this long.
+    Slow(std::time::Duration, u16),
 }
 
 /// A request as the receiver got it.
@@ -106,8 +108,11 @@ async fn receive(
         .lock()
         .pop_front()
         .unwrap_or(Reply::Status(200));
+    if let Reply::Slow(wait, _) = reply {
+        tokio::time::sleep(wait).await;
+    }
     match reply {
-        Reply::Status(code) => (
+        Reply::Status(code) | Reply::Slow(_, code) => (
             StatusCode::from_u16(code).expect("a valid status"),
             format!("receiver says {code} for {path}"),
         )

@@ -61,9 +61,11 @@ impl Notifier {
                 Kind::Webhook(w) => w.deliver(delivery_id, notice).await,
             }
         };
-        // Clients enforce their own timeouts; this bounds anything they miss.
-        match tokio::time::timeout(self.timeout + std::time::Duration::from_secs(2), attempt).await
-        {
+        // The whole attempt, from connecting to the last byte of the answer, is bounded by
+        // `timeout`. The HTTP client has the same bound of its own; lettre bounds only the
+        // connection and the commands, not the server's greeting, so a server that accepts
+        // and says nothing is cut here.
+        match tokio::time::timeout(self.timeout, attempt).await {
             Ok(r) => r,
             Err(_) => Err(DeliveryError::Transient(format!(
                 "timed out after {:?}",
