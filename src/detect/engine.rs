@@ -20,9 +20,10 @@ use serde::Serialize;
 use super::baseline::{Baseline, BaselineStats};
 use super::detectors::{self, DetectorKind, Finding, Severity, Windows};
 use super::incident::{self, Change, Incident};
+use super::sequential::{self, Stream};
 use super::spec::{DetectionSettings, Specs};
 use super::state::{AlertMachine, Hysteresis, Step};
-use super::stats::quasi_binomial_upper_p_value;
+use super::stats::{quasi_binomial_upper_p_value, two_proportion_p_value};
 use super::traffic::{self, TrafficBaseline};
 use crate::window::{
     DetectionView, PeerView, SeriesKey, SeriesKind, Snapshot, Window, WindowStore,
@@ -190,6 +191,9 @@ struct DependencyState {
     /// Last evaluation at which a traffic condition was pending or firing: minutes from
     /// then back are not learnt (a drop must not teach the baseline that it is usual).
     traffic_active_ms: i64,
+    /// Sequential evidence on the per-second counts against the baseline: how soon a
+    /// baseline detector's finding fires.
+    sequential: sequential::Evidence,
 }
 
 impl DependencyState {
@@ -207,6 +211,7 @@ impl DependencyState {
             traffic: TrafficBaseline::new(settings.baseline_minutes),
             traffic_minute_ms: i64::MIN,
             traffic_active_ms: i64::MIN,
+            sequential: sequential::Evidence::default(),
         }
     }
 
@@ -307,12 +312,15 @@ impl Engine {
             .baseline
             .ready(settings.baseline_min_minutes, settings.baseline_min_calls)
         {
+            state.sequential.observe(&view.last_second, &base);
             let found = [
                 detectors::latency_tail(&total, &base, settings),
                 detectors::rate_rise(&total, &base, settings, false),
                 detectors::rate_rise(&total, &base, settings, true),
             ];
-            for f in found.into_iter().flatten() {
+            for mut f in found.into_iter().flatten() {
+                let streams = sequential_streams(&f, &base);
+                f.evidence["sequential"] = state.sequential.describe(&streams);
                 add(Scope::Dependency, f);
             }
         }
@@ -374,8 +382,11 @@ impl Engine {
             &mut findings,
             &state.tracked,
             !state.incidents.is_empty() && state.incidents.contains_key(&Scope::Dependency),
+            state.resolved_ms.get(&Scope::Dependency).copied(),
+            now,
             &view,
             settings.peer_min_calls,
+            settings.alpha,
         );
         // Evidence that lies before a subject's last resolution belongs to that incident.
         findings.retain(|(scope, _, _), f| {
@@ -729,6 +740,31 @@ fn needs_baseline(detector: DetectorKind) -> bool {
     )
 }
 
+/// The sequential statistics behind a baseline detector's finding: for a latency shift, those
+/// of the quantiles found shifted.
+fn sequential_streams(f: &Finding, base: &BaselineStats) -> Vec<Stream> {
+    match f.detector {
+        DetectorKind::ErrorRate => vec![Stream::Errors],
+        DetectorKind::TimeoutRate => vec![Stream::Timeouts],
+        _ => {
+            let shifted = f.evidence["shifted_quantiles"].as_array();
+            base.quantiles
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| {
+                    shifted.is_some_and(|v| {
+                        v.iter().any(|s| {
+                            f.evidence["quantile"].is_string()
+                                && s["quantile"] == detectors::quantile_name(q.quantile)
+                        })
+                    })
+                })
+                .map(|(i, _)| Stream::Slower(i))
+                .collect()
+        }
+    }
+}
+
 /// A window's calls for the traffic detectors.
 fn call_count(name: &'static str, w: &Snapshot) -> traffic::CallCount {
     traffic::CallCount {
@@ -763,6 +799,7 @@ fn step_machines(
         }
         // Evidence that is conclusive by itself (a hard failure over two whole seconds)
         // needs no hold: the breakers of clients wait on it.
+        let crossed = finding.as_ref().is_some_and(Finding::sequential_crossed);
         let fast;
         let h = if finding.as_ref().is_some_and(Finding::is_fast) {
             fast = Hysteresis {
@@ -774,7 +811,10 @@ fn step_machines(
             h
         };
         let tracked = state.tracked.entry(key).or_default();
-        match tracked.machine.step(finding.is_some(), now, h) {
+        match tracked
+            .machine
+            .step_with(finding.is_some(), crossed, now, h)
+        {
             Step::Unchanged | Step::Fired { .. } => {
                 if tracked.machine.is_firing() && finding.is_some() {
                     tracked.fired = finding;
@@ -906,8 +946,11 @@ fn attribute(
     findings: &mut HashMap<Key, Finding>,
     tracked: &BTreeMap<Key, Tracked>,
     dependency_incident_open: bool,
+    dependency_resolved_ms: Option<i64>,
+    now: i64,
     view: &DetectionView,
     min_calls: u64,
+    alpha: f64,
 ) -> Vec<String> {
     let mut absorbed = Vec::new();
     let active = |k: &&Key| tracked.get(*k).is_some_and(|t| t.machine.is_active());
@@ -936,7 +979,7 @@ fn attribute(
                 .keys()
                 .chain(tracked.keys().filter(active))
                 .any(|k| in_family(k) && k.0 == Scope::Dependency);
-        if suspects.is_empty() || !dependency_wide {
+        if !dependency_wide {
             continue;
         }
         let dependency_findings: Vec<&Finding> = findings
@@ -944,26 +987,77 @@ fn attribute(
             .filter(|(k, _)| in_family(k) && k.0 == Scope::Dependency)
             .map(|(_, f)| f)
             .collect();
-        let suspect = match single_suspect(&suspects, view) {
-            Some(Scope::Instance(name)) => Some((&view.instances, name)),
-            Some(Scope::Zone(name)) => Some((&view.zones, name)),
-            _ => None,
+        let explained_by = |scope: &Scope| match scope {
+            Scope::Instance(name) => explains(
+                fam,
+                &view.instances,
+                name,
+                &view.m1,
+                &dependency_findings,
+                min_calls,
+                None,
+            ),
+            Scope::Zone(name) => explains(
+                fam,
+                &view.zones,
+                name,
+                &view.m1,
+                &dependency_findings,
+                min_calls,
+                None,
+            ),
+            Scope::Dependency => false,
         };
-        let local_cause = suspect.is_some_and(|(peers, name)| {
-            explains(fam, peers, name, &view.m1, &dependency_findings, min_calls)
-        });
+        // A peer no detector flagged must also stand out significantly from the rest.
+        let significantly_explained_by = |scope: &Scope| {
+            let (peers, name) = match scope {
+                Scope::Instance(name) => (&view.instances, name),
+                Scope::Zone(name) => (&view.zones, name),
+                Scope::Dependency => return false,
+            };
+            explains(
+                fam,
+                peers,
+                name,
+                &view.m1,
+                &dependency_findings,
+                min_calls,
+                Some(alpha),
+            )
+        };
+        // The one suspect, when it explains the dependency's findings; else, when no peer
+        // detector has spoken yet (a dependency-wide shift is seen in seconds, a peer's in
+        // its minute), the one peer whose calls explain them.
+        let owner = single_suspect(&suspects, view)
+            .filter(|s| explained_by(s))
+            .cloned()
+            .or_else(|| {
+                // Only on fresh evidence: findings of the long windows after a recovery, or
+                // from before the dependency's last resolution, must not move to whichever
+                // peer their remains happen to favour.
+                let fresh = |f: &&Finding| {
+                    f.window_ms() <= MINUTE_MS
+                        && dependency_resolved_ms.is_none_or(|r| now - f.window_ms() >= r)
+                };
+                if dependency_findings.is_empty() || !dependency_findings.iter().all(fresh) {
+                    return None;
+                }
+                let by = &significantly_explained_by;
+                explaining_peer(&view.instances, Scope::Instance, by, min_calls)
+                    .or_else(|| explaining_peer(&view.zones, Scope::Zone, by, min_calls))
+            });
+        let local_cause = owner.is_some();
         if local_cause {
             local = suspects.clone();
         }
         let keys: Vec<Key> = findings.keys().filter(|k| in_family(k)).cloned().collect();
         for key in keys {
-            match (&key.0, local_cause) {
-                (Scope::Dependency, true) => {
+            match (&key.0, &owner) {
+                (Scope::Dependency, Some(owner)) => {
                     let f = findings.remove(&key).expect("listed above");
-                    let owner = single_suspect(&suspects, view).expect("a local cause");
                     findings.insert((owner.clone(), key.1, key.2), f);
                 }
-                (Scope::Instance(_) | Scope::Zone(_), false) => {
+                (Scope::Instance(_) | Scope::Zone(_), None) => {
                     findings.remove(&key);
                 }
                 _ => {}
@@ -983,6 +1077,23 @@ fn attribute(
         }
     }
     absorbed
+}
+
+/// The one peer (instance or zone, by `scope`) among those judged whose calls explain the
+/// dependency's findings (see [`explains`]); `None` when none or several do.
+fn explaining_peer(
+    peers: &[PeerView],
+    scope: fn(String) -> Scope,
+    explained_by: &dyn Fn(&Scope) -> bool,
+    min_calls: u64,
+) -> Option<Scope> {
+    let mut found = peers
+        .iter()
+        .filter(|p| p.m1.total() >= min_calls)
+        .map(|p| scope(p.name.clone()))
+        .filter(|s| explained_by(s));
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 /// The one subject under suspicion: one instance (its own zone may be suspected too, as a
@@ -1019,7 +1130,9 @@ fn single_suspect<'a>(suspects: &'a [Scope], view: &DetectionView) -> Option<&'a
 /// dependency keeps less than half of each finding's excess over its reference rate (the
 /// rest would not have fired). Findings without a reference (hard failures) are never
 /// explained by one peer; with no dependency finding now, an active one is taken as
-/// explained when the peer holds half the offending calls.
+/// explained when the peer holds half the offending calls. With `significance`, the peer's
+/// share of offending calls must also be above the rest's by a two-proportion test at that
+/// level (for a peer that no peer detector has flagged yet).
 fn explains(
     fam: Family,
     peers: &[PeerView],
@@ -1027,6 +1140,7 @@ fn explains(
     total: &Snapshot,
     dependency_findings: &[&Finding],
     min_calls: u64,
+    significance: Option<f64>,
 ) -> bool {
     if fam == Family::Traffic || peers.iter().filter(|p| p.m1.total() >= min_calls).count() < 2 {
         return false;
@@ -1059,16 +1173,27 @@ fn explains(
         let Some(reference) = f.evidence.get("reference_rate").and_then(|v| v.as_f64()) else {
             return false;
         };
-        let threshold_ms = ["baseline_p99_ms", "slow_call_ms", "bound_p99_ms"]
-            .iter()
-            .find_map(|k| f.evidence.get(*k).and_then(|v| v.as_f64()));
+        // A latency shift names the quantile it found shifted (the body's p50 or p90, the
+        // p99, the far tail's p99.9): the peer must explain the share above that one.
+        let threshold_ms = [
+            "threshold_ms",
+            "baseline_p99_ms",
+            "slow_call_ms",
+            "bound_p99_ms",
+        ]
+        .iter()
+        .find_map(|k| f.evidence.get(*k).and_then(|v| v.as_f64()));
         let (all, local) = offending(threshold_ms.map(|ms| (ms * 1000.0) as u64));
         if n <= local_n || all == 0 {
             return false;
         }
         let rate = all as f64 / n as f64;
-        let rest = (all - local.min(all)) as f64 / (n - local_n) as f64;
-        rest - reference <= (rate - reference) / 2.0
+        let local = local.min(all);
+        let rest = (all - local) as f64 / (n - local_n) as f64;
+        let stands_out = significance.is_none_or(|alpha| {
+            two_proportion_p_value(local, local_n, all - local, n - local_n) < alpha
+        });
+        stands_out && rest - reference <= (rate - reference) / 2.0
     })
 }
 
