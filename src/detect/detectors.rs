@@ -187,8 +187,22 @@ impl<'a> Windows<'a> {
 
     /// The shortest window with enough calls to say what is happening now.
     fn recent(&self) -> (&'static str, &'a Snapshot) {
+        self.recent_with(RECENT_MIN_CALLS)
+    }
+
+    /// The shortest window with at least `min_calls` calls (the longest otherwise). Beyond
+    /// [`RECENT_MIN_CALLS`], never the 5-minute window: it remembers a recovered problem for
+    /// five minutes, and a test that needs that many calls is then judged on the minute.
+    fn recent_with(&self, min_calls: u64) -> (&'static str, &'a Snapshot) {
+        if min_calls > RECENT_MIN_CALLS {
+            return if self.s10.total() >= min_calls {
+                ("10s", self.s10)
+            } else {
+                ("1m", self.m1)
+            };
+        }
         self.all()
-            .find(|(_, s)| s.total() >= RECENT_MIN_CALLS)
+            .find(|(_, s)| s.total() >= min_calls)
             .unwrap_or(("5m", self.m5.unwrap_or(self.m1)))
     }
 }
@@ -218,6 +232,9 @@ struct RateTest<'s> {
     /// Judge the effect on the odds (`rate_ratio` times the reference odds) rather than the
     /// rate: a share near one half cannot double.
     odds: bool,
+    /// Calls the recency window needs (more for a rare share: ten calls in 10 seconds say
+    /// nothing of the share above a p99.9).
+    recent_min_calls: u64,
     /// Extra effect condition on the window (e.g. its p99 against the baseline).
     extra: &'s dyn Fn(&Snapshot) -> bool,
     count: &'s dyn Fn(&Snapshot) -> u64,
@@ -237,7 +254,7 @@ impl RateTest<'_> {
 
     /// The most significant window passing every rule, with its figures.
     fn run(&self, w: &Windows) -> Option<serde_json::Value> {
-        let (recent_name, recent) = w.recent();
+        let (recent_name, recent) = w.recent_with(self.recent_min_calls);
         if !self.effect((self.count)(recent), recent.total()) || !(self.extra)(recent) {
             return None;
         }
@@ -309,6 +326,8 @@ pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) ->
             reference: Some((q.above, base.calls)),
             dispersion: 1.0,
             odds: body,
+            // Enough calls to expect five above the quantile.
+            recent_min_calls: RECENT_MIN_CALLS.max((5.0 / (1.0 - q.quantile)) as u64),
             extra: &extra,
             count: &count,
         };
@@ -393,6 +412,7 @@ pub fn rate_rise(
         reference: None,
         dispersion,
         odds: false,
+        recent_min_calls: RECENT_MIN_CALLS,
         extra: &|_| true,
         count: &count,
     };
@@ -492,6 +512,7 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
             reference: None,
             dispersion: 1.0,
             odds: false,
+            recent_min_calls: RECENT_MIN_CALLS,
             extra: &|_| true,
             count,
         }

@@ -313,8 +313,21 @@ impl Engine {
             .ready(settings.baseline_min_minutes, settings.baseline_min_calls)
         {
             state.sequential.observe(&view.last_second, &base);
+            // Once a latency shift fires, it holds on a lower effect floor (the square root of
+            // `rate_ratio`): a shift that grows slowly past the floor must not resolve and
+            // fire again each time noise takes it back under.
+            let latency_firing = state.tracked.iter().any(|((scope, d, _), t)| {
+                *scope == Scope::Dependency
+                    && *d == DetectorKind::LatencyTail
+                    && t.machine.is_firing()
+            });
+            let holding = DetectionSettings {
+                rate_ratio: settings.rate_ratio.sqrt(),
+                ..settings.clone()
+            };
+            let latency_settings = if latency_firing { &holding } else { settings };
             let found = [
-                detectors::latency_tail(&total, &base, settings),
+                detectors::latency_tail(&total, &base, latency_settings),
                 detectors::rate_rise(&total, &base, settings, false),
                 detectors::rate_rise(&total, &base, settings, true),
             ];
@@ -719,14 +732,6 @@ fn poisons_baseline(scope: &Scope, detector: DetectorKind) -> bool {
     }
 }
 
-/// Whether a detector compares peers (and so speaks of an instance or zone by itself).
-fn is_peer(detector: DetectorKind) -> bool {
-    matches!(
-        detector,
-        DetectorKind::PeerLatency | DetectorKind::PeerErrors | DetectorKind::HardFailure
-    )
-}
-
 /// Whether a detector judges against the learned baseline (and so cannot judge before it is
 /// ready).
 fn needs_baseline(detector: DetectorKind) -> bool {
@@ -895,7 +900,9 @@ fn step_incidents(
         if status == AlertStatus::Resolved {
             // An instance or zone that held the dependency's own conditions (moved there by
             // attribution) took its evidence along: the dependency must not fire on it next.
-            if scope != Scope::Dependency && open.conditions.keys().any(|(d, _)| !is_peer(*d)) {
+            // So did one that held only peer conditions at the end: the dependency's long
+            // windows still hold its calls.
+            if scope != Scope::Dependency {
                 state.resolved_ms.insert(Scope::Dependency, now);
             }
             state.resolved_ms.insert(scope, now);
