@@ -1016,7 +1016,7 @@ fn attribute(
             Scope::Dependency => false,
         };
         // A peer no detector flagged must also stand out significantly from the rest.
-        let significantly_explained_by = |scope: &Scope| {
+        let explained_at = |scope: &Scope, level: f64| {
             let (peers, name) = match scope {
                 Scope::Instance(name) => (&view.instances, name),
                 Scope::Zone(name) => (&view.zones, name),
@@ -1029,9 +1029,12 @@ fn attribute(
                 &view.m1,
                 &dependency_findings,
                 min_calls,
-                Some(alpha),
+                Some(level),
             )
         };
+        let significantly_explained_by = |scope: &Scope| explained_at(scope, alpha);
+        // A peer that already leans that way: its own test needs some seconds more.
+        let plausibly_explained_by = |scope: &Scope| explained_at(scope, PLAUSIBLE_CAUSE_LEVEL);
         // The one suspect, when it explains the dependency's findings; else, when no peer
         // detector has spoken yet (a dependency-wide shift is seen in seconds, a peer's in
         // its minute), the one peer whose calls explain them.
@@ -1056,6 +1059,21 @@ fn attribute(
         let local_cause = owner.is_some();
         if local_cause {
             local = suspects.clone();
+        } else if !dependency_findings.is_empty() {
+            // No owner yet, but one peer plausibly is: the dependency's conditions wait out
+            // the longest hold instead of firing on sequential evidence, giving the peer's
+            // evidence the seconds it needs, so that one problem does not page twice.
+            let by = &plausibly_explained_by;
+            let plausible = explaining_peer(&view.instances, Scope::Instance, by, min_calls)
+                .or_else(|| explaining_peer(&view.zones, Scope::Zone, by, min_calls));
+            if plausible.is_some() {
+                for (k, f) in findings.iter_mut() {
+                    if k.0 == Scope::Dependency && in_family(k) && f.sequential_crossed() {
+                        f.evidence["sequential"]["crossed"] = serde_json::json!(false);
+                        f.evidence["sequential"]["held_for_local_cause"] = serde_json::json!(true);
+                    }
+                }
+            }
         }
         let keys: Vec<Key> = findings.keys().filter(|k| in_family(k)).cloned().collect();
         for key in keys {
@@ -1085,6 +1103,10 @@ fn attribute(
     }
     absorbed
 }
+
+/// Significance at which a peer not yet flagged counts as a plausible cause of a dependency's
+/// shift (see [`attribute`]).
+const PLAUSIBLE_CAUSE_LEVEL: f64 = 0.01;
 
 /// The one peer (instance or zone, by `scope`) among those judged whose calls explain the
 /// dependency's findings (see [`explains`]); `None` when none or several do.
