@@ -186,7 +186,7 @@ impl Scenario {
             fault: None,
             onset_s: 0,
             recovery_s: 0,
-            detect_within_s: 30,
+            detect_within_s: 20,
         }
     }
 

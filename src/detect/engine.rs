@@ -1106,7 +1106,7 @@ fn attribute(
 
 /// Significance at which a peer not yet flagged counts as a plausible cause of a dependency's
 /// shift (see [`attribute`]).
-const PLAUSIBLE_CAUSE_LEVEL: f64 = 0.01;
+const PLAUSIBLE_CAUSE_LEVEL: f64 = 0.05;
 
 /// The one peer (instance or zone, by `scope`) among those judged whose calls explain the
 /// dependency's findings (see [`explains`]); `None` when none or several do.
