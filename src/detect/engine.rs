@@ -1507,6 +1507,7 @@ mod tests {
 
     #[test]
     fn a_minute_clearly_worse_than_the_baseline_is_not_learnt() {
+        use crate::detect::baseline::QuantileShare;
         let base = BaselineStats {
             minutes: 10,
             calls: 60_000,
@@ -1518,6 +1519,12 @@ mod tests {
             timeout_rate: 0.0005,
             error_dispersion: 1.0,
             timeout_dispersion: 1.0,
+            quantiles: [0.5, 0.9, 0.99, 0.999].map(|quantile| QuantileShare {
+                quantile,
+                threshold_us: (20_000.0 / (1.0 - quantile).sqrt()) as u64,
+                above: (60_000.0 * (1.0 - quantile)) as u64,
+                share: 1.0 - quantile,
+            }),
         };
         let minute = |slow: u64, errors: u64| {
             let mut slot = crate::window::Slot::new(0);
