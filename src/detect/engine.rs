@@ -398,8 +398,7 @@ impl Engine {
             state.resolved_ms.get(&Scope::Dependency).copied(),
             now,
             &view,
-            settings.peer_min_calls,
-            settings.alpha,
+            settings,
         );
         // Evidence that lies before a subject's last resolution belongs to that incident.
         findings.retain(|(scope, _, _), f| {
@@ -752,19 +751,17 @@ fn sequential_streams(f: &Finding, base: &BaselineStats) -> Vec<Stream> {
         DetectorKind::ErrorRate => vec![Stream::Errors],
         DetectorKind::TimeoutRate => vec![Stream::Timeouts],
         _ => {
-            let shifted = f.evidence["shifted_quantiles"].as_array();
-            base.quantiles
-                .iter()
-                .enumerate()
-                .filter(|(_, q)| {
-                    shifted.is_some_and(|v| {
-                        v.iter().any(|s| {
-                            f.evidence["quantile"].is_string()
-                                && s["quantile"] == detectors::quantile_name(q.quantile)
-                        })
-                    })
-                })
-                .map(|(i, _)| Stream::Slower(i))
+            let shifted = f.evidence["shifted_quantiles"]
+                .as_array()
+                .map_or(&[][..], |v| v.as_slice());
+            let is_shifted = |q: f64| {
+                shifted
+                    .iter()
+                    .any(|s| s["quantile"] == detectors::quantile_name(q))
+            };
+            (0..base.quantiles.len())
+                .filter(|&i| is_shifted(base.quantiles[i].quantile))
+                .map(Stream::Slower)
                 .collect()
         }
     }
@@ -956,9 +953,9 @@ fn attribute(
     dependency_resolved_ms: Option<i64>,
     now: i64,
     view: &DetectionView,
-    min_calls: u64,
-    alpha: f64,
+    settings: &DetectionSettings,
 ) -> Vec<String> {
+    let (min_calls, alpha) = (settings.peer_min_calls, settings.alpha);
     let mut absorbed = Vec::new();
     let active = |k: &&Key| tracked.get(*k).is_some_and(|t| t.machine.is_active());
     // Subjects under suspicion for any reason: one bad instance may show only slow calls
