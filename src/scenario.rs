@@ -98,6 +98,9 @@ pub enum Fault {
     TrafficDrop { share: f64 },
     /// Calls multiply by `factor` (clients retrying).
     Surge { factor: f64 },
+    /// One replica: each of its calls `extra_ms` slower. The body of the distribution
+    /// moves, its p99 barely.
+    SlowReplica { index: usize, extra_ms: f64 },
 }
 
 /// Failed requests retried by their clients (see [`Scenario::retry_bursts`]).
@@ -183,7 +186,7 @@ impl Scenario {
             fault: None,
             onset_s: 0,
             recovery_s: 0,
-            detect_within_s: 30,
+            detect_within_s: 20,
         }
     }
 
@@ -205,6 +208,7 @@ impl Scenario {
         match self.fault? {
             Fault::BadInstance { index, .. } => Some((Some(instance_name(index)), None)),
             Fault::SlowZone { index, .. } => Some((None, Some(zone_name(index)))),
+            Fault::SlowReplica { index, .. } => Some((Some(instance_name(index)), None)),
             _ => None,
         }
     }
@@ -392,6 +396,11 @@ fn apply_fault(
         Fault::SlowZone { index, factor } => {
             if instance % zones.max(1) == index {
                 *ms *= factor;
+            }
+        }
+        Fault::SlowReplica { index, extra_ms } => {
+            if instance == index {
+                *ms += extra_ms;
             }
         }
         Fault::WidenTail { .. }
@@ -646,6 +655,24 @@ pub fn suite(seed: u64) -> Vec<Scenario> {
         r,
     );
     s.detect_within_s = 90;
+    out.push(s);
+
+    // One slow replica of two: half the calls 30-40 ms slower. The median moves a lot, the
+    // p99 barely: only the body's shares show it.
+    let extra_ms = r.random_range(30.0..40.0);
+    let mut s = Scenario::gray(
+        "slow-replica",
+        format!("1 of 2 replicas {extra_ms:.0} ms slower (about half the calls)"),
+        Fault::SlowReplica { index: 0, extra_ms },
+        r,
+    );
+    s.instances = 2;
+    s.zones = 1;
+    s.median_ms = r.random_range(15.0..40.0);
+    s.fault = Some(Fault::SlowReplica {
+        index: r.random_range(0..2),
+        extra_ms,
+    });
     out.push(s);
 
     // The night trough of a fleet: a call every 3-5 s over four instances in two zones, a few

@@ -16,6 +16,22 @@ use std::collections::VecDeque;
 use super::stats::{dispersion, pearson_dispersion};
 use crate::window::{Counts, Snapshot, new_histogram};
 
+/// Quantiles whose shares [`crate::detect::detectors::latency_tail`] tests: the body (p50,
+/// p90), the tail (`tail_quantile`, p99 by default, takes the middle place) and the far tail.
+pub const BODY_QUANTILES: [f64; 2] = [0.5, 0.9];
+pub const FAR_TAIL_QUANTILE: f64 = 0.999;
+
+/// One latency quantile of the baseline and how many of its calls were slower.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct QuantileShare {
+    pub quantile: f64,
+    pub threshold_us: u64,
+    /// Baseline calls slower than `threshold_us`, and their share (measured, see
+    /// [`BaselineStats::tail_share`]).
+    pub above: u64,
+    pub share: f64,
+}
+
 /// Summary figures of a ready baseline.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct BaselineStats {
@@ -39,6 +55,8 @@ pub struct BaselineStats {
     /// [`crate::detect::stats::dispersion`]); from the baseline's per-minute counts.
     pub error_dispersion: f64,
     pub timeout_dispersion: f64,
+    /// p50, p90, the tail quantile and p99.9 with the shares of calls above them.
+    pub quantiles: [QuantileShare; 4],
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +167,30 @@ impl Baseline {
         } else {
             tail_above as f64 / hist.len() as f64
         };
+        let share_above = |quantile: f64| {
+            if hist.is_empty() {
+                return QuantileShare {
+                    quantile,
+                    threshold_us: 0,
+                    above: 0,
+                    share: 1.0 - quantile,
+                };
+            }
+            let t = hist.value_at_quantile(quantile);
+            let above = hist.count_between(hist.highest_equivalent(t) + 1, hist.max().max(t + 1));
+            QuantileShare {
+                quantile,
+                threshold_us: t,
+                above,
+                share: above as f64 / hist.len() as f64,
+            }
+        };
+        let quantiles = [
+            share_above(BODY_QUANTILES[0]),
+            share_above(BODY_QUANTILES[1]),
+            share_above(q),
+            share_above(FAR_TAIL_QUANTILE),
+        ];
         let smooth = |k: u64| (k as f64 + 1.0) / (n as f64 + 2.0);
         let minutes_of = |i: usize| {
             self.chunks
@@ -167,6 +209,7 @@ impl Baseline {
             timeout_rate: smooth(counts.timeout),
             error_dispersion: dispersion(pearson_dispersion(minutes_of(1))),
             timeout_dispersion: dispersion(pearson_dispersion(minutes_of(2))),
+            quantiles,
         }
     }
 

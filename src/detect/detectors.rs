@@ -144,6 +144,15 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// Whether the finding's sequential evidence crossed its threshold (see
+    /// [`crate::detect::sequential`]): it need not be held for `fire_after`.
+    pub fn sequential_crossed(&self) -> bool {
+        self.evidence
+            .pointer("/sequential/crossed")
+            .and_then(|v| v.as_bool())
+            == Some(true)
+    }
+
     /// Evidence strong enough to fire at once (see [`fast_hard_failure`]).
     pub fn is_fast(&self) -> bool {
         self.evidence.get("fast").and_then(|v| v.as_bool()) == Some(true)
@@ -187,8 +196,22 @@ impl<'a> Windows<'a> {
 
     /// The shortest window with enough calls to say what is happening now.
     fn recent(&self) -> (&'static str, &'a Snapshot) {
+        self.recent_with(RECENT_MIN_CALLS)
+    }
+
+    /// The shortest window with at least `min_calls` calls (the longest otherwise). Beyond
+    /// [`RECENT_MIN_CALLS`], never the 5-minute window: it remembers a recovered problem for
+    /// five minutes, and a test that needs that many calls is then judged on the minute.
+    fn recent_with(&self, min_calls: u64) -> (&'static str, &'a Snapshot) {
+        if min_calls > RECENT_MIN_CALLS {
+            return if self.s10.total() >= min_calls {
+                ("10s", self.s10)
+            } else {
+                ("1m", self.m1)
+            };
+        }
         self.all()
-            .find(|(_, s)| s.total() >= RECENT_MIN_CALLS)
+            .find(|(_, s)| s.total() >= min_calls)
             .unwrap_or(("5m", self.m5.unwrap_or(self.m1)))
     }
 }
@@ -215,6 +238,12 @@ struct RateTest<'s> {
     /// Design effect of the counts (1 for independent calls): with errors that come in bursts
     /// the binomial test is replaced by the quasi-binomial one.
     dispersion: f64,
+    /// Judge the effect on the odds (`rate_ratio` times the reference odds) rather than the
+    /// rate: a share near one half cannot double.
+    odds: bool,
+    /// Calls the recency window needs (more for a rare share: ten calls in 10 seconds say
+    /// nothing of the share above a p99.9).
+    recent_min_calls: u64,
     /// Extra effect condition on the window (e.g. its p99 against the baseline).
     extra: &'s dyn Fn(&Snapshot) -> bool,
     count: &'s dyn Fn(&Snapshot) -> u64,
@@ -223,14 +252,18 @@ struct RateTest<'s> {
 impl RateTest<'_> {
     fn effect(&self, k: u64, n: u64) -> bool {
         let rate = k as f64 / n.max(1) as f64;
-        n > 0
-            && rate >= self.p0 * self.settings.rate_ratio
-            && rate >= self.p0 + self.settings.rate_min_increase
+        let odds = |p: f64| p / (1.0 - p).max(f64::MIN_POSITIVE);
+        let ratio_ok = if self.odds {
+            rate >= 1.0 || odds(rate) >= odds(self.p0) * self.settings.rate_ratio
+        } else {
+            rate >= self.p0 * self.settings.rate_ratio
+        };
+        n > 0 && ratio_ok && rate >= self.p0 + self.settings.rate_min_increase
     }
 
     /// The most significant window passing every rule, with its figures.
     fn run(&self, w: &Windows) -> Option<serde_json::Value> {
-        let (recent_name, recent) = w.recent();
+        let (recent_name, recent) = w.recent_with(self.recent_min_calls);
         if !self.effect((self.count)(recent), recent.total()) || !(self.extra)(recent) {
             return None;
         }
@@ -280,25 +313,77 @@ impl RateTest<'_> {
     }
 }
 
-/// Latency tail shift against the baseline: the share of calls slower than the baseline's
-/// p99 is significantly above ~1%, and the window's p99 is at least `tail_ratio` times the
-/// baseline p99.
+/// In the body, the window's p50 (p90) must also reach this multiple of the baseline's: the
+/// odds floor alone would page a tight distribution (a cache answering in 1 ms +- 5%) for a
+/// 5% slowdown, which nobody acts on.
+const BODY_RATIO: f64 = 1.2;
+
+/// Latency shift against the baseline, in the body and the tails: the shares of calls slower
+/// than the baseline's p50 and p90 (the body), its p99 (`tail_quantile`) and its p99.9 (the
+/// far tail) are each tested against the baseline's own counts, and Holm's procedure over
+/// the four keeps the false-alarm rate of the detector at `alpha`. Effect-size floors: in the
+/// body, the odds of a call being slower must grow `rate_ratio` times (at p50, from half the
+/// calls to two thirds) and the window's quantile reach [`BODY_RATIO`] times the baseline's;
+/// in the tails, the share must grow `rate_ratio` times and the
+/// window's quantile reach `tail_ratio` times the baseline's. One slow replica of two moves
+/// the body a lot and the p99 barely; a slow tail moves the p99 and p99.9.
 pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) -> Option<Finding> {
-    let tail = base.tail_us;
-    let floor = (tail as f64 * s.tail_ratio) as u64;
-    let count = |x: &Snapshot| x.count_above(tail);
-    let extra = |x: &Snapshot| p99_us(x) >= floor;
-    let test = RateTest {
-        settings: s,
-        p0: base.tail_share,
-        reference: Some((base.tail_above, base.calls)),
-        dispersion: 1.0,
-        extra: &extra,
-        count: &count,
-    };
-    let mut evidence = test.run(w)?;
+    let mut tested: Vec<(usize, f64, serde_json::Value)> = Vec::new();
+    for (i, q) in base.quantiles.iter().enumerate() {
+        let body = q.quantile < s.tail_quantile;
+        let threshold = q.threshold_us;
+        let floor = (threshold as f64 * s.tail_ratio) as u64;
+        let quantile = q.quantile;
+        let count = |x: &Snapshot| x.count_above(threshold);
+        let floor = if body {
+            (threshold as f64 * BODY_RATIO) as u64
+        } else {
+            floor
+        };
+        let extra =
+            |x: &Snapshot| !x.hist.is_empty() && x.hist.value_at_quantile(quantile) >= floor;
+        let test = RateTest {
+            settings: s,
+            p0: q.share,
+            reference: Some((q.above, base.calls)),
+            dispersion: 1.0,
+            odds: body,
+            // Enough calls to expect five above the quantile.
+            recent_min_calls: RECENT_MIN_CALLS.max((5.0 / (1.0 - q.quantile)) as u64),
+            extra: &extra,
+            count: &count,
+        };
+        if let Some(ev) = test.run(w) {
+            let p = ev["p_value"].as_f64().unwrap_or(1.0);
+            tested.push((i, p, ev));
+        }
+    }
+    let mut p_values = vec![1.0; base.quantiles.len()];
+    for (i, p, _) in &tested {
+        p_values[*i] = *p;
+    }
+    let rejected = holm_bonferroni(&p_values, s.alpha);
+    let mut shifted: Vec<(usize, f64, serde_json::Value)> = tested
+        .into_iter()
+        .filter(|(i, _, _)| rejected[*i])
+        .collect();
+    shifted.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let (i, _, mut evidence) = shifted.first().cloned()?;
+    let q = base.quantiles[i];
+    let name = quantile_name(q.quantile);
     let window_p99 = ms(p99_us(w.m1));
-    evidence["baseline_p99_ms"] = json!(ms(tail));
+    evidence["test"] = json!(
+        "two-proportion against the baseline's counts, one-sided, Holm-corrected over p50, p90, p99, p99.9"
+    );
+    evidence["quantile"] = json!(name);
+    evidence["threshold_ms"] = json!(ms(q.threshold_us));
+    evidence["shifted_quantiles"] = json!(
+        shifted
+            .iter()
+            .map(|(j, p, _)| json!({"quantile": quantile_name(base.quantiles[*j].quantile), "p_value": p}))
+            .collect::<Vec<_>>()
+    );
+    evidence["baseline_p99_ms"] = json!(ms(base.tail_us));
     evidence["baseline_calls"] = json!(base.calls);
     evidence["p99_ms"] = json!(window_p99);
     evidence["tail_ratio_floor"] = json!(s.tail_ratio);
@@ -306,14 +391,20 @@ pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) ->
         detector: DetectorKind::LatencyTail,
         severity: Severity::Degraded,
         summary: format!(
-            "{:.1}% of calls slower than the baseline p99 of {:.1} ms (expected {:.1}%); p99 now {:.1} ms",
+            "{:.1}% of calls slower than the baseline {name} of {:.1} ms (expected {:.1}%); p99 now {:.1} ms",
             evidence["rate"].as_f64().unwrap_or(0.0) * 100.0,
-            ms(tail),
-            base.tail_share * 100.0,
+            ms(q.threshold_us),
+            q.share * 100.0,
             window_p99
         ),
         evidence,
     })
+}
+
+/// `p50`, `p99.9`, ... for a quantile.
+pub fn quantile_name(q: f64) -> String {
+    let pct = format!("{:.1}", q * 100.0);
+    format!("p{}", pct.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// Error-rate or timeout-rate rise against the baseline.
@@ -342,6 +433,8 @@ pub fn rate_rise(
         p0,
         reference: None,
         dispersion,
+        odds: false,
+        recent_min_calls: RECENT_MIN_CALLS,
         extra: &|_| true,
         count: &count,
     };
@@ -498,6 +591,8 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
             p0,
             reference: None,
             dispersion: 1.0,
+            odds: false,
+            recent_min_calls: RECENT_MIN_CALLS,
             extra: &|_| true,
             count,
         }

@@ -5,6 +5,7 @@
 //! - `baseline`: what a dependency's healthy minutes look like.
 //! - `detectors`: one function per detector, from windows to findings.
 //! - `traffic`: drops and surges of the number of calls against the usual minutes.
+//! - `sequential`: CUSUMs on per-second counts that decide how soon a finding fires.
 //! - `state`: the alert lifecycle with hysteresis and flap damping.
 //! - `engine`: runs it all over the window store at one instant.
 //! - `spec`: detection settings and per-dependency fault-tolerance specs.
@@ -13,6 +14,7 @@ pub mod baseline;
 pub mod detectors;
 pub mod engine;
 pub mod incident;
+pub mod sequential;
 pub mod spec;
 pub mod state;
 pub mod stats;

@@ -26,7 +26,9 @@ pub struct DetectionSettings {
     /// How often the daemon evaluates (event time in `replay`).
     #[serde(with = "crate::config::duration")]
     pub evaluate_every: Duration,
-    /// How long a condition must hold before an alert fires.
+    /// The longest a condition holds before its alert fires; sequential evidence on the
+    /// per-second counts fires a baseline detector's condition sooner (see
+    /// [`super::sequential`]).
     #[serde(with = "crate::config::duration")]
     pub fire_after: Duration,
     /// How long a condition must be clear before an alert resolves.

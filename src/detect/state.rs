@@ -1,24 +1,30 @@
 //! Alert lifecycle with hysteresis: one machine per (subject, detector).
 //!
 //! ```text
-//! Inactive --condition--> Pending --held for fire_after--> Firing
+//! Inactive --condition--> Pending --sequential evidence, or held for fire_after--> Firing
 //!    ^                      |                                |
 //!    +--false beyond grace--+     +--clear for resolve_after-+--> (Resolved) Inactive
 //! ```
 //!
-//! A condition must hold for `fire_after` before firing, so a 1-2 s pause (whose effect stays
-//! in the 10-second window for at most ~12 s) does not fire with the default 15 s. Short gaps
-//! in the condition (`grace`) do not reset a pending alert, because at low traffic a real
-//! problem flickers in and out of significance; but at least half of the evaluations while
-//! pending must find it, so a condition true one second in five never fires. An alert that fired recently needs longer to
-//! resolve each time it re-fires (flap damping), so a wobbling dependency yields one long alert
-//! instead of a stream of short ones.
+//! A pending condition fires as soon as its sequential evidence (see
+//! [`super::sequential`]) crosses its threshold, found at two evaluations at least, or
+//! after it has held for `fire_after`, whichever comes first: `fire_after` is the longest
+//! hold, for conditions without sequential evidence (peers, specs) or whose evidence builds
+//! slowly. Short gaps in the condition (`grace`) do not reset a pending alert, because at low
+//! traffic a real problem flickers in and out of significance; but at least half of the
+//! evaluations while pending must find it, so a condition true one second in five never
+//! fires. An alert that fired recently needs longer to resolve each time it re-fires (flap
+//! damping), so a wobbling dependency yields one long alert instead of a stream of short
+//! ones.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 /// Least share of evaluations, while pending, that must find the condition before it fires.
 const MIN_TRUE_SHARE: f64 = 0.5;
+/// Least evaluations finding the condition before sequential evidence may fire it: one
+/// evaluation alone never fires.
+const MIN_TRUE_STEPS_SEQUENTIAL: u32 = 2;
 
 /// Timing of the lifecycle. All values in milliseconds of event time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,8 +133,22 @@ impl AlertMachine {
         (h.resolve_after_ms << flaps).min(h.max_resolve_after_ms.max(h.resolve_after_ms))
     }
 
-    /// Advances the machine with the condition observed at `now_ms`.
+    /// Advances the machine with the condition observed at `now_ms`, without sequential
+    /// evidence: a condition fires after holding for `fire_after`.
     pub fn step(&mut self, condition: bool, now_ms: i64, h: &Hysteresis) -> Step {
+        self.step_with(condition, false, now_ms, h)
+    }
+
+    /// Advances the machine with the condition observed at `now_ms`; `crossed` says that the
+    /// condition's sequential evidence reached its threshold, which fires a pending condition
+    /// without waiting for `fire_after`.
+    pub fn step_with(
+        &mut self,
+        condition: bool,
+        crossed: bool,
+        now_ms: i64,
+        h: &Hysteresis,
+    ) -> Step {
         while self
             .recent_fires
             .front()
@@ -145,7 +165,7 @@ impl AlertMachine {
                     steps: 1,
                     true_steps: 1,
                 };
-                self.fire_if_held(now_ms, h)
+                self.fire_if_held(crossed, now_ms, h)
             }
             (
                 Phase::Pending {
@@ -162,7 +182,7 @@ impl AlertMachine {
                     steps: steps.saturating_add(1),
                     true_steps: true_steps.saturating_add(1),
                 };
-                self.fire_if_held(now_ms, h)
+                self.fire_if_held(crossed, now_ms, h)
             }
             (
                 Phase::Pending {
@@ -217,7 +237,7 @@ impl AlertMachine {
         }
     }
 
-    fn fire_if_held(&mut self, now_ms: i64, h: &Hysteresis) -> Step {
+    fn fire_if_held(&mut self, crossed: bool, now_ms: i64, h: &Hysteresis) -> Step {
         let Phase::Pending {
             since_ms,
             steps,
@@ -229,7 +249,8 @@ impl AlertMachine {
         };
         // Held for long enough, and found at most evaluations meanwhile: grace bridges short
         // gaps, but a condition true one second in five is noise, not a held condition.
-        if now_ms - since_ms < h.fire_after_ms {
+        let evidence = crossed && true_steps >= MIN_TRUE_STEPS_SEQUENTIAL;
+        if now_ms - since_ms < h.fire_after_ms && !evidence {
             return Step::Unchanged;
         }
         if f64::from(true_steps) < MIN_TRUE_SHARE * f64::from(steps) {
@@ -272,6 +293,39 @@ mod tests {
             run(&mut m, &h, 15, 16, true),
             vec![Step::Fired { started_ms: 15_000 }]
         );
+    }
+
+    #[test]
+    fn crossed_sequential_evidence_fires_at_the_second_finding_and_not_the_first() {
+        let h = Hysteresis::default();
+        let mut m = AlertMachine::default();
+        assert_eq!(m.step_with(true, true, 0, &h), Step::Unchanged);
+        assert_eq!(
+            m.step_with(true, true, 1_000, &h),
+            Step::Fired { started_ms: 1_000 }
+        );
+        // Without it, the condition waits for `fire_after`.
+        let mut m = AlertMachine::default();
+        for s in 0..15 {
+            assert_eq!(m.step_with(true, false, s * 1000, &h), Step::Unchanged);
+        }
+        assert!(matches!(
+            m.step_with(true, false, 15_000, &h),
+            Step::Fired { .. }
+        ));
+    }
+
+    #[test]
+    fn crossed_evidence_does_not_fire_a_condition_mostly_absent() {
+        let h = Hysteresis::default();
+        let mut m = AlertMachine::default();
+        m.step_with(true, true, 0, &h);
+        for s in 1..4 {
+            assert_eq!(m.step_with(false, true, s * 1000, &h), Step::Unchanged);
+        }
+        // Two findings out of five evaluations: below the least share.
+        assert_eq!(m.step_with(true, true, 4_000, &h), Step::Unchanged);
+        assert!(!m.is_firing());
     }
 
     #[test]

@@ -175,6 +175,8 @@ pub struct DetectionView {
     /// The two complete seconds before now, the older first (see
     /// [`Series::last_complete_seconds`]): a hard failure shows there first.
     pub last_seconds: [Counts; 2],
+    /// The calls of the newer of those two seconds, with their durations.
+    pub last_second: Snapshot,
     pub s10: Snapshot,
     pub m1: Snapshot,
     pub m5: Snapshot,
@@ -577,6 +579,7 @@ impl WindowStore {
         let total = &dep.total;
         Some(DetectionView {
             last_seconds: total.last_complete_seconds(now_ms),
+            last_second: total.last_complete_second(now_ms),
             s10: total.window(Window::S10, now_ms),
             m1: total.window(Window::M1, now_ms),
             m5: total.window(Window::M5, now_ms),

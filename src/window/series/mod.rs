@@ -366,6 +366,18 @@ impl Series {
         })
     }
 
+    /// The calls of the complete second before the second of `now_ms` (empty when it had
+    /// none): what sequential evidence adds up, one second at a time. Call
+    /// [`Series::advance`] first.
+    pub fn last_complete_second(&self, now_ms: i64) -> Snapshot {
+        let start = now_ms.div_euclid(1000) * 1000 - 1000;
+        let mut snap = Snapshot::empty(start, start + 1000);
+        if let Some(slot) = self.fine.iter().find(|s| s.start_ms == start) {
+            snap.add_fine(slot);
+        }
+        snap
+    }
+
     /// Where `window` ending at `now_ms` starts: two reads of a window with the same start and
     /// the same [`Series::changes`] hold the same calls.
     pub fn window_start(&self, window: Window, now_ms: i64) -> i64 {
