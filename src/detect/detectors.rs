@@ -313,17 +313,12 @@ impl RateTest<'_> {
     }
 }
 
-/// In the body, the window's p50 (p90) must also reach this multiple of the baseline's: the
-/// odds floor alone would page a tight distribution (a cache answering in 1 ms +- 5%) for a
-/// 5% slowdown, which nobody acts on.
-const BODY_RATIO: f64 = 1.2;
-
 /// Latency shift against the baseline, in the body and the tails: the shares of calls slower
 /// than the baseline's p50 and p90 (the body), its p99 (`tail_quantile`) and its p99.9 (the
 /// far tail) are each tested against the baseline's own counts, and Holm's procedure over
 /// the four keeps the false-alarm rate of the detector at `alpha`. Effect-size floors: in the
 /// body, the odds of a call being slower must grow `rate_ratio` times (at p50, from half the
-/// calls to two thirds) and the window's quantile reach [`BODY_RATIO`] times the baseline's;
+/// calls to two thirds) and the window's quantile reach `body_ratio` times the baseline's;
 /// in the tails, the share must grow `rate_ratio` times and the
 /// window's quantile reach `tail_ratio` times the baseline's. One slow replica of two moves
 /// the body a lot and the p99 barely; a slow tail moves the p99 and p99.9.
@@ -336,7 +331,7 @@ pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) ->
         let quantile = q.quantile;
         let count = |x: &Snapshot| x.count_above(threshold);
         let floor = if body {
-            (threshold as f64 * BODY_RATIO) as u64
+            (threshold as f64 * s.body_ratio) as u64
         } else {
             floor
         };

@@ -326,9 +326,9 @@ impl Engine {
             .ready(settings.baseline_min_minutes, settings.baseline_min_calls)
         {
             state.sequential.observe(&view.last_second, &base);
-            // Once a latency shift fires, it holds on a lower effect floor (the square root of
-            // `rate_ratio`): a shift that grows slowly past the floor must not resolve and
-            // fire again each time noise takes it back under.
+            // Once a latency shift fires, it holds on lower effect floors (the square roots of
+            // `rate_ratio` and `body_ratio`): a shift that grows slowly past the floor must not
+            // resolve and fire again each time noise takes it back under.
             let latency_firing = state.tracked.iter().any(|((scope, d, _), t)| {
                 *scope == Scope::Dependency
                     && *d == DetectorKind::LatencyTail
@@ -336,6 +336,7 @@ impl Engine {
             });
             let holding = DetectionSettings {
                 rate_ratio: settings.rate_ratio.sqrt(),
+                body_ratio: settings.body_ratio.sqrt(),
                 ..settings.clone()
             };
             let latency_settings = if latency_firing { &holding } else { settings };

@@ -41,6 +41,10 @@ pub struct DetectionSettings {
     pub tail_quantile: f64,
     /// The window's p99 must also reach this multiple of the baseline p99 (effect-size floor).
     pub tail_ratio: f64,
+    /// In the body, the window's p50 (p90) must also reach this multiple of the baseline's:
+    /// the odds floor alone would page a tight distribution (a cache answering in 1 ms +- 5%)
+    /// for a 5% slowdown, which nobody acts on.
+    pub body_ratio: f64,
     /// An error or timeout rate must reach this multiple of the baseline rate...
     pub rate_ratio: f64,
     /// ...and exceed it by at least this much (absolute).
@@ -71,6 +75,7 @@ impl Default for DetectionSettings {
             alpha: 1e-6,
             tail_quantile: 0.99,
             tail_ratio: 1.5,
+            body_ratio: 1.2,
             rate_ratio: 2.0,
             rate_min_increase: 0.001,
             min_bad_calls: 5,
@@ -117,6 +122,12 @@ impl DetectionSettings {
             self.tail_ratio >= 1.0,
             "tail_ratio",
             self.tail_ratio.to_string(),
+            "must be >= 1",
+        );
+        check(
+            self.body_ratio >= 1.0,
+            "body_ratio",
+            self.body_ratio.to_string(),
             "must be >= 1",
         );
         check(
