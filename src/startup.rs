@@ -117,30 +117,23 @@ impl Application {
             .resolved_alerts_since(now.saturating_sub(reach))
             .await?
         {
-            let (Some(resolved_ms), mut detectors) = (a.resolved_at_ms, a.detectors.clone()) else {
+            let Some(resolved_ms) = a.resolved_at_ms else {
                 continue;
             };
-            if !detectors.contains(&a.detector) {
-                detectors.insert(0, a.detector.clone());
-            }
             engine.restore_resolved(
                 &a.dependency,
                 a.instance.as_deref(),
                 a.zone.as_deref(),
-                &detectors,
+                &a.all_detectors(),
                 resolved_ms,
             );
         }
         for a in storage.firing_alerts().await? {
-            let mut detectors = a.detectors.clone();
-            if !detectors.contains(&a.detector) {
-                detectors.insert(0, a.detector.clone());
-            }
             engine.restore_firing(
                 &a.dependency,
                 a.instance.as_deref(),
                 a.zone.as_deref(),
-                &detectors,
+                &a.all_detectors(),
                 &a.severity,
                 a.started_at_ms,
                 &a.summary,

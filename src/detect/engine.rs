@@ -499,17 +499,8 @@ impl Engine {
         detectors: &[String],
         resolved_ms: i64,
     ) -> bool {
-        let kinds: Vec<DetectorKind> = detectors
-            .iter()
-            .filter_map(|d| DetectorKind::parse(d))
-            .collect();
-        if kinds.is_empty() {
+        let Some((scope, kinds)) = stored_subject(instance, zone, detectors) else {
             return false;
-        }
-        let scope = match (instance, zone) {
-            (Some(i), _) => Scope::Instance(i.to_string()),
-            (_, Some(z)) => Scope::Zone(z.to_string()),
-            _ => Scope::Dependency,
         };
         let settings = &self.settings;
         let state = self
@@ -546,17 +537,8 @@ impl Engine {
         let Some(severity) = Severity::parse(severity) else {
             return false;
         };
-        let kinds: Vec<DetectorKind> = detectors
-            .iter()
-            .filter_map(|d| DetectorKind::parse(d))
-            .collect();
-        if kinds.is_empty() {
+        let Some((scope, kinds)) = stored_subject(instance, zone, detectors) else {
             return false;
-        }
-        let scope = match (instance, zone) {
-            (Some(i), _) => Scope::Instance(i.to_string()),
-            (_, Some(z)) => Scope::Zone(z.to_string()),
-            _ => Scope::Dependency,
         };
         let settings = &self.settings;
         let state = self
@@ -782,6 +764,28 @@ impl Engine {
     pub fn forget(&mut self, dependency: &str) -> bool {
         self.deps.remove(dependency).is_some()
     }
+}
+
+/// The subject and the known detectors of a stored alert; `None` when it names no detector
+/// this version knows.
+fn stored_subject(
+    instance: Option<&str>,
+    zone: Option<&str>,
+    detectors: &[String],
+) -> Option<(Scope, Vec<DetectorKind>)> {
+    let kinds: Vec<DetectorKind> = detectors
+        .iter()
+        .filter_map(|d| DetectorKind::parse(d))
+        .collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let scope = match (instance, zone) {
+        (Some(i), _) => Scope::Instance(i.to_string()),
+        (_, Some(z)) => Scope::Zone(z.to_string()),
+        _ => Scope::Dependency,
+    };
+    Some((scope, kinds))
 }
 
 /// How long, after a restart, an alert of a baseline detector holds while the baseline
@@ -1467,6 +1471,14 @@ const CREEP_RATIO: f64 = 1.25;
 const CREEP_ALPHA: f64 = 1e-3;
 const CREEP_MIN_CALLS: u64 = 5;
 
+/// The creep guards' test: `k` of `n` calls at least `ratio` times the reference rate `p0`,
+/// and significantly above it (quasi-binomial with dispersion `phi`).
+fn creep_worse(k: u64, n: u64, p0: f64, ratio: f64, phi: f64) -> bool {
+    k >= CREEP_MIN_CALLS
+        && k as f64 >= p0 * ratio * n as f64
+        && quasi_binomial_upper_p_value(k, n, p0, phi) < CREEP_ALPHA
+}
+
 /// Whether a completed minute is significantly worse than the baseline: more calls slower
 /// than the baseline's tail quantile, or more errors or timeouts (one-sided binomial tests).
 fn worse_than_baseline(minute: &Snapshot, base: &BaselineStats) -> bool {
@@ -1476,11 +1488,7 @@ fn worse_than_baseline(minute: &Snapshot, base: &BaselineStats) -> bool {
     // must be learnt for the baseline to know that its errors come in bursts. Judged with the
     // baseline's own estimate, a baseline that happened to learn only independent errors
     // (phi near 1) would turn away every burst after, and never learn how its errors cluster.
-    let worse = |k: u64, p0: f64, phi: f64| {
-        k >= CREEP_MIN_CALLS
-            && k as f64 >= p0 * CREEP_RATIO * n as f64
-            && quasi_binomial_upper_p_value(k, n, p0, phi) < CREEP_ALPHA
-    };
+    let worse = |k: u64, p0: f64, phi: f64| creep_worse(k, n, p0, CREEP_RATIO, phi);
     worse(minute.count_above(base.tail_us), base.tail_share, 1.0)
         || worse(
             minute.counts.error,
@@ -1513,11 +1521,7 @@ fn worse_than_anchor(
     if n == 0 || minute.hist.is_empty() {
         return false;
     }
-    let worse = |k: u64, p0: f64, ratio: f64, phi: f64| {
-        k >= CREEP_MIN_CALLS
-            && k as f64 >= p0 * ratio * n as f64
-            && quasi_binomial_upper_p_value(k, n, p0, phi) < CREEP_ALPHA
-    };
+    let worse = |k: u64, p0: f64, ratio: f64, phi: f64| creep_worse(k, n, p0, ratio, phi);
     // Errors cluster as the baseline has seen them cluster, and at least as the prior says
     // (as in the baseline's own guard).
     let (error_phi, timeout_phi) = base.map_or((PRIOR_DISPERSION, PRIOR_DISPERSION), |b| {

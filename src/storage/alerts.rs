@@ -34,6 +34,18 @@ pub struct AlertRecord {
     pub resolved_at_ms: Option<i64>,
 }
 
+impl AlertRecord {
+    /// Every detector of the alert, the naming one first (rows written before `detectors`
+    /// existed may lack it).
+    pub fn all_detectors(&self) -> Vec<String> {
+        let mut detectors = self.detectors.clone();
+        if !detectors.contains(&self.detector) {
+            detectors.insert(0, self.detector.clone());
+        }
+        detectors
+    }
+}
+
 /// Filters of `GET /v1/alerts`.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
