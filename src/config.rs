@@ -19,7 +19,7 @@
 //!
 //! [limits]
 //! max_series = 100000         # all kinds together; ~12 KiB each when quiet, ~200 KiB busy
-//! max_dependencies = 500
+//! max_dependencies = 1000
 //! max_instances_per_dependency = 100
 //! max_zones_per_dependency = 16
 //!

@@ -40,7 +40,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_series: 100_000,
-            max_dependencies: 500,
+            max_dependencies: 1000,
             max_instances_per_dependency: 100,
             max_zones_per_dependency: 16,
         }

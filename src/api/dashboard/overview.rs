@@ -1,8 +1,8 @@
 //! `GET /v1/overview` and `GET /v1/overview/{name}`: everything one dashboard page shows about
 //! many series, in one answer.
 //!
-//! The overview page lists every dependency (up to `limits.max_dependencies`, 500 by default)
-//! with a sparkline each; asking `series` once per dependency would be 500 requests a second.
+//! The overview page lists every dependency (up to `limits.max_dependencies`, 1,000 by default)
+//! with a sparkline each; asking `series` once per dependency would be 1,000 requests a second.
 //! Here one request reads the window store once per series: the current minute's stats, the
 //! last 15 one-minute buckets (the sparkline), the health and the baseline. The work is a few
 //! histogram copies per series, so it runs on the blocking pool, off the async workers.

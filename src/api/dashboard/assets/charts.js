@@ -4,13 +4,32 @@
 // A canvas carries `data-points` (how many values it drew) and an `aria-label` in words.
 "use strict";
 (function () {
-  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  // Theme colours, read once: reading a computed style after the page changed its DOM forces
+  // a style recalculation, and a table of a thousand rows draws two thousand sparklines a
+  // second. Forgotten when the colour scheme changes.
+  const colours = new Map();
+  // Counts colour-scheme changes, so that sparklines drawn in the old colours draw again.
+  let theme = 0;
+  const css = (name) => {
+    let v = colours.get(name);
+    if (v === undefined) {
+      v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+      if (v) colours.set(name, v);
+    }
+    return v;
+  };
+  if (window.matchMedia) {
+    window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+      colours.clear();
+      theme++;
+    });
+  }
 
   // Sizes the canvas backing store to its CSS box (times the device pixel ratio) and returns
   // a 2D context in CSS pixels, or null while the canvas is not laid out.
-  function prepare(canvas) {
+  function prepare(canvas, size) {
     const dpr = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth, h = canvas.clientHeight;
+    const { w, h } = size || { w: canvas.clientWidth, h: canvas.clientHeight };
     if (!w || !h) return null;
     const bw = Math.round(w * dpr), bh = Math.round(h * dpr);
     if (canvas.width !== bw || canvas.height !== bh) { canvas.width = bw; canvas.height = bh; }
@@ -151,12 +170,53 @@
     }
   }
 
+  // The CSS size of every sparkline (`canvas.spark` has a fixed one), read from the first
+  // sparkline drawn: reading each canvas's size after the previous one resized its backing
+  // store would lay the page out once per sparkline.
+  let sparkSize = null;
+  window.addEventListener("resize", () => { sparkSize = null; });
+
+  // Sparklines are drawn only while on screen (or near it): an overview of a thousand rows
+  // shows a few dozen at a time, and each refresh would otherwise redraw two thousand
+  // canvases. One that scrolls into view draws its latest data then.
+  const sparkOf = new WeakMap();
+  const onScreen = "IntersectionObserver" in window
+    ? new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        const s = sparkOf.get(e.target);
+        if (!s) continue;
+        s.visible = e.isIntersecting;
+        if (s.visible) s.draw();
+      }
+    }, { rootMargin: "300px 0px" })
+    : null;
+
   // A small line without axes; `reference` draws a dashed level (the baseline).
   class Sparkline {
-    constructor(canvas, color) { this.canvas = canvas; this.color = color; }
+    constructor(canvas, color) {
+      this.canvas = canvas; this.color = color;
+      this.values = []; this.reference = null; this.drawn = null;
+      this.visible = !onScreen;
+      if (onScreen) { sparkOf.set(canvas, this); onScreen.observe(canvas); }
+    }
     setData(values, reference) {
-      const c = prepare(this.canvas);
+      this.values = values; this.reference = reference;
+      if (this.visible) this.draw();
+    }
+    // Draws the data unless the canvas already shows it: most rows of a large overview do
+    // not change from one second to the next.
+    draw() {
+      const { values, reference } = this;
+      const key = values.join(",") + "|" + (reference ?? "") + "|" + (window.devicePixelRatio || 1) + "|" + theme;
+      if (key === this.drawn) return;
+      if (!sparkSize) {
+        const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
+        if (!w || !h) return;
+        sparkSize = { w, h };
+      }
+      const c = prepare(this.canvas, sparkSize);
       if (!c) return;
+      this.drawn = key;
       const { ctx, w, h } = c;
       let max = reference || 0, points = 0;
       for (const v of values) if (v != null) { if (v > max) max = v; points++; }
