@@ -50,6 +50,9 @@ def rss_kib(pid):
 
 def evaluation_histogram(conn):
     """(count, sum, {le: cumulative count}) of graywatch_evaluation_duration_seconds."""
+    # The daemon closes a keep-alive connection idle for longer than `http.header_timeout`
+    # (30 s): between two reports it has, so ask on a fresh connection.
+    conn.close()
     conn.request("GET", "/metrics")
     resp = conn.getresponse()
     body = resp.read().decode()
