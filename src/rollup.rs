@@ -3,8 +3,16 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use std::collections::HashMap;
+
+use crate::detect::Engine;
+use crate::detect::baseline::Anchor;
 use crate::storage::{RollupRow, Storage};
-use crate::window::{Slot, Window, WindowStore, decode_histogram, encode_histogram};
+use crate::window::{
+    SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStore, decode_histogram, encode_histogram,
+};
+
+const MINUTE_MS: i64 = 60_000;
 
 /// Writes roll-ups of one node. Late-data parts need ids that never repeat for a minute, even
 /// if the clock stands still or steps back, so the flusher hands out increasing part numbers
@@ -67,6 +75,96 @@ impl Flusher {
                 store.restore_unsaved(taken);
                 Err(e.into())
             }
+        }
+    }
+}
+
+/// Reads back, for every dependency the windows hold, its stored minutes from the last
+/// `detection.baseline_max_age` up to the hour the windows were warmed with, and puts them
+/// in the dependency's anchor ([`Engine::prime_anchor`]): after a restart the slow-creep
+/// guard judges again at once instead of after most of a new day. Minutes of incidents that
+/// keep minutes out of the baseline ([`Engine::keeps_minutes_out`]), resolved or still
+/// firing, are left out, as they were live. Runs in the background after start-up, one
+/// dependency at a time (decoding off the async workers, the engine locked only to put the
+/// result in place); returns the number of minutes read back.
+pub async fn prime_anchors(
+    engine: &parking_lot::Mutex<Engine>,
+    store: &WindowStore,
+    storage: &Storage,
+    max_age_ms: i64,
+    now_ms: i64,
+) -> anyhow::Result<usize> {
+    let from = now_ms.saturating_sub(max_age_ms);
+    let to = now_ms - Window::LONGEST_MS;
+    if to <= from {
+        return Ok(0);
+    }
+    // Incidents of the period, by dependency: [start of the minute it started in, end).
+    let mut incidents: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    let alerts = storage
+        .resolved_alerts_since(from)
+        .await?
+        .into_iter()
+        .chain(storage.firing_alerts().await?);
+    for a in alerts {
+        if Engine::keeps_minutes_out(a.instance.as_deref(), a.zone.as_deref(), &a.all_detectors()) {
+            let start = a.started_at_ms - a.started_at_ms.rem_euclid(MINUTE_MS);
+            let end = a.resolved_at_ms.unwrap_or(i64::MAX);
+            incidents
+                .entry(a.dependency)
+                .or_default()
+                .push((start, end));
+        }
+    }
+    let mut read = 0;
+    for dependency in store.names() {
+        let key = SeriesKey {
+            dependency: dependency.clone(),
+            kind: SeriesKind::Dependency,
+            label: String::new(),
+        };
+        let rows = storage.series_rollups(&key, from, to).await?;
+        if rows.is_empty() {
+            continue;
+        }
+        read += rows.len();
+        let excluded = incidents.remove(&dependency).unwrap_or_default();
+        let (mut anchor, q) = {
+            let engine = engine.lock();
+            (engine.new_anchor(), engine.tail_quantile())
+        };
+        let anchor = tokio::task::spawn_blocking(move || {
+            absorb_rows(&mut anchor, &rows, &excluded, q);
+            anchor
+        })
+        .await?;
+        engine.lock().prime_anchor(&dependency, anchor, now_ms);
+    }
+    Ok(read)
+}
+
+/// Adds stored rows (in minute order; several per minute for late parts and other nodes)
+/// to `anchor` a minute at a time, leaving out minutes that overlap `excluded` intervals.
+fn absorb_rows(anchor: &mut Anchor, rows: &[RollupRow], excluded: &[(i64, i64)], q: f64) {
+    for minute_rows in rows.chunk_by(|a, b| a.minute_ms == b.minute_ms) {
+        let minute = minute_rows[0].minute_ms;
+        if excluded
+            .iter()
+            .any(|&(start, end)| minute + MINUTE_MS > start && minute < end)
+        {
+            continue;
+        }
+        let mut snap = Snapshot::empty(minute, minute + MINUTE_MS);
+        for row in minute_rows {
+            match decode_histogram(&row.histogram) {
+                Ok(hist) => snap.add_slot(&Slot::from_parts(minute, hist, row.counts)),
+                Err(error) => {
+                    tracing::warn!(dependency = %row.key.dependency, minute_ms = minute, %error, "Skipping an unreadable roll-up.");
+                }
+            }
+        }
+        if snap.total() > 0 {
+            anchor.absorb(&snap, q);
         }
     }
 }

@@ -206,6 +206,7 @@ impl Application {
             &stop_deliveries_rx,
         );
         let detection = tokio::spawn(detection(state.clone(), stop_rx));
+        tokio::spawn(prime_anchors(state.clone()));
 
         let mut signalled = shutdown_tx.subscribe();
         let serve = crate::serve::serve(
@@ -279,6 +280,26 @@ impl Application {
             tracing::warn!("Shutting down: the database did not close in time.");
         }
         Ok(())
+    }
+}
+
+/// Reads the last day's stored minutes back into the dependencies' anchors (see
+/// [`rollup::prime_anchors`]). A failure only costs the creep guard its head start.
+async fn prime_anchors(state: AppState) {
+    let started = std::time::Instant::now();
+    let max_age =
+        i64::try_from(state.settings.detection.baseline_max_age.as_millis()).unwrap_or(i64::MAX);
+    let now = state.clock.now_ms();
+    match rollup::prime_anchors(&state.engine, &state.store, &state.storage, max_age, now).await {
+        Ok(minutes) => tracing::info!(
+            minutes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "Read the last day's stored minutes back into the anchors."
+        ),
+        Err(error) => tracing::warn!(
+            error = format!("{error:#}"),
+            "Cannot read stored minutes back into the anchors; the creep guard waits for a day of new minutes."
+        ),
     }
 }
 

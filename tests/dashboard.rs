@@ -648,10 +648,7 @@ async fn in_a_browser_the_overview_of_1000_dependencies_renders_and_refreshes_wi
     );
     // The page refreshes every second: a refresh that takes longer falls behind.
     let refresh = render["refresh_ms_max"].as_f64().unwrap();
-    assert!(
-        refresh < 1000.0,
-        "a refresh took {refresh:.0} ms: {render}"
-    );
+    assert!(refresh < 1000.0, "a refresh took {refresh:.0} ms: {render}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

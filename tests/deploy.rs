@@ -50,6 +50,7 @@ const GAUGES: &[&str] = &[
     "graywatch_dependency_breaker_state",
     "graywatch_dependency_alerts_firing",
     "graywatch_dependency_baseline_p99_seconds",
+    "graywatch_dependency_anchor_start_timestamp_seconds",
     "graywatch_peer_latency_p99_seconds",
     "graywatch_peer_health",
     "graywatch_ingest_requests_in_flight",

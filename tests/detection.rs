@@ -509,6 +509,101 @@ async fn a_dependency_whose_calls_stop_is_no_data_and_keeps_its_alert_open() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_day_long_anchor_is_read_back_from_stored_minutes_without_incidents() {
+    use graywatch::detect::{AlertStatus, DetectorKind, Severity, Transition};
+    use graywatch::storage::{RollupRow, Storage};
+    use graywatch::window::{Counts, SeriesKey, SeriesKind, encode_histogram, new_histogram};
+
+    const DEP: &str = "ledger-db";
+    let app = TestApp::spawn().await;
+    let (settings, clock, dir) = app.stop().await;
+    let now = clock.load(std::sync::atomic::Ordering::SeqCst);
+    // 23 hours of stored minutes of the dependency (60 calls of 10 ms each), up to now, as
+    // an earlier run of this node would have written them.
+    let first = minute_of(now) - 23 * 60 * MINUTE;
+    let mut hist = new_histogram();
+    hist.record_n(10_000, 60).unwrap();
+    let histogram = encode_histogram(&hist);
+    let rows: Vec<RollupRow> = (0..23 * 60)
+        .map(|m| RollupRow {
+            key: SeriesKey {
+                dependency: DEP.into(),
+                kind: SeriesKind::Dependency,
+                label: String::new(),
+            },
+            minute_ms: first + m * MINUTE,
+            node: settings.node_id.clone(),
+            part: 0,
+            counts: Counts {
+                ok: 60,
+                ..Counts::default()
+            },
+            histogram: histogram.clone(),
+        })
+        .collect();
+    let storage = Storage::connect(&settings.database).await.unwrap();
+    storage.write_rollups(&rows).await.unwrap();
+    // Its first three hours were an incident: a latency alert that resolved. Those minutes
+    // did not join the baseline live, and are not read back.
+    let incident = |status, resolved_ms: Option<i64>| Transition {
+        at_ms: resolved_ms.unwrap_or(first),
+        status,
+        dependency: DEP.into(),
+        instance: None,
+        zone: None,
+        detector: DetectorKind::LatencyTail,
+        detectors: vec![DetectorKind::LatencyTail],
+        severity: Severity::Degraded,
+        previous_severity: None,
+        summary: "p99 above the baseline".into(),
+        evidence: json!({}),
+        started_ms: first,
+        resolved_ms,
+    };
+    let resolved = first + 3 * 60 * MINUTE;
+    for t in [
+        incident(AlertStatus::Firing, None),
+        incident(AlertStatus::Resolved, Some(resolved)),
+    ] {
+        storage
+            .record_transitions(&[t], now, &|_, _| Vec::new())
+            .await
+            .unwrap();
+    }
+    storage.close().await;
+
+    let app = TestApp::resume(settings, clock, dir).await;
+    let series =
+        format!("graywatch_dependency_anchor_start_timestamp_seconds{{dependency=\"{DEP}\"}} ");
+    let start = poll_until("the anchor read back", DEADLINE, || async {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let v: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))?
+            .trim()
+            .parse()
+            .ok()?;
+        // Before the stored day is read back, the anchor starts with the warmed hour.
+        (v * 1000.0 < (now - 2 * 60 * MINUTE) as f64).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        (start * 1000.0).round() as i64,
+        resolved,
+        "the anchor starts with the first minute after the incident ({} minutes after the first stored one)",
+        (resolved - first) / MINUTE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firing_alert_survives_a_restart_without_firing_twice_and_resolves_later() {
     let app = spawn_detecting(&["payments-api"]).await;
     let fired = fail_until_fired(&app, "payments-api").await;

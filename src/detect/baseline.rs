@@ -291,6 +291,33 @@ impl Anchor {
         self.stats = self.compute(tail_quantile);
     }
 
+    /// Puts an anchor of older minutes before this one's: the healthy minutes of the day
+    /// before a restart, read back from stored roll-ups, so that the slow-creep guard does not
+    /// need a whole new day to judge again. Spans of `older` that reach into this anchor's
+    /// first minute are dropped. `now_ms` ages out what is older than `max_age`.
+    pub fn prepend(&mut self, older: Anchor, tail_quantile: f64, now_ms: i64) {
+        let first_own = self.spans.front().map(|s| s.from_ms);
+        let mut spans = older.spans;
+        spans.retain(|s| first_own.is_none_or(|first| s.last_ms <= first));
+        if spans.is_empty() {
+            return;
+        }
+        let oldest = spans.front().map(|s| s.from_ms);
+        spans.append(&mut self.spans);
+        self.spans = spans;
+        self.since_ms = match (oldest, self.since_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.expire(now_ms);
+        self.stats = self.compute(tail_quantile);
+    }
+
+    /// Start of the oldest minute the anchor holds since it was last empty.
+    pub fn since_ms(&self) -> Option<i64> {
+        self.since_ms
+    }
+
     /// Forgets spans whose newest minute is `max_age` old or older.
     pub fn expire(&mut self, now_ms: i64) {
         let before = self.spans.len();
@@ -468,5 +495,38 @@ mod tests {
         // A long silence: everything ages out and readiness starts over.
         a.expire(480 * 60_000 + 4 * hour);
         assert!(a.ready(480 * 60_000 + 4 * hour).is_none());
+    }
+
+    #[test]
+    fn an_anchor_primed_with_the_stored_day_judges_at_once() {
+        let hour = 3_600_000;
+        let stored = |max_age: i64, to_minute: i64| {
+            let mut a = Anchor::new(max_age);
+            for m in 0..to_minute {
+                a.absorb(&minute(m * 60_000, &[10_000; 60], 0), 0.99);
+            }
+            a
+        };
+        // After a restart the anchor holds only the minutes learnt since: not ready.
+        let mut a = Anchor::new(4 * hour);
+        for m in 230..240 {
+            a.absorb(&minute(m * 60_000, &[12_000; 60], 0), 0.99);
+        }
+        assert!(a.ready(240 * 60_000).is_none());
+        a.prepend(stored(4 * hour, 230), 0.99, 240 * 60_000);
+        let s = a.ready(240 * 60_000).expect("ready once primed");
+        assert_eq!(s.calls, 240 * 60);
+        assert!(s.tail_us < 13_000, "{s:?}");
+        assert_eq!(a.since_ms(), Some(0));
+        // Stored minutes that reach into what the anchor holds are not counted twice.
+        a.prepend(stored(4 * hour, 235), 0.99, 240 * 60_000);
+        assert_eq!(a.ready(240 * 60_000).unwrap().calls, 240 * 60);
+        // What is older than the anchor's span ages out.
+        let mut b = Anchor::new(hour);
+        b.absorb(&minute(230 * 60_000, &[10_000; 60], 0), 0.99);
+        b.prepend(stored(hour, 230), 0.99, 231 * 60_000);
+        let s = b.ready(231 * 60_000).expect("ready");
+        assert!(s.calls <= 76 * 60, "{s:?}");
+        assert!(b.since_ms().unwrap() >= 150 * 60_000, "{:?}", b.since_ms());
     }
 }

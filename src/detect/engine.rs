@@ -150,6 +150,9 @@ pub struct DetectionSummary {
     pub baseline_tail_us: Option<u64>,
     /// Open incidents (one alert each) of the dependency and its instances, zones, sources.
     pub firing: usize,
+    /// Start of the oldest healthy minute the day-long anchor holds (the slow-creep guard
+    /// judges once it spans most of `baseline_max_age`).
+    pub anchor_since_ms: Option<i64>,
 }
 
 /// What readers (the API, the dashboard, `/metrics`) see of the engine: taken after each
@@ -702,6 +705,7 @@ impl Engine {
                         .ready(s.baseline_min_minutes, s.baseline_min_calls)
                         .map(|b| b.tail_us),
                     firing: v.incidents.len(),
+                    anchor_since_ms: v.anchor.since_ms(),
                 };
                 (k.clone(), summary)
             })
@@ -763,6 +767,41 @@ impl Engine {
     /// Drops a dependency's state (its baseline, its hysteresis); see [`Engine::missing`].
     pub fn forget(&mut self, dependency: &str) -> bool {
         self.deps.remove(dependency).is_some()
+    }
+
+    /// An empty anchor as this engine keeps them, for [`Engine::prime_anchor`].
+    pub fn new_anchor(&self) -> Anchor {
+        Anchor::new(max_age_ms(&self.settings))
+    }
+
+    /// Puts an anchor built from healthy minutes older than what the windows hold (after a
+    /// restart, the stored roll-ups of the last day) before the dependency's own; see
+    /// [`Anchor::prepend`]. The caller leaves out the minutes of incidents, as
+    /// [`Engine::keeps_minutes_out`] says.
+    pub fn prime_anchor(&mut self, dependency: &str, older: Anchor, now_ms: i64) {
+        let settings = &self.settings;
+        let state = self
+            .deps
+            .entry(dependency.to_string())
+            .or_insert_with(|| DependencyState::new(settings));
+        state.anchor.prepend(older, settings.tail_quantile, now_ms);
+    }
+
+    /// The detection settings' tail quantile (what anchors summarise).
+    pub fn tail_quantile(&self) -> f64 {
+        self.settings.tail_quantile
+    }
+
+    /// Whether the minutes of a stored alert (its subject and detectors) stay out of the
+    /// dependency's baseline and anchor: those of a baseline detector or of a hard failure of
+    /// the dependency as a whole.
+    pub fn keeps_minutes_out(
+        instance: Option<&str>,
+        zone: Option<&str>,
+        detectors: &[String],
+    ) -> bool {
+        stored_subject(instance, zone, detectors)
+            .is_some_and(|(scope, kinds)| kinds.iter().any(|&d| poisons_baseline(&scope, d)))
     }
 }
 

@@ -305,6 +305,17 @@ impl Collector for Scrape {
                 gauge(&mut m, &[("dependency", &*d.name)], seconds(us))?;
             }
         }
+        let mut m = e.encode_descriptor(
+            "graywatch_dependency_anchor_start_timestamp_seconds",
+            "Start of the oldest healthy minute in the dependency's day-long anchor (Unix time); the slow-creep guard judges once the anchor spans most of detection.baseline_max_age.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for d in deps {
+            if let Some(ms) = d.detection.as_ref().and_then(|s| s.anchor_since_ms) {
+                gauge(&mut m, &[("dependency", &*d.name)], ms as f64 / 1e3)?;
+            }
+        }
         let peer_labels = |d: &Dependency, p: &Peer| {
             [
                 ("dependency", d.name.clone()),
