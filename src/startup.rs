@@ -505,10 +505,7 @@ async fn save_loop(state: AppState, mut queue: tokio::sync::mpsc::Receiver<ToSav
         state.metrics.transitions_waiting(unsaved.len());
         save_transitions(&state, &mut unsaved, &specs, now).await;
         state.metrics.transitions_waiting(unsaved.len());
-        state
-            .actions
-            .queue_breaker_notices(&state.storage, now)
-            .await;
+        save_breaker_notices(&state, now).await;
     }
     // A last attempt for what the database refused so far: after this it would be lost.
     let now = state.clock.now_ms();
@@ -519,16 +516,29 @@ async fn save_loop(state: AppState, mut queue: tokio::sync::mpsc::Receiver<ToSav
             "Shutting down: alert transitions could not be written and are lost."
         );
     }
-    let waiting = state
-        .actions
-        .queue_breaker_notices(&state.storage, now)
-        .await;
+    let waiting = save_breaker_notices(&state, now).await;
     if waiting > 0 {
         tracing::error!(
             lost = waiting,
             "Shutting down: breaker notifications could not be queued and are lost."
         );
     }
+}
+
+/// Writes the breaker notifications waiting in memory to the outbox; returns how many still
+/// wait (the database refused them: each breaker's latest change is kept for the next round).
+async fn save_breaker_notices(state: &AppState, now: i64) -> usize {
+    let queued = state
+        .actions
+        .queue_breaker_notices(&state.storage, now)
+        .await;
+    if queued.failed {
+        state.metrics.database_error("breaker_notices");
+    }
+    state
+        .metrics
+        .breaker_notices(queued.waiting, state.actions.breaker_notices_dropped());
+    queued.waiting
 }
 
 /// Records `unsaved` transitions; keeps them for the next call when the database refuses
