@@ -665,6 +665,73 @@ async fn metric_or_zero(app: &TestApp, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_notification_waiting_on_a_locked_database_does_not_hold_up_detection() {
+    let hook = Receiver::start(vec![]).await;
+    let app = spawn_quick(|s| {
+        s.storage.flush_interval = Duration::from_secs(1);
+        s.routing.max_backoff = Duration::from_secs(1);
+        s.notifiers = vec![webhook("hook", &hook.url("/hook"))];
+        // Checked every 500 ms: a reminder is due 2 s of event time after the last notice.
+        s.routing.renotify_every = Duration::from_secs(2);
+    })
+    .await;
+    poll_until("the alert fires and is notified", DEADLINE, || async {
+        app.advance(STEP_MS);
+        app.post_ok(&failing(app.now())).await;
+        (hook.count() >= 1).then_some(())
+    })
+    .await;
+    let fault = DbFault::locked(&app).await;
+    // A reminder is now due: queueing it waits for the write lock (the 5 s busy timeout).
+    app.advance(3 * common::SECOND);
+    app.post_ok(&failing(app.now())).await;
+
+    let evaluations = "graywatch_evaluation_duration_seconds_count";
+    let waits = "graywatch_database_errors_total{operation=\"renotify\"}";
+    let before = app.metric(evaluations).await;
+    let started = Instant::now();
+    // Until a reminder's write has failed for the lock, measured over 8 s at most: when the
+    // check ran on the evaluation tick, evaluations stopped for each 5 s wait.
+    eventually(
+        "a reminder's write waited for the lock",
+        DEADLINE,
+        || async {
+            metric_or_zero(&app, waits).await >= 1.0 || started.elapsed() >= Duration::from_secs(8)
+        },
+    )
+    .await;
+    let done = app.metric(evaluations).await - before;
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        done / secs >= 3.0,
+        "{done} evaluations in {secs:.1} s while a reminder waited for the database"
+    );
+    assert!(
+        metric_or_zero(&app, waits).await >= 1.0,
+        "no reminder waited for the lock in {secs:.1} s"
+    );
+    assert!(
+        secs >= 3.0,
+        "the reminder's write failed after {secs} s only"
+    );
+    // Detection still judges from memory: the health of the dependency is current.
+    let detail = app.detail(DEP, "1m").await;
+    assert_eq!(detail["health"]["state"], "failing", "{detail}");
+
+    fault.lift().await;
+    eventually("the reminder is delivered", DEADLINE, || async {
+        let rows = get_ok(&app, "/v1/notifications?notifier=hook").await;
+        rows["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "renotify" && n["status"] == "delivered")
+    })
+    .await;
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. Breaker notifications outlast a long database outage
 // ---------------------------------------------------------------------------------------------

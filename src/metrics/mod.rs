@@ -39,6 +39,7 @@ const DATABASE_OPERATIONS: &[&str] = &[
     "silences_read",
     "notification_counts",
     "breaker_notices",
+    "renotify",
 ];
 /// The `operation` labels of `graywatch_database_write_duration_seconds`.
 const DATABASE_WRITES: &[&str] = &["rollup_flush", "record_transitions", "finish_attempt"];
