@@ -73,7 +73,7 @@ impl Application {
             if auth.enabled() { "on" } else { "off" }
         );
         let storage = Storage::connect(&settings.database).await?;
-        let store = Arc::new(WindowStore::new(settings.limits));
+        let store = Arc::new(WindowStore::new(settings.limits.series()));
         let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
         tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
         let flusher = Arc::new(Flusher::new(&storage, &settings.node_id).await?);

@@ -13,6 +13,7 @@ use super::breaker_notices::{BreakerNotices, Waiting};
 use super::history::BreakerHistory;
 use super::notice::{AlertNotice, Notice};
 use super::notifier::Notifier;
+use super::operator::OperatorLimits;
 use super::outbox::{Wakers, new_delivery_id, run_worker};
 use super::route::{Router, RoutingSettings};
 use crate::config::Settings;
@@ -51,6 +52,8 @@ pub struct Actions {
     pub changes: broadcast::Sender<Arc<serde_json::Value>>,
     /// The recent breaker changes of each dependency (in memory, bounded), read by the API.
     pub history: parking_lot::Mutex<BreakerHistory>,
+    /// What silences and overrides may ask for (`[limits]`).
+    limits: OperatorLimits,
     /// Breaker notifications not yet in the outbox, the latest change of each breaker per
     /// notifier. A mutex, not a channel: the detection loop and override requests both add
     /// and both write, and a failed write must give its changes back unless a newer one of
@@ -90,6 +93,7 @@ impl Actions {
             board: parking_lot::Mutex::new(BreakerBoard::new(settings.breakers.clone())),
             changes: broadcast::channel(STREAM_BUFFER).0,
             history: parking_lot::Mutex::new(BreakerHistory::new()),
+            limits: settings.limits.operator(),
             unqueued: parking_lot::Mutex::new(BreakerNotices::new(
                 settings.routing.breaker_notifiers.len().saturating_mul(
                     settings.limits.max_dependencies.saturating_mul(
@@ -101,6 +105,11 @@ impl Actions {
                 ),
             )),
         })
+    }
+
+    /// What silences and overrides may ask for.
+    pub fn limits(&self) -> OperatorLimits {
+        self.limits
     }
 
     /// Wakes every delivery worker (after a silence was deleted).
