@@ -22,6 +22,10 @@
 //! max_dependencies = 1000
 //! max_instances_per_dependency = 100
 //! max_zones_per_dependency = 16
+//! max_silences = 1000         # active and scheduled silences; one more is refused (400)
+//! max_silence_duration = "30d"  # from a silence's start to its end
+//! max_comment_chars = 1000    # a silence's comment, an override's reason
+//! max_override_ttl = "7d"     # from now to a breaker override's expiry
 //!
 //! [storage]
 //! retention = "7d"                 # roll-ups
@@ -50,6 +54,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::actions::breaker::BreakerSettings;
 use crate::actions::notifier::NotifierConfig;
+use crate::actions::operator::OperatorLimits;
 use crate::actions::route::{Route, RoutingSettings};
 use crate::detect::{DetectionSettings, Specs};
 use crate::window::Limits;
@@ -65,7 +70,7 @@ pub struct Settings {
     pub node_id: String,
     pub ingest: IngestSettings,
     pub http: HttpSettings,
-    pub limits: Limits,
+    pub limits: LimitSettings,
     pub storage: StorageSettings,
     /// Detection defaults for every dependency.
     pub detection: DetectionSettings,
@@ -89,7 +94,7 @@ impl Default for Settings {
             node_id: "default".into(),
             ingest: IngestSettings::default(),
             http: HttpSettings::default(),
-            limits: Limits::default(),
+            limits: LimitSettings::default(),
             storage: StorageSettings::default(),
             detection: DetectionSettings::default(),
             dependencies: Specs::default(),
@@ -149,6 +154,70 @@ impl Default for HttpSettings {
         Self {
             header_timeout: Duration::from_secs(30),
             max_connections: 1024,
+        }
+    }
+}
+
+/// `[limits]`: what clients and operators can make graywatch hold. Series limits bound the
+/// window store's memory; the others bound silences and breaker overrides, which every
+/// delivery and the board match against.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Series of all kinds together (see [`Limits::max_series`]).
+    pub max_series: usize,
+    pub max_dependencies: usize,
+    pub max_instances_per_dependency: usize,
+    pub max_zones_per_dependency: usize,
+    /// Active and scheduled silences at most; creating one more is refused with `400`.
+    pub max_silences: usize,
+    /// Longest silence, from its start to its end.
+    #[serde(with = "duration")]
+    pub max_silence_duration: Duration,
+    /// Longest comment of a silence, and reason of a breaker override, in characters.
+    pub max_comment_chars: usize,
+    /// Longest breaker override, from the request to its expiry.
+    #[serde(with = "duration")]
+    pub max_override_ttl: Duration,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let series = Limits::default();
+        let operator = OperatorLimits::default();
+        Self {
+            max_series: series.max_series,
+            max_dependencies: series.max_dependencies,
+            max_instances_per_dependency: series.max_instances_per_dependency,
+            max_zones_per_dependency: series.max_zones_per_dependency,
+            max_silences: operator.max_silences,
+            max_silence_duration: Duration::from_millis(operator.max_silence_ms as u64),
+            max_comment_chars: operator.max_text_chars,
+            max_override_ttl: Duration::from_millis(operator.max_override_ms as u64),
+        }
+    }
+}
+
+impl LimitSettings {
+    /// The window store's cardinality limits.
+    pub fn series(&self) -> Limits {
+        Limits {
+            max_series: self.max_series,
+            max_dependencies: self.max_dependencies,
+            max_instances_per_dependency: self.max_instances_per_dependency,
+            max_zones_per_dependency: self.max_zones_per_dependency,
+        }
+    }
+
+    /// The limits of operator requests (silences, overrides). Validation keeps the
+    /// durations far below `i64` milliseconds.
+    pub fn operator(&self) -> OperatorLimits {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        OperatorLimits {
+            max_silences: self.max_silences,
+            max_silence_ms: ms(self.max_silence_duration),
+            max_text_chars: self.max_comment_chars,
+            max_override_ms: ms(self.max_override_ttl),
         }
     }
 }
@@ -471,6 +540,38 @@ impl Settings {
                 bad(key, "0".into(), "must be at least 1");
             }
         }
+        for (key, v) in [
+            ("limits.max_silences", self.limits.max_silences),
+            ("limits.max_comment_chars", self.limits.max_comment_chars),
+        ] {
+            if !(1..=100_000).contains(&v) {
+                bad(key, v.to_string(), "must be between 1 and 100000");
+            }
+        }
+        const MINUTE: Duration = Duration::from_secs(60);
+        const DAY: Duration = Duration::from_secs(86_400);
+        for (key, value, max, max_text) in [
+            (
+                "limits.max_silence_duration",
+                self.limits.max_silence_duration,
+                3650 * DAY,
+                "10 years",
+            ),
+            (
+                "limits.max_override_ttl",
+                self.limits.max_override_ttl,
+                365 * DAY,
+                "365d",
+            ),
+        ] {
+            if value < MINUTE || value > max {
+                bad(
+                    key,
+                    humantime::format_duration(value).to_string(),
+                    &format!("must be between 1m and {max_text}"),
+                );
+            }
+        }
         if self.storage.retention < Duration::from_secs(3600) {
             bad(
                 "storage.retention",
@@ -655,6 +756,44 @@ mod tests {
             err.contains("storage.alert_retention = 5m: must be between 1h and 100 years"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn silence_and_override_limits_are_settings_with_checked_ranges() {
+        let s = Settings::from_toml(
+            "[limits]\nmax_silences = 5\nmax_silence_duration = \"2h\"\nmax_comment_chars = 40\nmax_override_ttl = \"30m\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        let o = s.limits.operator();
+        assert_eq!(o.max_silences, 5);
+        assert_eq!(o.max_silence_ms, 2 * 3_600_000);
+        assert_eq!(o.max_text_chars, 40);
+        assert_eq!(o.max_override_ms, 30 * 60_000);
+        // The series limits are untouched by them.
+        assert_eq!(s.limits.series(), Limits::default());
+        assert_eq!(
+            Settings::default().limits.operator(),
+            OperatorLimits::default()
+        );
+        let err = Settings::from_toml(
+            "[limits]\nmax_silences = 0\nmax_silence_duration = \"30s\"\nmax_comment_chars = 1000000\nmax_override_ttl = \"400d\"\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "limits.max_silences = 0: must be between 1 and 100000",
+            "limits.max_silence_duration = 30s: must be between 1m and 10 years",
+            "limits.max_comment_chars = 1000000: must be between 1 and 100000",
+        ] {
+            assert!(err.contains(part), "{part} in {err}");
+        }
+        let line = err
+            .lines()
+            .find(|l| l.contains("limits.max_override_ttl = "))
+            .unwrap_or_else(|| panic!("max_override_ttl in {err}"));
+        assert!(line.ends_with(": must be between 1m and 365d"), "{line}");
     }
 
     #[test]

@@ -274,7 +274,7 @@ fn run_replay(config: Option<PathBuf>, path: &std::path::Path, breakers: bool) -
         &mut diag,
         settings.detection,
         settings.dependencies,
-        settings.limits,
+        settings.limits.series(),
         breakers.then_some(settings.breakers),
     );
     use std::io::Write;

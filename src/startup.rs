@@ -73,7 +73,7 @@ impl Application {
             if auth.enabled() { "on" } else { "off" }
         );
         let storage = Storage::connect(&settings.database).await?;
-        let store = Arc::new(WindowStore::new(settings.limits));
+        let store = Arc::new(WindowStore::new(settings.limits.series()));
         let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
         tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
         let flusher = Arc::new(Flusher::new(&storage, &settings.node_id).await?);
@@ -417,7 +417,8 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
     // evaluation never waits for the database (a locked one can take the busy timeout).
     let (to_save, queue) = tokio::sync::mpsc::channel::<ToSave>(TRANSITION_QUEUE);
     let writer = tokio::spawn(save_loop(state.clone(), queue));
-    let mut last_renotify: Option<tokio::time::Instant> = None;
+    // Re-notifications read and write the database too: a task of their own as well.
+    let renotifier = tokio::spawn(renotify_loop(state.clone(), stop.clone()));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -470,21 +471,12 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
         // Breakers first: clients waiting on the stream do not wait for the database; their
         // notifications are written by the writer task.
         state.actions.announce(&outcome.breakers, now);
-        let specs = state.engine.lock().specs().clone();
-        let renotify_check = (state.actions.shortest_renotify() / 4)
-            .clamp(Duration::from_millis(100), RENOTIFY_CHECK);
-        if last_renotify.is_none_or(|t: tokio::time::Instant| t.elapsed() >= renotify_check) {
-            last_renotify = Some(tokio::time::Instant::now());
-            if let Err(error) = state.actions.renotify(&state.storage, &specs, now).await {
-                tracing::warn!(%error, "Cannot queue re-notifications.");
-            }
-        }
         if found.is_empty() && outcome.breakers.is_empty() {
             continue;
         }
         let batch = ToSave {
             transitions: found,
-            specs,
+            specs: state.engine.lock().specs().clone(),
             now,
         };
         if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) = to_save.try_send(batch) {
@@ -500,6 +492,36 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
     // The writer makes a last attempt for what it holds once the queue is closed.
     drop(to_save);
     let _ = writer.await;
+    let _ = renotifier.await;
+}
+
+/// Queues reminders of alerts still firing, every `renotify_every / 4` (at least every
+/// [`RENOTIFY_CHECK`], at most every 100 ms). It reads the firing alerts and writes the
+/// outbox, so a locked database can hold it for the busy timeout: on a task of its own, that
+/// wait never delays an evaluation. A check the database refuses is simply made again at the
+/// next round (nothing is lost: the alert is still firing and its last notice unchanged).
+async fn renotify_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let every =
+        (state.actions.shortest_renotify() / 4).clamp(Duration::from_millis(100), RENOTIFY_CHECK);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = state.clock.now_ms();
+        let specs = state.engine.lock().specs().clone();
+        // Shutdown does not wait for a locked database: the check is made again at start.
+        let checked = tokio::select! {
+            checked = state.actions.renotify(&state.storage, &specs, now) => checked,
+            _ = stop.changed() => return,
+        };
+        if let Err(error) = checked {
+            state.metrics.database_error("renotify");
+            tracing::warn!(%error, "Cannot queue re-notifications; will retry.");
+        }
+    }
 }
 
 /// Writes the transitions detection queues, and the breaker notifications waiting in memory.
@@ -526,10 +548,7 @@ async fn save_loop(state: AppState, mut queue: tokio::sync::mpsc::Receiver<ToSav
         state.metrics.transitions_waiting(unsaved.len());
         save_transitions(&state, &mut unsaved, &specs, now).await;
         state.metrics.transitions_waiting(unsaved.len());
-        state
-            .actions
-            .queue_breaker_notices(&state.storage, now)
-            .await;
+        save_breaker_notices(&state, now).await;
     }
     // A last attempt for what the database refused so far: after this it would be lost.
     let now = state.clock.now_ms();
@@ -540,16 +559,29 @@ async fn save_loop(state: AppState, mut queue: tokio::sync::mpsc::Receiver<ToSav
             "Shutting down: alert transitions could not be written and are lost."
         );
     }
-    let waiting = state
-        .actions
-        .queue_breaker_notices(&state.storage, now)
-        .await;
+    let waiting = save_breaker_notices(&state, now).await;
     if waiting > 0 {
         tracing::error!(
             lost = waiting,
             "Shutting down: breaker notifications could not be queued and are lost."
         );
     }
+}
+
+/// Writes the breaker notifications waiting in memory to the outbox; returns how many still
+/// wait (the database refused them: each breaker's latest change is kept for the next round).
+async fn save_breaker_notices(state: &AppState, now: i64) -> usize {
+    let queued = state
+        .actions
+        .queue_breaker_notices(&state.storage, now)
+        .await;
+    if queued.failed {
+        state.metrics.database_error("breaker_notices");
+    }
+    state
+        .metrics
+        .breaker_notices(queued.waiting, state.actions.breaker_notices_dropped());
+    queued.waiting
 }
 
 /// Records `unsaved` transitions; keeps them for the next call when the database refuses

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use graywatch::config::Settings;
-use graywatch::window::{HIGHEST_US, Limits};
+use graywatch::config::{LimitSettings, Settings};
+use graywatch::window::HIGHEST_US;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Pareto};
@@ -901,11 +901,11 @@ fn tally(events: &[Value], dep: &str, field: &str) -> Vec<(String, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn series_beyond_the_cardinality_limits_are_refused_while_existing_ones_keep_counting() {
     let app = TestApp::spawn_with(|s| {
-        s.limits = Limits {
+        s.limits = LimitSettings {
             max_dependencies: 2,
             max_instances_per_dependency: 2,
             max_zones_per_dependency: 1,
-            ..Limits::default()
+            ..LimitSettings::default()
         }
     })
     .await;
@@ -1009,9 +1009,9 @@ async fn series_beyond_the_cardinality_limits_are_refused_while_existing_ones_ke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_total_series_limit_refuses_new_series_of_every_kind_and_names_max_series() {
     let app = TestApp::spawn_with(|s| {
-        s.limits = Limits {
+        s.limits = LimitSettings {
             max_series: 4,
-            ..Limits::default()
+            ..LimitSettings::default()
         }
     })
     .await;
@@ -1768,6 +1768,102 @@ async fn at_most_a_thousand_silences_are_active_or_scheduled() {
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_and_override_limits_follow_the_limits_settings() {
+    let app = TestApp::spawn_with(|s| {
+        s.limits.max_silences = 2;
+        s.limits.max_silence_duration = Duration::from_secs(2 * 3600);
+        s.limits.max_comment_chars = 10;
+        s.limits.max_override_ttl = Duration::from_secs(3600);
+    })
+    .await;
+    let now = app.now();
+    let silence = |extra: Value| {
+        let mut b = json!({"dependency": "db", "comment": "deploy"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    // Each refusal names the field and the setting; the defaults would have taken them all.
+    let refused = [
+        (
+            silence(json!({"duration": "3h"})),
+            "duration: at most 2h (limits.max_silence_duration)",
+        ),
+        (
+            silence(json!({"ends_at": now + 3 * HOUR})),
+            "ends_at: a silence lasts at most 2h from starts_at (limits.max_silence_duration)",
+        ),
+        (
+            silence(json!({"duration": "1h", "comment": "x".repeat(11)})),
+            "comment: at most 10 characters, got 11",
+        ),
+    ];
+    for (body, error) in &refused {
+        let (status, answer) = app
+            .send_json(reqwest::Method::POST, "/v1/silences", body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(error_of(&answer).starts_with(error), "{body}: {answer}");
+    }
+    // At the limits: accepted, until there are max_silences of them.
+    for body in [
+        silence(json!({"duration": "2h", "comment": "x".repeat(10)})),
+        silence(json!({"ends_at": now + 2 * HOUR})),
+    ] {
+        let (status, answer) = app
+            .send_json(reqwest::Method::POST, "/v1/silences", &body)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}: {answer}");
+    }
+    let (status, answer) = app
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/silences",
+            &silence(json!({"duration": "1h"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        error_of(&answer)
+            .starts_with("silences: at most 2 active or scheduled silences (limits.max_silences)"),
+        "{answer}"
+    );
+
+    let overrides = [
+        (
+            json!({"state": "open", "reason": "drill", "ttl": "2h"}),
+            "ttl: at most 1h (limits.max_override_ttl)",
+        ),
+        (
+            json!({"state": "open", "reason": "drill", "expires_at": now + 2 * HOUR}),
+            "expires_at: an override lasts at most 1h from now (limits.max_override_ttl)",
+        ),
+        (
+            json!({"state": "open", "reason": "x".repeat(11), "ttl": "1h"}),
+            "reason: at most 10 characters, got 11",
+        ),
+    ];
+    for (body, error) in &overrides {
+        let (status, answer) = app
+            .send_json(reqwest::Method::PUT, "/v1/breakers/db", body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(error_of(&answer).starts_with(error), "{body}: {answer}");
+    }
+    let (_, breakers) = app.get("/v1/breakers").await;
+    assert_eq!(breakers["breakers"], json!([]), "nothing was forced");
+    let (status, answer) = app
+        .send_json(
+            reqwest::Method::PUT,
+            "/v1/breakers/db",
+            &json!({"state": "open", "reason": "x".repeat(10), "ttl": "1h"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Known server bugs: each test states the intended behaviour and fails on the current code.
 // Run them with `cargo test --test api -- --ignored`.
@@ -1829,9 +1925,9 @@ async fn late_data_for_one_minute_flushed_twice_keeps_both_parts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_refused_by_the_series_limit_leaves_no_trace() {
     let app = TestApp::spawn_with(|s| {
-        s.limits = Limits {
+        s.limits = LimitSettings {
             max_series: 4,
-            ..Limits::default()
+            ..LimitSettings::default()
         }
     })
     .await;

@@ -36,6 +36,7 @@ const COUNTERS: &[&str] = &[
     "graywatch_database_errors_total",
     "graywatch_rollups_dropped_total",
     "graywatch_alert_transitions_dropped_total",
+    "graywatch_breaker_notifications_dropped_total",
 ];
 const HISTOGRAMS: &[&str] = &[
     "graywatch_dependency_call_duration_seconds",
@@ -57,6 +58,7 @@ const GAUGES: &[&str] = &[
     "graywatch_ingest_bodies_receiving",
     "graywatch_evaluation_lag_seconds",
     "graywatch_alert_transitions_waiting",
+    "graywatch_breaker_notifications_waiting",
     "graywatch_series",
     "graywatch_series_limit",
     "graywatch_notifications",

@@ -647,3 +647,274 @@ async fn detection_keeps_its_pace_while_the_database_is_locked_and_writes_the_al
     assert_eq!(app.metric("graywatch_alert_transitions_waiting").await, 0.0);
     app.stop().await;
 }
+
+/// The value of `name` in `/metrics`, 0 while it is not there.
+async fn metric_or_zero(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("read /metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_notification_waiting_on_a_locked_database_does_not_hold_up_detection() {
+    let hook = Receiver::start(vec![]).await;
+    let app = spawn_quick(|s| {
+        s.storage.flush_interval = Duration::from_secs(1);
+        s.routing.max_backoff = Duration::from_secs(1);
+        s.notifiers = vec![webhook("hook", &hook.url("/hook"))];
+        // Checked every 500 ms: a reminder is due 2 s of event time after the last notice.
+        s.routing.renotify_every = Duration::from_secs(2);
+    })
+    .await;
+    poll_until("the alert fires and is notified", DEADLINE, || async {
+        app.advance(STEP_MS);
+        app.post_ok(&failing(app.now())).await;
+        (hook.count() >= 1).then_some(())
+    })
+    .await;
+    let fault = DbFault::locked(&app).await;
+    // A reminder is now due: queueing it waits for the write lock (the 5 s busy timeout).
+    app.advance(3 * common::SECOND);
+    app.post_ok(&failing(app.now())).await;
+
+    let evaluations = "graywatch_evaluation_duration_seconds_count";
+    let waits = "graywatch_database_errors_total{operation=\"renotify\"}";
+    let before = app.metric(evaluations).await;
+    let started = Instant::now();
+    // Until a reminder's write has failed for the lock, measured over 8 s at most: when the
+    // check ran on the evaluation tick, evaluations stopped for each 5 s wait.
+    eventually(
+        "a reminder's write waited for the lock",
+        DEADLINE,
+        || async {
+            metric_or_zero(&app, waits).await >= 1.0 || started.elapsed() >= Duration::from_secs(8)
+        },
+    )
+    .await;
+    let done = app.metric(evaluations).await - before;
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        done / secs >= 3.0,
+        "{done} evaluations in {secs:.1} s while a reminder waited for the database"
+    );
+    assert!(
+        metric_or_zero(&app, waits).await >= 1.0,
+        "no reminder waited for the lock in {secs:.1} s"
+    );
+    assert!(
+        secs >= 3.0,
+        "the reminder's write failed after {secs} s only"
+    );
+    // Detection still judges from memory: the health of the dependency is current.
+    let detail = app.detail(DEP, "1m").await;
+    assert_eq!(detail["health"]["state"], "failing", "{detail}");
+
+    fault.lift().await;
+    eventually("the reminder is delivered", DEADLINE, || async {
+        let rows = get_ok(&app, "/v1/notifications?notifier=hook").await;
+        rows["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "renotify" && n["status"] == "delivered")
+    })
+    .await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Breaker notifications outlast a long database outage
+// ---------------------------------------------------------------------------------------------
+
+/// `GET /v1/breakers`: the state of each dependency's own breaker.
+async fn breaker_states(app: &TestApp) -> std::collections::HashMap<String, String> {
+    let body = get_ok(app, "/v1/breakers").await;
+    body["breakers"]
+        .as_array()
+        .expect("a breakers array")
+        .iter()
+        .filter(|b| b.get("instance").is_none())
+        .map(|b| {
+            (
+                b["dependency"].as_str().unwrap().to_string(),
+                b["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_notifications_outlast_a_long_database_outage_with_each_breakers_latest_state() {
+    // 16 breaker notifiers x 260 breakers: more changes wait than any fixed queue of a few
+    // thousand would hold, as in a long outage with many dependencies or a flapping breaker.
+    const NOTIFIERS: usize = 16;
+    let names: Vec<String> = (0..NOTIFIERS).map(|i| format!("hook-{i:02}")).collect();
+    let others: Vec<String> = (0..259).map(|i| format!("dep-{i:03}")).collect();
+    let hook = Receiver::start(vec![]).await;
+    let app = spawn_quick(|s| {
+        s.storage.flush_interval = Duration::from_secs(1);
+        s.routing.max_backoff = Duration::from_secs(1);
+        s.notifiers = names
+            .iter()
+            .map(|n| webhook(n, &hook.url(&format!("/{n}"))))
+            .collect();
+        s.routing.breaker_notifiers = names.clone();
+        // Alerts go nowhere: only breaker notifications are sent.
+        s.routing.default_notifiers = Some(vec![]);
+        // A breaker stays open 60 s, then closes after 1 s of healthy probes.
+        s.breakers.base_cooldown = Duration::from_secs(60);
+        s.breakers.jitter = 0.0;
+        s.breakers.probe_healthy_for = Duration::from_secs(1);
+        for d in &others {
+            s.dependencies.insert(
+                d.clone(),
+                graywatch::detect::DependencySpec {
+                    fire_after: Some(Duration::from_secs(1)),
+                    resolve_after: Some(Duration::from_secs(1)),
+                    ..Default::default()
+                },
+            );
+        }
+    })
+    .await;
+    let all_failing = |now: i64| -> Vec<Value> {
+        others
+            .iter()
+            .flat_map(|d| (0..20).map(move |_| event(d, 20.0, "error", Some(now))))
+            .collect()
+    };
+    let fault = DbFault::locked(&app).await;
+
+    // DEP's breaker opens first...
+    poll_until("DEP's breaker opens", DEADLINE, || async {
+        app.advance(STEP_MS);
+        app.post_ok(&failing(app.now())).await;
+        (breaker_states(&app).await.get(DEP).map(String::as_str) == Some("open")).then_some(())
+    })
+    .await;
+    // ... then, 45 s later (within its cool-down), every other dependency's.
+    app.advance(45 * common::SECOND);
+    poll_until("every other breaker opens", DEADLINE, || async {
+        app.advance(STEP_MS);
+        app.post_ok(&all_failing(app.now())).await;
+        let states = breaker_states(&app).await;
+        others
+            .iter()
+            .all(|d| states.get(d).map(String::as_str) == Some("open"))
+            .then_some(())
+    })
+    .await;
+    // DEP recovers: its cool-down ends, it probes and closes, all before the database is back.
+    poll_until("DEP's breaker closes", DEADLINE, || async {
+        app.advance(5 * STEP_MS);
+        app.post_ok(&calls(200, "ok", app.now())).await;
+        (breaker_states(&app).await.get(DEP).map(String::as_str) == Some("closed")).then_some(())
+    })
+    .await;
+    let states = breaker_states(&app).await;
+    for d in &others {
+        assert_eq!(states[d], "open", "{d} is still within its cool-down");
+    }
+    // One notification waits per breaker and notifier, however many changes there were.
+    let breakers = (others.len() + 1) as f64;
+    eventually(
+        "one notification per breaker and notifier waits",
+        DEADLINE,
+        || async {
+            metric_or_zero(&app, "graywatch_breaker_notifications_waiting").await
+                == breakers * NOTIFIERS as f64
+        },
+    )
+    .await;
+    assert_eq!(
+        metric_or_zero(&app, "graywatch_breaker_notifications_dropped_total").await,
+        0.0
+    );
+    assert!(
+        metric_or_zero(
+            &app,
+            "graywatch_database_errors_total{operation=\"breaker_notices\"}"
+        )
+        .await
+            >= 1.0
+    );
+
+    // The database is back. The clock stands still from here, so no breaker changes again.
+    fault.lift().await;
+    let rows: Vec<(String, Value)> = poll_until(
+        "every breaker notification is in the outbox",
+        DEADLINE,
+        || async {
+            let mut side = side_connection(&app).await;
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT notifier, payload FROM notifications WHERE kind = 'breaker'",
+            )
+            .fetch_all(&mut side)
+            .await
+            .expect("read the outbox");
+            (rows.len() as f64 >= breakers * NOTIFIERS as f64).then(|| {
+                rows.into_iter()
+                    .map(|(n, p)| (n, serde_json::from_str(&p).expect("a JSON payload")))
+                    .collect()
+            })
+        },
+    )
+    .await;
+    // Exactly one per breaker and notifier, with the breaker's state now.
+    let mut seen = std::collections::HashMap::new();
+    for (notifier, payload) in &rows {
+        let dep = payload["dependency"].as_str().unwrap().to_string();
+        let before = seen.insert((notifier.clone(), dep.clone()), payload.clone());
+        assert!(
+            before.is_none(),
+            "two notifications of {dep} for {notifier}"
+        );
+    }
+    assert_eq!(rows.len(), (others.len() + 1) * NOTIFIERS);
+    for n in &names {
+        for d in &others {
+            let p = &seen[&(n.clone(), d.clone())];
+            assert_eq!(p["state"], "open", "{p}");
+            assert!(p.get("superseded").is_none(), "{p}");
+        }
+        // DEP opened, went half-open and closed: the closed state, the two others folded in.
+        let p = &seen[&(n.clone(), DEP.to_string())];
+        assert_eq!(p["state"], "closed", "{p}");
+        assert_eq!(p["superseded"], json!(2), "{p}");
+    }
+    // And the receivers get them: DEP's closed breaker reaches every notifier.
+    eventually(
+        "every notifier receives DEP's closed breaker",
+        Duration::from_secs(120),
+        || async {
+            let got: std::collections::HashSet<String> = hook
+                .requests()
+                .iter()
+                .filter(|r| {
+                    let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                    body["type"] == "breaker"
+                        && body["dependency"] == DEP
+                        && body["state"] == "closed"
+                })
+                .map(|r| r.path.clone())
+                .collect();
+            got.len() == NOTIFIERS
+        },
+    )
+    .await;
+    assert_eq!(
+        metric_or_zero(&app, "graywatch_breaker_notifications_waiting").await,
+        0.0
+    );
+    app.stop().await;
+}

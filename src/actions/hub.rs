@@ -1,7 +1,7 @@
 //! The actions hub: turns transitions and health into outbox rows, breaker signals and
 //! stream events. The daemon's detection loop calls it after every evaluation.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
@@ -9,9 +9,11 @@ use tokio::sync::{broadcast, watch};
 use super::breaker::{
     BreakerBoard, BreakerChange, BreakerState, BreakerView, ForcedState, OverrideError,
 };
+use super::breaker_notices::{BreakerNotices, Waiting};
 use super::history::BreakerHistory;
 use super::notice::{AlertNotice, Notice};
 use super::notifier::Notifier;
+use super::operator::OperatorLimits;
 use super::outbox::{Wakers, new_delivery_id, run_worker};
 use super::route::{Router, RoutingSettings};
 use crate::config::Settings;
@@ -23,11 +25,6 @@ use crate::time::Clock;
 /// Breaker changes a stream subscriber has not read yet; a slower subscriber gets a fresh
 /// snapshot instead of an unbounded backlog.
 const STREAM_BUFFER: usize = 1_024;
-
-/// Breaker notifications kept in memory while the database refuses them; beyond this the
-/// oldest go (and the log counts them). A breaker flapping every second for the length of a
-/// 15-minute outage to two notifiers stays within it.
-const MAX_UNQUEUED_BREAKER_NOTICES: usize = 4_096;
 
 /// Why a manual override was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +52,22 @@ pub struct Actions {
     pub changes: broadcast::Sender<Arc<serde_json::Value>>,
     /// The recent breaker changes of each dependency (in memory, bounded), read by the API.
     pub history: parking_lot::Mutex<BreakerHistory>,
-    /// Breaker notifications the database refused, retried at the next tick. A mutex, not a
-    /// channel: the detection loop and override requests both append and both retry, and a
-    /// retry must put what still fails back in front of what came meanwhile.
-    unqueued: parking_lot::Mutex<VecDeque<NewNotification>>,
+    /// What silences and overrides may ask for (`[limits]`).
+    limits: OperatorLimits,
+    /// Breaker notifications not yet in the outbox, the latest change of each breaker per
+    /// notifier. A mutex, not a channel: the detection loop and override requests both add
+    /// and both write, and a failed write must give its changes back unless a newer one of
+    /// the same breaker came meanwhile.
+    unqueued: parking_lot::Mutex<BreakerNotices>,
+}
+
+/// Where the breaker notifications stand after [`Actions::queue_breaker_notices`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BreakerNoticesQueued {
+    /// Still waiting for the outbox (the database refused them).
+    pub waiting: usize,
+    /// Whether a write was tried and failed.
+    pub failed: bool,
 }
 
 impl Actions {
@@ -84,8 +93,23 @@ impl Actions {
             board: parking_lot::Mutex::new(BreakerBoard::new(settings.breakers.clone())),
             changes: broadcast::channel(STREAM_BUFFER).0,
             history: parking_lot::Mutex::new(BreakerHistory::new()),
-            unqueued: parking_lot::Mutex::new(VecDeque::new()),
+            limits: settings.limits.operator(),
+            unqueued: parking_lot::Mutex::new(BreakerNotices::new(
+                settings.routing.breaker_notifiers.len().saturating_mul(
+                    settings.limits.max_dependencies.saturating_mul(
+                        settings
+                            .limits
+                            .max_instances_per_dependency
+                            .saturating_add(1),
+                    ),
+                ),
+            )),
         })
+    }
+
+    /// What silences and overrides may ask for.
+    pub fn limits(&self) -> OperatorLimits {
+        self.limits
     }
 
     /// Wakes every delivery worker (after a silence was deleted).
@@ -178,7 +202,6 @@ impl Actions {
         if !changes.is_empty() {
             self.history.lock().record(changes, now_ms);
         }
-        let mut rows = Vec::new();
         for c in changes {
             let mut event = serde_json::json!({ "before": c.before.as_ref().map(|b| b.to_json()), "after": c.after.to_json() });
             event["verdict_at_ms"] = now_ms.into();
@@ -195,63 +218,63 @@ impl Actions {
             {
                 continue;
             }
-            let notice = Notice::Breaker {
-                dependency: c.after.dependency.clone(),
-                instance: c.after.instance.clone(),
-                state: c.after.state.as_str().to_string(),
-                reason: c.after.reason.clone(),
-                at: crate::time::to_rfc3339(now_ms),
-            };
+            let mut waiting = self.unqueued.lock();
             for n in &self.routing.breaker_notifiers {
-                rows.push(NewNotification {
-                    id: new_delivery_id(),
-                    notifier: n.clone(),
-                    kind: "breaker",
-                    payload: serde_json::to_value(&notice).unwrap_or_default(),
-                });
+                let kept = waiting.push(Waiting::new(
+                    n,
+                    &c.after.dependency,
+                    c.after.instance.as_deref(),
+                    c.after.state.as_str(),
+                    &c.after.reason,
+                    now_ms,
+                ));
+                if !kept {
+                    tracing::error!(
+                        notifier = %n,
+                        dependency = %c.after.dependency,
+                        instance = c.after.instance.as_deref().unwrap_or(""),
+                        waiting = waiting.len(),
+                        "Too many breakers wait for the database; this breaker's notification is dropped."
+                    );
+                }
             }
         }
-        self.unqueued.lock().extend(rows);
     }
 
-    /// Writes the breaker notifications waiting in memory to the outbox. On failure they stay
-    /// for the next call (the next evaluation tick, or shutdown), up to
-    /// [`MAX_UNQUEUED_BREAKER_NOTICES`]. Returns how many are still waiting.
-    pub async fn queue_breaker_notices(&self, storage: &Storage, now_ms: i64) -> usize {
-        let rows: Vec<NewNotification> = self.unqueued.lock().drain(..).collect();
-        if rows.is_empty() {
-            return 0;
-        }
-        match storage.enqueue(None, &rows, now_ms).await {
-            Ok(()) => {
-                rows.iter().for_each(|r| self.wakers.wake(&r.notifier));
-                self.unqueued.lock().len()
-            }
-            Err(error) => {
-                let mut waiting = self.unqueued.lock();
-                // Older first: put the failed batch back in front of what came meanwhile.
-                for r in rows.into_iter().rev() {
-                    waiting.push_front(r);
-                }
-                let excess = waiting.len().saturating_sub(MAX_UNQUEUED_BREAKER_NOTICES);
-                waiting.drain(..excess);
-                if excess > 0 {
-                    tracing::error!(
-                        %error,
-                        dropped = excess,
-                        waiting = waiting.len(),
-                        "Cannot queue breaker notifications; dropped the oldest beyond the buffer."
-                    );
-                } else {
+    /// Writes the breaker notifications waiting in memory to the outbox. What the database
+    /// refuses waits for the next call (the writer task's next round, an override, or
+    /// shutdown), folded into any newer change of the same breaker.
+    pub async fn queue_breaker_notices(
+        &self,
+        storage: &Storage,
+        now_ms: i64,
+    ) -> BreakerNoticesQueued {
+        let taken = self.unqueued.lock().take();
+        let mut queued = BreakerNoticesQueued::default();
+        if !taken.is_empty() {
+            let rows: Vec<NewNotification> = taken.iter().map(breaker_row).collect();
+            match storage.enqueue(None, &rows, now_ms).await {
+                Ok(()) => rows.iter().for_each(|r| self.wakers.wake(&r.notifier)),
+                Err(error) => {
+                    queued.failed = true;
+                    let mut waiting = self.unqueued.lock();
+                    waiting.restore(taken);
                     tracing::warn!(
                         %error,
                         waiting = waiting.len(),
-                        "Cannot queue breaker notifications; will retry."
+                        "Cannot queue breaker notifications; each breaker's latest state will be sent once the database takes writes."
                     );
                 }
-                waiting.len()
             }
         }
+        queued.waiting = self.unqueued.lock().len();
+        queued
+    }
+
+    /// Breaker notifications dropped since the last call: changes of a new breaker while
+    /// breakers x notifiers were already waiting for the database.
+    pub fn breaker_notices_dropped(&self) -> u64 {
+        self.unqueued.lock().take_dropped()
     }
 
     /// Forces a breaker open or closed until `expires_ms`. The database comes first: if it
@@ -375,5 +398,23 @@ impl Actions {
             }
         }
         Ok(queued)
+    }
+}
+
+/// The outbox row of a breaker change (a fresh delivery id: no receiver has seen it).
+fn breaker_row(w: &Waiting) -> NewNotification {
+    let notice = Notice::Breaker {
+        dependency: w.dependency.clone(),
+        instance: w.instance.clone(),
+        state: w.state.to_string(),
+        reason: w.reason.clone(),
+        at: crate::time::to_rfc3339(w.at_ms),
+        superseded: w.superseded,
+    };
+    NewNotification {
+        id: new_delivery_id(),
+        notifier: w.notifier.clone(),
+        kind: "breaker",
+        payload: serde_json::to_value(&notice).unwrap_or_default(),
     }
 }

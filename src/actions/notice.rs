@@ -105,12 +105,21 @@ pub enum Notice {
         state: String,
         reason: String,
         at: String,
+        /// Earlier changes of this breaker that this notice replaces: they happened before any
+        /// of them reached the outbox (while the database refused writes), and only the latest
+        /// state is sent. Absent when none.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        superseded: u32,
     },
     /// `graywatch test-notifier`.
     Test {
         notifier: String,
         at: String,
     },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Notice {
@@ -122,14 +131,20 @@ impl Notice {
                 instance,
                 state,
                 reason,
+                superseded,
                 ..
             } => format!(
-                "[BREAKER] {}{} is {state}: {reason}",
+                "[BREAKER] {}{} is {state}: {reason}{}",
                 dependency,
                 instance
                     .as_ref()
                     .map(|i| format!(" (instance {i})"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                match superseded {
+                    0 => String::new(),
+                    1 => " (after 1 earlier change not sent)".to_string(),
+                    n => format!(" (after {n} earlier changes not sent)"),
+                }
             ),
             Notice::Test { notifier, .. } => {
                 format!("[TEST] graywatch test notification through {notifier}")

@@ -13,17 +13,36 @@ use super::history::{HistoryEntry, MAX_CHANGES_PER_DEPENDENCY};
 use super::hub::Actions;
 use crate::storage::{Silence, Storage};
 
-/// Active and scheduled silences at most; past it, creating one is refused.
-pub const MAX_SILENCES: usize = 1_000;
-/// Longest silence (from `starts_at` to `ends_at`).
-pub const MAX_SILENCE_MS: i64 = 30 * DAY_MS;
-/// Longest breaker override (from now to its expiry).
-pub const MAX_OVERRIDE_MS: i64 = 7 * DAY_MS;
-/// Longest comment of a silence, reason of an override, in characters.
-pub const MAX_TEXT_CHARS: usize = 1_000;
 /// Longest matcher of a silence, in characters (names are at most 128).
 pub const MAX_MATCHER_CHARS: usize = 256;
 const DAY_MS: i64 = 86_400_000;
+
+/// What operator requests may ask for: `[limits]` of the configuration, which names and
+/// checks them (`max_silences`, `max_silence_duration`, `max_comment_chars`,
+/// `max_override_ttl`). Each bounds what every delivery and evaluation matches against, or
+/// how long a forced breaker outlives the operator who forgot it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorLimits {
+    /// Active and scheduled silences at most; past it, creating one is refused.
+    pub max_silences: usize,
+    /// Longest silence (from `starts_at` to `ends_at`), in ms.
+    pub max_silence_ms: i64,
+    /// Longest comment of a silence, reason of an override, in characters.
+    pub max_text_chars: usize,
+    /// Longest breaker override (from now to its expiry), in ms.
+    pub max_override_ms: i64,
+}
+
+impl Default for OperatorLimits {
+    fn default() -> Self {
+        Self {
+            max_silences: 1_000,
+            max_silence_ms: 30 * DAY_MS,
+            max_text_chars: 1_000,
+            max_override_ms: 7 * DAY_MS,
+        }
+    }
+}
 
 /// Why an operator request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +88,7 @@ pub fn check_len(text: &str, field: &'static str, max: usize) -> Result<(), Requ
 pub enum SilenceEnd {
     /// At this time, epoch ms.
     At(i64),
-    /// This long after it starts, in ms (at most [`MAX_SILENCE_MS`]).
+    /// This long after it starts, in ms (at most `max_silence_ms`).
     After(i64),
 }
 
@@ -106,19 +125,20 @@ impl Actions {
                 "must be after starts_at and in the future",
             ));
         }
-        if ends - starts > MAX_SILENCE_MS {
+        let limits = self.limits();
+        if ends - starts > limits.max_silence_ms {
             return Err(invalid(
                 "ends_at",
                 format!(
-                    "a silence lasts at most {} from starts_at",
-                    human(MAX_SILENCE_MS)
+                    "a silence lasts at most {} from starts_at (limits.max_silence_duration)",
+                    human(limits.max_silence_ms)
                 ),
             ));
         }
         if req.comment.trim().is_empty() {
             return Err(invalid("comment", "must not be empty"));
         }
-        check_len(&req.comment, "comment", MAX_TEXT_CHARS)?;
+        check_len(&req.comment, "comment", limits.max_text_chars)?;
         for (field, m) in [
             ("dependency", &req.dependency),
             ("instance", &req.instance),
@@ -145,10 +165,13 @@ impl Actions {
         }
         // Checked before the insert, so two requests at once may pass it together: the bound
         // is on memory and on what each evaluation matches against, not an exact quota.
-        if storage.silences(now_ms).await?.len() >= MAX_SILENCES {
+        if storage.silences(now_ms).await?.len() >= limits.max_silences {
             return Err(invalid(
                 "silences",
-                format!("at most {MAX_SILENCES} active or scheduled silences; expire some first"),
+                format!(
+                    "at most {} active or scheduled silences (limits.max_silences); expire some first",
+                    limits.max_silences
+                ),
             ));
         }
         let mut s = Silence {

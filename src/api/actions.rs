@@ -23,10 +23,7 @@ use super::{ApiError, AppState};
 use crate::actions::breaker::{BreakerState, BreakerView, ForcedState};
 use crate::actions::history::{HistoryEntry, MAX_CHANGES_PER_DEPENDENCY};
 use crate::actions::hub::SetOverrideError;
-use crate::actions::operator::{
-    MAX_OVERRIDE_MS, MAX_SILENCE_MS, MAX_TEXT_CHARS, RequestError, SilenceEnd, SilenceRequest,
-    check_len, human,
-};
+use crate::actions::operator::{RequestError, SilenceEnd, SilenceRequest, check_len, human};
 use crate::storage::{NotificationRecord, Silence};
 
 /// Heartbeat interval of the breaker stream (a comment line keeps proxies from timing out).
@@ -167,10 +164,12 @@ pub struct NewSilence {
     /// RFC 3339 or epoch ms; or give `duration`.
     #[schema(value_type = Option<TimeInput>)]
     ends_at: Option<Value>,
-    /// e.g. "2h"; alternative to `ends_at`; at most 30 days.
+    /// e.g. "2h"; alternative to `ends_at`; at most `limits.max_silence_duration` (30 days
+    /// by default).
     #[schema(example = "2h")]
     duration: Option<String>,
-    /// Why; required, at most 1000 characters.
+    /// Why; required, at most `limits.max_comment_chars` characters (1000 by default, the
+    /// bound shown here).
     #[schema(min_length = 1, max_length = 1000)]
     comment: String,
     /// Ignored: a silence is created by the caller's token (its name), or `anonymous`.
@@ -196,13 +195,20 @@ fn time_value(v: &Value, field: &str) -> Result<i64, ApiError> {
 
 /// A duration parameter in milliseconds, at most `max_ms` (so that adding it to a time
 /// cannot overflow).
-fn duration_value(raw: &str, field: &str, max_ms: i64) -> Result<i64, ApiError> {
+/// A duration of at most `max_ms`, which the setting `limit` sets; a message naming `field`
+/// (and the setting) otherwise.
+fn duration_value(raw: &str, field: &str, max_ms: i64, limit: &str) -> Result<i64, ApiError> {
     let d = humantime::parse_duration(raw)
         .map_err(|e| ApiError::bad(format!("{field}: {raw:?} is not a duration ({e})")))?;
     i64::try_from(d.as_millis())
         .ok()
         .filter(|ms| *ms <= max_ms)
-        .ok_or_else(|| ApiError::bad(format!("{field}: at most {}, got {raw:?}", human(max_ms))))
+        .ok_or_else(|| {
+            ApiError::bad(format!(
+                "{field}: at most {} ({limit}), got {raw:?}",
+                human(max_ms)
+            ))
+        })
 }
 
 /// A silence as the API shows it: times in epoch ms and in RFC 3339.
@@ -270,7 +276,12 @@ pub async fn create_silence(
             return Err(ApiError::bad("ends_at: give ends_at or duration, not both"));
         }
         (Some(v), None) => SilenceEnd::At(time_value(v, "ends_at")?),
-        (None, Some(d)) => SilenceEnd::After(duration_value(d, "duration", MAX_SILENCE_MS)?),
+        (None, Some(d)) => SilenceEnd::After(duration_value(
+            d,
+            "duration",
+            state.actions.limits().max_silence_ms,
+            "limits.max_silence_duration",
+        )?),
         (None, None) => return Err(ApiError::bad("ends_at: required (or give duration)")),
     };
     let request = SilenceRequest {
@@ -506,13 +517,14 @@ pub async fn breaker_history(
 }
 
 /// Body of `PUT /v1/breakers/{dependency}`: force open or closed until an expiry (at most
-/// 7 days ahead).
+/// `limits.max_override_ttl` ahead, 7 days by default).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideBody {
     #[schema(value_type = ForcedStateDoc)]
     state: ForcedState,
-    /// Why; required, at most 1000 characters.
+    /// Why; required, at most `limits.max_comment_chars` characters (1000 by default, the
+    /// bound shown here).
     #[schema(min_length = 1, max_length = 1000)]
     reason: String,
     /// Only this instance's breaker.
@@ -564,6 +576,7 @@ pub async fn put_override(
     crate::domain::DependencyName::parse(dep.as_str())
         .map_err(|e| ApiError::bad(format!("dependency: {e}")))?;
     let now = state.clock.now_ms();
+    let limits = state.actions.limits();
     let expires = match (&b.expires_at, &b.ttl) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad(
@@ -572,18 +585,20 @@ pub async fn put_override(
         }
         (Some(v), None) => {
             let t = time_value(v, "expires_at")?;
-            if t - now > MAX_OVERRIDE_MS {
+            if t - now > limits.max_override_ms {
                 return Err(ApiError::bad(format!(
-                    "expires_at: an override lasts at most {} from now",
-                    human(MAX_OVERRIDE_MS)
+                    "expires_at: an override lasts at most {} from now (limits.max_override_ttl)",
+                    human(limits.max_override_ms)
                 )));
             }
             t
         }
-        (None, Some(t)) => now + duration_value(t, "ttl", MAX_OVERRIDE_MS)?,
+        (None, Some(t)) => {
+            now + duration_value(t, "ttl", limits.max_override_ms, "limits.max_override_ttl")?
+        }
         (None, None) => return Err(ApiError::bad("expires_at: required (or give ttl)")),
     };
-    check_len(&b.reason, "reason", MAX_TEXT_CHARS)?;
+    check_len(&b.reason, "reason", limits.max_text_chars)?;
     let (id, views) = state
         .actions
         .set_override(

@@ -38,6 +38,8 @@ const DATABASE_OPERATIONS: &[&str] = &[
     "outbox_read",
     "silences_read",
     "notification_counts",
+    "breaker_notices",
+    "renotify",
 ];
 /// The `operation` labels of `graywatch_database_write_duration_seconds`.
 const DATABASE_WRITES: &[&str] = &["rollup_flush", "record_transitions", "finish_attempt"];
@@ -69,6 +71,8 @@ pub struct Metrics {
     database_writes: HistogramFamily<Label>,
     transitions_dropped: Family<Label, Counter>,
     transitions_waiting: Gauge,
+    breaker_notices_dropped: Counter,
+    breaker_notices_waiting: Gauge,
 }
 
 fn fast_histogram() -> Histogram {
@@ -101,6 +105,8 @@ impl Metrics {
             database_writes: Family::new_with_constructor(fast_histogram),
             transitions_dropped: Family::default(),
             transitions_waiting: Gauge::default(),
+            breaker_notices_dropped: Counter::default(),
+            breaker_notices_waiting: Gauge::default(),
             registry: Registry::default(),
         };
         // The encoder appends `_total` to counters.
@@ -118,6 +124,16 @@ impl Metrics {
             "graywatch_alert_transitions_waiting",
             "Alert transitions found by detection and not yet written to the database",
             m.transitions_waiting.clone(),
+        );
+        registry.register(
+            "graywatch_breaker_notifications_waiting",
+            "Breaker notifications not yet written to the outbox (the database refused them): the latest change of each breaker per notifier",
+            m.breaker_notices_waiting.clone(),
+        );
+        registry.register(
+            "graywatch_breaker_notifications_dropped",
+            "Breaker notifications lost because more breakers x notifiers waited for the database than the board can hold",
+            m.breaker_notices_dropped.clone(),
         );
         registry.register(
             "graywatch_events_rejected",
@@ -247,6 +263,13 @@ impl Metrics {
     /// Alert transitions waiting to be written.
     pub fn transitions_waiting(&self, n: usize) {
         self.transitions_waiting.set(n as i64);
+    }
+
+    /// Breaker notifications waiting for the outbox, and how many were dropped since the
+    /// last report.
+    pub fn breaker_notices(&self, waiting: usize, dropped: u64) {
+        self.breaker_notices_waiting.set(waiting as i64);
+        self.breaker_notices_dropped.inc_by(dropped);
     }
 
     pub fn delivered(&self, notifier: &str, queued_for: Duration) {

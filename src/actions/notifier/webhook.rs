@@ -182,6 +182,7 @@ impl WebhookNotifier {
                         state,
                         reason,
                         at,
+                        ..
                     } => (
                         match instance {
                             Some(i) => {
