@@ -22,6 +22,7 @@
 //! max_dependencies = 500
 //! max_instances_per_dependency = 100
 //! max_zones_per_dependency = 16
+//! max_sources_per_dependency = 64   # callers (the `source` of events)
 //!
 //! [storage]
 //! retention = "7d"                 # roll-ups
@@ -466,6 +467,10 @@ impl Settings {
                 "limits.max_zones_per_dependency",
                 self.limits.max_zones_per_dependency,
             ),
+            (
+                "limits.max_sources_per_dependency",
+                self.limits.max_sources_per_dependency,
+            ),
         ] {
             if v == 0 {
                 bad(key, "0".into(), "must be at least 1");
@@ -612,6 +617,7 @@ mod tests {
         assert_eq!(s.storage.retention, Duration::from_secs(7 * 86400));
         assert_eq!(s.storage, StorageSettings::default());
         assert_eq!(s.limits.max_zones_per_dependency, 16);
+        assert_eq!(s.limits.max_sources_per_dependency, 64);
     }
 
     #[test]

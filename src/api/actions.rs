@@ -158,6 +158,9 @@ pub struct NewSilence {
     instance: Option<String>,
     #[schema(max_length = 256)]
     zone: Option<String>,
+    /// A caller (the events' `source`).
+    #[schema(max_length = 256)]
+    source: Option<String>,
     /// A detector name (see the README's detectors).
     #[schema(max_length = 256)]
     detector: Option<String>,
@@ -216,6 +219,8 @@ pub struct SilenceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     zone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     detector: Option<String>,
     starts_ms: i64,
     ends_ms: i64,
@@ -236,6 +241,7 @@ impl From<Silence> for SilenceView {
             dependency: s.dependency,
             instance: s.instance,
             zone: s.zone,
+            source: s.source,
             detector: s.detector,
             starts_ms: s.starts_ms,
             ends_ms: s.ends_ms,
@@ -277,6 +283,7 @@ pub async fn create_silence(
         dependency: b.dependency,
         instance: b.instance,
         zone: b.zone,
+        source: b.source,
         detector: b.detector,
         starts_ms,
         ends,

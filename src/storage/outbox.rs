@@ -88,6 +88,8 @@ pub struct Silence {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detector: Option<String>,
     pub starts_ms: i64,
@@ -103,8 +105,7 @@ impl Silence {
     pub fn mutes(
         &self,
         dependency: &str,
-        instance: Option<&str>,
-        zone: Option<&str>,
+        (instance, zone, source): (Option<&str>, Option<&str>, Option<&str>),
         detector: &str,
         now_ms: i64,
     ) -> bool {
@@ -114,6 +115,7 @@ impl Silence {
             && eq(&self.dependency, Some(dependency))
             && eq(&self.instance, instance)
             && eq(&self.zone, zone)
+            && eq(&self.source, source)
             && eq(&self.detector, Some(detector))
     }
 }
@@ -142,7 +144,7 @@ pub(super) const LIST_NOTIFICATIONS: &str = concat!(
 );
 
 /// `GET /v1/silences` and the delivery workers: in start order, from `silences_by_start`.
-pub(super) const LIST_SILENCES: &str = "SELECT id, dependency, instance, zone, detector, starts_ms, \
+pub(super) const LIST_SILENCES: &str = "SELECT id, dependency, instance, zone, source, detector, starts_ms, \
      ends_ms, comment, created_by, created_ms FROM silences \
      WHERE deleted_ms IS NULL AND ends_ms > $1 ORDER BY starts_ms, id";
 
@@ -374,12 +376,14 @@ impl Storage {
 
     pub async fn create_silence(&self, s: &Silence) -> sqlx::Result<i64> {
         sqlx::query_scalar(
-            "INSERT INTO silences (dependency, instance, zone, detector, starts_ms, ends_ms, comment, \
-             created_by, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO silences (dependency, instance, zone, source, detector, starts_ms, ends_ms, \
+             comment, created_by, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             RETURNING id",
         )
         .bind(&s.dependency)
         .bind(&s.instance)
         .bind(&s.zone)
+        .bind(&s.source)
         .bind(&s.detector)
         .bind(s.starts_ms)
         .bind(s.ends_ms)
@@ -403,6 +407,7 @@ impl Storage {
                     dependency: r.try_get("dependency")?,
                     instance: r.try_get("instance")?,
                     zone: r.try_get("zone")?,
+                    source: r.try_get("source")?,
                     detector: r.try_get("detector")?,
                     starts_ms: r.try_get("starts_ms")?,
                     ends_ms: r.try_get("ends_ms")?,
