@@ -1809,6 +1809,19 @@ mod tests {
     }
 
     #[test]
+    fn every_caller_failing_at_once_is_one_failing_alert_of_the_dependency() {
+        let (transitions, health, conditions, onset) = run_with_callers(Bad::Everyone, 0.9);
+        let fired = firing(&transitions);
+        assert_eq!(fired.len(), 1, "{transitions:#?}");
+        assert_eq!(fired[0].scope(), Scope::Dependency);
+        assert_eq!(fired[0].severity, Severity::Failing);
+        assert!(fired[0].at_ms - onset <= 3_000, "{:?}", fired[0]);
+        assert!(health.sources.is_empty(), "{health:?}");
+        assert_eq!(health.state, Health::Failing);
+        assert_eq!(conditions.dependency, Some(Severity::Failing));
+    }
+
+    #[test]
     fn a_stored_alert_of_a_caller_is_restored_on_its_caller() {
         let mut engine = Engine::new(DetectionSettings::default(), Specs::default());
         assert!(engine.restore_firing(
