@@ -529,3 +529,37 @@ fn decode_notification(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Notification
         horizon_start_ms: r.try_get("horizon_start_ms")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Silence;
+
+    fn silence(source: Option<&str>, instance: Option<&str>) -> Silence {
+        Silence {
+            id: 1,
+            dependency: Some("ledger".into()),
+            instance: instance.map(String::from),
+            zone: None,
+            source: source.map(String::from),
+            detector: None,
+            starts_ms: 0,
+            ends_ms: 10,
+            comment: "c".into(),
+            created_by: "t".into(),
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_silence_of_one_caller_mutes_that_caller_s_alerts_only() {
+        let caller = |c: &'static str| (None, None, Some(c));
+        let s = silence(Some("billing-batch"), None);
+        assert!(s.mutes("ledger", caller("billing-batch"), "peer_errors", 5));
+        assert!(!s.mutes("ledger", caller("checkout"), "peer_errors", 5));
+        assert!(!s.mutes("ledger", (None, None, None), "error_rate", 5));
+        // Without a source matcher, a dependency's silence mutes its callers' alerts too;
+        // an instance's does not.
+        assert!(silence(None, None).mutes("ledger", caller("checkout"), "peer_errors", 5));
+        assert!(!silence(None, Some("i-1")).mutes("ledger", caller("checkout"), "peer_errors", 5));
+    }
+}
