@@ -26,6 +26,7 @@
 //! max_silence_duration = "30d"  # from a silence's start to its end
 //! max_comment_chars = 1000    # a silence's comment, an override's reason
 //! max_override_ttl = "7d"     # from now to a breaker override's expiry
+//! max_sources_per_dependency = 64   # callers (the `source` of events)
 //!
 //! [storage]
 //! retention = "7d"                 # roll-ups
@@ -169,6 +170,7 @@ pub struct LimitSettings {
     pub max_dependencies: usize,
     pub max_instances_per_dependency: usize,
     pub max_zones_per_dependency: usize,
+    pub max_sources_per_dependency: usize,
     /// Active and scheduled silences at most; creating one more is refused with `400`.
     pub max_silences: usize,
     /// Longest silence, from its start to its end.
@@ -190,6 +192,7 @@ impl Default for LimitSettings {
             max_dependencies: series.max_dependencies,
             max_instances_per_dependency: series.max_instances_per_dependency,
             max_zones_per_dependency: series.max_zones_per_dependency,
+            max_sources_per_dependency: series.max_sources_per_dependency,
             max_silences: operator.max_silences,
             max_silence_duration: Duration::from_millis(operator.max_silence_ms as u64),
             max_comment_chars: operator.max_text_chars,
@@ -206,6 +209,7 @@ impl LimitSettings {
             max_dependencies: self.max_dependencies,
             max_instances_per_dependency: self.max_instances_per_dependency,
             max_zones_per_dependency: self.max_zones_per_dependency,
+            max_sources_per_dependency: self.max_sources_per_dependency,
         }
     }
 
@@ -535,6 +539,10 @@ impl Settings {
                 "limits.max_zones_per_dependency",
                 self.limits.max_zones_per_dependency,
             ),
+            (
+                "limits.max_sources_per_dependency",
+                self.limits.max_sources_per_dependency,
+            ),
         ] {
             if v == 0 {
                 bad(key, "0".into(), "must be at least 1");
@@ -713,6 +721,7 @@ mod tests {
         assert_eq!(s.storage.retention, Duration::from_secs(7 * 86400));
         assert_eq!(s.storage, StorageSettings::default());
         assert_eq!(s.limits.max_zones_per_dependency, 16);
+        assert_eq!(s.limits.max_sources_per_dependency, 64);
     }
 
     #[test]

@@ -282,6 +282,8 @@ pub struct AlertSeen {
     pub dependency: String,
     pub instance: Option<String>,
     pub zone: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
     pub detector: String,
     pub severity: String,
     pub state: String,
@@ -290,10 +292,11 @@ pub struct AlertSeen {
 
 impl std::fmt::Display for DemoEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let place = |a: &AlertSeen| match (&a.instance, &a.zone) {
-            (Some(i), _) => format!("{} instance {i}", a.dependency),
-            (None, Some(z)) => format!("{} zone {z}", a.dependency),
-            (None, None) => a.dependency.clone(),
+        let place = |a: &AlertSeen| match (&a.instance, &a.zone, &a.source) {
+            (Some(i), _, _) => format!("{} instance {i}", a.dependency),
+            (None, Some(z), _) => format!("{} zone {z}", a.dependency),
+            (None, None, Some(c)) => format!("{} called by {c}", a.dependency),
+            (None, None, None) => a.dependency.clone(),
         };
         match self {
             DemoEvent::Listening { base } => write!(

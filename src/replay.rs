@@ -149,6 +149,9 @@ pub fn transition_json(t: &Transition) -> serde_json::Value {
     if let Some(z) = &t.zone {
         v["zone"] = json!(z);
     }
+    if let Some(c) = &t.source {
+        v["source"] = json!(c);
+    }
     if let Some(r) = t.resolved_ms {
         v["resolved_at"] = json!(crate::time::to_rfc3339(r));
     }

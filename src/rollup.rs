@@ -107,7 +107,12 @@ pub async fn prime_anchors(
         .into_iter()
         .chain(storage.firing_alerts().await?);
     for a in alerts {
-        if Engine::keeps_minutes_out(a.instance.as_deref(), a.zone.as_deref(), &a.all_detectors()) {
+        if Engine::keeps_minutes_out(
+            a.instance.as_deref(),
+            a.zone.as_deref(),
+            a.source.as_deref(),
+            &a.all_detectors(),
+        ) {
             let start = a.started_at_ms - a.started_at_ms.rem_euclid(MINUTE_MS);
             let end = a.resolved_at_ms.unwrap_or(i64::MAX);
             incidents

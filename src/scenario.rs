@@ -6,14 +6,12 @@
 //! vary with the seed within a stated range, so the suite does not pass by tuning to one
 //! stream.
 
-use std::borrow::Cow;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Pareto, Poisson};
 use serde::Serialize;
 
-use crate::detect::{AlertStatus, DetectionSettings, Specs, Transition};
+use crate::detect::{AlertStatus, DetectionSettings, Scope, Specs, Transition};
 use crate::domain::{DependencyName, Event, Label, Outcome};
 use crate::replay::Replayer;
 use crate::window::Limits;
@@ -101,6 +99,9 @@ pub enum Fault {
     /// One replica: each of its calls `extra_ms` slower. The body of the distribution
     /// moves, its p99 barely.
     SlowReplica { index: usize, extra_ms: f64 },
+    /// One caller (a batch job with a bad key): `errors` of its calls fail, on every
+    /// instance alike.
+    BadSource { index: usize, errors: f64 },
 }
 
 /// Failed requests retried by their clients (see [`Scenario::retry_bursts`]).
@@ -151,6 +152,9 @@ pub struct Scenario {
     pub timeout_rate: f64,
     pub instances: usize,
     pub zones: usize,
+    /// Callers: each call comes from one of them, drawn uniformly (one: every call is
+    /// `checkout`'s).
+    pub sources: usize,
     /// Periodic stop-the-world pauses: every `every_s` (jittered), for `pause_ms`.
     pub gc: Option<(i64, f64)>,
     /// A second dependency that appears at this second (cold start).
@@ -180,6 +184,7 @@ impl Scenario {
             timeout_rate: rng.random_range(0.0..0.0005),
             instances: 6,
             zones: 3,
+            sources: 1,
             gc: None,
             newcomer_at_s: None,
             retry_bursts: None,
@@ -204,11 +209,12 @@ impl Scenario {
     }
 
     /// Where a correct detector should localize the fault.
-    pub fn expected_location(&self) -> Option<(Option<String>, Option<String>)> {
+    pub fn expected_location(&self) -> Option<Scope> {
         match self.fault? {
-            Fault::BadInstance { index, .. } => Some((Some(instance_name(index)), None)),
-            Fault::SlowZone { index, .. } => Some((None, Some(zone_name(index)))),
-            Fault::SlowReplica { index, .. } => Some((Some(instance_name(index)), None)),
+            Fault::BadInstance { index, .. } => Some(Scope::Instance(instance_name(index))),
+            Fault::SlowZone { index, .. } => Some(Scope::Zone(zone_name(index))),
+            Fault::SlowReplica { index, .. } => Some(Scope::Instance(instance_name(index))),
+            Fault::BadSource { index, .. } => Some(Scope::Source(source_name(index))),
             _ => None,
         }
     }
@@ -228,6 +234,18 @@ impl Scenario {
             .iter()
             .map(|z| Label::parse(z.as_str()).unwrap())
             .collect();
+        let sources: Vec<String> = (0..self.sources.max(1)).map(source_name).collect();
+        let source_labels: Vec<Label> = sources
+            .iter()
+            .map(|c| Label::parse(c.as_str()).unwrap())
+            .collect();
+        // Callers are drawn from a generator of their own, so that a stream with several
+        // callers is otherwise the one it would be with one.
+        let mut source_rng = StdRng::seed_from_u64(seed ^ 0x5041_cafe);
+        let source_of = |rng: &mut StdRng| match self.sources {
+            0 | 1 => 0,
+            n => rng.random_range(0..n),
+        };
         let base = LogNormal::new(self.median_ms.ln(), self.sigma).expect("valid log-normal");
         let widened = match self.fault {
             Some(Fault::WidenTail { sigma }) => {
@@ -242,7 +260,8 @@ impl Scenario {
             .gc
             .map(|(every, _)| rng.random_range(every / 2..every * 3 / 2));
         let mut gc_until_ms: f64 = -1.0;
-        let mut events: Vec<(i64, f64, Outcome, usize, bool)> = Vec::new();
+        // (ms from the start, duration ms, outcome, instance, source, newcomer)
+        let mut events: Vec<(i64, f64, Outcome, usize, usize, bool)> = Vec::new();
         let bursts = self
             .retry_bursts
             .map(|b| b.calls(seed, self.duration_s, self.instances))
@@ -267,6 +286,7 @@ impl Scenario {
                     let offset_ms = rng.random_range(0.0..1000.0);
                     let at_ms = t as f64 * 1000.0 + offset_ms;
                     let instance = rng.random_range(0..self.instances.max(1));
+                    let source = source_of(&mut source_rng);
                     let mut ms = match (&pareto, self.pareto) {
                         (Some(p), Some((share, _))) if rng.random_bool(share) => p.sample(rng),
                         _ => match (&widened, in_fault) {
@@ -295,7 +315,7 @@ impl Scenario {
                         apply_fault(
                             self.fault.unwrap(),
                             rng,
-                            instance,
+                            (instance, source),
                             self.zones,
                             &mut ms,
                             &mut outcome,
@@ -304,7 +324,7 @@ impl Scenario {
                     if outcome == Outcome::Timeout {
                         ms = TIMEOUT_MS;
                     }
-                    events.push((at_ms as i64, ms, outcome, instance, newcomer));
+                    events.push((at_ms as i64, ms, outcome, instance, source, newcomer));
                 }
             };
             let scale = match (in_fault, self.fault) {
@@ -322,10 +342,11 @@ impl Scenario {
                 }
                 bursts.next();
                 let ms = base.sample(&mut burst_rng);
-                events.push((at_ms as i64, ms, Outcome::Error, instance, false));
+                let source = source_of(&mut source_rng);
+                events.push((at_ms as i64, ms, Outcome::Error, instance, source, false));
             }
             events.sort_by_key(|e| e.0);
-            for &(at_ms, ms, outcome, instance, is_newcomer) in &events {
+            for &(at_ms, ms, outcome, instance, source, is_newcomer) in &events {
                 let zone = instance % self.zones.max(1);
                 let e = Event {
                     dependency: if is_newcomer {
@@ -338,7 +359,7 @@ impl Scenario {
                     ts_ms: EPOCH_MS + at_ms,
                     instance: (self.instances > 0).then(|| instance_labels[instance].clone()),
                     zone: (self.zones > 0).then(|| zone_labels[zone].clone()),
-                    source: Some(Label::parse(Cow::Borrowed("checkout")).unwrap()),
+                    source: Some(source_labels[source].clone()),
                 };
                 sink(&e);
             }
@@ -346,10 +367,11 @@ impl Scenario {
     }
 }
 
+/// Applies the fault to one call of `instance` from `source`.
 fn apply_fault(
     f: Fault,
     rng: &mut StdRng,
-    instance: usize,
+    (instance, source): (usize, usize),
     zones: usize,
     ms: &mut f64,
     outcome: &mut Outcome,
@@ -403,6 +425,11 @@ fn apply_fault(
                 *ms += extra_ms;
             }
         }
+        Fault::BadSource { index, errors } => {
+            if source == index && rng.random_bool(errors) {
+                *outcome = Outcome::Error;
+            }
+        }
         Fault::WidenTail { .. }
         | Fault::Creep { .. }
         | Fault::TrafficDrop { .. }
@@ -416,6 +443,22 @@ pub fn instance_name(i: usize) -> String {
 
 pub fn zone_name(i: usize) -> String {
     format!("eu-west-1{}", (b'a' + i as u8) as char)
+}
+
+/// The caller `i`: `checkout` first (the one caller of most scenarios), then other services
+/// and jobs.
+pub fn source_name(i: usize) -> String {
+    const NAMES: [&str; 6] = [
+        "checkout",
+        "search",
+        "billing-batch",
+        "mobile-bff",
+        "nightly-export",
+        "fraud-scoring",
+    ];
+    NAMES
+        .get(i)
+        .map_or_else(|| format!("caller-{i}"), |n| n.to_string())
 }
 
 /// The suite: every gray and healthy scenario, parameterised by `seed`.
@@ -575,8 +618,13 @@ pub fn suite(seed: u64) -> Vec<Scenario> {
     s.newcomer_at_s = Some(r.random_range(1_200..2_400));
     out.push(s);
 
-    let mut s = Scenario::base("many-instances", "40 identical instances".into(), r);
+    let mut s = Scenario::base(
+        "many-instances",
+        "40 identical instances, 3 callers".into(),
+        r,
+    );
     s.instances = 40;
+    s.sources = 3;
     s.traffic = Traffic::Constant(r.random_range(200.0..300.0));
     out.push(s);
 
@@ -695,6 +743,26 @@ pub fn suite(seed: u64) -> Vec<Scenario> {
     });
     out.push(s);
 
+    // A bad caller: one of 3-5 callers (a batch job with a bad key) gets 8-16% errors on
+    // every instance. The alert must name the caller, not an instance or the dependency.
+    let sources = r.random_range(3..=5);
+    let errors = r.random_range(0.08..0.16);
+    let mut s = Scenario::gray(
+        "bad-caller",
+        format!(
+            "1 of {sources} callers: {:.0}% of its calls fail",
+            errors * 100.0
+        ),
+        Fault::BadSource { index: 0, errors },
+        r,
+    );
+    s.sources = sources;
+    s.fault = Some(Fault::BadSource {
+        index: r.random_range(0..sources),
+        errors,
+    });
+    out.push(s);
+
     out
 }
 
@@ -709,12 +777,13 @@ pub struct Outcome_ {
     /// Seconds from onset to the first alert of the fault (gray streams).
     pub time_to_detect_s: Option<f64>,
     pub detected_in_time: bool,
-    /// Whether an alert named the expected instance or zone (`None` when not applicable).
+    /// Whether an alert named the expected instance, zone or source (`None` when not
+    /// applicable).
     pub localized: Option<bool>,
     /// Every alert resolved by the end of the stream.
     pub resolved: bool,
     /// Alerts that fired outside the fault (before onset, after recovery + settle time, on a
-    /// healthy stream, or naming the wrong instance or zone).
+    /// healthy stream, or naming the wrong instance, zone or source).
     pub false_alerts: usize,
     /// Alerts that fired for the fault itself: one incident should page once.
     pub fault_alerts: usize,
@@ -762,15 +831,13 @@ fn score(s: &Scenario, seed: u64, events: u64, transitions: &[Transition]) -> Sc
         }
         let in_fault =
             s.is_gray() && t.at_ms >= onset && t.at_ms <= settle && t.dependency == s.dependency;
-        let location_ok = match (&expected, &t.instance, &t.zone) {
-            (_, None, None) => true,
-            (Some((ei, ez)), i, z) => (i.is_some() && i == ei) || (z.is_some() && z == ez),
-            (None, _, _) => true,
-        };
+        let scope = t.scope();
+        let location_ok =
+            scope == Scope::Dependency || expected.as_ref().is_none_or(|e| *e == scope);
         if in_fault && location_ok {
             fault_alerts += 1;
             first_detect.get_or_insert(t.at_ms);
-            if expected.is_some() && (t.instance.is_some() || t.zone.is_some()) {
+            if expected.is_some() && scope != Scope::Dependency {
                 localized = Some(true);
             }
         } else {

@@ -124,6 +124,7 @@ impl Application {
                 &a.dependency,
                 a.instance.as_deref(),
                 a.zone.as_deref(),
+                a.source.as_deref(),
                 &a.all_detectors(),
                 resolved_ms,
             );
@@ -133,6 +134,7 @@ impl Application {
                 &a.dependency,
                 a.instance.as_deref(),
                 a.zone.as_deref(),
+                a.source.as_deref(),
                 &a.all_detectors(),
                 &a.severity,
                 a.started_at_ms,
@@ -460,6 +462,7 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
                 dependency = %t.dependency,
                 instance = t.instance.as_deref().unwrap_or(""),
                 zone = t.zone.as_deref().unwrap_or(""),
+                source = t.source.as_deref().unwrap_or(""),
                 detector = t.detector.as_str(),
                 detectors = t.detectors.len(),
                 severity = t.severity.as_str(),

@@ -899,6 +899,42 @@ fn tally(events: &[Value], dep: &str, field: &str) -> Vec<(String, u64)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_caller_beyond_its_limit_is_refused_naming_source_while_known_callers_count() {
+    let app = TestApp::spawn_with(|s| {
+        s.limits = LimitSettings {
+            max_sources_per_dependency: 1,
+            ..LimitSettings::default()
+        }
+    })
+    .await;
+    let from = |source: Option<&str>| {
+        let mut e = labelled("dep-a", Some("i-1"), None);
+        if let Some(c) = source {
+            e["source"] = json!(c);
+        }
+        e
+    };
+    app.post_ok(&[from(Some("web"))]).await;
+    let batch = vec![from(Some("batch")), from(Some("web")), from(None)];
+    let (status, resp) = app.post_events(&Value::Array(batch)).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(resp["accepted"], json!(2), "{resp}");
+    assert_eq!(resp["rejected"], json!(1), "{resp}");
+    let error = &resp["errors"][0];
+    assert_eq!(error["index"], json!(0), "{resp}");
+    let msg = error["error"].as_str().unwrap();
+    assert!(msg.starts_with("source: limit of 1 "), "{msg}");
+
+    // The known caller counted both its calls; the refused one left no series.
+    let detail = app.detail("dep-a", "1m").await;
+    assert_eq!(detail["stats"]["total"], json!(3), "{detail}");
+    let sources = detail["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "{detail}");
+    assert_eq!(sources[0]["source"], "web", "{detail}");
+    assert_eq!(sources[0]["stats"]["total"], json!(2), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn series_beyond_the_cardinality_limits_are_refused_while_existing_ones_keep_counting() {
     let app = TestApp::spawn_with(|s| {
         s.limits = LimitSettings {

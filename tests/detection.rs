@@ -390,6 +390,87 @@ async fn one_failing_instance_of_ten_is_named_by_its_alert_and_in_health_and_no_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_caller_is_named_by_its_alert_leaves_the_dependency_healthy_and_survives_a_restart()
+ {
+    let app = spawn_detecting(&["orders-db"]).await;
+    let callers = ["checkout", "search", "billing-batch", "mobile-bff"];
+    let bad = "billing-batch";
+    let instances: Vec<String> = (0..6).map(|i| format!("10.0.2.{}", 20 + i)).collect();
+    // Per caller: n calls spread over every instance; the bad caller fails 80% of them, so
+    // every instance sees the same share of errors and the dependency a fifth.
+    let feed = |n: usize, ts: i64| -> Vec<Value> {
+        callers
+            .iter()
+            .flat_map(|c| {
+                let errors = if *c == bad { n * 4 / 5 } else { 0 };
+                (0..n).map(move |k| (c, k < errors, k))
+            })
+            .map(|(c, failed, k)| {
+                let mut e = event(
+                    "orders-db",
+                    20.0,
+                    if failed { "error" } else { "ok" },
+                    Some(ts),
+                );
+                e["instance"] = json!(instances[k % instances.len()]);
+                e["source"] = json!(c);
+                e
+            })
+            .collect()
+    };
+    app.post_ok(&feed(60, app.now())).await;
+    let fired = drive_until(
+        &app,
+        "an alert names the bad caller",
+        STEP_MS,
+        |now| feed(6, now),
+        async |app: &TestApp| {
+            alerts(app, "state=firing&dependency=orders-db")
+                .await
+                .into_iter()
+                .find(|a| a["source"] == bad)
+        },
+    )
+    .await;
+    assert_eq!(
+        fired["fingerprint"], "orders-db/source=billing-batch",
+        "{fired}"
+    );
+    assert!(
+        fired.get("instance").is_none() && fired.get("zone").is_none(),
+        "{fired}"
+    );
+    let detector = fired["detector"].as_str().unwrap_or_default();
+    assert!(
+        ["peer_errors", "hard_failure"].contains(&detector),
+        "{fired}"
+    );
+    assert_eq!(alert(&app, id_of(&fired)).await["source"], bad);
+
+    // The caller is unhealthy; the dependency, which serves its other callers well, is not.
+    let detail = app.detail("orders-db", "1m").await;
+    let health = &detail["health"];
+    let bad_callers: Vec<&String> = health["sources"]
+        .as_object()
+        .unwrap_or_else(|| panic!("health.sources is an object: {detail}"))
+        .keys()
+        .collect();
+    assert_eq!(bad_callers, [bad], "{health}");
+    assert_eq!(health["state"], "healthy", "{health}");
+    assert_eq!(health["instances"], json!({}), "{health}");
+
+    // Neither an instance nor the dependency is blamed, before or after a restart (the
+    // stored alert is restored on its caller, not fired again as a second row).
+    let app = app.restart().await;
+    wait_for_evaluations(&app, |now| feed(6, now)).await;
+    let all = alerts(&app, "dependency=orders-db").await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(id_of(&all[0]), id_of(&fired), "{all:?}");
+    assert_eq!(all[0]["source"], bad, "{all:?}");
+    assert_eq!(all[0]["state"], "firing", "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dependency_going_down_alerts_within_three_seconds_despite_the_default_hold() {
     // No spec: `fire_after` is the default 15 s, so only the two-whole-seconds rule can be
     // this fast.
@@ -551,6 +632,7 @@ async fn after_a_restart_the_day_long_anchor_is_read_back_from_stored_minutes_wi
         dependency: DEP.into(),
         instance: None,
         zone: None,
+        source: None,
         detector: DetectorKind::LatencyTail,
         detectors: vec![DetectorKind::LatencyTail],
         severity: Severity::Degraded,

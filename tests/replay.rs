@@ -105,6 +105,7 @@ fn identity(t: &Value) -> String {
         "dependency",
         "instance",
         "zone",
+        "source",
         "detector",
         "severity",
         "started_at",
@@ -186,6 +187,41 @@ fn replaying_a_gray_scenario_prints_each_alert_transition_as_a_json_line() {
         r.stderr
     );
     assert!(r.stderr.contains("0 malformed"), "{}", r.stderr);
+}
+
+#[test]
+fn a_failing_caller_is_named_by_the_source_field_of_its_one_alert() {
+    let dir = TempDir::new().unwrap();
+    let path = emit(dir.path(), "bad-caller");
+    let bad_caller = scenario::suite(1)
+        .into_iter()
+        .find(|s| s.name == "bad-caller")
+        .expect("the suite has bad-caller");
+    let Some(graywatch::detect::Scope::Source(caller)) = bad_caller.expected_location() else {
+        panic!("bad-caller is localized to a source");
+    };
+
+    let r = replay(&path, None);
+    r.assert_success();
+    let transitions = r.transitions();
+    let firing: Vec<&Value> = transitions
+        .iter()
+        .filter(|t| t["status"] == "firing")
+        .collect();
+    assert_eq!(firing.len(), 1, "one alert: {transitions:#?}");
+    // Every line of the alert (firing, any update, resolved) names the caller, and neither
+    // an instance nor a zone.
+    for t in &transitions {
+        assert_eq!(str_of(t, "source"), caller, "{t}");
+        assert!(
+            t.get("instance").is_none() && t.get("zone").is_none(),
+            "{t}"
+        );
+    }
+    assert!(
+        transitions.iter().any(|t| t["status"] == "resolved"),
+        "{transitions:#?}"
+    );
 }
 
 #[test]

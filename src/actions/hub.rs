@@ -376,6 +376,7 @@ impl Actions {
                     dependency: a.dependency.clone(),
                     instance: a.instance.clone(),
                     zone: a.zone.clone(),
+                    source: a.source.clone(),
                     detector: a.detector.clone(),
                     detectors: a.detectors.clone(),
                     severity: a.severity.clone(),

@@ -15,6 +15,9 @@ pub struct AlertNotice {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub zone: Option<String>,
+    /// The caller the alert is localized to.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source: Option<String>,
     pub detector: String,
     /// Every detector that sees the incident, `detector` first.
     #[serde(default)]
@@ -44,6 +47,7 @@ impl AlertNotice {
             dependency: t.dependency.clone(),
             instance: t.instance.clone(),
             zone: t.zone.clone(),
+            source: t.source.clone(),
             detector: t.detector.as_str().to_string(),
             detectors: t.detectors.iter().map(|d| d.as_str().to_string()).collect(),
             severity: t.severity.as_str().to_string(),
@@ -57,11 +61,13 @@ impl AlertNotice {
         }
     }
 
-    /// "payments-api" or "payments-api (instance 10.0.1.7)".
+    /// "payments-api", "payments-api (instance 10.0.1.7)" or "payments-api (called by
+    /// nightly-export)".
     pub fn subject_name(&self) -> String {
-        match (&self.instance, &self.zone) {
-            (Some(i), _) => format!("{} (instance {i})", self.dependency),
-            (_, Some(z)) => format!("{} (zone {z})", self.dependency),
+        match (&self.instance, &self.zone, &self.source) {
+            (Some(i), _, _) => format!("{} (instance {i})", self.dependency),
+            (_, Some(z), _) => format!("{} (zone {z})", self.dependency),
+            (_, _, Some(c)) => format!("{} (called by {c})", self.dependency),
             _ => self.dependency.clone(),
         }
     }

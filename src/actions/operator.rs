@@ -98,6 +98,7 @@ pub struct SilenceRequest {
     pub dependency: Option<String>,
     pub instance: Option<String>,
     pub zone: Option<String>,
+    pub source: Option<String>,
     pub detector: Option<String>,
     /// Epoch ms; `None` is now.
     pub starts_ms: Option<i64>,
@@ -143,19 +144,26 @@ impl Actions {
             ("dependency", &req.dependency),
             ("instance", &req.instance),
             ("zone", &req.zone),
+            ("source", &req.source),
             ("detector", &req.detector),
         ] {
             if let Some(m) = m {
                 check_len(m, field, MAX_MATCHER_CHARS)?;
             }
         }
-        if [&req.dependency, &req.instance, &req.zone, &req.detector]
-            .iter()
-            .all(|m| m.is_none())
+        if [
+            &req.dependency,
+            &req.instance,
+            &req.zone,
+            &req.source,
+            &req.detector,
+        ]
+        .iter()
+        .all(|m| m.is_none())
         {
             return Err(invalid(
                 "dependency",
-                "at least one matcher (dependency, instance, zone, detector) is required",
+                "at least one matcher (dependency, instance, zone, source, detector) is required",
             ));
         }
         if let Some(d) = &req.detector
@@ -179,6 +187,7 @@ impl Actions {
             dependency: req.dependency,
             instance: req.instance,
             zone: req.zone,
+            source: req.source,
             detector: req.detector,
             starts_ms: starts,
             ends_ms: ends,

@@ -169,8 +169,11 @@ async fn attempt(
         let muted = silences.iter().find(|s| {
             s.mutes(
                 &a.dependency,
-                a.instance.as_deref(),
-                a.zone.as_deref(),
+                (
+                    a.instance.as_deref(),
+                    a.zone.as_deref(),
+                    a.source.as_deref(),
+                ),
                 &a.detector,
                 now,
             )

@@ -155,6 +155,9 @@ pub struct NewSilence {
     instance: Option<String>,
     #[schema(max_length = 256)]
     zone: Option<String>,
+    /// A caller (the events' `source`).
+    #[schema(max_length = 256)]
+    source: Option<String>,
     /// A detector name (see the README's detectors).
     #[schema(max_length = 256)]
     detector: Option<String>,
@@ -222,6 +225,8 @@ pub struct SilenceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     zone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     detector: Option<String>,
     starts_ms: i64,
     ends_ms: i64,
@@ -242,6 +247,7 @@ impl From<Silence> for SilenceView {
             dependency: s.dependency,
             instance: s.instance,
             zone: s.zone,
+            source: s.source,
             detector: s.detector,
             starts_ms: s.starts_ms,
             ends_ms: s.ends_ms,
@@ -288,6 +294,7 @@ pub async fn create_silence(
         dependency: b.dependency,
         instance: b.instance,
         zone: b.zone,
+        source: b.source,
         detector: b.detector,
         starts_ms,
         ends,

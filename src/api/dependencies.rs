@@ -62,6 +62,8 @@ pub struct LabelStats {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[schema(value_type = WindowStatsDoc)]
     pub stats: WindowStats,
 }
@@ -76,6 +78,8 @@ pub struct DependencyDetail {
     pub stats: WindowStats,
     pub instances: Vec<LabelStats>,
     pub zones: Vec<LabelStats>,
+    /// Callers (the events' `source`).
+    pub sources: Vec<LabelStats>,
 }
 
 fn parse_name(name: &str) -> Result<DependencyName<'_>, ApiError> {
@@ -103,7 +107,8 @@ pub struct DetailQuery {
     window: Option<String>,
 }
 
-/// A dependency's statistics over a rolling window, in total, per instance and per zone.
+/// A dependency's statistics over a rolling window, in total, per instance, per zone and per
+/// source.
 #[utoipa::path(get, path = "/v1/dependencies/{name}", tag = "dependencies",
     params(("name" = String, Path), DetailQuery),
     responses(
@@ -125,10 +130,14 @@ pub async fn detail(
         .store
         .dependency(&name, window, now)
         .ok_or_else(|| unknown(&name))?;
-    let label = |(k, s): (String, Snapshot), zone: bool| LabelStats {
-        instance: (!zone).then(|| k.clone()),
-        zone: zone.then_some(k),
+    let label = |(k, s): (String, Snapshot), kind: SeriesKind| LabelStats {
+        instance: (kind == SeriesKind::Instance).then(|| k.clone()),
+        zone: (kind == SeriesKind::Zone).then(|| k.clone()),
+        source: (kind == SeriesKind::Source).then_some(k),
         stats: s.stats(),
+    };
+    let labels = |v: Vec<(String, Snapshot)>, kind: SeriesKind| -> Vec<LabelStats> {
+        v.into_iter().map(|e| label(e, kind)).collect()
     };
     let health = state
         .engine
@@ -141,12 +150,9 @@ pub async fn detail(
         health,
         window: window.as_str(),
         stats: view.total.stats(),
-        instances: view
-            .instances
-            .into_iter()
-            .map(|e| label(e, false))
-            .collect(),
-        zones: view.zones.into_iter().map(|e| label(e, true)).collect(),
+        instances: labels(view.instances, SeriesKind::Instance),
+        zones: labels(view.zones, SeriesKind::Zone),
+        sources: labels(view.sources, SeriesKind::Source),
     }))
 }
 
@@ -166,6 +172,8 @@ pub struct SeriesResponse {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub window: String,
     pub step: String,
     pub resolution: String,
@@ -293,10 +301,12 @@ pub struct SeriesPointDoc {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
-    /// The series of this instance (not with `zone`).
+    /// The series of this instance (not with `zone` or `source`).
     instance: Option<String>,
-    /// The series of this zone (not with `instance`).
+    /// The series of this zone (not with `instance` or `source`).
     zone: Option<String>,
+    /// The series of this caller (not with `instance` or `zone`).
+    source: Option<String>,
     /// Start (exclusive): epoch ms or RFC 3339; default `to` minus an hour.
     from: Option<String>,
     /// End: epoch ms or RFC 3339; default now.
@@ -341,13 +351,21 @@ pub async fn series(
             retry_after_s: 1,
         })?;
     let now = state.clock.now_ms();
-    let (kind, label) = match (&q.instance, &q.zone) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad("instance: give instance or zone, not both"));
+    let (kind, label) = match (&q.instance, &q.zone, &q.source) {
+        (Some(i), None, None) => (SeriesKind::Instance, i.clone()),
+        (None, Some(z), None) => (SeriesKind::Zone, z.clone()),
+        (None, None, Some(c)) => (SeriesKind::Source, c.clone()),
+        (None, None, None) => (SeriesKind::Dependency, String::new()),
+        (Some(_), _, _) => {
+            return Err(ApiError::bad(
+                "instance: give one of instance, zone and source, not several",
+            ));
         }
-        (Some(i), None) => (SeriesKind::Instance, i.clone()),
-        (None, Some(z)) => (SeriesKind::Zone, z.clone()),
-        (None, None) => (SeriesKind::Dependency, String::new()),
+        (None, Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "zone: give one of instance, zone and source, not several",
+            ));
+        }
     };
     let to = time_param(q.to.as_ref(), "to")?.unwrap_or(now);
     let from = time_param(q.from.as_ref(), "from")?.unwrap_or((to - 3_600_000).max(0));
@@ -474,7 +492,8 @@ pub async fn series(
     Ok(Json(SeriesResponse {
         name,
         instance: (kind == SeriesKind::Instance).then(|| label.clone()),
-        zone: (kind == SeriesKind::Zone).then_some(label),
+        zone: (kind == SeriesKind::Zone).then(|| label.clone()),
+        source: (kind == SeriesKind::Source).then_some(label),
         window: fmt(window),
         step: fmt(step),
         resolution: fmt(resolution),

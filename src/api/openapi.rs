@@ -42,7 +42,8 @@ pub enum HealthDoc {
     Failing,
 }
 
-/// Health of a dependency and of those of its instances and zones that are not healthy.
+/// Health of a dependency and of those of its instances, zones and sources (callers) that are
+/// not healthy.
 #[derive(ToSchema)]
 #[schema(as = DependencyHealth)]
 #[allow(dead_code)]
@@ -50,6 +51,9 @@ pub struct DependencyHealthDoc {
     state: HealthDoc,
     instances: std::collections::BTreeMap<String, HealthDoc>,
     zones: std::collections::BTreeMap<String, HealthDoc>,
+    /// Callers with an open alert. A bad caller leaves `state` alone: the dependency serves
+    /// its other callers well, and `state` is what opens its breaker.
+    sources: std::collections::BTreeMap<String, HealthDoc>,
     /// Whether the dependency has learnt its baseline (anomaly detectors need it).
     baseline_ready: bool,
 }
@@ -88,6 +92,9 @@ pub struct AlertDoc {
     dependency: String,
     instance: Option<String>,
     zone: Option<String>,
+    /// The caller (the events' `source`) the alert is localized to: one caller fares worse
+    /// than the dependency's others. At most one of `instance`, `zone` and `source` is set.
+    source: Option<String>,
     /// The detector that names the alert (its most severe condition).
     detector: String,
     /// Every detector that saw the incident while it was open, `detector` first.

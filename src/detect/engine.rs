@@ -2,10 +2,13 @@
 //! time and turns their findings into alert transitions.
 //!
 //! Per evaluation and dependency:
-//! 1. the detectors find conditions per subject (the dependency, an instance, a zone);
+//! 1. the detectors find conditions per subject (the dependency, an instance, a zone, a
+//!    source);
 //! 2. attribution decides which subject a condition belongs to: a zone-wide problem absorbs
 //!    its instances', a dependency-wide one absorbs the local ones it explains, and a
-//!    dependency-wide shift caused by one bad instance or zone moves to that subject;
+//!    dependency-wide shift caused by one bad instance, zone or source (caller) moves to that
+//!    subject. Sources are orthogonal to instances and zones (a caller's calls go to every
+//!    instance), so a bad caller is never blamed on a place, nor a bad place on a caller;
 //! 3. each (subject, detector, severity) steps its hysteresis machine;
 //! 4. the firing machines of a subject form its incident: one alert that fires, is updated
 //!    when its detectors or severity change, and resolves when the last condition clears.
@@ -34,12 +37,37 @@ use crate::window::{
 const BASELINE_LAG_MS: i64 = 90_000;
 const MINUTE_MS: i64 = 60_000;
 
-/// What an alert is about: a dependency, or one instance or zone of it.
+/// What an alert is about: a dependency, or one instance, zone or source (caller) of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
     Dependency,
     Instance(String),
     Zone(String),
+    Source(String),
+}
+
+impl Scope {
+    /// The subject of a stored or transmitted alert: at most one of instance, zone and source
+    /// is set (the first set wins).
+    pub fn of(instance: Option<&str>, zone: Option<&str>, source: Option<&str>) -> Self {
+        match (instance, zone, source) {
+            (Some(i), _, _) => Scope::Instance(i.to_string()),
+            (_, Some(z), _) => Scope::Zone(z.to_string()),
+            (_, _, Some(c)) => Scope::Source(c.to_string()),
+            _ => Scope::Dependency,
+        }
+    }
+
+    /// `instance=..`, `zone=..`, `source=..` or `dependency`: the subject in fingerprints and
+    /// in the `absorbed` list of evidence.
+    pub fn label(&self) -> String {
+        match self {
+            Scope::Dependency => "dependency".into(),
+            Scope::Instance(i) => format!("instance={i}"),
+            Scope::Zone(z) => format!("zone={z}"),
+            Scope::Source(c) => format!("source={c}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,6 +104,8 @@ pub struct Transition {
     pub dependency: String,
     pub instance: Option<String>,
     pub zone: Option<String>,
+    /// The caller the incident is localized to.
+    pub source: Option<String>,
     /// The detector that names the incident (its most severe condition).
     pub detector: DetectorKind,
     /// Every detector with a firing condition, `detector` first.
@@ -93,12 +123,16 @@ impl Transition {
     /// Stable identity of the subject (not of one occurrence): the same for every transition
     /// of an incident, whatever its detectors and severity.
     pub fn fingerprint(&self) -> String {
-        let scope = match (&self.instance, &self.zone) {
-            (Some(i), _) => format!("instance={i}"),
-            (_, Some(z)) => format!("zone={z}"),
-            _ => "dependency".into(),
-        };
-        format!("{}/{}", self.dependency, scope)
+        format!("{}/{}", self.dependency, self.scope().label())
+    }
+
+    /// The subject of the alert.
+    pub fn scope(&self) -> Scope {
+        Scope::of(
+            self.instance.as_deref(),
+            self.zone.as_deref(),
+            self.source.as_deref(),
+        )
     }
 
     /// Whether receivers hear of this transition: firing and resolving always, an update
@@ -128,12 +162,17 @@ impl From<Severity> for Health {
     }
 }
 
-/// Health of a dependency and of those of its instances and zones that are not healthy.
+/// Health of a dependency and of those of its instances, zones and sources that are not
+/// healthy.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct DependencyHealth {
     pub state: Health,
     pub instances: BTreeMap<String, Health>,
     pub zones: BTreeMap<String, Health>,
+    /// Callers with an open alert. Unlike an instance or zone, a bad caller does not degrade
+    /// `state`: the dependency serves its other callers well, and `state` is what opens the
+    /// dependency's breaker (one job with a bad key must not cut everyone off).
+    pub sources: BTreeMap<String, Health>,
     pub baseline_ready: bool,
     /// A traffic anomaly of the dependency with an open alert (`traffic_drop` or
     /// `traffic_surge`). It does not change `state`: fewer or more calls say nothing of how
@@ -385,10 +424,12 @@ impl Engine {
         for (kind, peers) in [
             (SeriesKind::Instance, &view.instances),
             (SeriesKind::Zone, &view.zones),
+            (SeriesKind::Source, &view.sources),
         ] {
             let scope = |n: &str| match kind {
                 SeriesKind::Instance => Scope::Instance(n.to_string()),
-                _ => Scope::Zone(n.to_string()),
+                SeriesKind::Zone => Scope::Zone(n.to_string()),
+                _ => Scope::Source(n.to_string()),
             };
             let mut recent_latency = |peer: &str| {
                 let key = SeriesKey {
@@ -445,7 +486,8 @@ impl Engine {
                     let e = current.instances.entry(i.clone()).or_insert(*severity);
                     *e = (*e).max(*severity);
                 }
-                Scope::Zone(_) => {}
+                // A zone's or a caller's problem opens no breaker of its own.
+                Scope::Zone(_) | Scope::Source(_) => {}
             }
         }
         state.current = current;
@@ -499,10 +541,11 @@ impl Engine {
         dependency: &str,
         instance: Option<&str>,
         zone: Option<&str>,
+        source: Option<&str>,
         detectors: &[String],
         resolved_ms: i64,
     ) -> bool {
-        let Some((scope, kinds)) = stored_subject(instance, zone, detectors) else {
+        let Some((scope, kinds)) = stored_subject(instance, zone, source, detectors) else {
             return false;
         };
         let settings = &self.settings;
@@ -531,6 +574,7 @@ impl Engine {
         dependency: &str,
         instance: Option<&str>,
         zone: Option<&str>,
+        source: Option<&str>,
         detectors: &[String],
         severity: &str,
         started_ms: i64,
@@ -540,7 +584,7 @@ impl Engine {
         let Some(severity) = Severity::parse(severity) else {
             return false;
         };
-        let Some((scope, kinds)) = stored_subject(instance, zone, detectors) else {
+        let Some((scope, kinds)) = stored_subject(instance, zone, source, detectors) else {
             return false;
         };
         let settings = &self.settings;
@@ -798,9 +842,10 @@ impl Engine {
     pub fn keeps_minutes_out(
         instance: Option<&str>,
         zone: Option<&str>,
+        source: Option<&str>,
         detectors: &[String],
     ) -> bool {
-        stored_subject(instance, zone, detectors)
+        stored_subject(instance, zone, source, detectors)
             .is_some_and(|(scope, kinds)| kinds.iter().any(|&d| poisons_baseline(&scope, d)))
     }
 }
@@ -810,6 +855,7 @@ impl Engine {
 fn stored_subject(
     instance: Option<&str>,
     zone: Option<&str>,
+    source: Option<&str>,
     detectors: &[String],
 ) -> Option<(Scope, Vec<DetectorKind>)> {
     let kinds: Vec<DetectorKind> = detectors
@@ -819,12 +865,7 @@ fn stored_subject(
     if kinds.is_empty() {
         return None;
     }
-    let scope = match (instance, zone) {
-        (Some(i), _) => Scope::Instance(i.to_string()),
-        (_, Some(z)) => Scope::Zone(z.to_string()),
-        _ => Scope::Dependency,
-    };
-    Some((scope, kinds))
+    Some((Scope::of(instance, zone, source), kinds))
 }
 
 /// How long, after a restart, an alert of a baseline detector holds while the baseline
@@ -986,11 +1027,13 @@ fn step_incidents(
                 evidence[k] = v;
             }
         }
-        let (instance, zone) = match &scope {
-            Scope::Dependency => (None, None),
-            Scope::Instance(i) => (Some(i.clone()), None),
-            Scope::Zone(z) => (None, Some(z.clone())),
-        };
+        let (mut instance, mut zone, mut source) = (None, None, None);
+        match &scope {
+            Scope::Dependency => {}
+            Scope::Instance(i) => instance = Some(i.clone()),
+            Scope::Zone(z) => zone = Some(z.clone()),
+            Scope::Source(c) => source = Some(c.clone()),
+        }
         let detectors = open.detectors();
         out.push(Transition {
             at_ms: now,
@@ -998,6 +1041,7 @@ fn step_incidents(
             dependency: name.to_string(),
             instance,
             zone,
+            source,
             detector: detectors[0],
             detectors,
             severity: open.severity(),
@@ -1008,8 +1052,8 @@ fn step_incidents(
             resolved_ms: resolved,
         });
         if status == AlertStatus::Resolved {
-            // An instance or zone that held the dependency's own conditions (moved there by
-            // attribution) took its evidence along: the dependency must not fire on it next.
+            // An instance, zone or source that held the dependency's own conditions (moved
+            // there by attribution) took its evidence along: the dependency must not fire on it next.
             // So did one that held only peer conditions at the end: the dependency's long
             // windows still hold its calls.
             if scope != Scope::Dependency {
@@ -1052,9 +1096,11 @@ fn family(d: DetectorKind) -> Family {
 /// that one problem is one incident. Local subjects count when they have a finding now or an
 /// active machine (a finding that flickers keeps its owner).
 ///
-/// - One local subject (instance or zone) that holds at least half of the dependency's
-///   offending calls of the family over the last minute, with other peers of its kind
-///   judged: the cause is local. The dependency's conditions of the family move to it (one
+/// - One local subject (instance, zone or source) that holds at least half of the
+///   dependency's offending calls of the family over the last minute, with other peers of
+///   its kind judged: the cause is local. Places (instances and zones) and callers are
+///   weighed apart: a caller's calls spread over every instance, so one bad place and one
+///   bad caller are each the single suspect of their own kind. The dependency's conditions of the family move to it (one
 ///   slow replica of two drags the dependency's tail too).
 /// - Otherwise, when the dependency has a condition of the family (now or active) or an
 ///   open incident, the problem is dependency-wide: local conditions of the family go, and
@@ -1104,33 +1150,11 @@ fn attribute(
             .filter(|(k, _)| in_family(k) && k.0 == Scope::Dependency)
             .map(|(_, f)| f)
             .collect();
-        let explained_by = |scope: &Scope| match scope {
-            Scope::Instance(name) => explains(
-                fam,
-                &view.instances,
-                name,
-                &view.m1,
-                &dependency_findings,
-                min_calls,
-                None,
-            ),
-            Scope::Zone(name) => explains(
-                fam,
-                &view.zones,
-                name,
-                &view.m1,
-                &dependency_findings,
-                min_calls,
-                None,
-            ),
-            Scope::Dependency => false,
-        };
-        // A peer no detector flagged must also stand out significantly from the rest.
-        let explained_at = |scope: &Scope, level: f64| {
-            let (peers, name) = match scope {
-                Scope::Instance(name) => (&view.instances, name),
-                Scope::Zone(name) => (&view.zones, name),
-                Scope::Dependency => return false,
+        // With `level`, a peer no detector flagged must also stand out significantly from
+        // the rest.
+        let explained_at = |scope: &Scope, level: Option<f64>| {
+            let Some((peers, name)) = peers_of(view, scope) else {
+                return false;
             };
             explains(
                 fam,
@@ -1139,17 +1163,20 @@ fn attribute(
                 &view.m1,
                 &dependency_findings,
                 min_calls,
-                Some(level),
+                level,
             )
         };
-        let significantly_explained_by = |scope: &Scope| explained_at(scope, alpha);
+        let explained_by = |scope: &Scope| explained_at(scope, None);
+        let significantly_explained_by = |scope: &Scope| explained_at(scope, Some(alpha));
         // A peer that already leans that way: its own test needs some seconds more.
-        let plausibly_explained_by = |scope: &Scope| explained_at(scope, PLAUSIBLE_CAUSE_LEVEL);
+        let plausibly_explained_by =
+            |scope: &Scope| explained_at(scope, Some(PLAUSIBLE_CAUSE_LEVEL));
         // The one suspect, when it explains the dependency's findings; else, when no peer
         // detector has spoken yet (a dependency-wide shift is seen in seconds, a peer's in
         // its minute), the one peer whose calls explain them.
-        let owner = single_suspect(&suspects, view)
-            .filter(|s| explained_by(s))
+        let owner = single_suspects(&suspects, view)
+            .into_iter()
+            .find(|s| explained_by(s))
             .cloned()
             .or_else(|| {
                 // Only on fresh evidence: findings of the long windows after a recovery, or
@@ -1162,9 +1189,7 @@ fn attribute(
                 if dependency_findings.is_empty() || !dependency_findings.iter().all(fresh) {
                     return None;
                 }
-                let by = &significantly_explained_by;
-                explaining_peer(&view.instances, Scope::Instance, by, min_calls)
-                    .or_else(|| explaining_peer(&view.zones, Scope::Zone, by, min_calls))
+                explaining_peer_of_any_kind(view, &significantly_explained_by, min_calls)
             });
         let local_cause = owner.is_some();
         if local_cause {
@@ -1173,9 +1198,7 @@ fn attribute(
             // No owner yet, but one peer plausibly is: the dependency's conditions wait out
             // the longest hold instead of firing on sequential evidence, giving the peer's
             // evidence the seconds it needs, so that one problem does not page twice.
-            let by = &plausibly_explained_by;
-            let plausible = explaining_peer(&view.instances, Scope::Instance, by, min_calls)
-                .or_else(|| explaining_peer(&view.zones, Scope::Zone, by, min_calls));
+            let plausible = explaining_peer_of_any_kind(view, &plausibly_explained_by, min_calls);
             if plausible.is_some() {
                 for (k, f) in findings.iter_mut() {
                     if k.0 == Scope::Dependency && in_family(k) && f.sequential_crossed() {
@@ -1192,19 +1215,15 @@ fn attribute(
                     let f = findings.remove(&key).expect("listed above");
                     findings.insert((owner.clone(), key.1, key.2), f);
                 }
-                (Scope::Instance(_) | Scope::Zone(_), None) => {
+                (Scope::Instance(_) | Scope::Zone(_) | Scope::Source(_), None) => {
                     findings.remove(&key);
                 }
                 _ => {}
             }
         }
         if !local_cause {
-            for scope in local {
-                let label = match scope {
-                    Scope::Instance(i) => format!("instance={i}"),
-                    Scope::Zone(z) => format!("zone={z}"),
-                    Scope::Dependency => continue,
-                };
+            for scope in local.iter().filter(|s| **s != Scope::Dependency) {
+                let label = scope.label();
                 if !absorbed.contains(&label) {
                     absorbed.push(label);
                 }
@@ -1235,16 +1254,56 @@ fn explaining_peer(
     found.next().is_none().then_some(first)
 }
 
-/// The one subject under suspicion: one instance (its own zone may be suspected too, as a
-/// bad instance makes its zone look bad), or one zone.
-fn single_suspect<'a>(suspects: &'a [Scope], view: &DetectionView) -> Option<&'a Scope> {
+/// The peers of the family of `scope`, with the peer's name; `None` for the dependency.
+fn peers_of<'v, 's>(
+    view: &'v DetectionView,
+    scope: &'s Scope,
+) -> Option<(&'v [PeerView], &'s str)> {
+    match scope {
+        Scope::Instance(name) => Some((&view.instances, name)),
+        Scope::Zone(name) => Some((&view.zones, name)),
+        Scope::Source(name) => Some((&view.sources, name)),
+        Scope::Dependency => None,
+    }
+}
+
+/// [`explaining_peer`] among instances, then zones, then sources: the first family with
+/// exactly one explaining peer names it.
+fn explaining_peer_of_any_kind(
+    view: &DetectionView,
+    explained_by: &dyn Fn(&Scope) -> bool,
+    min_calls: u64,
+) -> Option<Scope> {
+    explaining_peer(&view.instances, Scope::Instance, explained_by, min_calls)
+        .or_else(|| explaining_peer(&view.zones, Scope::Zone, explained_by, min_calls))
+        .or_else(|| explaining_peer(&view.sources, Scope::Source, explained_by, min_calls))
+}
+
+/// The subjects that are alone under suspicion in their kind, the place (instance or zone)
+/// first, then the caller: a bad caller's calls reach every instance, so a suspected place
+/// and a suspected caller do not make each other ambiguous; which one explains the
+/// dependency's findings decides.
+fn single_suspects<'a>(suspects: &'a [Scope], view: &DetectionView) -> Vec<&'a Scope> {
+    let (sources, places): (Vec<&Scope>, Vec<&Scope>) =
+        suspects.iter().partition(|s| matches!(s, Scope::Source(_)));
+    let mut out: Vec<&Scope> = single_place(&places, view).into_iter().collect();
+    if let [only] = sources.as_slice() {
+        out.push(only);
+    }
+    out
+}
+
+/// The one place under suspicion: one instance (its own zone may be suspected too, as a bad
+/// instance makes its zone look bad), or one zone.
+fn single_place<'a>(suspects: &[&'a Scope], view: &DetectionView) -> Option<&'a Scope> {
     let instances: Vec<&Scope> = suspects
         .iter()
+        .copied()
         .filter(|s| matches!(s, Scope::Instance(_)))
         .collect();
     match instances.as_slice() {
         [] => match suspects {
-            [zone] => Some(zone),
+            [zone] => Some(*zone),
             _ => None,
         },
         [only @ Scope::Instance(name)] => {
@@ -1620,10 +1679,12 @@ fn health(state: &DependencyState, s: &DetectionSettings) -> DependencyHealth {
             Scope::Dependency => &mut out.state,
             Scope::Instance(i) => out.instances.entry(i.clone()).or_default(),
             Scope::Zone(z) => out.zones.entry(z.clone()).or_default(),
+            Scope::Source(c) => out.sources.entry(c.clone()).or_default(),
         };
         *slot = (*slot).max(h);
     }
-    // A localized problem degrades the dependency as a whole too.
+    // A problem of one instance or zone degrades the dependency as a whole too; one of a
+    // caller does not (see `DependencyHealth::sources`).
     let worst_part = out
         .instances
         .values()
@@ -1659,12 +1720,176 @@ mod tests {
         }
     }
 
+    /// Which of a call's instance (of 6), zone (of 3) and caller fails: the fault of a
+    /// stream of [`run_with_callers`].
+    #[derive(Clone, Copy)]
+    enum Bad {
+        Caller(usize),
+        Instance(usize),
+        Everyone,
+    }
+
+    const CALLERS: [&str; 4] = ["checkout", "search", "billing-batch", "mobile-bff"];
+
+    /// Twelve healthy minutes at 120 calls/s from four callers over six instances in three
+    /// zones (0.2% errors), then four minutes in which `bad` fails `rate` of its calls, then
+    /// six healthy minutes, evaluated every second. Returns every transition, the health and
+    /// raw conditions at the end of the fault, and the fault's start.
+    fn run_with_callers(
+        bad: Bad,
+        rate: f64,
+    ) -> (Vec<Transition>, DependencyHealth, Conditions, i64) {
+        let store = WindowStore::new(Limits::default());
+        let mut engine = Engine::new(DetectionSettings::default(), Specs::default());
+        let (onset, recovery, end) = (T0 + 12 * 60_000, T0 + 16 * 60_000, T0 + 22 * 60_000);
+        let mut out = Vec::new();
+        let mut at_fault_end = None;
+        // A fixed pseudo-random sequence, so that runs repeat exactly.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut uniform = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut now = T0;
+        while now < end {
+            for i in 0..120i64 {
+                let (caller, instance) = ((i % 4) as usize, ((i / 4) % 6) as usize);
+                let faulty = (onset..recovery).contains(&now)
+                    && match bad {
+                        Bad::Caller(c) => c == caller,
+                        Bad::Instance(n) => n == instance,
+                        Bad::Everyone => true,
+                    };
+                let p = if faulty { rate } else { 0.002 };
+                let label = |s: String| Some(crate::domain::Label::parse(s).expect("valid"));
+                let e = Event {
+                    dependency: DependencyName::parse("ledger").expect("valid name"),
+                    duration_us: 15_000 + (uniform() * 10_000.0) as u64,
+                    outcome: if uniform() < p {
+                        Outcome::Error
+                    } else {
+                        Outcome::Ok
+                    },
+                    ts_ms: now + i * 1000 / 120,
+                    instance: label(format!("i-{instance}")),
+                    zone: label(format!("z-{}", instance % 3)),
+                    source: label(CALLERS[caller].to_string()),
+                };
+                store.record(&e, now + 999).expect("recorded");
+            }
+            now += 1000;
+            out.extend(engine.evaluate(&store, now));
+            if now == recovery {
+                let (health, conditions) = engine.conditions()["ledger"].clone();
+                at_fault_end = Some((health, conditions));
+            }
+        }
+        let (health, conditions) = at_fault_end.expect("evaluated at the end of the fault");
+        (out, health, conditions, onset)
+    }
+
+    fn firing(transitions: &[Transition]) -> Vec<&Transition> {
+        transitions
+            .iter()
+            .filter(|t| t.status == AlertStatus::Firing)
+            .collect()
+    }
+
+    #[test]
+    fn a_caller_with_a_bad_key_is_named_by_one_alert_and_opens_no_breaker() {
+        let (transitions, health, conditions, onset) = run_with_callers(Bad::Caller(2), 0.12);
+        let fired = firing(&transitions);
+        assert_eq!(fired.len(), 1, "one incident, one alert: {transitions:#?}");
+        let t = fired[0];
+        assert_eq!(t.scope(), Scope::Source("billing-batch".into()), "{t:?}");
+        assert_eq!(t.fingerprint(), "ledger/source=billing-batch");
+        assert!(t.at_ms >= onset && t.at_ms - onset <= 20_000, "{t:?}");
+        assert!(
+            t.detectors.contains(&DetectorKind::PeerErrors)
+                || t.detectors.contains(&DetectorKind::ErrorRate),
+            "{t:?}"
+        );
+        // Its callers' problem: the dependency is healthy to the others, and no breaker is
+        // fed a bad condition of the dependency or of an instance.
+        assert_eq!(health.state, Health::Healthy);
+        assert_eq!(
+            health.sources.get("billing-batch").copied(),
+            Some(Health::Degraded)
+        );
+        assert!(health.instances.is_empty() && health.zones.is_empty());
+        assert_eq!(conditions.dependency, None);
+        assert!(conditions.instances.is_empty(), "{conditions:?}");
+        assert!(
+            transitions
+                .iter()
+                .any(|r| r.status == AlertStatus::Resolved && r.scope() == t.scope()),
+            "resolves after recovery"
+        );
+    }
+
+    #[test]
+    fn a_bad_instance_is_not_blamed_on_a_caller() {
+        let (transitions, health, _, _) = run_with_callers(Bad::Instance(4), 0.12);
+        let fired = firing(&transitions);
+        assert_eq!(fired.len(), 1, "{transitions:#?}");
+        assert_eq!(fired[0].scope(), Scope::Instance("i-4".into()));
+        assert!(health.sources.is_empty(), "{health:?}");
+    }
+
+    #[test]
+    fn errors_of_every_caller_are_the_dependency_s_own() {
+        let (transitions, health, _, _) = run_with_callers(Bad::Everyone, 0.05);
+        let fired = firing(&transitions);
+        assert_eq!(fired.len(), 1, "{transitions:#?}");
+        assert_eq!(fired[0].scope(), Scope::Dependency);
+        assert!(health.sources.is_empty(), "{health:?}");
+        assert_eq!(health.state, Health::Degraded);
+    }
+
+    #[test]
+    fn every_caller_failing_at_once_is_one_failing_alert_of_the_dependency() {
+        let (transitions, health, conditions, onset) = run_with_callers(Bad::Everyone, 0.9);
+        let fired = firing(&transitions);
+        assert_eq!(fired.len(), 1, "{transitions:#?}");
+        assert_eq!(fired[0].scope(), Scope::Dependency);
+        assert_eq!(fired[0].severity, Severity::Failing);
+        assert!(fired[0].at_ms - onset <= 3_000, "{:?}", fired[0]);
+        assert!(health.sources.is_empty(), "{health:?}");
+        assert_eq!(health.state, Health::Failing);
+        assert_eq!(conditions.dependency, Some(Severity::Failing));
+    }
+
+    #[test]
+    fn a_stored_alert_of_a_caller_is_restored_on_its_caller() {
+        let mut engine = Engine::new(DetectionSettings::default(), Specs::default());
+        assert!(engine.restore_firing(
+            "ledger",
+            None,
+            None,
+            Some("billing-batch"),
+            &["peer_errors".to_string()],
+            "degraded",
+            T0,
+            "fails more",
+            serde_json::json!({}),
+        ));
+        let health = engine.health_of("ledger").expect("restored");
+        assert_eq!(
+            health.sources.get("billing-batch").copied(),
+            Some(Health::Degraded)
+        );
+        assert_eq!(health.state, Health::Healthy);
+    }
+
     #[test]
     fn a_restored_baseline_alert_holds_while_nothing_can_judge_it_then_resolves() {
         let store = WindowStore::new(Limits::default());
         let mut engine = Engine::new(DetectionSettings::default(), Specs::default());
         assert!(engine.restore_firing(
             "payments-api",
+            None,
             None,
             None,
             &["latency_tail".to_string()],
@@ -1782,6 +2007,7 @@ mod tests {
         if told_of_the_resolved_alert {
             assert!(engine.restore_resolved(
                 "ledger",
+                None,
                 None,
                 None,
                 &["latency_tail".to_string()],

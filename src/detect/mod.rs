@@ -22,7 +22,7 @@ pub mod traffic;
 
 pub use detectors::{DetectorKind, Severity};
 pub use engine::{
-    AlertStatus, Conditions, DependencyHealth, DetectionSummary, Engine, EngineView, Health,
+    AlertStatus, Conditions, DependencyHealth, DetectionSummary, Engine, EngineView, Health, Scope,
     Transition,
 };
 pub use spec::{BreakerPolicy, DependencySpec, DetectionSettings, Specs};

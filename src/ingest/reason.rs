@@ -12,6 +12,7 @@ pub const EVENT_REJECTION_REASONS: &[&str] = &[
     "dependency_limit",
     "instance_limit",
     "zone_limit",
+    "source_limit",
     "invalid_dependency",
     "invalid_duration",
     "invalid_outcome",
@@ -35,6 +36,7 @@ pub fn rejection_reason(error: &str) -> &'static str {
         "dependency" if detail.starts_with("limit of") => "dependency_limit",
         "instance" if detail.starts_with("limit of") => "instance_limit",
         "zone" if detail.starts_with("limit of") => "zone_limit",
+        "source" if detail.starts_with("limit of") => "source_limit",
         "dependency" => "invalid_dependency",
         "duration_ms" => "invalid_duration",
         "outcome" => "invalid_outcome",
@@ -56,6 +58,7 @@ pub fn record_rejection_reason(e: &crate::window::RecordError) -> &'static str {
         RecordError::DependencyLimit(_) => "dependency_limit",
         RecordError::InstanceLimit(_) => "instance_limit",
         RecordError::ZoneLimit(_) => "zone_limit",
+        RecordError::SourceLimit(_) => "source_limit",
     }
 }
 
@@ -91,6 +94,7 @@ mod tests {
             (RecordError::DependencyLimit(2), "dependency_limit"),
             (RecordError::InstanceLimit(2), "instance_limit"),
             (RecordError::ZoneLimit(2), "zone_limit"),
+            (RecordError::SourceLimit(2), "source_limit"),
         ];
         for (e, want) in cases {
             assert_eq!(rejection_reason(&e.to_string()), want, "{e}");

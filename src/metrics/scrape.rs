@@ -139,14 +139,19 @@ impl Dependency {
         let health_of = |kind: &str, name: &str| {
             let map = detection.as_ref().map(|s| match kind {
                 "instance" => &s.health.instances,
-                _ => &s.health.zones,
+                "zone" => &s.health.zones,
+                _ => &s.health.sources,
             });
-            // The engine lists only the instances and zones that are not healthy.
+            // The engine lists only the instances, zones and sources that are not healthy.
             map.and_then(|m| m.get(name).copied())
                 .unwrap_or(Health::Healthy)
         };
-        let mut peers = Vec::with_capacity(d.instances.len() + d.zones.len());
-        for (kind, list) in [("instance", d.instances), ("zone", d.zones)] {
+        let mut peers = Vec::with_capacity(d.instances.len() + d.zones.len() + d.sources.len());
+        for (kind, list) in [
+            ("instance", d.instances),
+            ("zone", d.zones),
+            ("source", d.sources),
+        ] {
             for p in list {
                 let health = health_of(kind, &p.name);
                 peers.push(Peer {
@@ -325,7 +330,7 @@ impl Collector for Scrape {
         };
         let mut m = e.encode_descriptor(
             "graywatch_peer_latency_p99_seconds",
-            "p99 latency of the last minute per instance and zone.",
+            "p99 latency of the last minute per instance, zone and source.",
             None,
             MetricType::Gauge,
         )?;
@@ -338,7 +343,7 @@ impl Collector for Scrape {
         }
         let mut m = e.encode_descriptor(
             "graywatch_peer_calls",
-            "Calls recorded per instance and zone since the series was created, by outcome.",
+            "Calls recorded per instance, zone and source since the series was created, by outcome.",
             None,
             MetricType::Counter,
         )?;
@@ -357,7 +362,7 @@ impl Collector for Scrape {
         }
         let mut m = e.encode_descriptor(
             "graywatch_peer_health",
-            "Health per instance and zone: 0 healthy, 1 degraded, 2 failing.",
+            "Health per instance, zone and source: 0 healthy, 1 degraded, 2 failing.",
             None,
             MetricType::Gauge,
         )?;
@@ -366,11 +371,15 @@ impl Collector for Scrape {
                 gauge(&mut m, &peer_labels(d, p), health_value(p.health).max(0))?;
             }
         }
-        let (mut instances, mut zones) = (0, 0);
+        let (mut instances, mut zones, mut sources) = (0, 0, 0);
         for d in deps {
-            let i = d.peers.iter().filter(|p| p.kind == "instance").count();
-            instances += i;
-            zones += d.peers.len() - i;
+            for p in &d.peers {
+                match p.kind {
+                    "instance" => instances += 1,
+                    "zone" => zones += 1,
+                    _ => sources += 1,
+                }
+            }
         }
         let mut m = e.encode_descriptor(
             "graywatch_series",
@@ -382,13 +391,14 @@ impl Collector for Scrape {
             ("dependency", deps.len()),
             ("instance", instances),
             ("zone", zones),
+            ("source", sources),
         ] {
             gauge(&mut m, &[("kind", kind)], n as i64)?;
         }
         let l = &self.limits;
         let mut m = e.encode_descriptor(
             "graywatch_series_limit",
-            "Cardinality limits by kind: dependencies in total, instances and zones per dependency (limits.*).",
+            "Cardinality limits by kind: dependencies in total, instances, zones and sources per dependency (limits.*).",
             None,
             MetricType::Gauge,
         )?;
@@ -396,6 +406,7 @@ impl Collector for Scrape {
             ("dependency", l.max_dependencies),
             ("instance", l.max_instances_per_dependency),
             ("zone", l.max_zones_per_dependency),
+            ("source", l.max_sources_per_dependency),
         ] {
             gauge(&mut m, &[("kind", kind)], n as i64)?;
         }

@@ -16,6 +16,9 @@ pub struct AlertRecord {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The caller the alert is localized to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The detector that names the alert (its most severe condition).
     pub detector: String,
     /// Every detector that saw the incident while it was open, `detector` first.
@@ -56,7 +59,7 @@ pub struct AlertFilter {
 
 macro_rules! alert_columns {
     () => {
-        "id, fingerprint, dependency, instance, zone, detector, detectors, severity, state, \
+        "id, fingerprint, dependency, instance, zone, source, detector, detectors, severity, state, \
          started_at_ms, resolved_at_ms, summary, evidence, updated_at_ms"
     };
 }
@@ -104,15 +107,16 @@ impl Storage {
             match t.status {
                 AlertStatus::Firing => {
                     sqlx::query(
-                        "INSERT INTO alerts (fingerprint, dependency, instance, zone, detector, detectors, \
-                         severity, state, started_at_ms, summary, evidence, updated_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'firing', $8, $9, $10, $11) \
+                        "INSERT INTO alerts (fingerprint, dependency, instance, zone, source, detector, \
+                         detectors, severity, state, started_at_ms, summary, evidence, updated_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'firing', $9, $10, $11, $12) \
                          ON CONFLICT (fingerprint, started_at_ms) DO NOTHING",
                     )
                     .bind(&fingerprint)
                     .bind(&t.dependency)
                     .bind(&t.instance)
                     .bind(&t.zone)
+                    .bind(&t.source)
                     .bind(t.detector.as_str())
                     .bind(&detectors)
                     .bind(t.severity.as_str())
@@ -232,6 +236,7 @@ fn decode_alert(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<AlertRecord> {
         dependency: row.try_get("dependency")?,
         instance: row.try_get("instance")?,
         zone: row.try_get("zone")?,
+        source: row.try_get("source")?,
         detector: row.try_get("detector")?,
         detectors: serde_json::from_str(&row.try_get::<String, _>("detectors")?)
             .unwrap_or_default(),

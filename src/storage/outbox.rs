@@ -88,6 +88,8 @@ pub struct Silence {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detector: Option<String>,
     pub starts_ms: i64,
@@ -103,8 +105,7 @@ impl Silence {
     pub fn mutes(
         &self,
         dependency: &str,
-        instance: Option<&str>,
-        zone: Option<&str>,
+        (instance, zone, source): (Option<&str>, Option<&str>, Option<&str>),
         detector: &str,
         now_ms: i64,
     ) -> bool {
@@ -114,6 +115,7 @@ impl Silence {
             && eq(&self.dependency, Some(dependency))
             && eq(&self.instance, instance)
             && eq(&self.zone, zone)
+            && eq(&self.source, source)
             && eq(&self.detector, Some(detector))
     }
 }
@@ -142,7 +144,7 @@ pub(super) const LIST_NOTIFICATIONS: &str = concat!(
 );
 
 /// `GET /v1/silences` and the delivery workers: in start order, from `silences_by_start`.
-pub(super) const LIST_SILENCES: &str = "SELECT id, dependency, instance, zone, detector, starts_ms, \
+pub(super) const LIST_SILENCES: &str = "SELECT id, dependency, instance, zone, source, detector, starts_ms, \
      ends_ms, comment, created_by, created_ms FROM silences \
      WHERE deleted_ms IS NULL AND ends_ms > $1 ORDER BY starts_ms, id";
 
@@ -374,12 +376,14 @@ impl Storage {
 
     pub async fn create_silence(&self, s: &Silence) -> sqlx::Result<i64> {
         sqlx::query_scalar(
-            "INSERT INTO silences (dependency, instance, zone, detector, starts_ms, ends_ms, comment, \
-             created_by, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO silences (dependency, instance, zone, source, detector, starts_ms, ends_ms, \
+             comment, created_by, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             RETURNING id",
         )
         .bind(&s.dependency)
         .bind(&s.instance)
         .bind(&s.zone)
+        .bind(&s.source)
         .bind(&s.detector)
         .bind(s.starts_ms)
         .bind(s.ends_ms)
@@ -403,6 +407,7 @@ impl Storage {
                     dependency: r.try_get("dependency")?,
                     instance: r.try_get("instance")?,
                     zone: r.try_get("zone")?,
+                    source: r.try_get("source")?,
                     detector: r.try_get("detector")?,
                     starts_ms: r.try_get("starts_ms")?,
                     ends_ms: r.try_get("ends_ms")?,
@@ -523,4 +528,38 @@ fn decode_notification(r: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Notification
         created_ms,
         horizon_start_ms: r.try_get("horizon_start_ms")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Silence;
+
+    fn silence(source: Option<&str>, instance: Option<&str>) -> Silence {
+        Silence {
+            id: 1,
+            dependency: Some("ledger".into()),
+            instance: instance.map(String::from),
+            zone: None,
+            source: source.map(String::from),
+            detector: None,
+            starts_ms: 0,
+            ends_ms: 10,
+            comment: "c".into(),
+            created_by: "t".into(),
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_silence_of_one_caller_mutes_that_caller_s_alerts_only() {
+        let caller = |c: &'static str| (None, None, Some(c));
+        let s = silence(Some("billing-batch"), None);
+        assert!(s.mutes("ledger", caller("billing-batch"), "peer_errors", 5));
+        assert!(!s.mutes("ledger", caller("checkout"), "peer_errors", 5));
+        assert!(!s.mutes("ledger", (None, None, None), "error_rate", 5));
+        // Without a source matcher, a dependency's silence mutes its callers' alerts too;
+        // an instance's does not.
+        assert!(silence(None, None).mutes("ledger", caller("checkout"), "peer_errors", 5));
+        assert!(!silence(None, Some("i-1")).mutes("ledger", caller("checkout"), "peer_errors", 5));
+    }
 }

@@ -3,8 +3,8 @@
 //! Each shard is a `parking_lot::Mutex` over the dependencies that hash to it. A batch is
 //! sorted by shard and each shard is locked once per batch, so ingest takes no global lock and
 //! two batches for different dependencies rarely meet. All series of a dependency (its total,
-//! its instances, its zones) live in the same shard so that one event is recorded under one
-//! lock.
+//! its instances, its zones, its sources) live in the same shard so that one event is recorded
+//! under one lock.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -34,6 +34,8 @@ pub struct Limits {
     pub max_dependencies: usize,
     pub max_instances_per_dependency: usize,
     pub max_zones_per_dependency: usize,
+    /// Sources (callers) of one dependency: the services or jobs that make its calls.
+    pub max_sources_per_dependency: usize,
 }
 
 impl Default for Limits {
@@ -43,6 +45,7 @@ impl Default for Limits {
             max_dependencies: 1000,
             max_instances_per_dependency: 100,
             max_zones_per_dependency: 16,
+            max_sources_per_dependency: 64,
         }
     }
 }
@@ -63,6 +66,8 @@ pub enum RecordError {
     InstanceLimit(usize),
     #[error("zone: limit of {0} zones for this dependency reached; new zones are refused")]
     ZoneLimit(usize),
+    #[error("source: limit of {0} sources for this dependency reached; new sources are refused")]
+    SourceLimit(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,6 +75,9 @@ pub enum SeriesKind {
     Dependency,
     Instance,
     Zone,
+    /// A caller of the dependency. Orthogonal to instances and zones: a caller's calls spread
+    /// over every instance.
+    Source,
 }
 
 impl SeriesKind {
@@ -78,6 +86,7 @@ impl SeriesKind {
             SeriesKind::Dependency => "dependency",
             SeriesKind::Instance => "instance",
             SeriesKind::Zone => "zone",
+            SeriesKind::Source => "source",
         }
     }
 
@@ -86,12 +95,14 @@ impl SeriesKind {
             "dependency" => Some(SeriesKind::Dependency),
             "instance" => Some(SeriesKind::Instance),
             "zone" => Some(SeriesKind::Zone),
+            "source" => Some(SeriesKind::Source),
             _ => None,
         }
     }
 }
 
-/// Names one series: a dependency's total (`label` empty), or one of its instances or zones.
+/// Names one series: a dependency's total (`label` empty), or one of its instances, zones or
+/// sources.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesKey {
     pub dependency: String,
@@ -105,12 +116,14 @@ pub struct DependencySeries {
     pub total: Series,
     pub instances: Map<Series>,
     pub zones: Map<Series>,
+    /// Its callers, as sparse as instances: a source costs what its calls need.
+    pub sources: Map<Series>,
     /// The zone each instance reported (first seen), so detection can tell a bad instance
     /// from a bad zone.
     pub instance_zone: Map<Box<str>>,
-    /// The 1-minute samples of instances (`[0]`) and zones (`[1]`) as the last detection read
-    /// built them (see [`CachedSample`]).
-    samples: [Map<CachedSample>; 2],
+    /// The 1-minute samples of instances (`[0]`), zones (`[1]`) and sources (`[2]`) as the
+    /// last detection read built them (see [`CachedSample`]).
+    samples: [Map<CachedSample>; 3],
 }
 
 /// A peer's 1-minute [`Sample`] kept from one detection read to the next. Most instances of
@@ -135,6 +148,9 @@ impl DependencySeries {
         for (k, s) in self.zones.iter_mut() {
             f(SeriesKind::Zone, k, s);
         }
+        for (k, s) in self.sources.iter_mut() {
+            f(SeriesKind::Source, k, s);
+        }
     }
 
     /// The zone of each instance that reported one.
@@ -150,22 +166,24 @@ impl DependencySeries {
             SeriesKind::Dependency => Some(&mut self.total),
             SeriesKind::Instance => self.instances.get_mut(label),
             SeriesKind::Zone => self.zones.get_mut(label),
+            SeriesKind::Source => self.sources.get_mut(label),
         }
     }
 }
 
-/// One dependency over one window: its total and each instance and zone.
+/// One dependency over one window: its total and each instance, zone and source.
 #[derive(Debug, Clone)]
 pub struct DependencyView {
     pub total: Snapshot,
     pub instances: Vec<(String, Snapshot)>,
     pub zones: Vec<(String, Snapshot)>,
+    pub sources: Vec<(String, Snapshot)>,
     /// Zone of each instance that reported one.
     pub instance_zone: std::collections::HashMap<String, String>,
 }
 
 /// What detection reads of one dependency at one evaluation: its total over 10 s, 1 m and
-/// 5 m, and each instance and zone over 1 m with the calls of its last 10 s as counts only.
+/// 5 m, and each instance, zone and source over 1 m with the calls of its last 10 s as counts only.
 /// A peer's recent latencies matter only once it already stands out over the minute, so they
 /// are not summed for every peer every second: [`WindowStore::series_window`] reads them, a
 /// moment later under its own lock (live, calls that arrived in between are included; a
@@ -184,9 +202,11 @@ pub struct DetectionView {
     pub instances: Vec<PeerView>,
     /// Sorted by name.
     pub zones: Vec<PeerView>,
+    /// Sorted by name.
+    pub sources: Vec<PeerView>,
 }
 
-/// One instance or zone of a [`DetectionView`].
+/// One instance, zone or source of a [`DetectionView`].
 #[derive(Debug, Clone)]
 pub struct PeerView {
     pub name: String,
@@ -213,9 +233,11 @@ pub struct DependencyTotals {
     pub instances: Vec<PeerTotals>,
     /// Sorted by name.
     pub zones: Vec<PeerTotals>,
+    /// Sorted by name.
+    pub sources: Vec<PeerTotals>,
 }
 
-/// One instance or zone of a [`DependencyTotals`].
+/// One instance, zone or source of a [`DependencyTotals`].
 #[derive(Debug, Clone)]
 pub struct PeerTotals {
     pub name: String,
@@ -363,14 +385,17 @@ impl WindowStore {
         }
         // Reserve the dependency and every series it brings before inserting anything, so a
         // refusal leaves no empty dependency behind.
-        let series = 1 + usize::from(e.instance.is_some()) + usize::from(e.zone.is_some());
+        let series = 1
+            + usize::from(e.instance.is_some())
+            + usize::from(e.zone.is_some())
+            + usize::from(e.source.is_some());
         self.reserve_dependency(series)?;
         let dep = shard.deps.entry(name.into()).or_default();
         self.record_into(dep, e, now_ms, true)
     }
 
-    /// Records into a dependency's series. The common case (known instance and zone) looks
-    /// each series up once.
+    /// Records into a dependency's series. The common case (known instance, zone and source)
+    /// looks each series up once; an event without a source pays nothing for sources.
     #[inline]
     fn record_into(
         &self,
@@ -381,12 +406,16 @@ impl WindowStore {
     ) -> Result<(), RecordError> {
         let instance = e.instance.as_ref().map(|l| l.as_str());
         let zone = e.zone.as_ref().map(|l| l.as_str());
-        let (instance_count, zone_count) = (dep.instances.len(), dep.zones.len());
+        let source = e.source.as_ref().map(|l| l.as_str());
+        let (instance_count, zone_count, source_count) =
+            (dep.instances.len(), dep.zones.len(), dep.sources.len());
         let known_instance = instance.and_then(|i| dep.instances.get_mut(i));
         let known_zone = zone.and_then(|z| dep.zones.get_mut(z));
+        let known_source = source.and_then(|c| dep.sources.get_mut(c));
         // Check every limit before recording anything, so a refused event leaves no trace.
         let new_instance = instance.filter(|_| known_instance.is_none());
         let new_zone = zone.filter(|_| known_zone.is_none());
+        let new_source = source.filter(|_| known_source.is_none());
         if new_instance.is_some() && instance_count >= self.limits.max_instances_per_dependency {
             return Err(RecordError::InstanceLimit(
                 self.limits.max_instances_per_dependency,
@@ -395,12 +424,21 @@ impl WindowStore {
         if new_zone.is_some() && zone_count >= self.limits.max_zones_per_dependency {
             return Err(RecordError::ZoneLimit(self.limits.max_zones_per_dependency));
         }
-        let new_series = usize::from(new_instance.is_some()) + usize::from(new_zone.is_some());
+        if new_source.is_some() && source_count >= self.limits.max_sources_per_dependency {
+            return Err(RecordError::SourceLimit(
+                self.limits.max_sources_per_dependency,
+            ));
+        }
+        let new_series = usize::from(new_instance.is_some())
+            + usize::from(new_zone.is_some())
+            + usize::from(new_source.is_some());
         if new_series > 0 && !created {
             let field = if new_instance.is_some() {
                 "instance"
-            } else {
+            } else if new_zone.is_some() {
                 "zone"
+            } else {
+                "source"
             };
             self.reserve_series(new_series, field)?;
         }
@@ -411,18 +449,20 @@ impl WindowStore {
         if let Some(s) = known_zone {
             s.record(ts, d, o, now_ms);
         }
-        dep.total.record(ts, d, o, now_ms);
-        if let Some(i) = new_instance {
-            dep.instances
-                .entry(i.into())
-                .or_insert_with(Series::peer)
-                .record(ts, d, o, now_ms);
+        if let Some(s) = known_source {
+            s.record(ts, d, o, now_ms);
         }
-        if let Some(z) = new_zone {
-            dep.zones
-                .entry(z.into())
-                .or_insert_with(Series::peer)
-                .record(ts, d, o, now_ms);
+        dep.total.record(ts, d, o, now_ms);
+        for (new, map) in [
+            (new_instance, &mut dep.instances),
+            (new_zone, &mut dep.zones),
+            (new_source, &mut dep.sources),
+        ] {
+            if let Some(label) = new {
+                map.entry(label.into())
+                    .or_insert_with(Series::peer)
+                    .record(ts, d, o, now_ms);
+            }
         }
         // Every instance with a zone on record leaves nothing to look up (the map's keys are
         // a subset of the instances').
@@ -435,8 +475,8 @@ impl WindowStore {
         Ok(())
     }
 
-    /// Reserves room for a new dependency and `series` series (its total and any instance or
-    /// zone it arrives with) under all limits, or nothing.
+    /// Reserves room for a new dependency and `series` series (its total and any instance,
+    /// zone or source it arrives with) under all limits, or nothing.
     fn reserve_dependency(&self, series: usize) -> Result<(), RecordError> {
         let max = self.limits.max_dependencies;
         self.dependency_count
@@ -484,18 +524,21 @@ impl WindowStore {
                     }
                 });
                 let idle = |s: &Series| s.last_event_ms < idle_before && s.is_clean();
-                let before = dep.instances.len() + dep.zones.len();
+                let peers = |d: &DependencySeries| d.instances.len() + d.zones.len() + d.sources.len();
+                let before = peers(dep);
                 dep.instances.retain(|_, s| !idle(s));
                 let instances = &dep.instances;
                 dep.instance_zone.retain(|i, _| instances.contains_key(i));
                 dep.zones.retain(|_, s| !idle(s));
+                dep.sources.retain(|_, s| !idle(s));
                 // A series created again under the same name counts its changes from zero:
                 // its predecessor's sample must not pass for its own.
-                for (cache, series) in dep.samples.iter_mut().zip([&dep.instances, &dep.zones]) {
+                let families = [&dep.instances, &dep.zones, &dep.sources];
+                for (cache, series) in dep.samples.iter_mut().zip(families) {
                     cache.retain(|k, _| series.contains_key(k));
                 }
-                dropped_series += before - dep.instances.len() - dep.zones.len();
-                let keep = !(idle(&dep.total) && dep.instances.is_empty() && dep.zones.is_empty());
+                dropped_series += before - peers(dep);
+                let keep = !(idle(&dep.total) && peers(dep) == 0);
                 if !keep {
                     dropped_deps += 1;
                     dropped_series += 1;
@@ -537,6 +580,7 @@ impl WindowStore {
                 total: dep.total.window(window, now_ms),
                 instances: view(&dep.instances),
                 zones: view(&dep.zones),
+                sources: view(&dep.sources),
                 instance_zone: dep.instance_zones(),
             }
         })
@@ -549,7 +593,7 @@ impl WindowStore {
         let mut shard = self.shards[self.shard_of(name)].lock();
         let dep = shard.deps.get_mut(name)?;
         dep.for_each_mut(|_, _, s| s.advance(now_ms));
-        let [instance_samples, zone_samples] = &mut dep.samples;
+        let [instance_samples, zone_samples, source_samples] = &mut dep.samples;
         let mut reused = 0;
         let mut peers = |m: &mut Map<Series>, cache: &mut Map<CachedSample>| {
             let mut v: Vec<PeerView> = m
@@ -567,6 +611,7 @@ impl WindowStore {
         };
         let zones = peers(&mut dep.zones, zone_samples);
         let mut instances = peers(&mut dep.instances, instance_samples);
+        let sources = peers(&mut dep.sources, source_samples);
         if reused > 0 {
             self.samples_reused.fetch_add(reused, Ordering::Relaxed);
         }
@@ -585,6 +630,7 @@ impl WindowStore {
             m5: total.window(Window::M5, now_ms),
             instances,
             zones,
+            sources,
         })
     }
 
@@ -737,6 +783,11 @@ impl WindowStore {
                 self.limits.max_zones_per_dependency,
                 RecordError::ZoneLimit,
             ),
+            SeriesKind::Source => (
+                &mut dep.sources,
+                self.limits.max_sources_per_dependency,
+                RecordError::SourceLimit,
+            ),
         };
         if !map.contains_key(key.label.as_str()) && !new_dependency {
             if map.len() >= max {
@@ -749,8 +800,8 @@ impl WindowStore {
         Ok(())
     }
 
-    /// Every dependency with its running totals and its last minute, each instance and zone
-    /// too, sorted by name: what `GET /metrics` exports. One shard lock at a time, each held
+    /// Every dependency with its running totals and its last minute, each instance, zone and
+    /// source too, sorted by name: what `GET /metrics` exports. One shard lock at a time, each held
     /// for copies only (quantiles are the caller's to compute).
     pub fn exposition(&self, now_ms: i64) -> Vec<DependencyTotals> {
         let mut out = Vec::new();
@@ -776,6 +827,7 @@ impl WindowStore {
                     m1: dep.total.window(Window::M1, now_ms),
                     instances: peers(&dep.instances),
                     zones: peers(&dep.zones),
+                    sources: peers(&dep.sources),
                 });
             }
         }
@@ -903,6 +955,79 @@ mod tests {
         );
         assert!(!store.contains("b"));
         assert_eq!(store.stats().series, 3);
+    }
+
+    #[test]
+    fn sources_are_peers_with_their_own_limit_counted_in_the_series_limit_and_persisted() {
+        let store = WindowStore::new(Limits {
+            max_series: 5,
+            max_sources_per_dependency: 2,
+            ..Limits::default()
+        });
+        let call = |dep: &'static str, source: Option<&'static str>| Event {
+            source: source.map(|c| Label::parse(c).unwrap()),
+            ..ev(dep, Some("i-1"))
+        };
+        // The total, i-1 and web: three series; a call without a source adds none.
+        for e in [
+            call("a", Some("web")),
+            call("a", None),
+            call("a", Some("batch")),
+        ] {
+            store.record(&e, NOW).unwrap();
+        }
+        assert_eq!(store.series_count(), 4);
+        let refused = store.record(&call("a", Some("cron")), NOW).unwrap_err();
+        assert_eq!(refused, RecordError::SourceLimit(2));
+        assert!(
+            refused
+                .to_string()
+                .starts_with("source: limit of 2 sources for this dependency"),
+            "{refused}"
+        );
+        // A new dependency with an instance and a source needs three series; one is left.
+        assert_eq!(
+            store.record(&call("b", Some("web")), NOW),
+            Err(RecordError::SeriesLimit {
+                field: "dependency",
+                max: 5
+            })
+        );
+        let view = store.dependency("a", Window::M1, NOW).unwrap();
+        let sources: Vec<(&str, u64)> = view
+            .sources
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.total()))
+            .collect();
+        assert_eq!(sources, [("batch", 1), ("web", 1)]);
+        assert_eq!(view.total.total(), 3);
+        assert_eq!(view.instances[0].1.total(), 3);
+        let detection = store.detection_view("a", NOW).unwrap();
+        let names: Vec<&str> = detection.sources.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["batch", "web"]);
+
+        // Roll-ups name the kind `source`, and load back as a source.
+        assert_eq!(SeriesKind::parse("source"), Some(SeriesKind::Source));
+        let rollups = store.take_rollups(NOW + 120_000, true);
+        let web: Vec<&(SeriesKey, MinuteRollup)> = rollups
+            .iter()
+            .filter(|(k, _)| k.kind == SeriesKind::Source && k.label == "web")
+            .collect();
+        assert_eq!(web.len(), 1);
+        let reloaded = WindowStore::new(Limits::default());
+        for (key, r) in &rollups {
+            reloaded
+                .load_minute(key, &r.slot, NOW + 120_000)
+                .expect("within the limits");
+        }
+        let view = reloaded.dependency("a", Window::M5, NOW + 120_000).unwrap();
+        let sources: Vec<(&str, u64)> = view
+            .sources
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.total()))
+            .collect();
+        assert_eq!(sources, [("batch", 1), ("web", 1)]);
+        assert_eq!(reloaded.series_count(), 4);
     }
 
     #[test]

@@ -166,6 +166,9 @@ impl WebhookNotifier {
                         if let Some(z) = &a.zone {
                             labels["zone"] = json!(z);
                         }
+                        if let Some(c) = &a.source {
+                            labels["source"] = json!(c);
+                        }
                         (
                             labels,
                             a.summary.clone(),
@@ -503,6 +506,7 @@ mod tests {
             dependency: "db".into(),
             instance: Some("<i&1>".into()),
             zone: None,
+            source: None,
             detector: "hard_failure".into(),
             detectors: vec!["hard_failure".into()],
             severity: "failing".into(),

@@ -303,13 +303,14 @@
 
   const detectorsOf = (a) => Array.isArray(a.detectors) && a.detectors.length ? a.detectors.map(words).join(", ") : words(a.detector);
   const statusOf = (a) => a.status || a.state;
-  const whereOf = (a) => a.instance ? "instance " + a.instance : a.zone ? "zone " + a.zone : "whole dependency";
+  const whereOf = (a) => a.instance ? "instance " + a.instance : a.zone ? "zone " + a.zone : a.source ? "caller " + a.source : "whole dependency";
 
   // The matchers that silence what an alert is about.
   function silenceFromAlert(a, durationText) {
     const body = { dependency: a.dependency, duration: durationText || "1h", comment: `Silenced from alert #${a.id}: ${a.summary}`.slice(0, 500) };
     if (a.instance) body.instance = a.instance;
     if (a.zone) body.zone = a.zone;
+    if (a.source) body.source = a.source;
     // An alert naming several detectors is one incident: silence it whatever detector fires.
     if (!(Array.isArray(a.detectors) && a.detectors.length > 1) && a.detector) body.detector = a.detector;
     return send("POST", "/v1/silences", body);
@@ -465,7 +466,7 @@
   }
 
   function matchersText(s) {
-    return ["dependency", "instance", "zone", "detector"].filter((k) => s[k]).map((k) => `${k}=${s[k]}`).join(", ");
+    return ["dependency", "instance", "zone", "source", "detector"].filter((k) => s[k]).map((k) => `${k}=${s[k]}`).join(", ");
   }
 
   // ---------------------------------------------------------------------------------------
@@ -583,7 +584,7 @@
     const msg = h("p", { role: "status" });
     const field = (label, name, attrs) => h("label", {}, label, h("input", Object.assign({ type: "text", name }, attrs || {})));
     const form = h("form", { class: "inline panel", id: "new-silence" },
-      field("Dependency", "dependency"), field("Instance", "instance"), field("Zone", "zone"), field("Detector", "detector"),
+      field("Dependency", "dependency"), field("Instance", "instance"), field("Zone", "zone"), field("Source", "source"), field("Detector", "detector"),
       field("For", "duration", { value: "1h", size: 6, required: true }), field("Comment", "comment", { required: true }),
       h("button", { type: "submit", class: "primary", text: "Create silence" }));
     const tbody = h("tbody");
