@@ -36,6 +36,7 @@ use super::fine::{FineData, FineSlot};
 use super::ring::{Ring, RingSlot};
 use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
+use super::histogram::HIGHEST_US;
 use super::snapshot::Snapshot;
 use super::totals::Totals;
 use crate::domain::Outcome;
@@ -83,6 +84,9 @@ pub struct Series {
     pending_floor_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
+    /// The counts of the live fine slots, kept as calls are recorded into them and as they
+    /// retire: the 10-second window's counts without a visit to each second.
+    live: Counts,
     /// Bumped by every change to the calls the series holds (a call recorded, a minute
     /// loaded): while it stands still, a window over the same span reads the same calls.
     pub(crate) changes: u64,
@@ -133,6 +137,7 @@ impl Series {
             fine_floor_ms: i64::MAX,
             pending_floor_ms: i64::MAX,
             last_event_ms: i64::MIN,
+            live: Counts::default(),
             changes: 0,
             retired: Totals::default(),
         }
@@ -185,6 +190,7 @@ impl Series {
                 .filter(|s| s.start_ms == start)
         {
             slot.record(duration_us, outcome, &mut self.dense_fine);
+            self.live.count(outcome, duration_us > HIGHEST_US);
             return true;
         }
         let second = self.fine.align(ts_ms);
@@ -197,11 +203,14 @@ impl Series {
                 &mut self.retired,
             );
             let pending_floor = &mut self.pending_floor_ms;
+            let live = &mut self.live;
             if let Some(slot) = self.fine.slot_mut_evicting(second, |old| {
                 retire(old, tiers, sums, evicted, dense, retired);
+                live.subtract(&old.counts);
                 *pending_floor = (*pending_floor).min(tiers[0].align(old.start_ms));
             }) {
                 slot.record(duration_us, outcome, &mut self.dense_fine);
+                self.live.count(outcome, duration_us > HIGHEST_US);
                 return true;
             }
         }
@@ -294,6 +303,7 @@ impl Series {
                     &mut self.dense_fine,
                     &mut self.retired,
                 );
+                self.live.subtract(&slot.counts);
                 slot.reset(slot.start_ms);
                 let ten = self.tiers[0].align(slot.start_ms);
                 self.pending_floor_ms = self.pending_floor_ms.min(ten);
@@ -326,16 +336,7 @@ impl Series {
     /// The counts of the 10-second window, without summing its latencies. Call
     /// [`Series::advance`] first.
     pub fn recent_counts(&self) -> Counts {
-        let mut counts = Counts::default();
-        // Every call is older than the oldest second that may still hold calls: the fine
-        // ring is empty (the usual case for a quiet series), no need to visit it.
-        if self.last_event_ms < self.fine_floor_ms {
-            return counts;
-        }
-        for slot in self.fine.iter() {
-            counts.add(&slot.counts);
-        }
-        counts
+        self.live
     }
 
     /// Everything recorded since the series was created: what retired plus the live fine
@@ -361,6 +362,10 @@ impl Series {
     /// (empty for a second without calls). Call [`Series::advance`] first.
     pub fn last_complete_seconds(&self, now_ms: i64) -> [Counts; 2] {
         let this_second = now_ms.div_euclid(1000) * 1000;
+        // No call since before those seconds: both are empty, no visit to the ring.
+        if self.last_event_ms < this_second - 2000 {
+            return [Counts::default(); 2];
+        }
         [2000, 1000].map(|ago| {
             self.fine
                 .get(this_second - ago)
@@ -369,15 +374,31 @@ impl Series {
     }
 
     /// The calls of the complete second before the second of `now_ms` (empty when it had
-    /// none): what sequential evidence adds up, one second at a time. Call
+    /// none): what sequential evidence adds up, one second at a time. A second that keeps
+    /// its durations as a list is read as that list (see [`Sample`]). Call
     /// [`Series::advance`] first.
-    pub fn last_complete_second(&self, now_ms: i64) -> Snapshot {
+    pub fn last_complete_second(&self, now_ms: i64) -> Sample {
         let start = now_ms.div_euclid(1000) * 1000 - 1000;
-        let mut snap = Snapshot::empty(start, start + 1000);
-        if let Some(slot) = self.fine.iter().find(|s| s.start_ms == start) {
-            snap.add_fine(slot);
+        let slot = self.fine.get(start).filter(|s| !s.is_empty());
+        match slot.map(|s| (s, s.data())) {
+            Some((slot, FineData::Dense(_))) => {
+                let mut snap = Snapshot::empty(start, start + 1000);
+                snap.add_fine(slot);
+                Sample::Histogram(snap)
+            }
+            Some((slot, FineData::Sparse(values))) => Sample::Durations {
+                from_ms: start,
+                to_ms: start + 1000,
+                values: values.to_vec(),
+                counts: slot.counts,
+            },
+            None => Sample::Durations {
+                from_ms: start,
+                to_ms: start + 1000,
+                values: Vec::new(),
+                counts: Counts::default(),
+            },
         }
-        snap
     }
 
     /// Where `window` ending at `now_ms` starts: two reads of a window with the same start and
