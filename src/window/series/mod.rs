@@ -33,10 +33,10 @@ use std::collections::BTreeMap;
 
 use super::Window;
 use super::fine::{FineData, FineSlot};
+use super::histogram::HIGHEST_US;
 use super::ring::{Ring, RingSlot};
 use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
-use super::histogram::HIGHEST_US;
 use super::snapshot::Snapshot;
 use super::totals::Totals;
 use crate::domain::Outcome;
@@ -781,9 +781,8 @@ mod tests {
         for (per_second, dense) in [(20i64, true), (1, false)] {
             let mut s = Series::new();
             let mut expected: Vec<(i64, u64)> = Vec::new();
-            let mut now = T0;
             for second in 0..400i64 {
-                now = T0 + second * 1_000;
+                let now = T0 + second * 1_000;
                 for k in 0..per_second {
                     let ts = now + k * 1_000 / per_second;
                     let d = 1_000 + ((second * 7_919 + k * 104_729) % 90_000) as u64;
@@ -804,10 +803,60 @@ mod tests {
                 }
             }
             assert_eq!(
-                s.sums.iter().map(|x| x.sum.hist.is_dense()).collect::<Vec<_>>(),
+                s.sums
+                    .iter()
+                    .map(|x| x.sum.hist.is_dense())
+                    .collect::<Vec<_>>(),
                 vec![dense; 2],
                 "{per_second} calls/s"
             );
+        }
+    }
+
+    #[test]
+    fn the_last_complete_second_answers_as_its_histogram_in_either_form() {
+        for n in [0u64, 3, SPARSE_MAX as u64 + 5] {
+            let mut s = Series::new();
+            let second = T0 + 5_000;
+            for k in 0..n {
+                let outcome = if k % 4 == 0 {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                };
+                s.record(
+                    second + k as i64 % 1_000,
+                    900 + k * 1_013,
+                    outcome,
+                    second + 999,
+                );
+            }
+            let now = second + 1_500;
+            s.advance(now);
+            let sample = s.last_complete_second(now);
+            assert_eq!(sample.from_ms(), second);
+            assert_eq!(
+                matches!(sample, Sample::Durations { .. }),
+                n <= SPARSE_MAX as u64,
+                "{n} calls"
+            );
+            let mut hist = Snapshot::empty(second, second + 1_000);
+            for k in 0..n {
+                hist.hist.record(900 + k * 1_013).unwrap();
+            }
+            hist.counts = *sample.counts();
+            let hist = Sample::Histogram(hist);
+            assert_eq!(sample.total(), n);
+            assert_eq!(sample.counts().error, n.div_ceil(4));
+            for t in [0, 1_000, 50_000, 1_000_000] {
+                assert_eq!(
+                    sample.count_above(t),
+                    hist.count_above(t),
+                    "{n} calls, above {t}"
+                );
+            }
+            // The 10-second counts, kept as calls come and go, are the second's.
+            assert_eq!(s.recent_counts(), *sample.counts());
         }
     }
 
