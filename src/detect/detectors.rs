@@ -20,7 +20,7 @@ use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
 use super::stats::{
     PRIOR_DISPERSION, burst_bounded_upper_p_value, holm_bonferroni, quasi_binomial_upper_p_value,
-    two_proportion_p_value,
+    rate_not_above, two_proportion_p_value,
 };
 use crate::window::{Counts, PeerView, Sample, Snapshot};
 
@@ -670,6 +670,10 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
     out
 }
 
+/// Levels below which [`peer_outliers`] skips the p-values of peers whose rate is not above
+/// the rest's: those p-values are at least one half, and this leaves room for rounding.
+const SKIP_P_VALUE_ALPHA: f64 = 0.25;
+
 /// Peer outliers: a peer significantly worse than the rest of its peers, in latency (share
 /// above the median peer p99) or in errors plus timeouts. Holm's step-down procedure over the
 /// peers keeps the family-wise false-alarm rate at `alpha` however many peers there are.
@@ -707,11 +711,20 @@ pub fn peer_outliers<'a>(
         let ks: Vec<u64> = judged.iter().map(|p| count(&p.m1)).collect();
         let total_k: u64 = ks.iter().sum();
         let total_n: u64 = judged.iter().map(|p| p.m1.total()).sum();
+        // A peer whose rate is not above the rest's has a p-value of at least one half (see
+        // `rate_not_above`): below any usable alpha, it can be neither rejected nor change
+        // which peers are, so it is not computed (most peers, most seconds).
+        let skip_unremarkable = s.alpha < SKIP_P_VALUE_ALPHA;
         let pv: Vec<f64> = judged
             .iter()
             .zip(&ks)
             .map(|(p, &k)| {
-                two_proportion_p_value(k, p.m1.total(), total_k - k, total_n - p.m1.total())
+                let (n, rest_k, rest_n) = (p.m1.total(), total_k - k, total_n - p.m1.total());
+                if skip_unremarkable && rate_not_above(k, n, rest_k, rest_n) {
+                    1.0
+                } else {
+                    two_proportion_p_value(k, n, rest_k, rest_n)
+                }
             })
             .collect();
         let rejected = holm_bonferroni(&pv, s.alpha);

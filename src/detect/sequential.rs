@@ -28,7 +28,7 @@
 use serde_json::json;
 
 use super::baseline::BaselineStats;
-use crate::window::Snapshot;
+use crate::window::Sample;
 
 /// Shifts of the odds of an offending call each stream is watched against.
 pub const SHIFTS: [f64; 3] = [2.0, 4.0, 10.0];
@@ -99,17 +99,17 @@ impl Default for Evidence {
 
 impl Evidence {
     /// Adds one complete second (once; earlier or repeated seconds are ignored).
-    pub fn observe(&mut self, second: &Snapshot, base: &BaselineStats) {
-        if second.from_ms <= self.last_second_ms {
+    pub fn observe(&mut self, second: &Sample, base: &BaselineStats) {
+        if second.from_ms() <= self.last_second_ms {
             return;
         }
-        self.last_second_ms = second.from_ms;
+        self.last_second_ms = second.from_ms();
         let n = second.total();
         for (i, q) in base.quantiles.iter().enumerate() {
             let k = second.count_above(q.threshold_us);
             self.add(Stream::Slower(i), k, n, q.share, 1.0);
         }
-        let c = &second.counts;
+        let c = second.counts();
         self.add(
             Stream::Errors,
             c.error,
@@ -200,7 +200,7 @@ mod tests {
     }
 
     /// Second `at` with `n` calls of 10 ms, `slow` of them 200 ms, `errors` of them errors.
-    fn second(at: i64, n: u64, slow: u64, errors: u64) -> Snapshot {
+    fn second(at: i64, n: u64, slow: u64, errors: u64) -> Sample {
         let mut slot = Slot::new(at * 1000);
         for i in 0..n {
             let us = if i < slow { 200_000 } else { 10_000 };
@@ -211,9 +211,9 @@ mod tests {
             };
             slot.record(us, outcome);
         }
-        let mut s = Snapshot::empty(at * 1000, at * 1000 + 1000);
+        let mut s = crate::window::Snapshot::empty(at * 1000, at * 1000 + 1000);
         s.add_slot(&slot);
-        s
+        Sample::Histogram(s)
     }
 
     #[test]

@@ -50,6 +50,14 @@ impl Sample {
         self.counts().total()
     }
 
+    /// Start of the window, epoch milliseconds.
+    pub fn from_ms(&self) -> i64 {
+        match self {
+            Sample::Histogram(s) => s.from_ms,
+            Sample::Durations { from_ms, .. } => *from_ms,
+        }
+    }
+
     /// HdrHistogram's `value_at_quantile`: the highest value of the bucket holding the
     /// quantile (the lowest for quantile 0), or 0 for a window without calls.
     pub fn value_at_quantile(&self, q: f64) -> u64 {

@@ -26,6 +26,14 @@ impl Counts {
         self.clamped += other.clamped;
     }
 
+    /// Takes counts back out (the inverse of [`Counts::add`]).
+    pub fn subtract(&mut self, other: &Counts) {
+        self.ok -= other.ok;
+        self.error -= other.error;
+        self.timeout -= other.timeout;
+        self.clamped -= other.clamped;
+    }
+
     #[inline]
     pub fn count(&mut self, outcome: Outcome, clamped: bool) {
         match outcome {
@@ -206,10 +214,7 @@ impl Slot {
     fn removed(&mut self, counts: &Counts) {
         self.values_complete = false;
         self.values.clear();
-        self.counts.ok -= counts.ok;
-        self.counts.error -= counts.error;
-        self.counts.timeout -= counts.timeout;
-        self.counts.clamped -= counts.clamped;
+        self.counts.subtract(counts);
     }
 
     pub fn is_empty(&self) -> bool {

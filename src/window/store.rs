@@ -193,8 +193,9 @@ pub struct DetectionView {
     /// The two complete seconds before now, the older first (see
     /// [`Series::last_complete_seconds`]): a hard failure shows there first.
     pub last_seconds: [Counts; 2],
-    /// The calls of the newer of those two seconds, with their durations.
-    pub last_second: Snapshot,
+    /// The calls of the newer of those two seconds, with their durations (as a list while
+    /// the second keeps them so).
+    pub last_second: Sample,
     pub s10: Snapshot,
     pub m1: Snapshot,
     pub m5: Snapshot,

@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 
 use super::Window;
 use super::fine::{FineData, FineSlot};
+use super::histogram::HIGHEST_US;
 use super::ring::{Ring, RingSlot};
 use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
@@ -83,6 +84,9 @@ pub struct Series {
     pending_floor_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
+    /// The counts of the live fine slots, kept as calls are recorded into them and as they
+    /// retire: the 10-second window's counts without a visit to each second.
+    live: Counts,
     /// Bumped by every change to the calls the series holds (a call recorded, a minute
     /// loaded): while it stands still, a window over the same span reads the same calls.
     pub(crate) changes: u64,
@@ -133,6 +137,7 @@ impl Series {
             fine_floor_ms: i64::MAX,
             pending_floor_ms: i64::MAX,
             last_event_ms: i64::MIN,
+            live: Counts::default(),
             changes: 0,
             retired: Totals::default(),
         }
@@ -185,6 +190,7 @@ impl Series {
                 .filter(|s| s.start_ms == start)
         {
             slot.record(duration_us, outcome, &mut self.dense_fine);
+            self.live.count(outcome, duration_us > HIGHEST_US);
             return true;
         }
         let second = self.fine.align(ts_ms);
@@ -197,11 +203,14 @@ impl Series {
                 &mut self.retired,
             );
             let pending_floor = &mut self.pending_floor_ms;
+            let live = &mut self.live;
             if let Some(slot) = self.fine.slot_mut_evicting(second, |old| {
                 retire(old, tiers, sums, evicted, dense, retired);
+                live.subtract(&old.counts);
                 *pending_floor = (*pending_floor).min(tiers[0].align(old.start_ms));
             }) {
                 slot.record(duration_us, outcome, &mut self.dense_fine);
+                self.live.count(outcome, duration_us > HIGHEST_US);
                 return true;
             }
         }
@@ -294,12 +303,14 @@ impl Series {
                     &mut self.dense_fine,
                     &mut self.retired,
                 );
+                self.live.subtract(&slot.counts);
                 slot.reset(slot.start_ms);
                 let ten = self.tiers[0].align(slot.start_ms);
                 self.pending_floor_ms = self.pending_floor_ms.min(ten);
             }
         }
         self.fine_floor_ms = until_ms;
+        self.sums.iter_mut().for_each(CoarseSum::settle);
     }
 
     /// Passes every 10-second slot that ends at or before `until_ms` (all its seconds
@@ -314,6 +325,7 @@ impl Series {
         }
         // Every slot still waiting ends after `until_ms`.
         self.pending_floor_ms = until_ms.saturating_sub(width).saturating_add(1);
+        self.sums.iter_mut().for_each(CoarseSum::settle);
     }
 
     /// Folds all fine slots regardless of age (before persisting at shutdown).
@@ -324,16 +336,7 @@ impl Series {
     /// The counts of the 10-second window, without summing its latencies. Call
     /// [`Series::advance`] first.
     pub fn recent_counts(&self) -> Counts {
-        let mut counts = Counts::default();
-        // Every call is older than the oldest second that may still hold calls: the fine
-        // ring is empty (the usual case for a quiet series), no need to visit it.
-        if self.last_event_ms < self.fine_floor_ms {
-            return counts;
-        }
-        for slot in self.fine.iter() {
-            counts.add(&slot.counts);
-        }
-        counts
+        self.live
     }
 
     /// Everything recorded since the series was created: what retired plus the live fine
@@ -359,6 +362,10 @@ impl Series {
     /// (empty for a second without calls). Call [`Series::advance`] first.
     pub fn last_complete_seconds(&self, now_ms: i64) -> [Counts; 2] {
         let this_second = now_ms.div_euclid(1000) * 1000;
+        // No call since before those seconds: both are empty, no visit to the ring.
+        if self.last_event_ms < this_second - 2000 {
+            return [Counts::default(); 2];
+        }
         [2000, 1000].map(|ago| {
             self.fine
                 .get(this_second - ago)
@@ -367,15 +374,31 @@ impl Series {
     }
 
     /// The calls of the complete second before the second of `now_ms` (empty when it had
-    /// none): what sequential evidence adds up, one second at a time. Call
+    /// none): what sequential evidence adds up, one second at a time. A second that keeps
+    /// its durations as a list is read as that list (see [`Sample`]). Call
     /// [`Series::advance`] first.
-    pub fn last_complete_second(&self, now_ms: i64) -> Snapshot {
+    pub fn last_complete_second(&self, now_ms: i64) -> Sample {
         let start = now_ms.div_euclid(1000) * 1000 - 1000;
-        let mut snap = Snapshot::empty(start, start + 1000);
-        if let Some(slot) = self.fine.iter().find(|s| s.start_ms == start) {
-            snap.add_fine(slot);
+        let slot = self.fine.get(start).filter(|s| !s.is_empty());
+        match slot.map(|s| (s, s.data())) {
+            Some((slot, FineData::Dense(_))) => {
+                let mut snap = Snapshot::empty(start, start + 1000);
+                snap.add_fine(slot);
+                Sample::Histogram(snap)
+            }
+            Some((slot, FineData::Sparse(values))) => Sample::Durations {
+                from_ms: start,
+                to_ms: start + 1000,
+                values: values.to_vec(),
+                counts: slot.counts,
+            },
+            None => Sample::Durations {
+                from_ms: start,
+                to_ms: start + 1000,
+                values: Vec::new(),
+                counts: Counts::default(),
+            },
         }
-        snap
     }
 
     /// Where `window` ending at `now_ms` starts: two reads of a window with the same start and
@@ -754,6 +777,90 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_dependency_keeps_dense_sums_and_exact_windows_and_a_quiet_one_sparse_sums() {
+        for (per_second, dense) in [(20i64, true), (1, false)] {
+            let mut s = Series::new();
+            let mut expected: Vec<(i64, u64)> = Vec::new();
+            for second in 0..400i64 {
+                let now = T0 + second * 1_000;
+                for k in 0..per_second {
+                    let ts = now + k * 1_000 / per_second;
+                    let d = 1_000 + ((second * 7_919 + k * 104_729) % 90_000) as u64;
+                    s.record(ts, d, Outcome::Ok, now + 999);
+                    expected.push((ts, d));
+                }
+                s.advance(now + 999);
+                // The windows read every second, as the detectors read a dependency's.
+                for w in [Window::M1, Window::M5] {
+                    let snap = s.window(w, now + 999);
+                    let mut want = crate::window::new_histogram::<u32>();
+                    for &(ts, d) in &expected {
+                        if ts >= snap.from_ms && ts <= now + 999 {
+                            want.record(d).unwrap();
+                        }
+                    }
+                    assert_eq!(snap.hist, want, "{w} at second {second}");
+                }
+            }
+            assert_eq!(
+                s.sums
+                    .iter()
+                    .map(|x| x.sum.hist.is_dense())
+                    .collect::<Vec<_>>(),
+                vec![dense; 2],
+                "{per_second} calls/s"
+            );
+        }
+    }
+
+    #[test]
+    fn the_last_complete_second_answers_as_its_histogram_in_either_form() {
+        for n in [0u64, 3, SPARSE_MAX as u64 + 5] {
+            let mut s = Series::new();
+            let second = T0 + 5_000;
+            for k in 0..n {
+                let outcome = if k % 4 == 0 {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                };
+                s.record(
+                    second + k as i64 % 1_000,
+                    900 + k * 1_013,
+                    outcome,
+                    second + 999,
+                );
+            }
+            let now = second + 1_500;
+            s.advance(now);
+            let sample = s.last_complete_second(now);
+            assert_eq!(sample.from_ms(), second);
+            assert_eq!(
+                matches!(sample, Sample::Durations { .. }),
+                n <= SPARSE_MAX as u64,
+                "{n} calls"
+            );
+            let mut hist = Snapshot::empty(second, second + 1_000);
+            for k in 0..n {
+                hist.hist.record(900 + k * 1_013).unwrap();
+            }
+            hist.counts = *sample.counts();
+            let hist = Sample::Histogram(hist);
+            assert_eq!(sample.total(), n);
+            assert_eq!(sample.counts().error, n.div_ceil(4));
+            for t in [0, 1_000, 50_000, 1_000_000] {
+                assert_eq!(
+                    sample.count_above(t),
+                    hist.count_above(t),
+                    "{n} calls, above {t}"
+                );
+            }
+            // The 10-second counts, kept as calls come and go, are the second's.
+            assert_eq!(s.recent_counts(), *sample.counts());
+        }
+    }
+
+    #[test]
     fn events_from_the_future_count_at_now() {
         let mut s = Series::new();
         s.record(T0 + 120_000, 1, Outcome::Ok, T0);
@@ -1074,7 +1181,9 @@ mod memory {
     }
 
     /// The README's memory figures: a series that sees under one call a second costs at
-    /// most 16 KiB, a busy one (200 calls a second, every slot in use) at most 200 KiB.
+    /// most 16 KiB, a busy one (200 calls a second, every slot in use) at most 200 KiB, and
+    /// a busy dependency's total 24 KiB more for its two running sums, dense once busy (see
+    /// `sums::DENSE_SUM_CALLS`).
     #[test]
     fn a_quiet_series_stays_within_16_kib() {
         for (kind, s) in [("dependency", Series::new()), ("peer", Series::peer())] {
@@ -1086,10 +1195,13 @@ mod memory {
 
     #[test]
     fn a_busy_series_stays_within_its_documented_bound() {
-        for (kind, s) in [("dependency", Series::new()), ("peer", Series::peer())] {
+        for (kind, s, kib) in [
+            ("dependency", Series::new(), 224),
+            ("peer", Series::peer(), 200),
+        ] {
             let bytes = bytes_after_an_hour(s, 200.0);
             println!("{kind} at 200 calls/s: {bytes} bytes");
-            assert!(bytes <= 200 * 1024, "{kind}: {bytes}");
+            assert!(bytes <= kib * 1024, "{kind}: {bytes}");
         }
     }
 }
