@@ -377,7 +377,9 @@ mod tests {
         }
         assert!(b.ready(5, 200).is_none());
         // The fifth minute also holds an error that came back in 2 ms.
-        let with_error: Vec<u64> = std::iter::once(2_000).chain(values.iter().copied()).collect();
+        let with_error: Vec<u64> = std::iter::once(2_000)
+            .chain(values.iter().copied())
+            .collect();
         b.absorb(&minute(4 * 60_000, &with_error, 1), 0.99);
         let s = b
             .ready(5, 200)
@@ -392,7 +394,11 @@ mod tests {
             s.tail_us
         );
         assert_eq!(s.quantiles[2].share, s.tail_share);
-        assert!((s.tail_share - 5.0 / 500.0).abs() < 1e-12, "{}", s.tail_share);
+        assert!(
+            (s.tail_share - 5.0 / 500.0).abs() < 1e-12,
+            "{}",
+            s.tail_share
+        );
         assert!((s.error_rate - 2.0 / 503.0).abs() < 1e-12);
     }
 

@@ -1501,17 +1501,15 @@ fn worse_than_baseline(minute: &Snapshot, base: &BaselineStats) -> bool {
         base.tail_share,
         CREEP_RATIO,
         1.0,
+    ) || worse(
+        minute.counts.error,
+        base.error_rate,
+        base.error_dispersion.max(PRIOR_DISPERSION),
+    ) || worse(
+        minute.counts.timeout,
+        base.timeout_rate,
+        base.timeout_dispersion.max(PRIOR_DISPERSION),
     )
-        || worse(
-            minute.counts.error,
-            base.error_rate,
-            base.error_dispersion.max(PRIOR_DISPERSION),
-        )
-        || worse(
-            minute.counts.timeout,
-            base.timeout_rate,
-            base.timeout_dispersion.max(PRIOR_DISPERSION),
-        )
 }
 
 /// Against the anchor the bar is higher than against the baseline (it spans a whole day, so
@@ -1545,7 +1543,7 @@ fn worse_than_anchor(
     // A minute without a successful call has no tail to judge (its failures are judged).
     let tail = !minute.hist.is_empty()
         && minute.hist.value_at_quantile(tail_quantile) as f64
-        >= ANCHOR_TAIL_RATIO * anchor.tail_us as f64
+            >= ANCHOR_TAIL_RATIO * anchor.tail_us as f64
         && creep_worse(
             minute.count_above(anchor.tail_us),
             timed,

@@ -271,6 +271,6 @@ mod tests {
         assert_eq!(coarse.counts, want);
         // Taking the slot back out empties the coarse one.
         coarse.remove(&slot);
-        assert!(coarse.is_empty() && coarse.hist.len() == 0);
+        assert!(coarse.is_empty() && coarse.hist.is_empty());
     }
 }

@@ -1003,7 +1003,11 @@ mod tests {
             let calls = dep.totals.counts.total();
             let buckets = dep.totals.latency.as_ref().unwrap().cumulative();
             assert_eq!(calls, recorded, "step {step}");
-            assert_eq!(buckets[buckets.len() - 1], dep.totals.counts.ok, "step {step}");
+            assert_eq!(
+                buckets[buckets.len() - 1],
+                dep.totals.counts.ok,
+                "step {step}"
+            );
             assert!(dep.totals.counts.ok < calls, "step {step}");
             let peers: u64 = dep.instances.iter().map(|p| p.totals.counts.total()).sum();
             assert_eq!(peers, recorded, "step {step}");
