@@ -102,6 +102,14 @@ pub enum Fault {
     /// One caller (a batch job with a bad key): `errors` of its calls fail, on every
     /// instance alike.
     BadSource { index: usize, errors: f64 },
+    /// Fast failure: `errors` of the calls fail in `error_ms`, and the calls that succeed
+    /// take `factor` times longer. Timed together, the fast errors would pull the quantiles
+    /// down over the slow successes.
+    FastErrors {
+        errors: f64,
+        error_ms: f64,
+        factor: f64,
+    },
 }
 
 /// Failed requests retried by their clients (see [`Scenario::retry_bursts`]).
@@ -428,6 +436,18 @@ fn apply_fault(
         Fault::BadSource { index, errors } => {
             if source == index && rng.random_bool(errors) {
                 *outcome = Outcome::Error;
+            }
+        }
+        Fault::FastErrors {
+            errors,
+            error_ms,
+            factor,
+        } => {
+            if rng.random_bool(errors) {
+                *outcome = Outcome::Error;
+                *ms = error_ms;
+            } else {
+                *ms *= factor;
             }
         }
         Fault::WidenTail { .. }
@@ -763,6 +783,30 @@ pub fn suite(seed: u64) -> Vec<Scenario> {
     });
     out.push(s);
 
+    // Fast failure: 30-35% of calls fail in 2 ms while the calls that succeed get 1.25-1.3x
+    // slower, a shift of half a standard deviation of their log-latency (the spread is
+    // drawn to make it so). Timed together with the successes, the errors dilute every
+    // latency share below its floor and only `error_rate` fires; errors and timeouts are
+    // not timed, so the successes' slowdown shows too. (A 3x slowdown shows either way.)
+    let errors = r.random_range(0.30..0.35);
+    let factor: f64 = r.random_range(1.25..1.3);
+    let shift = r.random_range(0.5..0.56);
+    let mut s = Scenario::gray(
+        "fast-failure",
+        format!(
+            "{:.0}% of calls fail in 2 ms, the rest {factor:.2}x slower",
+            errors * 100.0
+        ),
+        Fault::FastErrors {
+            errors,
+            error_ms: 2.0,
+            factor,
+        },
+        r,
+    );
+    s.sigma = factor.ln() / shift;
+    out.push(s);
+
     out
 }
 
@@ -794,6 +838,16 @@ pub type ScenarioResult = Outcome_;
 
 /// Runs one scenario through the replayer and scores it.
 pub fn run(s: &Scenario, seed: u64, settings: &DetectionSettings, specs: &Specs) -> ScenarioResult {
+    run_with_transitions(s, seed, settings, specs).0
+}
+
+/// [`run`], also returning the alert transitions it scored (to check which detectors fired).
+pub fn run_with_transitions(
+    s: &Scenario,
+    seed: u64,
+    settings: &DetectionSettings,
+    specs: &Specs,
+) -> (ScenarioResult, Vec<Transition>) {
     let mut r = Replayer::new(settings.clone(), specs.clone(), Limits::default());
     let mut transitions: Vec<Transition> = Vec::new();
     let mut events = 0u64;
@@ -802,7 +856,7 @@ pub fn run(s: &Scenario, seed: u64, settings: &DetectionSettings, specs: &Specs)
         let _ = r.push(e, &mut transitions);
     });
     r.advance_to(EPOCH_MS + s.duration_s * 1000, &mut transitions);
-    score(s, seed, events, &transitions)
+    (score(s, seed, events, &transitions), transitions)
 }
 
 fn score(s: &Scenario, seed: u64, events: u64, transitions: &[Transition]) -> ScenarioResult {

@@ -5,6 +5,7 @@
 //! sizes, onset times and traffic, so passing here is not a matter of tuning to one stream.
 
 use graywatch::config::Settings;
+use graywatch::detect::{AlertStatus, DetectorKind};
 use graywatch::scenario::{self, ScenarioResult};
 
 fn check(results: &[ScenarioResult]) {
@@ -136,4 +137,75 @@ fn retried_failures_stay_quiet_and_traffic_that_drops_stops_or_surges_is_caught(
     assert_eq!(results.len(), 6);
     assert!(results.iter().any(|r| r.description == "calls stop"));
     check(&results);
+}
+
+/// One scenario of `seed` replayed with the default settings: its alert transitions and score.
+fn transitions_of(name: &str, seed: u64) -> (Vec<graywatch::detect::Transition>, ScenarioResult) {
+    let settings = Settings::default();
+    let s = scenario::suite(seed)
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no scenario {name}"));
+    let (result, transitions) =
+        scenario::run_with_transitions(&s, seed, &settings.detection, &settings.dependencies);
+    (transitions, result)
+}
+
+/// Every detector named by an alert of `transitions` while it fired or changed.
+fn detectors_named(transitions: &[graywatch::detect::Transition]) -> Vec<DetectorKind> {
+    let mut named: Vec<DetectorKind> = transitions
+        .iter()
+        .filter(|t| t.status != AlertStatus::Resolved)
+        .flat_map(|t| t.detectors.iter().copied())
+        .collect();
+    named.sort();
+    named.dedup();
+    named
+}
+
+#[test]
+fn fast_errors_do_not_hide_slower_successful_calls() {
+    // 30-35% of calls fail in 2 ms while the successful ones get 1.25-1.3x slower: timed
+    // with them, the errors hid the slowdown and only `error_rate` fired. Counted and not
+    // timed, the latency of the successful calls shows it, in the same alert.
+    for seed in [1, 2] {
+        let (transitions, result) = transitions_of("fast-failure", seed);
+        check(std::slice::from_ref(&result));
+        let named = detectors_named(&transitions);
+        assert!(
+            named.contains(&DetectorKind::LatencyTail) && named.contains(&DetectorKind::ErrorRate),
+            "seed {seed} ({}): {named:?}",
+            result.description
+        );
+        // Judged on the successful calls, the latency evidence is about them.
+        let latency = transitions
+            .iter()
+            .find(|t| t.detector == DetectorKind::LatencyTail)
+            .map(|t| t.summary.clone())
+            .unwrap_or_default();
+        assert!(
+            latency.is_empty() || latency.contains("of successful calls"),
+            "{latency}"
+        );
+    }
+}
+
+#[test]
+fn a_rise_of_timeouts_is_a_timeout_alert_and_not_a_latency_one() {
+    // Timed-out calls last as long as the client's deadline (2 s here): timed, they raised
+    // the tail and fired `latency_tail` beside `timeout_rate`.
+    for seed in [1, 2] {
+        let (transitions, result) = transitions_of("timeouts", seed);
+        check(std::slice::from_ref(&result));
+        let named = detectors_named(&transitions);
+        assert!(
+            named.contains(&DetectorKind::TimeoutRate),
+            "seed {seed}: {named:?}"
+        );
+        assert!(
+            !named.contains(&DetectorKind::LatencyTail),
+            "seed {seed} ({}): {named:?}",
+            result.description
+        );
+    }
 }

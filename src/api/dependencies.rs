@@ -179,13 +179,15 @@ pub struct SeriesResponse {
     pub resolution: String,
     #[schema(value_type = Vec<SeriesPointDoc>)]
     pub points: Vec<SeriesPoint>,
-    /// With `heatmap=true`: how many calls of each point fell in each latency band.
+    /// With `heatmap=true`: how many successful calls of each point fell in each latency
+    /// band (errors and timeouts are counted, not timed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heatmap: Option<Heatmap>,
 }
 
-/// Latency bands over time. The bands are log-spaced between the fastest and the slowest call
-/// of the whole range, so that they fit the dependency at any scale.
+/// Latency bands of the successful calls over time. The bands are log-spaced between the
+/// fastest and the slowest successful call of the whole range, so that they fit the
+/// dependency at any scale.
 #[derive(Serialize, ToSchema)]
 pub struct Heatmap {
     /// `HEATMAP_BANDS + 1` edges in milliseconds, ascending: band `i` holds calls from

@@ -58,8 +58,9 @@ pub struct DependencyHealthDoc {
     baseline_ready: bool,
 }
 
-/// Window statistics. Latencies (`p50` .. `mean`) are milliseconds and null for a window
-/// without calls.
+/// Window statistics. Latencies (`p50` .. `mean`) are of the successful calls (errors and
+/// timeouts are counted, not timed), in milliseconds, and null for a window without a
+/// successful call.
 #[derive(ToSchema, serde::Serialize)]
 #[schema(as = WindowStats)]
 #[allow(dead_code)]

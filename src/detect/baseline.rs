@@ -21,13 +21,13 @@ use crate::window::{Counts, Snapshot, new_histogram};
 pub const BODY_QUANTILES: [f64; 2] = [0.5, 0.9];
 pub const FAR_TAIL_QUANTILE: f64 = 0.999;
 
-/// One latency quantile of the baseline and how many of its calls were slower.
+/// One latency quantile of the baseline's successful calls and how many of them were slower.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct QuantileShare {
     pub quantile: f64,
     pub threshold_us: u64,
-    /// Baseline calls slower than `threshold_us`, and their share (measured, see
-    /// [`BaselineStats::tail_share`]).
+    /// Successful baseline calls slower than `threshold_us`, and their share of the
+    /// successful calls (measured, see [`BaselineStats::tail_share`]).
     pub above: u64,
     pub share: f64,
 }
@@ -37,10 +37,13 @@ pub struct QuantileShare {
 pub struct BaselineStats {
     pub minutes: u32,
     pub calls: u64,
+    /// The calls its latencies are of: the successful ones (errors and timeouts are counted,
+    /// not timed), the denominator of every latency share below.
+    pub successful_calls: u64,
     /// The baseline's tail quantile (p99 by default), microseconds.
     pub tail_us: u64,
     pub p50_us: u64,
-    /// Share of baseline calls slower than `tail_us`, as measured: with bucketed latencies it
+    /// Share of successful baseline calls slower than `tail_us`, as measured: with bucketed latencies it
     /// is often well below 1 - tail_quantile (0.3% rather than 1% when many calls share the
     /// bucket at the quantile), and testing against 1% would need a far larger rise.
     pub tail_share: f64,
@@ -201,6 +204,7 @@ impl Baseline {
         BaselineStats {
             minutes,
             calls: n,
+            successful_calls: hist.len(),
             tail_us,
             p50_us,
             tail_share,
@@ -231,7 +235,7 @@ pub struct AnchorStats {
     pub calls: u64,
     /// The anchor's tail quantile (p99 by default), microseconds.
     pub tail_us: u64,
-    /// Measured share of anchor calls slower than `tail_us`.
+    /// Measured share of successful anchor calls slower than `tail_us`.
     pub tail_share: f64,
     /// Smoothed error and timeout rates, as the baseline's.
     pub error_rate: f64,
@@ -399,18 +403,30 @@ mod tests {
             b.absorb(&minute(m * 60_000, &values, 0), 0.99);
         }
         assert!(b.ready(5, 200).is_none());
-        b.absorb(&minute(4 * 60_000, &values, 1), 0.99);
+        // The fifth minute also holds an error that came back in 2 ms.
+        let with_error: Vec<u64> = std::iter::once(2_000)
+            .chain(values.iter().copied())
+            .collect();
+        b.absorb(&minute(4 * 60_000, &with_error, 1), 0.99);
         let s = b
             .ready(5, 200)
             .expect("ready after 5 minutes and 500 calls");
-        assert_eq!(s.calls, 500);
+        assert_eq!(s.calls, 501);
+        // Latency is of the successful calls: the error is not among them.
+        assert_eq!(s.successful_calls, 500);
         // p99 of 1..=100 ms is 99 ms (within the histogram's bucket width).
         assert!(
             (s.tail_us as f64 - 99_000.0).abs() / 99_000.0 < 0.01,
             "{}",
             s.tail_us
         );
-        assert!((s.error_rate - 2.0 / 502.0).abs() < 1e-12);
+        assert_eq!(s.quantiles[2].share, s.tail_share);
+        assert!(
+            (s.tail_share - 5.0 / 500.0).abs() < 1e-12,
+            "{}",
+            s.tail_share
+        );
+        assert!((s.error_rate - 2.0 / 503.0).abs() < 1e-12);
     }
 
     #[test]

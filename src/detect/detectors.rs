@@ -196,22 +196,27 @@ impl<'a> Windows<'a> {
 
     /// The shortest window with enough calls to say what is happening now.
     fn recent(&self) -> (&'static str, &'a Snapshot) {
-        self.recent_with(RECENT_MIN_CALLS)
+        self.recent_with(RECENT_MIN_CALLS, &Snapshot::total)
     }
 
-    /// The shortest window with at least `min_calls` calls (the longest otherwise). Beyond
+    /// The shortest window with at least `min_calls` calls as `calls` counts them (all, or
+    /// the successful ones for a latency share), the longest otherwise. Beyond
     /// [`RECENT_MIN_CALLS`], never the 5-minute window: it remembers a recovered problem for
     /// five minutes, and a test that needs that many calls is then judged on the minute.
-    fn recent_with(&self, min_calls: u64) -> (&'static str, &'a Snapshot) {
+    fn recent_with(
+        &self,
+        min_calls: u64,
+        calls: &dyn Fn(&Snapshot) -> u64,
+    ) -> (&'static str, &'a Snapshot) {
         if min_calls > RECENT_MIN_CALLS {
-            return if self.s10.total() >= min_calls {
+            return if calls(self.s10) >= min_calls {
                 ("10s", self.s10)
             } else {
                 ("1m", self.m1)
             };
         }
         self.all()
-            .find(|(_, s)| s.total() >= min_calls)
+            .find(|(_, s)| calls(s) >= min_calls)
             .unwrap_or(("5m", self.m5.unwrap_or(self.m1)))
     }
 }
@@ -228,7 +233,7 @@ fn p99_us(s: &Snapshot) -> u64 {
     }
 }
 
-/// A rate test of `count(window)` out of `total(window)` against reference `p0`.
+/// A rate test of `count(window)` out of `calls(window)` against reference `p0`.
 struct RateTest<'s> {
     settings: &'s DetectionSettings,
     p0: f64,
@@ -247,6 +252,9 @@ struct RateTest<'s> {
     /// Extra effect condition on the window (e.g. its p99 against the baseline).
     extra: &'s dyn Fn(&Snapshot) -> bool,
     count: &'s dyn Fn(&Snapshot) -> u64,
+    /// The calls `count` is a share of: all of them for errors and timeouts, the successful
+    /// ones (those the histograms time) for a latency share.
+    calls: &'s dyn Fn(&Snapshot) -> u64,
 }
 
 impl RateTest<'_> {
@@ -263,14 +271,14 @@ impl RateTest<'_> {
 
     /// The most significant window passing every rule, with its figures.
     fn run(&self, w: &Windows) -> Option<serde_json::Value> {
-        let (recent_name, recent) = w.recent_with(self.recent_min_calls);
-        if !self.effect((self.count)(recent), recent.total()) || !(self.extra)(recent) {
+        let (recent_name, recent) = w.recent_with(self.recent_min_calls, self.calls);
+        if !self.effect((self.count)(recent), (self.calls)(recent)) || !(self.extra)(recent) {
             return None;
         }
         let mut best: Option<(f64, &str, u64, u64)> = None;
         let mut shortest: Option<&str> = None;
         for (name, s) in w.all() {
-            let (k, n) = ((self.count)(s), s.total());
+            let (k, n) = ((self.count)(s), (self.calls)(s));
             if k < self.settings.min_bad_calls || !self.effect(k, n) || !(self.extra)(s) {
                 continue;
             }
@@ -307,7 +315,7 @@ impl RateTest<'_> {
                 "p_value": p,
                 "alpha": self.settings.alpha,
                 "recent_window": recent_name,
-                "recent_rate": (self.count)(recent) as f64 / recent.total().max(1) as f64,
+                "recent_rate": (self.count)(recent) as f64 / (self.calls)(recent).max(1) as f64,
             })
         })
     }
@@ -340,13 +348,14 @@ pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) ->
         let test = RateTest {
             settings: s,
             p0: q.share,
-            reference: Some((q.above, base.calls)),
+            reference: Some((q.above, base.successful_calls)),
             dispersion: 1.0,
             odds: body,
             // Enough calls to expect five above the quantile.
             recent_min_calls: RECENT_MIN_CALLS.max((5.0 / (1.0 - q.quantile)) as u64),
             extra: &extra,
             count: &count,
+            calls: &Snapshot::successful,
         };
         if let Some(ev) = test.run(w) {
             let p = ev["p_value"].as_f64().unwrap_or(1.0);
@@ -379,14 +388,14 @@ pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) ->
             .collect::<Vec<_>>()
     );
     evidence["baseline_p99_ms"] = json!(ms(base.tail_us));
-    evidence["baseline_calls"] = json!(base.calls);
+    evidence["baseline_calls"] = json!(base.successful_calls);
     evidence["p99_ms"] = json!(window_p99);
     evidence["tail_ratio_floor"] = json!(s.tail_ratio);
     Some(Finding {
         detector: DetectorKind::LatencyTail,
         severity: Severity::Degraded,
         summary: format!(
-            "{:.1}% of calls slower than the baseline {name} of {:.1} ms (expected {:.1}%); p99 now {:.1} ms",
+            "{:.1}% of successful calls slower than the baseline {name} of {:.1} ms (expected {:.1}%); p99 now {:.1} ms",
             evidence["rate"].as_f64().unwrap_or(0.0) * 100.0,
             ms(q.threshold_us),
             q.share * 100.0,
@@ -432,6 +441,7 @@ pub fn rate_rise(
         recent_min_calls: RECENT_MIN_CALLS,
         extra: &|_| true,
         count: &count,
+        calls: &Snapshot::total,
     };
     let mut evidence = test.run(w)?;
     evidence["baseline_calls"] = json!(base.calls);
@@ -575,7 +585,9 @@ fn failing(
 /// dependency sitting exactly at its bound does not flap.
 pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> Vec<Finding> {
     let mut out = Vec::new();
-    let beyond = |p0: f64, count: &dyn Fn(&Snapshot) -> u64| {
+    // Latency bounds are about the successful calls (the ones the histograms time), rate
+    // bounds about all calls.
+    let beyond = |p0: f64, count: &dyn Fn(&Snapshot) -> u64, calls: &dyn Fn(&Snapshot) -> u64| {
         let ratio_free = DetectionSettings {
             rate_ratio: 1.0,
             rate_min_increase: 0.0,
@@ -590,18 +602,23 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
             recent_min_calls: RECENT_MIN_CALLS,
             extra: &|_| true,
             count,
+            calls,
         }
         .run(w)
     };
     if let Some(sc) = spec.slow_call {
         let d = (sc.duration_ms * 1000.0) as u64;
-        if let Some(mut ev) = beyond(sc.max_rate, &|x: &Snapshot| x.count_above(d)) {
+        if let Some(mut ev) = beyond(
+            sc.max_rate,
+            &|x: &Snapshot| x.count_above(d),
+            &Snapshot::successful,
+        ) {
             ev["slow_call_ms"] = json!(sc.duration_ms);
             out.push(Finding {
                 detector: DetectorKind::SlowCalls,
                 severity: Severity::Degraded,
                 summary: format!(
-                    "{:.1}% of calls slower than {} ms (limit {:.1}%)",
+                    "{:.1}% of successful calls slower than {} ms (limit {:.1}%)",
                     ev["rate"].as_f64().unwrap_or(0.0) * 100.0,
                     sc.duration_ms,
                     sc.max_rate * 100.0
@@ -623,9 +640,11 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
         };
         if let Some(p99) = env.p99_ms {
             let bound = (p99 * 1000.0) as u64;
-            if let Some(mut ev) =
-                beyond(1.0 - s.tail_quantile, &|x: &Snapshot| x.count_above(bound))
-            {
+            if let Some(mut ev) = beyond(
+                1.0 - s.tail_quantile,
+                &|x: &Snapshot| x.count_above(bound),
+                &Snapshot::successful,
+            ) {
                 ev["p99_ms"] = json!(ms(p99_us(w.m1)));
                 ev["bound_p99_ms"] = json!(p99);
                 out.push(Finding {
@@ -651,7 +670,7 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
                     x.counts.error
                 }
             };
-            if let Some(mut ev) = beyond(bound, &count) {
+            if let Some(mut ev) = beyond(bound, &count, &Snapshot::total) {
                 ev["bound_rate"] = json!(bound);
                 out.push(Finding {
                     detector,
@@ -688,29 +707,47 @@ pub fn peer_outliers<'a>(
     s: &DetectionSettings,
     recent_latency: &mut dyn FnMut(&str) -> Option<Snapshot>,
 ) -> Vec<(&'a str, Finding)> {
-    let judged: Vec<&PeerView> = peers
-        .iter()
-        .filter(|p| p.m1.total() >= s.peer_min_calls)
-        .collect();
-    if judged.len() < 2 {
-        return Vec::new();
-    }
     let p99 = |x: &Sample| x.value_at_quantile(0.99);
-    let mut p99s: Vec<u64> = judged.iter().map(|p| p99(&p.m1)).collect();
-    p99s.sort_unstable();
-    // The median of the peers' p99s: one bad peer cannot move it.
-    let threshold = p99s[(p99s.len() - 1) / 2];
+    // Latency is judged on the successful calls (the ones the histograms time), failures on
+    // all calls: each family over the peers with enough of the calls it counts.
+    let judged_by = |calls: fn(&Sample) -> u64| -> Vec<&PeerView> {
+        peers
+            .iter()
+            .filter(|p| calls(&p.m1) >= s.peer_min_calls)
+            .collect()
+    };
+    let timed = judged_by(Sample::successful);
+    let threshold = if timed.len() < 2 {
+        0
+    } else {
+        let mut p99s: Vec<u64> = timed.iter().map(|p| p99(&p.m1)).collect();
+        p99s.sort_unstable();
+        // The median of the peers' p99s: one bad peer cannot move it.
+        p99s[(p99s.len() - 1) / 2]
+    };
     let mut out = Vec::new();
     let bad_calls = |x: &Sample| x.counts().error + x.counts().timeout;
     let slow = |x: &Sample| x.count_above(threshold);
-    for (detector, count) in [
-        (DetectorKind::PeerLatency, &slow as &dyn Fn(&Sample) -> u64),
-        (DetectorKind::PeerErrors, &bad_calls),
+    for (detector, count, calls) in [
+        (
+            DetectorKind::PeerLatency,
+            &slow as &dyn Fn(&Sample) -> u64,
+            Sample::successful as fn(&Sample) -> u64,
+        ),
+        (DetectorKind::PeerErrors, &bad_calls, Sample::total),
     ] {
+        let judged = if detector == DetectorKind::PeerLatency {
+            timed.clone()
+        } else {
+            judged_by(calls)
+        };
+        if judged.len() < 2 {
+            continue;
+        }
         // Offending calls of each peer over the minute, counted once.
         let ks: Vec<u64> = judged.iter().map(|p| count(&p.m1)).collect();
         let total_k: u64 = ks.iter().sum();
-        let total_n: u64 = judged.iter().map(|p| p.m1.total()).sum();
+        let total_n: u64 = judged.iter().map(|p| calls(&p.m1)).sum();
         // A peer whose rate is not above the rest's has a p-value of at least one half (see
         // `rate_not_above`): below any usable alpha, it can be neither rejected nor change
         // which peers are, so it is not computed (most peers, most seconds).
@@ -719,7 +756,8 @@ pub fn peer_outliers<'a>(
             .iter()
             .zip(&ks)
             .map(|(p, &k)| {
-                let (n, rest_k, rest_n) = (p.m1.total(), total_k - k, total_n - p.m1.total());
+                let n = calls(&p.m1);
+                let (rest_k, rest_n) = (total_k - k, total_n - n);
                 if skip_unremarkable && rate_not_above(k, n, rest_k, rest_n) {
                     1.0
                 } else {
@@ -732,7 +770,7 @@ pub fn peer_outliers<'a>(
             if !rejected[i] {
                 continue;
             }
-            let (k, n) = (ks[i], peer.m1.total());
+            let (k, n) = (ks[i], calls(&peer.m1));
             let rest_rate = (total_k - k) as f64 / (total_n - n).max(1) as f64;
             let rate = k as f64 / n as f64;
             let effect =
@@ -746,7 +784,9 @@ pub fn peer_outliers<'a>(
             let recent_s10 = if peer.s10.total() < RECENT_MIN_CALLS {
                 None
             } else if detector == DetectorKind::PeerLatency {
-                recent_latency(&peer.name).map(|w| (w.count_above(threshold), w.total()))
+                recent_latency(&peer.name)
+                    .filter(|w| w.successful() >= RECENT_MIN_CALLS)
+                    .map(|w| (w.count_above(threshold), w.successful()))
             } else {
                 Some((peer.s10.error + peer.s10.timeout, peer.s10.total()))
             };
@@ -821,6 +861,28 @@ mod tests {
         s
     }
 
+    /// `n` calls of which `errors` fail in 2 ms, the others taking `factor` times the usual
+    /// log-normal latencies (median 20 ms, sigma 0.5). With `timed_errors` the failures are
+    /// timed too, as slots recorded them before they kept failures out of their histograms.
+    fn fast_failure(n: u64, errors: u64, factor: f64, timed_errors: bool) -> Snapshot {
+        let mut slot = Slot::new(0);
+        let ok = n - errors;
+        for i in 0..ok {
+            let u = (i as f64 + 0.5) / ok as f64;
+            let us = factor * 20_000.0 * (0.5 * normal_quantile(u)).exp();
+            slot.record(us as u64, Outcome::Ok);
+        }
+        for _ in 0..errors {
+            slot.record(2_000, Outcome::Error);
+            if timed_errors {
+                slot.hist.record(2_000);
+            }
+        }
+        let mut s = Snapshot::empty(0, 60_000);
+        s.add_slot(&slot);
+        s
+    }
+
     /// A peer's view: the counts of its last 10 seconds and its minute.
     fn peer(name: &str, s10: Snapshot, m1: Snapshot) -> PeerView {
         PeerView {
@@ -872,6 +934,48 @@ mod tests {
         // 3% of a million calls 20% slower: overwhelming evidence, irrelevant effect.
         let w = snap(1_000_000, 0, 30_000, 1.2);
         assert!(latency_tail(&windows(&w), &base, &DetectionSettings::default()).is_none());
+    }
+
+    #[test]
+    fn fast_errors_timed_with_the_successes_hid_their_slowdown() {
+        let base = baseline(3);
+        let s = DetectionSettings::default();
+        // 30% of the calls fail in 2 ms; the successful ones are 1.3x slower.
+        let timed = fast_failure(3_000, 900, 1.3, true);
+        assert!(
+            latency_tail(&windows(&timed), &base, &s).is_none(),
+            "the errors' 2 ms dilute every share below its floor"
+        );
+        let counted = fast_failure(3_000, 900, 1.3, false);
+        let f = latency_tail(&windows(&counted), &base, &s).expect("the successes are slower");
+        assert_eq!(f.evidence["calls"], 2_100, "shares of the successful calls");
+        assert!(f.summary.contains("of successful calls"), "{}", f.summary);
+        // The errors themselves are the error detector's.
+        assert!(rate_rise(&windows(&counted), &base, &s, false).is_some());
+    }
+
+    #[test]
+    fn a_p99_bound_is_about_the_successful_calls() {
+        let s = DetectionSettings::default();
+        let spec = DependencySpec {
+            normal: crate::detect::spec::Envelope {
+                p99_ms: Some(100.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // p99 of the successful calls is ~192 ms (3x the usual 64 ms); timed with 30% of 2 ms
+        // errors the p99 would sit at the successes' p98.6.
+        let w = fast_failure(3_000, 900, 3.0, false);
+        let found = spec_rules(&windows(&w), &spec, &s);
+        let f = found
+            .iter()
+            .find(|f| f.detector == DetectorKind::SloLatency)
+            .expect("beyond the bound");
+        assert_eq!(f.evidence["calls"], 2_100);
+        // Within the bound, errors do not count as slow calls: nothing fires.
+        let w = fast_failure(3_000, 900, 1.0, false);
+        assert!(spec_rules(&windows(&w), &spec, &s).is_empty());
     }
 
     #[test]

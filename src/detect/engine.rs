@@ -1362,7 +1362,12 @@ fn explains(
             (total.count_above(p99), peer.m1.count_above(p99))
         }
     };
-    let (n, local_n) = (total.total(), peer.m1.total());
+    // The calls those are a share of: latency is of the successful calls only.
+    let (n, local_n) = if fam == Family::Latency {
+        (total.successful(), peer.m1.successful())
+    } else {
+        (total.total(), peer.m1.total())
+    };
     if dependency_findings.is_empty() {
         let (all, local) = offending(None);
         return all > 0 && 2 * local >= all;
@@ -1570,7 +1575,8 @@ const CREEP_ALPHA: f64 = 1e-3;
 const CREEP_MIN_CALLS: u64 = 5;
 
 /// The creep guards' test: `k` of `n` calls at least `ratio` times the reference rate `p0`,
-/// and significantly above it (quasi-binomial with dispersion `phi`).
+/// and significantly above it (quasi-binomial with dispersion `phi`). Latency shares count
+/// among the successful calls, errors and timeouts among all.
 fn creep_worse(k: u64, n: u64, p0: f64, ratio: f64, phi: f64) -> bool {
     k >= CREEP_MIN_CALLS
         && k as f64 >= p0 * ratio * n as f64
@@ -1580,24 +1586,28 @@ fn creep_worse(k: u64, n: u64, p0: f64, ratio: f64, phi: f64) -> bool {
 /// Whether a completed minute is significantly worse than the baseline: more calls slower
 /// than the baseline's tail quantile, or more errors or timeouts (one-sided binomial tests).
 fn worse_than_baseline(minute: &Snapshot, base: &BaselineStats) -> bool {
-    let n = minute.total();
+    let (n, timed) = (minute.total(), minute.successful());
     // Errors and timeouts with the baseline's dispersion, as the detectors judge them, but
     // never below the prior's: a minute holding one retried request is a usual minute, and
     // must be learnt for the baseline to know that its errors come in bursts. Judged with the
     // baseline's own estimate, a baseline that happened to learn only independent errors
     // (phi near 1) would turn away every burst after, and never learn how its errors cluster.
     let worse = |k: u64, p0: f64, phi: f64| creep_worse(k, n, p0, CREEP_RATIO, phi);
-    worse(minute.count_above(base.tail_us), base.tail_share, 1.0)
-        || worse(
-            minute.counts.error,
-            base.error_rate,
-            base.error_dispersion.max(PRIOR_DISPERSION),
-        )
-        || worse(
-            minute.counts.timeout,
-            base.timeout_rate,
-            base.timeout_dispersion.max(PRIOR_DISPERSION),
-        )
+    creep_worse(
+        minute.count_above(base.tail_us),
+        timed,
+        base.tail_share,
+        CREEP_RATIO,
+        1.0,
+    ) || worse(
+        minute.counts.error,
+        base.error_rate,
+        base.error_dispersion.max(PRIOR_DISPERSION),
+    ) || worse(
+        minute.counts.timeout,
+        base.timeout_rate,
+        base.timeout_dispersion.max(PRIOR_DISPERSION),
+    )
 }
 
 /// Against the anchor the bar is higher than against the baseline (it spans a whole day, so
@@ -1615,8 +1625,8 @@ fn worse_than_anchor(
     base: Option<BaselineStats>,
     tail_quantile: f64,
 ) -> bool {
-    let n = minute.total();
-    if n == 0 || minute.hist.is_empty() {
+    let (n, timed) = (minute.total(), minute.successful());
+    if n == 0 {
         return false;
     }
     let worse = |k: u64, p0: f64, ratio: f64, phi: f64| creep_worse(k, n, p0, ratio, phi);
@@ -1628,10 +1638,13 @@ fn worse_than_anchor(
             b.timeout_dispersion.max(PRIOR_DISPERSION),
         )
     });
-    let tail = minute.hist.value_at_quantile(tail_quantile) as f64
-        >= ANCHOR_TAIL_RATIO * anchor.tail_us as f64
-        && worse(
+    // A minute without a successful call has no tail to judge (its failures are judged).
+    let tail = !minute.hist.is_empty()
+        && minute.hist.value_at_quantile(tail_quantile) as f64
+            >= ANCHOR_TAIL_RATIO * anchor.tail_us as f64
+        && creep_worse(
             minute.count_above(anchor.tail_us),
+            timed,
             anchor.tail_share,
             ANCHOR_SHARE_RATIO,
             1.0,
@@ -2035,6 +2048,7 @@ mod tests {
         let base = BaselineStats {
             minutes: 10,
             calls: 60_000,
+            successful_calls: 60_000,
             tail_us: 50_000,
             p50_us: 20_000,
             tail_share: 0.01,
@@ -2079,6 +2093,7 @@ mod tests {
         let base = BaselineStats {
             minutes: 30,
             calls: 1_800,
+            successful_calls: 1_800,
             tail_us: 50_000,
             p50_us: 20_000,
             tail_share: 0.01,

@@ -104,11 +104,14 @@ impl Evidence {
             return;
         }
         self.last_second_ms = second.from_ms();
-        let n = second.total();
+        // Latency shares are of the successful calls (the ones the histograms time), as the
+        // baseline's are; errors and timeouts are shares of all calls.
+        let timed = second.successful();
         for (i, q) in base.quantiles.iter().enumerate() {
             let k = second.count_above(q.threshold_us);
-            self.add(Stream::Slower(i), k, n, q.share, 1.0);
+            self.add(Stream::Slower(i), k, timed, q.share, 1.0);
         }
+        let n = second.total();
         let c = second.counts();
         self.add(
             Stream::Errors,
@@ -182,6 +185,7 @@ mod tests {
         BaselineStats {
             minutes: 30,
             calls: 100_000,
+            successful_calls: 100_000,
             tail_us: 100_000,
             p50_us: 20_000,
             tail_share: 0.01,

@@ -156,7 +156,7 @@ impl Dependency {
                 let health = health_of(kind, &p.name);
                 peers.push(Peer {
                     kind,
-                    p99_s: (p.m1.total() > 0).then(|| seconds(p.m1.quantile_us(0.99))),
+                    p99_s: (p.m1.successful() > 0).then(|| seconds(p.m1.quantile_us(0.99))),
                     counts: p.totals.counts,
                     name: p.name,
                     health,
@@ -164,7 +164,8 @@ impl Dependency {
             }
         }
         Self {
-            count: d.totals.counts.total(),
+            // The duration histogram's count: the calls it times, the successful ones.
+            count: d.totals.counts.ok,
             counts: d.totals.counts,
             buckets,
             sum_s: latency.sum_us / 1e6,
@@ -227,7 +228,7 @@ impl Collector for Scrape {
         }
         let mut m = e.encode_descriptor(
             "graywatch_dependency_call_duration_seconds",
-            "Call durations per dependency (two significant digits: a call within 0.8% above a bound may count below it).",
+            "Durations of successful calls per dependency (errors and timeouts are counted, not timed; two significant digits: a call within 0.8% above a bound may count below it).",
             None,
             MetricType::Histogram,
         )?;
@@ -237,7 +238,7 @@ impl Collector for Scrape {
         }
         let mut m = e.encode_descriptor(
             "graywatch_dependency_latency_seconds",
-            "Latency quantiles of the last minute per dependency (within 0.4%).",
+            "Latency quantiles of the successful calls of the last minute per dependency (within 0.4%).",
             None,
             MetricType::Gauge,
         )?;
@@ -330,7 +331,7 @@ impl Collector for Scrape {
         };
         let mut m = e.encode_descriptor(
             "graywatch_peer_latency_p99_seconds",
-            "p99 latency of the last minute per instance, zone and source.",
+            "p99 latency of the successful calls of the last minute per instance, zone and source.",
             None,
             MetricType::Gauge,
         )?;

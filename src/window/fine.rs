@@ -12,11 +12,11 @@ use super::ring::RingSlot;
 use super::slot::{Counts, Slot};
 use crate::domain::Outcome;
 
-/// Calls a fine slot keeps as raw durations before it switches to a histogram. A histogram
-/// slot costs a few counter passes a second (folding it, the 1-minute sum, leaving the running
-/// total of dense seconds); a sparse call costs a record when it is folded, and a record at
-/// each window read that includes it (the detectors read a peer's minute as durations, and a
-/// dependency's windows as histograms). Against 48, a limit of 128 replayed the 40-instance
+/// Successful calls a fine slot keeps as raw durations before it switches to a histogram. A
+/// histogram slot costs a few counter passes a second (folding it, the 1-minute sum, leaving
+/// the running total of dense seconds); a sparse call costs a record when it is folded, and a
+/// record at each window read that includes it (the detectors read a peer's minute as
+/// durations, and a dependency's windows as histograms). Against 48, a limit of 128 replayed the 40-instance
 /// benchmark recording 10-15% faster and the 4,000-calls/s one 20-30% faster; 256 was no
 /// better.
 pub(crate) const SPARSE_MAX: usize = 128;
@@ -25,7 +25,8 @@ pub(crate) const SPARSE_MAX: usize = 128;
 pub(crate) struct FineSlot {
     pub start_ms: i64,
     pub counts: Counts,
-    /// Durations in microseconds, clamped to the histogram's range, while the slot is sparse.
+    /// Durations of the successful calls in microseconds, clamped to the histogram's range,
+    /// while the slot is sparse (failed calls are counted, not timed: see [`super::slot`]).
     values: Vec<u32>,
     /// The slot's histogram once it holds more than [`SPARSE_MAX`] calls. The allocation is
     /// kept when the slot is recycled so a busy series does not reallocate every second.
@@ -41,10 +42,18 @@ pub(crate) enum FineData<'a> {
 }
 
 impl FineSlot {
-    /// Records one call. Once the slot is a histogram, its calls are also recorded in
-    /// `dense_total`, the running sum of the histogram fine slots of the series.
+    /// Records one call (timed only when it succeeded). Once the slot is a histogram, its
+    /// calls are also recorded in `dense_total`, the running sum of the histogram fine slots
+    /// of the series.
     #[inline]
     pub fn record(&mut self, duration_us: u64, outcome: Outcome, dense_total: &mut Slot) {
+        if !Counts::timed(outcome) {
+            self.counts.count(outcome, false);
+            if self.dense {
+                dense_total.record(duration_us, outcome);
+            }
+            return;
+        }
         if self.dense {
             let hist = self.hist.as_mut().expect("a dense slot has a histogram");
             let clamped = record_clamped(hist, duration_us);
@@ -213,14 +222,38 @@ mod tests {
         let mut fine = FineSlot::new(0);
         fine.record(
             super::super::histogram::HIGHEST_US * 3,
-            Outcome::Timeout,
+            Outcome::Ok,
             &mut total,
         );
         let mut slot = Slot::new(0);
         slot.absorb_fine(&fine);
         assert_eq!(slot.counts.clamped, 1);
-        assert_eq!(slot.counts.timeout, 1);
+        assert_eq!(slot.counts.ok, 1);
         assert!(slot.hist.to_dense().max() >= super::super::histogram::HIGHEST_US);
+    }
+
+    #[test]
+    fn failed_calls_are_counted_in_sparse_and_dense_slots_but_never_timed() {
+        let mut total = Slot::new(0);
+        let mut fine = FineSlot::new(0);
+        // Failures do not fill the list: only timed calls turn a slot into a histogram.
+        for i in 0..(2 * SPARSE_MAX) as u64 {
+            fine.record(2_000 + i, Outcome::Error, &mut total);
+        }
+        assert!(!fine.is_dense() && total.is_empty());
+        let fine = filled(SPARSE_MAX + 1, &mut total);
+        assert!(fine.is_dense());
+        let mut fine = fine;
+        fine.record(2_000_000, Outcome::Timeout, &mut total);
+        fine.record(3, Outcome::Error, &mut total);
+        // The dense total counts them as the slot does, and times neither.
+        assert_eq!(total.counts, fine.counts);
+        assert_eq!((total.counts.timeout, total.counts.error), (1, 1));
+        assert_eq!(total.hist.len(), SPARSE_MAX as u64 + 1);
+        let mut slot = Slot::new(0);
+        slot.absorb_fine(&fine);
+        assert_eq!(slot.hist.len(), SPARSE_MAX as u64 + 1);
+        assert_eq!(slot.counts.total(), SPARSE_MAX as u64 + 3);
     }
 
     #[test]

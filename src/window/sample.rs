@@ -23,7 +23,8 @@ pub(crate) static SHAPE: LazyLock<SlotHistogram> = LazyLock::new(new_histogram);
 #[derive(Debug, Clone)]
 pub enum Sample {
     Histogram(Snapshot),
-    /// The window's durations in microseconds (clamped as histograms record them), unordered.
+    /// The durations of the window's successful calls in microseconds (clamped as histograms
+    /// record them), unordered.
     Durations {
         from_ms: i64,
         to_ms: i64,
@@ -58,6 +59,14 @@ impl Sample {
         }
     }
 
+    /// Calls the sample times: the successful ones (see [`Snapshot::successful`]).
+    pub fn successful(&self) -> u64 {
+        match self {
+            Sample::Histogram(s) => s.successful(),
+            Sample::Durations { values, .. } => values.len() as u64,
+        }
+    }
+
     /// HdrHistogram's `value_at_quantile`: the highest value of the bucket holding the
     /// quantile (the lowest for quantile 0), or 0 for a window without calls.
     pub fn value_at_quantile(&self, q: f64) -> u64 {
@@ -89,7 +98,7 @@ impl Sample {
         }
     }
 
-    /// Calls slower than `threshold_us`: strictly above the bucket holding it.
+    /// Successful calls slower than `threshold_us`: strictly above the bucket holding it.
     pub fn count_above(&self, threshold_us: u64) -> u64 {
         match self {
             Sample::Histogram(s) => s.count_above(threshold_us),
@@ -189,6 +198,7 @@ mod tests {
                 prop_assert_eq!(d.count_above(t), h.count_above(t), "threshold {}", t);
             }
             prop_assert_eq!(d.total(), h.total());
+            prop_assert_eq!(d.successful(), h.successful());
         }
 
         #[test]

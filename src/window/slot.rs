@@ -1,11 +1,18 @@
-//! One time slot of a series: a histogram of call durations plus outcome counters.
+//! One time slot of a series: a histogram of the durations of its successful calls plus
+//! outcome counters.
+//!
+//! Only successful calls are timed. An error that comes back in 2 ms, or a timeout cut at the
+//! client's deadline, says how the call failed, not how fast the dependency serves: mixed into
+//! the histogram, fast errors pull the quantiles down and hide slow successes, and timeouts
+//! raise the tail and fire a latency alert beside the timeout one. Failed calls are counted by
+//! outcome only, so a slot's histogram holds exactly `counts.ok` calls.
 
 use super::histogram::{HIGHEST_US, SlotHistogram};
 use super::slot_hist::SlotHist;
 use crate::domain::Outcome;
 
-/// Outcome counters of a slot or window. `clamped` counts durations beyond the histogram
-/// range (recorded at the range's top), so nothing is silently dropped.
+/// Outcome counters of a slot or window. `clamped` counts successful calls whose duration was
+/// beyond the histogram range (recorded at the range's top), so nothing is silently dropped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub ok: u64,
@@ -17,6 +24,12 @@ pub struct Counts {
 impl Counts {
     pub fn total(&self) -> u64 {
         self.ok + self.error + self.timeout
+    }
+
+    /// Whether a call of `outcome` is timed: only successful calls enter the histograms.
+    #[inline]
+    pub fn timed(outcome: Outcome) -> bool {
+        outcome == Outcome::Ok
     }
 
     pub fn add(&mut self, other: &Counts) {
@@ -34,6 +47,7 @@ impl Counts {
         self.clamped -= other.clamped;
     }
 
+    /// Counts one call; `clamped` only for a timed call whose duration was clamped.
     #[inline]
     pub fn count(&mut self, outcome: Outcome, clamped: bool) {
         match outcome {
@@ -56,7 +70,7 @@ pub struct Slot {
     pub dirty: bool,
     /// Holds folded seconds not yet passed on to the coarser rings (10-second slots only).
     pub pending: bool,
-    /// Every call's duration, while `values_complete` (see [`Slot::keep_values`]).
+    /// Every successful call's duration, while `values_complete` (see [`Slot::keep_values`]).
     values: Vec<u32>,
     values_complete: bool,
 }
@@ -112,7 +126,7 @@ impl Slot {
         }
     }
 
-    /// The durations of all the slot's calls, when it keeps them.
+    /// The durations of all the slot's successful calls, when it keeps them.
     pub(crate) fn values(&self) -> Option<&[u32]> {
         self.values_complete.then_some(&self.values[..])
     }
@@ -137,11 +151,16 @@ impl Slot {
         }
     }
 
+    /// Counts one call, and times it when it succeeded (see the module's notes).
     #[inline]
     pub fn record(&mut self, duration_us: u64, outcome: Outcome) {
+        self.dirty = true;
+        if !Counts::timed(outcome) {
+            self.counts.count(outcome, false);
+            return;
+        }
         self.hist.record(duration_us);
         self.counts.count(outcome, duration_us > HIGHEST_US);
-        self.dirty = true;
         if self.values_complete {
             self.note_values(&[super::histogram::list_value(duration_us)]);
         }
@@ -165,7 +184,8 @@ impl Slot {
         self.values.clear();
     }
 
-    /// Adds calls given as durations (clamped to the histogram's range) and their counts.
+    /// Adds calls given as the durations of the successful ones (clamped to the histogram's
+    /// range) and the counts of all.
     pub(crate) fn absorb_values(&mut self, values: &[u32], counts: &Counts) {
         self.hist.add_values(values);
         self.counts.add(counts);
@@ -224,5 +244,38 @@ impl Slot {
     /// Bytes the slot holds on the heap, beyond its own struct.
     pub fn heap_bytes(&self) -> usize {
         self.hist.heap_bytes() + self.values.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_calls_are_counted_and_not_timed() {
+        let mut slot = Slot::new(0);
+        slot.keep_values();
+        slot.record(20_000, Outcome::Ok);
+        slot.record(2_000, Outcome::Error);
+        // A timeout beyond the histogram's range is not clamped: it is not recorded at all.
+        slot.record(HIGHEST_US * 2, Outcome::Timeout);
+        slot.record(HIGHEST_US * 2, Outcome::Ok);
+        let want = Counts {
+            ok: 2,
+            error: 1,
+            timeout: 1,
+            clamped: 1,
+        };
+        assert_eq!(slot.counts, want);
+        assert_eq!(slot.hist.len(), 2);
+        assert_eq!(slot.values(), Some(&[20_000, HIGHEST_US as u32][..]));
+        // Passed on as its list, the slot gives the same histogram and counts.
+        let mut coarse = Slot::new(0);
+        coarse.absorb_values(slot.values().unwrap(), &slot.counts);
+        assert_eq!(coarse.hist, slot.hist);
+        assert_eq!(coarse.counts, want);
+        // Taking the slot back out empties the coarse one.
+        coarse.remove(&slot);
+        assert!(coarse.is_empty() && coarse.hist.is_empty());
     }
 }

@@ -66,7 +66,14 @@ impl Snapshot {
         self.counts.total()
     }
 
-    /// Number of calls slower than `threshold_us` (strictly above the bucket that holds it).
+    /// Calls the histogram holds: the successful ones, the denominator of every latency share
+    /// (errors and timeouts are counted by outcome, not timed; see [`super::slot`]).
+    pub fn successful(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// Number of successful calls slower than `threshold_us` (strictly above the bucket that
+    /// holds it).
     pub fn count_above(&self, threshold_us: u64) -> u64 {
         if self.hist.is_empty() {
             return 0;
@@ -135,8 +142,8 @@ pub fn decode_histogram(bytes: &[u8]) -> Result<SlotHistogram, String> {
     Ok(hist)
 }
 
-/// Window statistics as the API reports them. Latencies (`p50` .. `mean`) are milliseconds
-/// and null for a window without calls.
+/// Window statistics as the API reports them. Latencies (`p50` .. `mean`) are of the
+/// successful calls, in milliseconds, and null for a window without a successful call.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WindowStats {
     pub from: String,

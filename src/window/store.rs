@@ -1109,6 +1109,12 @@ mod tests {
                 events.push(Event {
                     ts_ms: ts,
                     duration_us: 500 + (k as u64) * 997,
+                    // Failures are counted, not timed.
+                    outcome: if k % 10 == 9 {
+                        Outcome::Error
+                    } else {
+                        Outcome::Ok
+                    },
                     instance: Some(Label::parse(["a", "b"][k % 2]).unwrap()),
                     ..ev("dep", None)
                 });
@@ -1123,7 +1129,12 @@ mod tests {
             let calls = dep.totals.counts.total();
             let buckets = dep.totals.latency.as_ref().unwrap().cumulative();
             assert_eq!(calls, recorded, "step {step}");
-            assert_eq!(buckets[buckets.len() - 1], calls, "step {step}");
+            assert_eq!(
+                buckets[buckets.len() - 1],
+                dep.totals.counts.ok,
+                "step {step}"
+            );
+            assert!(dep.totals.counts.ok < calls, "step {step}");
             let peers: u64 = dep.instances.iter().map(|p| p.totals.counts.total()).sum();
             assert_eq!(peers, recorded, "step {step}");
             assert!(calls >= last.0 && peers >= last.1, "step {step}");

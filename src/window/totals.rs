@@ -118,9 +118,10 @@ impl Totals {
 
     /// Adds one call that bypassed the fine slots (a late event).
     pub(crate) fn record(&mut self, duration_us: u64, outcome: Outcome) {
+        let timed = Counts::timed(outcome);
         self.counts
-            .count(outcome, duration_us > super::histogram::HIGHEST_US);
-        if let Some(l) = &mut self.latency {
+            .count(outcome, timed && duration_us > super::histogram::HIGHEST_US);
+        if timed && let Some(l) = &mut self.latency {
             let v = list_value(duration_us);
             l.add(u64::from(v), f64::from(v), 1);
         }

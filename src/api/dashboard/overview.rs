@@ -181,9 +181,11 @@ pub fn sparkline(store: &WindowStore, key: &SeriesKey, now_ms: i64) -> Sparkline
         let total = b.total() as f64;
         // The current minute has lasted only until now.
         let seconds = ((now_ms.min(t + MINUTE) - t).max(1_000) as f64) / 1000.0;
-        // As `Snapshot::stats` reports a quantile: the middle of its bucket.
-        let p99_us = b.hist.median_equivalent(b.hist.value_at_quantile(0.99));
-        spark.p99.push(Some(p99_us as f64 / 1000.0));
+        // As `Snapshot::stats` reports a quantile: the middle of its bucket, of the successful
+        // calls (none in a minute where every call failed).
+        let p99_us =
+            (!b.hist.is_empty()).then(|| b.hist.median_equivalent(b.hist.value_at_quantile(0.99)));
+        spark.p99.push(p99_us.map(|us| us as f64 / 1000.0));
         spark.error_rate.push(Some(b.counts.error as f64 / total));
         spark.rate_per_s.push(total / seconds);
     }

@@ -945,6 +945,7 @@ mod tests {
     fn a_quiet_minute_is_read_as_durations_and_a_busy_one_as_a_histogram() {
         let mut quiet = Series::peer();
         let mut busy = Series::peer();
+        let mut failing = Series::peer();
         let mut now = T0;
         for second in 0..60 {
             now = T0 + second * 1_000;
@@ -952,8 +953,11 @@ mod tests {
                 quiet.record(now, 1_000 + k as u64, Outcome::Ok, now);
             }
             for k in 0..(SPARSE_MAX as i64 + 2) {
-                busy.record(now, 1_000 + k as u64, Outcome::Error, now);
+                busy.record(now, 1_000 + k as u64, Outcome::Ok, now);
+                // Failures are counted, not timed: a minute of them stays a short list.
+                failing.record(now, 1_000 + k as u64, Outcome::Error, now);
             }
+            busy.record(now, 2_000, Outcome::Error, now);
         }
         quiet.advance(now);
         busy.advance(now);
@@ -965,7 +969,16 @@ mod tests {
         assert_eq!(q.total(), quiet.window(Window::M1, now).total());
         let b = busy.sample(Window::M1, now);
         assert!(matches!(b, Sample::Histogram(_)));
-        assert_eq!(b.counts().error, 60 * (SPARSE_MAX as u64 + 2));
+        assert_eq!(b.counts().ok, 60 * (SPARSE_MAX as u64 + 2));
+        assert_eq!(b.counts().error, 60);
+        assert_eq!(b.successful(), 60 * (SPARSE_MAX as u64 + 2));
+        failing.advance(now);
+        let f = failing.sample(Window::M1, now);
+        assert!(
+            matches!(&f, Sample::Durations { values, .. } if values.is_empty()),
+            "{f:?}"
+        );
+        assert_eq!(f.counts().error, 60 * (SPARSE_MAX as u64 + 2));
     }
 
     #[test]
@@ -1006,7 +1019,7 @@ mod tests {
         ) {
             let mut s = Series::new();
             let mut now = T0 + 3_600_000;
-            let mut seen: Vec<i64> = Vec::new();
+            let mut seen: Vec<(i64, Outcome)> = Vec::new();
             let per_step = offsets.len().div_ceil(steps.len());
             for (chunk, step) in offsets.chunks(per_step).zip(&steps) {
                 now += step;
@@ -1014,23 +1027,28 @@ mod tests {
                     let ts = now - off;
                     let outcome = [Outcome::Ok, Outcome::Error, Outcome::Timeout][*o as usize];
                     if s.record(ts, *dur, outcome, now) {
-                        seen.push(ts);
+                        seen.push((ts, outcome));
                     }
                 }
             }
             s.advance(now);
             for w in Window::ALL {
                 let snap = s.window(w, now);
-                let expected = seen.iter().filter(|&&t| t >= snap.from_ms && t <= now).count() as u64;
+                let in_range = || seen.iter().filter(|(t, _)| *t >= snap.from_ms && *t <= now);
+                let expected = in_range().count() as u64;
+                let ok = in_range().filter(|(_, o)| *o == Outcome::Ok).count() as u64;
                 prop_assert_eq!(snap.total(), expected, "window {}", w);
-                prop_assert_eq!(snap.hist.len(), expected);
+                prop_assert_eq!(snap.counts.ok, ok);
+                // Only successful calls are timed.
+                prop_assert_eq!(snap.hist.len(), ok);
             }
         }
 
         /// Busy seconds (fine slots that turn into histograms), quiet ones, late events (some
-        /// past the fine ring), durations beyond the hour, and a clock that moves in uneven
-        /// steps: every window, read through the running sums or the slots, holds exactly the
-        /// histogram of the events in its range, with long calls clamped to the hour.
+        /// past the fine ring), durations beyond the hour, failed calls among them, and a clock
+        /// that moves in uneven steps: every window, read through the running sums or the
+        /// slots, counts exactly the events in its range and holds exactly the histogram of
+        /// the successful ones, with long calls clamped to the hour.
         #[test]
         fn window_sums_equal_the_events_in_range(
             bursts in proptest::collection::vec(
@@ -1043,6 +1061,8 @@ mod tests {
                             ..(super::super::histogram::HIGHEST_US + 600_000_000),
                     ],
                     prop_oneof![3 => 0i64..3_000, 1 => 0i64..70_000],
+                    // Every how many calls one fails (0: none does).
+                    prop_oneof![2 => Just(0usize), 1 => 1usize..5],
                 ),
                 1..25,
             ),
@@ -1053,14 +1073,20 @@ mod tests {
                 [(Series::new(), false), (Series::peer(), false), (Series::peer(), true)]
             {
                 let mut now = T0;
-                let mut seen: Vec<(i64, u64)> = Vec::new();
-                for (step, n, base, lateness) in &bursts {
+                let mut seen: Vec<(i64, u64, Outcome)> = Vec::new();
+                for (step, n, base, lateness, fail_every) in &bursts {
                     now += step;
                     for k in 0..*n {
                         let ts = now - lateness - (k as i64 % 7) * 100;
                         let d = base + k as u64 * 37;
-                        if s.record(ts, d, Outcome::Ok, now) {
-                            seen.push((ts, d));
+                        let outcome = match (*fail_every, k % 2) {
+                            (0, _) => Outcome::Ok,
+                            (every, _) if k % (every + 1) != 0 => Outcome::Ok,
+                            (_, 0) => Outcome::Error,
+                            _ => Outcome::Timeout,
+                        };
+                        if s.record(ts, d, outcome, now) {
+                            seen.push((ts, d, outcome));
                         }
                     }
                     s.advance(now);
@@ -1076,19 +1102,25 @@ mod tests {
                     for w in Window::ALL {
                         let snap = s.window(w, now);
                         let mut expected = crate::window::new_histogram::<u32>();
-                        for (ts, d) in &seen {
+                        let mut calls = 0;
+                        for (ts, d, outcome) in &seen {
                             if *ts >= snap.from_ms && *ts <= now {
-                                expected
-                                    .record((*d).min(super::super::histogram::HIGHEST_US))
-                                    .unwrap();
+                                calls += 1;
+                                if *outcome == Outcome::Ok {
+                                    expected
+                                        .record((*d).min(super::super::histogram::HIGHEST_US))
+                                        .unwrap();
+                                }
                             }
                         }
                         prop_assert_eq!(&snap.hist, &expected, "window {} at {}", w, now - T0);
-                        prop_assert_eq!(snap.total(), expected.len());
+                        prop_assert_eq!(snap.total(), calls);
+                        prop_assert_eq!(snap.successful(), expected.len());
                         // The form the peer detectors read answers like the histogram.
                         let sample = s.sample(w, now);
                         let as_hist = Sample::Histogram(snap.clone());
                         prop_assert_eq!(sample.counts(), &snap.counts);
+                        prop_assert_eq!(sample.successful(), snap.successful());
                         for q in [0.5, 0.99, 1.0] {
                             prop_assert_eq!(sample.value_at_quantile(q), as_hist.value_at_quantile(q));
                         }
@@ -1116,8 +1148,9 @@ mod tests {
                 both.record(now - off, *d, Outcome::Ok, now);
             }
             for (off, d) in &b {
-                sb.record(now - off, *d, Outcome::Timeout, now);
-                both.record(now - off, *d, Outcome::Timeout, now);
+                let outcome = if d % 3 == 0 { Outcome::Ok } else { Outcome::Timeout };
+                sb.record(now - off, *d, outcome, now);
+                both.record(now - off, *d, outcome, now);
             }
             for s in [&mut sa, &mut sb, &mut both] {
                 s.advance(now);

@@ -176,7 +176,7 @@
       h("h1", { text: "Dependencies" }),
       h("div", { class: "toolbar" }, h("label", { for: "filter", text: "Filter" }), filter, counts),
       h("div", { class: "scroll" }, h("table", { id: "overview" },
-        h("caption", { class: "muted", style: "text-align:left", text: "Last minute; sorted worst first: failing, degraded, then by distance from the baseline." }),
+        h("caption", { class: "muted", style: "text-align:left", text: "Last minute; latencies are of successful calls; sorted worst first: failing, degraded, then by distance from the baseline." }),
         h("thead", {}, h("tr", {}, cols.map(([t, c]) => h("th", { class: c, scope: "col", text: t })))),
         tbody)));
     let last = [];
@@ -324,12 +324,12 @@
     const rangeBtns = Object.keys(RANGES).map((r) => h("button", { type: "button", "data-range": r, "aria-pressed": "false", text: r }));
     let range = new URLSearchParams(location.search).get("range");
     if (!RANGES[range]) range = "1h";
-    const lat = chartBox("latency", "Latency", [
+    const lat = chartBox("latency", "Latency of successful calls", [
       { label: "p50", color: "--c5" }, { label: "p90", color: "--c2" }, { label: "p99", color: "--c1", width: 2.2 },
       { label: "p99.9", color: "--c3" }, { label: "baseline p99", color: "--c4", dash: true }], "ms");
     const heatCanvas = h("canvas", { id: "heatmap", role: "img" });
     const heat = new GWCharts.Heatmap(heatCanvas);
-    const heatBox = h("div", { class: "panel chart" }, h("figure", {}, h("figcaption", { text: "Latency heatmap (calls per band, darker is more)" }), heatCanvas));
+    const heatBox = h("div", { class: "panel chart" }, h("figure", {}, h("figcaption", { text: "Latency heatmap of successful calls (calls per band, darker is more)" }), heatCanvas));
     const calls = chartBox("calls", "Calls per second", [{ label: "calls/s", color: "--c1" }], "/s");
     const rates = chartBox("rates", "Errors and timeouts", [{ label: "error rate", color: "--c4" }, { label: "timeout rate", color: "--c3" }], "%");
     const inst = peerTable("instances"), zones = peerTable("zones");
@@ -408,7 +408,7 @@
         setText(note, "");
         setBadge(health, ov.health.state);
         const s = ov.stats, b = ov.baseline;
-        const items = [["Calls, last minute", fmtRate(s.rate_per_s)], ["Errors, last minute", fmtPct(s.error_rate)], ["Timeouts, last minute", fmtPct(s.timeout_rate)], ["p50, last minute", fmtMs(s.p50)], ["p99, last minute", fmtMs(s.p99)],
+        const items = [["Calls, last minute", fmtRate(s.rate_per_s)], ["Errors, last minute", fmtPct(s.error_rate)], ["Timeouts, last minute", fmtPct(s.timeout_rate)], ["p50 of successful calls, last minute", fmtMs(s.p50)], ["p99 of successful calls, last minute", fmtMs(s.p99)],
           ["Baseline p99", b ? `${fmtMs(b.p99)} (errors ${fmtPct(b.error_rate)}, ${b.minutes} healthy minutes)` : "still learning (needs 5 healthy minutes)"]];
         const key = JSON.stringify(items);
         if (summary.dataset.key !== key) { summary.dataset.key = key; summary.replaceChildren(...items.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])); }
