@@ -656,23 +656,9 @@ async fn after_a_restart_the_day_long_anchor_is_read_back_from_stored_minutes_wi
 
     let app = TestApp::resume(settings, clock, dir).await;
     let series =
-        format!("graywatch_dependency_anchor_start_timestamp_seconds{{dependency=\"{DEP}\"}} ");
+        format!("graywatch_dependency_anchor_start_timestamp_seconds{{dependency=\"{DEP}\"}}");
     let start = poll_until("the anchor read back", DEADLINE, || async {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let v: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix(series.as_str()))?
-            .trim()
-            .parse()
-            .ok()?;
+        let v = app.try_metric(&series).await?;
         // Before the stored day is read back, the anchor starts with the warmed hour.
         (v * 1000.0 < (now - 2 * 60 * MINUTE) as f64).then_some(v)
     })

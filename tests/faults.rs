@@ -650,19 +650,7 @@ async fn detection_keeps_its_pace_while_the_database_is_locked_and_writes_the_al
 
 /// The value of `name` in `/metrics`, 0 while it is not there.
 async fn metric_or_zero(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("read /metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    app.try_metric(name).await.unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,6 +219,14 @@ impl TestApp {
 
     /// The value of an unlabelled metric in `GET /metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
+        self.try_metric(name)
+            .await
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    }
+
+    /// The value of one series in `GET /metrics`, named as exposed (with its labels, e.g.
+    /// `name{dependency="x"}`), or `None` while it is not there.
+    pub async fn try_metric(&self, series: &str) -> Option<f64> {
         let text = self
             .client
             .get(self.url("/metrics"))
@@ -229,11 +237,8 @@ impl TestApp {
             .await
             .expect("read /metrics");
         text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("{name} in /metrics"))
-            .trim()
-            .parse()
-            .expect("a number")
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().expect("a number"))
     }
 
     /// `GET /v1/dependencies/{name}?window=...`, which must succeed.
