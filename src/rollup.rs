@@ -160,16 +160,23 @@ fn absorb_rows(anchor: &mut Anchor, rows: &[RollupRow], excluded: &[(i64, i64)],
             continue;
         }
         let mut snap = Snapshot::empty(minute, minute + MINUTE_MS);
-        for row in minute_rows {
-            match decode_histogram(&row.histogram) {
-                Ok(hist) => snap.add_slot(&Slot::from_parts(minute, hist, row.counts)),
-                Err(error) => {
-                    tracing::warn!(dependency = %row.key.dependency, minute_ms = minute, %error, "Skipping an unreadable roll-up.");
-                }
-            }
+        for slot in minute_rows.iter().filter_map(stored_slot) {
+            snap.add_slot(&slot);
         }
         if snap.total() > 0 {
             anchor.absorb(&snap, q);
+        }
+    }
+}
+
+/// A stored roll-up as the minute slot it was written from; `None` (logged) when its
+/// histogram cannot be read.
+fn stored_slot(row: &RollupRow) -> Option<Slot> {
+    match decode_histogram(&row.histogram) {
+        Ok(hist) => Some(Slot::from_parts(row.minute_ms, hist, row.counts)),
+        Err(error) => {
+            tracing::warn!(dependency = %row.key.dependency, minute_ms = row.minute_ms, %error, "Skipping an unreadable roll-up.");
+            None
         }
     }
 }
@@ -187,14 +194,9 @@ pub async fn warm(
         .await?;
     let mut loaded = 0;
     for row in rows {
-        let hist = match decode_histogram(&row.histogram) {
-            Ok(h) => h,
-            Err(error) => {
-                tracing::warn!(dependency = %row.key.dependency, minute_ms = row.minute_ms, %error, "Skipping an unreadable roll-up.");
-                continue;
-            }
+        let Some(slot) = stored_slot(&row) else {
+            continue;
         };
-        let slot = Slot::from_parts(row.minute_ms, hist, row.counts);
         match store.load_minute(&row.key, &slot, now_ms) {
             Ok(()) => loaded += 1,
             Err(error) => {
