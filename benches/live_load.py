@@ -21,8 +21,10 @@ The daemon must be started with limits that admit the fleet, for instance:
 
 Every REPORT_EVERY seconds it prints one line: calls posted and refused, the daemon's
 resident memory (VmRSS of --pid, and its peak VmHWM) and the evaluation ticks of that interval
-read from /metrics (`graywatch_evaluation_duration_seconds`: ticks, mean, and the smallest
-bucket bound that at least 99% of them stayed under). The last line sums up the whole run.
+read from /metrics: ticks, then the mean and the smallest bucket bound that at least 99% of
+them stayed under, of their wall-clock time (`graywatch_evaluation_duration_seconds`) and of
+the CPU time of the evaluating thread (`graywatch_evaluation_cpu_seconds`, which waits for a
+core do not inflate on a shared machine). The last line sums up the whole run.
 """
 import argparse
 import http.client
@@ -48,8 +50,16 @@ def rss_kib(pid):
     return out.get("VmRSS"), out.get("VmHWM")
 
 
+PREFIXES = {
+    "wall": "graywatch_evaluation_duration_seconds",
+    "cpu": "graywatch_evaluation_cpu_seconds",
+}
+
+
 def evaluation_histogram(conn):
-    """(count, sum, {le: cumulative count}) of graywatch_evaluation_duration_seconds."""
+    """{"wall"|"cpu": (count, sum, {le: cumulative count})} of the evaluation histograms:
+    graywatch_evaluation_duration_seconds (wall-clock time) and
+    graywatch_evaluation_cpu_seconds (CPU time of the evaluating thread)."""
     # The daemon closes a keep-alive connection idle for longer than `http.header_timeout`
     # (30 s): between two reports it has, so ask on a fresh connection.
     conn.close()
@@ -58,20 +68,22 @@ def evaluation_histogram(conn):
     body = resp.read().decode()
     if resp.status != 200:
         raise SystemExit(f"GET /metrics: {resp.status} {body[:200]}")
-    count, total, buckets = 0, 0.0, {}
-    prefix = "graywatch_evaluation_duration_seconds"
-    for line in body.splitlines():
-        if not line.startswith(prefix):
-            continue
-        name, _, value = line.rpartition(" ")
-        if name == prefix + "_count":
-            count = int(float(value))
-        elif name == prefix + "_sum":
-            total = float(value)
-        elif name.startswith(prefix + "_bucket{"):
-            le = name.split('le="', 1)[1].split('"', 1)[0]
-            buckets[float(le)] = int(float(value))
-    return count, total, buckets
+    out = {}
+    for key, prefix in PREFIXES.items():
+        count, total, buckets = 0, 0.0, {}
+        for line in body.splitlines():
+            if not line.startswith(prefix):
+                continue
+            name, _, value = line.rpartition(" ")
+            if name == prefix + "_count":
+                count = int(float(value))
+            elif name == prefix + "_sum":
+                total = float(value)
+            elif name.startswith(prefix + "_bucket{"):
+                le = name.split('le="', 1)[1].split('"', 1)[0]
+                buckets[float(le)] = int(float(value))
+        out[key] = (count, total, buckets)
+    return out
 
 
 def interval_summary(before, after):
@@ -173,7 +185,8 @@ def main():
         if now >= next_report:
             next_report += a.report_every
             cur = evaluation_histogram(scrape)
-            ticks, mean, p99 = interval_summary(last, cur)
+            ticks, mean, p99 = interval_summary(last["wall"], cur["wall"])
+            _, cpu_mean, cpu_p99 = interval_summary(last["cpu"], cur["cpu"])
             last = cur
             rss, hwm = rss_kib(a.pid)
             peak_rss = max(peak_rss, hwm or 0)
@@ -182,18 +195,21 @@ def main():
                 f"t={now - started:6.0f}s posted={posted} refused={refused} "
                 f"rss={'-' if rss is None else f'{rss / 1024:.0f} MiB'} "
                 f"hwm={'-' if hwm is None else f'{hwm / 1024:.0f} MiB'} "
-                f"ticks={ticks} mean={fmt_s(mean)} p99<={fmt_s(p99)}"
+                f"ticks={ticks} mean={fmt_s(mean)} p99<={fmt_s(p99)} "
+                f"cpu_mean={fmt_s(cpu_mean)} cpu_p99<={fmt_s(cpu_p99)}"
                 + (f" behind={lag:.1f}s" if lag > 1 else ""),
                 flush=True,
             )
     cur = evaluation_histogram(scrape)
-    ticks, mean, p99 = interval_summary(first, cur)
+    ticks, mean, p99 = interval_summary(first["wall"], cur["wall"])
+    _, cpu_mean, cpu_p99 = interval_summary(first["cpu"], cur["cpu"])
     rss, hwm = rss_kib(a.pid)
     peak_rss = max(peak_rss, hwm or 0)
     elapsed = time.monotonic() - started
     print(
         f"done: {posted} calls in {elapsed:.0f} s ({posted / elapsed:.0f}/s), {refused} refused; "
         f"evaluation: {ticks} ticks, mean {fmt_s(mean)}, 99% under {fmt_s(p99)}; "
+        f"CPU mean {fmt_s(cpu_mean)}, 99% under {fmt_s(cpu_p99)}; "
         f"peak RSS {'-' if not peak_rss else f'{peak_rss / 1024:.0f} MiB'}",
         flush=True,
     )

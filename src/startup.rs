@@ -432,22 +432,26 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             state.engine.clone(),
             state.actions.clone(),
         );
-        let Ok((outcome, view, took)) = tokio::task::spawn_blocking(move || {
+        let Ok((outcome, view, took, cpu)) = tokio::task::spawn_blocking(move || {
             // Timed on the blocking thread: the evaluation itself (its locks included), not
             // the wait for a thread.
             let started = std::time::Instant::now();
+            let cpu_before = crate::metrics::thread_cpu_time();
             let mut engine = engine.lock();
             let outcome = crate::tick::evaluate(&store, &mut engine, || actions.board.lock(), now);
             let view = engine.view();
             drop(engine);
-            (outcome, view, started.elapsed())
+            let cpu = cpu_before
+                .zip(crate::metrics::thread_cpu_time())
+                .map(|(before, after)| after.saturating_sub(before));
+            (outcome, view, started.elapsed(), cpu)
         })
         .await
         else {
             continue;
         };
         state.publish_engine_view(view);
-        state.metrics.evaluated(now, took);
+        state.metrics.evaluated(now, took, cpu);
         if took > slow_tick {
             tracing::warn!(
                 took_ms = took.as_millis() as u64,

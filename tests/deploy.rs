@@ -42,6 +42,7 @@ const HISTOGRAMS: &[&str] = &[
     "graywatch_dependency_call_duration_seconds",
     "graywatch_ingest_request_duration_seconds",
     "graywatch_evaluation_duration_seconds",
+    "graywatch_evaluation_cpu_seconds",
     "graywatch_notification_delivery_seconds",
     "graywatch_database_write_duration_seconds",
 ];

@@ -521,6 +521,8 @@ async fn a_hard_failure_turns_the_health_gauge_to_failing_and_its_notification_i
     )
     .await;
     assert!(m.value("graywatch_evaluation_duration_seconds_count", &[]) >= 1.0);
+    // Timed by its thread's CPU clock as well (every evaluation, on Linux).
+    assert!(m.value("graywatch_evaluation_cpu_seconds_count", &[]) >= 1.0);
     assert!(m.get("graywatch_evaluation_lag_seconds", &[]).is_some());
     // The alert fires and its notification is delivered.
     let m = poll_until(

@@ -64,6 +64,7 @@ pub struct Metrics {
     ingest_duration: Histogram,
     ingest_overloaded: Counter,
     evaluation_duration: Histogram,
+    evaluation_cpu: Histogram,
     /// Event time of the last completed evaluation, `i64::MIN` before the first.
     last_evaluation_ms: AtomicI64,
     delivery: HistogramFamily<[(&'static str, String); 1]>,
@@ -99,6 +100,7 @@ impl Metrics {
             ingest_duration: fast_histogram(),
             ingest_overloaded: Counter::default(),
             evaluation_duration: fast_histogram(),
+            evaluation_cpu: fast_histogram(),
             last_evaluation_ms: AtomicI64::new(i64::MIN),
             delivery: Family::new_with_constructor(delivery_histogram),
             database_errors: Family::default(),
@@ -159,6 +161,11 @@ impl Metrics {
             "graywatch_evaluation_duration_seconds",
             "Time of one evaluation of every dependency",
             m.evaluation_duration.clone(),
+        );
+        registry.register(
+            "graywatch_evaluation_cpu_seconds",
+            "CPU time of one evaluation of every dependency, on the thread that ran it",
+            m.evaluation_cpu.clone(),
         );
         registry.register(
             "graywatch_notification_delivery_seconds",
@@ -240,8 +247,13 @@ impl Metrics {
     }
 
     /// One evaluation at event time `at_ms` that took `took`.
-    pub fn evaluated(&self, at_ms: i64, took: Duration) {
+    /// One evaluation at event time `at_ms` that took `took` of wall-clock time and `cpu` of
+    /// its thread's CPU time (`None` where the platform cannot tell).
+    pub fn evaluated(&self, at_ms: i64, took: Duration, cpu: Option<Duration>) {
         self.evaluation_duration.observe(took.as_secs_f64());
+        if let Some(cpu) = cpu {
+            self.evaluation_cpu.observe(cpu.as_secs_f64());
+        }
         // The latest evaluation, not the greatest time: after the clock steps back the lag is
         // measured from the evaluations at the new time.
         self.last_evaluation_ms.store(at_ms, Ordering::Relaxed);
@@ -300,5 +312,50 @@ impl Metrics {
         let _ = prometheus_text::encode(&mut out, &self.registry)
             .and_then(|()| prometheus_text::encode(&mut out, &scraped));
         out
+    }
+}
+
+/// CPU time the calling thread has used so far, or `None` where the platform cannot tell.
+/// An evaluation is timed by it as well as by the wall clock: on a busy machine the wall time
+/// also counts the time the thread waited for a core, the CPU time does not.
+pub fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::thread_cpu_time;
+
+    #[test]
+    fn a_thread_busy_for_a_while_has_used_cpu_time() {
+        let Some(before) = thread_cpu_time() else {
+            return;
+        };
+        let mut x = 0u64;
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let used = thread_cpu_time().expect("the clock worked once") - before;
+        // Spinning for 30 ms of wall time uses CPU time, however busy the machine (at least a
+        // little of it), and never more than the wall time plus the clock's granularity.
+        assert!(used > std::time::Duration::ZERO, "{used:?}");
+        assert!(
+            used <= started.elapsed() + std::time::Duration::from_millis(5),
+            "{used:?}"
+        );
     }
 }
