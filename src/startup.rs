@@ -556,10 +556,7 @@ async fn save_loop(
 ) {
     let mut unsaved: Vec<Transition> = Vec::new();
     let mut specs = state.engine.lock().specs().clone();
-    let stopping_by = || {
-        let deadline = *stopping.borrow();
-        deadline
-    };
+    let stopping_by = || *stopping.borrow();
     let deadline = loop {
         if let Some(deadline) = stopping_by() {
             break deadline;
