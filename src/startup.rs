@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::actions::breaker::ForcedState;
 use crate::actions::hub::Actions;
+use crate::actions::spill;
 use crate::api::auth::Auth;
 use crate::api::{AppState, router};
 use crate::config::Settings;
@@ -31,8 +32,13 @@ const TICK: Duration = Duration::from_secs(1);
 /// in the middle of writing.
 /// In-flight HTTP requests get this long to finish once the listener is closed.
 const HTTP_DRAIN: Duration = Duration::from_secs(10);
-/// Detection's last write of unsaved alert transitions and breaker notifications.
+/// Detection stopping: its writer retries the alert transitions and breaker notifications the
+/// database refused, then keeps what is left in a file for the next start
+/// ([`crate::actions::spill`]).
 const FINAL_TRANSITIONS: Duration = Duration::from_secs(10);
+/// Part of [`FINAL_TRANSITIONS`] kept for writing that file: the writer makes no attempt that
+/// could still be waiting for the database then.
+const SPILL_RESERVE: Duration = Duration::from_secs(1);
 /// Writing the roll-ups of every minute still in memory.
 const FINAL_FLUSH: Duration = Duration::from_secs(10);
 /// Deliveries in flight; an attempt cut short stays pending and is sent again after the
@@ -110,6 +116,11 @@ impl Application {
             );
         }
         let mut engine = Engine::new(settings.detection.clone(), settings.dependencies.clone());
+        // What the last shutdown could not write goes in first, so that a firing alert kept
+        // there is restored as firing below.
+        if let Some(path) = spill::path_for(&settings.database) {
+            restore_unsaved(path, &storage, &actions, engine.specs(), now).await;
+        }
         // Incidents that ended within the baseline's reach: their minutes are not relearnt
         // from the stored roll-ups, and their evidence cannot fire them again.
         let reach = i64::try_from(settings.detection.baseline_max_age.as_millis()).unwrap_or(0);
@@ -418,7 +429,10 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
     // Transitions and breaker notifications are written by a task of their own, so an
     // evaluation never waits for the database (a locked one can take the busy timeout).
     let (to_save, queue) = tokio::sync::mpsc::channel::<ToSave>(TRANSITION_QUEUE);
-    let writer = tokio::spawn(save_loop(state.clone(), queue));
+    // When detection stops: the time by which the writer must have kept what the database
+    // still refuses.
+    let (stopping_tx, stopping) = watch::channel(None);
+    let writer = tokio::spawn(save_loop(state.clone(), queue, stopping));
     // Re-notifications read and write the database too: a task of their own as well.
     let renotifier = tokio::spawn(renotify_loop(state.clone(), stop.clone()));
     loop {
@@ -496,7 +510,11 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             );
         }
     }
-    // The writer makes a last attempt for what it holds once the queue is closed.
+    // The writer retries what it holds within the shutdown budget once the queue is closed,
+    // and keeps what the database still refuses for the next start.
+    let _ = stopping_tx.send(Some(
+        tokio::time::Instant::now() + FINAL_TRANSITIONS - SPILL_RESERVE,
+    ));
     drop(to_save);
     let _ = writer.await;
     let _ = renotifier.await;
@@ -533,11 +551,20 @@ async fn renotify_loop(state: AppState, mut stop: watch::Receiver<bool>) {
 
 /// Writes the transitions detection queues, and the breaker notifications waiting in memory.
 /// What the database refuses is kept (at most [`MAX_UNSAVED_TRANSITIONS`]) and retried every
-/// [`SAVE_RETRY`]. When the queue closes (shutdown) it makes a last attempt.
-async fn save_loop(state: AppState, mut queue: tokio::sync::mpsc::Receiver<ToSave>) {
+/// [`SAVE_RETRY`]. Once detection stops (`stopping` holds a deadline), see
+/// [`save_before_stopping`].
+async fn save_loop(
+    state: AppState,
+    mut queue: tokio::sync::mpsc::Receiver<ToSave>,
+    stopping: watch::Receiver<Option<tokio::time::Instant>>,
+) {
     let mut unsaved: Vec<Transition> = Vec::new();
     let mut specs = state.engine.lock().specs().clone();
-    loop {
+    let stopping_by = || *stopping.borrow();
+    let deadline = loop {
+        if let Some(deadline) = stopping_by() {
+            break deadline;
+        }
         let mut now = state.clock.now_ms();
         match tokio::time::timeout(SAVE_RETRY, queue.recv()).await {
             Ok(Some(first)) => {
@@ -549,29 +576,178 @@ async fn save_loop(state: AppState, mut queue: tokio::sync::mpsc::Receiver<ToSav
                     next = queue.try_recv().ok();
                 }
             }
-            Ok(None) => break,
+            Ok(None) => {
+                break stopping_by().unwrap_or_else(|| {
+                    tokio::time::Instant::now() + FINAL_TRANSITIONS - SPILL_RESERVE
+                });
+            }
             Err(_) => {}
         }
         state.metrics.transitions_waiting(unsaved.len());
-        save_transitions(&state, &mut unsaved, &specs, now).await;
+        let saved = save_transitions(&state, &mut unsaved, &specs, now).await;
         state.metrics.transitions_waiting(unsaved.len());
+        // Stopping, a refused write is not followed by another that may wait as long: the
+        // budget left is for retries and for keeping what is refused.
+        if !saved && stopping_by().is_some() {
+            continue;
+        }
         save_breaker_notices(&state, now).await;
+    };
+    // The last evaluations' transitions, if any are still queued.
+    while let Ok(batch) = queue.try_recv() {
+        unsaved.extend(batch.transitions);
+        specs = batch.specs;
     }
-    // A last attempt for what the database refused so far: after this it would be lost.
-    let now = state.clock.now_ms();
-    save_transitions(&state, &mut unsaved, &specs, now).await;
-    if !unsaved.is_empty() {
+    save_before_stopping(&state, unsaved, &specs, deadline).await;
+}
+
+/// At shutdown: retries what the database refused, every [`SAVE_RETRY`], as long as an
+/// attempt (which may wait the busy timeout for a lock) ends before `deadline`; then keeps
+/// what is still refused in the spill file beside the database, which the next start writes.
+async fn save_before_stopping(
+    state: &AppState,
+    mut unsaved: Vec<Transition>,
+    specs: &crate::detect::Specs,
+    deadline: tokio::time::Instant,
+) {
+    // An attempt writes the transitions, then the breaker notifications.
+    let attempt_bound = crate::storage::BUSY_TIMEOUT + Duration::from_secs(1);
+    let mut attempts = 0u32;
+    loop {
+        if unsaved.is_empty() && state.actions.breaker_notices_waiting() == 0 {
+            if attempts > 1 {
+                tracing::info!(
+                    attempts,
+                    "Shutting down: wrote the alert transitions and breaker notifications the database had refused."
+                );
+            }
+            return;
+        }
+        if tokio::time::Instant::now() + attempt_bound > deadline {
+            break;
+        }
+        attempts += 1;
+        let now = state.clock.now_ms();
+        if save_transitions(state, &mut unsaved, specs, now).await {
+            save_breaker_notices(state, now).await;
+        }
+        if !unsaved.is_empty() || state.actions.breaker_notices_waiting() > 0 {
+            tokio::time::sleep(SAVE_RETRY).await;
+        }
+    }
+    let notices = state.actions.take_breaker_notices();
+    let (transitions, breakers) = (unsaved.len(), notices.len());
+    let Some(path) = spill::path_for(&state.settings.database) else {
         tracing::error!(
-            lost = unsaved.len(),
-            "Shutting down: alert transitions could not be written and are lost."
+            transitions,
+            breaker_notifications = breakers,
+            attempts,
+            "Shutting down: the database refused alert transitions and breaker notifications, and an in-memory database has no file to keep them in; they are lost."
+        );
+        return;
+    };
+    let file = path.display().to_string();
+    let kept = tokio::task::spawn_blocking(move || spill::keep(&path, &unsaved, &notices)).await;
+    match kept {
+        Ok(Ok(kept)) => {
+            tracing::warn!(
+                transitions = kept.transitions,
+                breaker_notifications = kept.breaker_notices,
+                earlier = kept.earlier,
+                attempts,
+                file,
+                "Shutting down: the database still refuses these alert transitions and breaker notifications; kept in a file, the next start writes them."
+            );
+            if kept.dropped > 0 {
+                tracing::error!(
+                    dropped = kept.dropped,
+                    bound = spill::MAX_BYTES,
+                    file,
+                    "Shutting down: the file of unsaved alert transitions and breaker notifications is full; the rest are lost."
+                );
+            }
+        }
+        Ok(Err(error)) => tracing::error!(
+            %error,
+            transitions,
+            breaker_notifications = breakers,
+            file,
+            "Shutting down: cannot keep the alert transitions and breaker notifications the database refused; they are lost."
+        ),
+        Err(error) => {
+            tracing::error!(%error, transitions, breaker_notifications = breakers, "Shutting down: keeping what the database refused failed; it is lost.")
+        }
+    }
+}
+
+/// At start: writes what the last shutdown kept in the spill file at `path` (alert
+/// transitions, then breaker notifications) and removes it. What the database refuses now
+/// stays in the file for the next start (the next shutdown keeps it ahead of its own).
+async fn restore_unsaved(
+    path: std::path::PathBuf,
+    storage: &Storage,
+    actions: &Actions,
+    specs: &crate::detect::Specs,
+    now: i64,
+) {
+    let file = path.display().to_string();
+    let read_from = path.clone();
+    let mut unsaved = match tokio::task::spawn_blocking(move || spill::read(&read_from)).await {
+        Ok(Ok(Some(unsaved))) => unsaved,
+        Ok(Ok(None)) => return,
+        Ok(Err(error)) => {
+            tracing::error!(%error, file, "Cannot read the alert transitions and breaker notifications kept at the last shutdown; the file is left in place.");
+            return;
+        }
+        Err(error) => {
+            tracing::error!(%error, file, "Reading the file of unsaved alert transitions failed.");
+            return;
+        }
+    };
+    if unsaved.unreadable > 0 {
+        tracing::error!(
+            lines = unsaved.unreadable,
+            file,
+            "Lines of the file of unsaved alert transitions and breaker notifications cannot be read; they are skipped."
         );
     }
-    let waiting = save_breaker_notices(&state, now).await;
-    if waiting > 0 {
-        tracing::error!(
-            lost = waiting,
-            "Shutting down: breaker notifications could not be queued and are lost."
-        );
+    let (transitions, breakers) = (unsaved.transitions.len(), unsaved.breaker_notices.len());
+    if !unsaved.transitions.is_empty() {
+        match actions
+            .record(storage, &unsaved.transitions, specs, now)
+            .await
+        {
+            Ok(()) => unsaved.transitions.clear(),
+            Err(error) => {
+                tracing::warn!(%error, transitions, file, "Cannot write the alert transitions kept at the last shutdown; they stay in the file.")
+            }
+        }
+    }
+    match actions
+        .enqueue_breaker_notices(storage, &unsaved.breaker_notices, now)
+        .await
+    {
+        Ok(()) => unsaved.breaker_notices.clear(),
+        Err(error) => {
+            tracing::warn!(%error, breaker_notifications = breakers, file, "Cannot queue the breaker notifications kept at the last shutdown; they stay in the file.")
+        }
+    }
+    let left = (unsaved.transitions.len(), unsaved.breaker_notices.len());
+    tracing::info!(
+        transitions = transitions - left.0,
+        breaker_notifications = breakers - left.1,
+        file,
+        "Wrote the alert transitions and breaker notifications kept at the last shutdown."
+    );
+    let rewrite_at = path.clone();
+    match tokio::task::spawn_blocking(move || spill::rewrite(&rewrite_at, &unsaved)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::error!(%error, file, "Cannot update the file of unsaved alert transitions; what was written from it may be written again at the next start.")
+        }
+        Err(error) => {
+            tracing::error!(%error, file, "Updating the file of unsaved alert transitions failed.")
+        }
     }
 }
 
@@ -592,15 +768,15 @@ async fn save_breaker_notices(state: &AppState, now: i64) -> usize {
 }
 
 /// Records `unsaved` transitions; keeps them for the next call when the database refuses
-/// (the oldest beyond [`MAX_UNSAVED_TRANSITIONS`] go).
+/// (the oldest beyond [`MAX_UNSAVED_TRANSITIONS`] go). Returns whether none is left unsaved.
 async fn save_transitions(
     state: &AppState,
     unsaved: &mut Vec<Transition>,
     specs: &crate::detect::Specs,
     now: i64,
-) {
+) -> bool {
     if unsaved.is_empty() {
-        return;
+        return true;
     }
     let started = std::time::Instant::now();
     let recorded = state
@@ -611,7 +787,10 @@ async fn save_transitions(
         .metrics
         .database_write("record_transitions", started.elapsed());
     match recorded {
-        Ok(_) => unsaved.clear(),
+        Ok(_) => {
+            unsaved.clear();
+            true
+        }
         Err(error) => {
             state.metrics.database_error("record_transitions");
             tracing::warn!(%error, pending = unsaved.len(), "Cannot record alert transitions; will retry.");
@@ -624,6 +803,7 @@ async fn save_transitions(
                 state.metrics.transitions_dropped("unsaved_limit", excess);
                 unsaved.drain(..excess);
             }
+            false
         }
     }
 }

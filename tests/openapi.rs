@@ -13,7 +13,7 @@ use std::time::Instant;
 use common::*;
 use graywatch::config::{Scope, Settings, TokenConfig};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 /// Pages and assets for browsers, and the dashboard's form sign-in: HTML, not the API.
@@ -232,6 +232,64 @@ async fn the_document_needs_the_read_scope() {
         admin.headers()["content-type"].to_str().unwrap(),
         "application/json"
     );
+}
+
+/// The description of the property `field` of the schema `schema`.
+fn description(doc: &Value, schema: &str, field: &str) -> String {
+    doc.pointer(&format!(
+        "/components/schemas/{schema}/properties/{field}/description"
+    ))
+    .and_then(Value::as_str)
+    .unwrap_or_else(|| panic!("{schema}.{field} has a description"))
+    .to_string()
+}
+
+#[tokio::test]
+async fn the_document_states_the_configured_bounds_and_the_daemon_keeps_to_them() {
+    let app = TestApp::spawn_with(|s| {
+        s.limits.max_comment_chars = 40;
+        s.limits.max_silence_duration = std::time::Duration::from_secs(2 * 3600);
+        s.limits.max_override_ttl = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let doc = document(&app).await;
+    let max_length = |schema: &str, field: &str| {
+        doc.pointer(&format!(
+            "/components/schemas/{schema}/properties/{field}/maxLength"
+        ))
+        .cloned()
+    };
+    assert_eq!(max_length("NewSilence", "comment"), Some(Value::from(40)));
+    assert_eq!(max_length("OverrideBody", "reason"), Some(Value::from(40)));
+    for (schema, field, says) in [
+        ("NewSilence", "duration", "At most 2h here."),
+        ("OverrideBody", "ttl", "At most 1h here."),
+    ] {
+        let d = description(&doc, schema, field);
+        assert!(d.ends_with(says), "{schema}.{field}: {d}");
+    }
+
+    // What the document allows is accepted, one character more is refused.
+    let silence =
+        |comment: String| json!({"dependency": "db", "duration": "1h", "comment": comment});
+    let (status, answer) = app
+        .send_json(Method::POST, "/v1/silences", &silence("x".repeat(40)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, answer) = app
+        .send_json(Method::POST, "/v1/silences", &silence("x".repeat(41)))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    // A daemon with the defaults still states the defaults.
+    let defaults = TestApp::spawn().await;
+    let doc = document(&defaults).await;
+    assert_eq!(
+        doc.pointer("/components/schemas/NewSilence/properties/comment/maxLength"),
+        Some(&Value::from(1000))
+    );
+    let d = description(&doc, "NewSilence", "duration");
+    assert!(d.ends_with("At most 30days here."), "{d}");
 }
 
 /// The schemathesis CLI: `GRAYWATCH_SCHEMATHESIS`, else `st` on the `PATH`.

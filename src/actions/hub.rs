@@ -271,6 +271,34 @@ impl Actions {
         queued
     }
 
+    /// Breaker notifications waiting in memory for the database.
+    pub fn breaker_notices_waiting(&self) -> usize {
+        self.unqueued.lock().len()
+    }
+
+    /// Takes every breaker notification waiting in memory, oldest first (at shutdown, to keep
+    /// them in [`super::spill`] when the database still refuses them).
+    pub fn take_breaker_notices(&self) -> Vec<Waiting> {
+        self.unqueued.lock().take()
+    }
+
+    /// Puts breaker notifications kept over a restart straight into the outbox, in their
+    /// order; nothing is kept in memory if the database refuses them.
+    pub async fn enqueue_breaker_notices(
+        &self,
+        storage: &Storage,
+        notices: &[Waiting],
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        if notices.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<NewNotification> = notices.iter().map(breaker_row).collect();
+        storage.enqueue(None, &rows, now_ms).await?;
+        rows.iter().for_each(|r| self.wakers.wake(&r.notifier));
+        Ok(())
+    }
+
     /// Breaker notifications dropped since the last call: changes of a new breaker while
     /// breakers x notifiers were already waiting for the database.
     pub fn breaker_notices_dropped(&self) -> u64 {

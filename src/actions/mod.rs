@@ -21,3 +21,4 @@ pub mod notifier;
 pub mod operator;
 pub mod outbox;
 pub mod route;
+pub mod spill;

@@ -171,8 +171,8 @@ pub struct NewSilence {
     /// by default).
     #[schema(example = "2h")]
     duration: Option<String>,
-    /// Why; required, at most `limits.max_comment_chars` characters (1000 by default, the
-    /// bound shown here).
+    /// Why; required, at most `limits.max_comment_chars` characters (1000 by default;
+    /// `maxLength` is this daemon's setting).
     #[schema(min_length = 1, max_length = 1000)]
     comment: String,
     /// Ignored: a silence is created by the caller's token (its name), or `anonymous`.
@@ -530,8 +530,8 @@ pub async fn breaker_history(
 pub struct OverrideBody {
     #[schema(value_type = ForcedStateDoc)]
     state: ForcedState,
-    /// Why; required, at most `limits.max_comment_chars` characters (1000 by default, the
-    /// bound shown here).
+    /// Why; required, at most `limits.max_comment_chars` characters (1000 by default;
+    /// `maxLength` is this daemon's setting).
     #[schema(min_length = 1, max_length = 1000)]
     reason: String,
     /// Only this instance's breaker.
@@ -539,7 +539,7 @@ pub struct OverrideBody {
     /// RFC 3339 or epoch ms; or give `ttl`.
     #[schema(value_type = Option<TimeInput>)]
     expires_at: Option<Value>,
-    /// e.g. "30m".
+    /// e.g. "30m"; at most `limits.max_override_ttl` (7 days by default).
     #[schema(example = "30m")]
     ttl: Option<String>,
 }

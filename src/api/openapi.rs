@@ -8,12 +8,18 @@
 
 use std::sync::OnceLock;
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Serialize;
+use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::AppState;
+use crate::actions::operator::human;
+use crate::config::Settings;
 
 /// Every error answer: `{"error": "<message naming the field or parameter at fault>"}`.
 #[derive(Serialize, ToSchema)]
@@ -251,17 +257,175 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
-/// The document, serialized once.
-pub fn document() -> &'static [u8] {
-    static JSON: OnceLock<Vec<u8>> = OnceLock::new();
-    JSON.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_default().into_bytes())
+/// The generated document as a JSON value, built once. The bounds that settings can change
+/// are those of the defaults here; [`document`] states the daemon's own.
+fn generated() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or_default())
 }
 
-/// This document (OpenAPI 3.1).
+/// The document of a daemon with `settings`: every bound of a request that a setting can
+/// change (comment and reason length, longest silence and override, body size) is the
+/// configured one, so a client validating against it is refused nothing the document allows.
+pub fn document(settings: &Settings) -> Vec<u8> {
+    let mut doc = generated().clone();
+    let limits = settings.limits.operator();
+    let chars = limits.max_text_chars;
+    set(
+        &mut doc,
+        "/components/schemas/NewSilence/properties/comment",
+        |s| {
+            s.insert("maxLength".into(), chars.into());
+        },
+    );
+    set(
+        &mut doc,
+        "/components/schemas/OverrideBody/properties/reason",
+        |s| {
+            s.insert("maxLength".into(), chars.into());
+        },
+    );
+    let at_most = |ms: i64| format!(" At most {} here.", human(ms));
+    set(
+        &mut doc,
+        "/components/schemas/NewSilence/properties/duration",
+        |s| {
+            append_description(s, &at_most(limits.max_silence_ms));
+        },
+    );
+    set(
+        &mut doc,
+        "/components/schemas/NewSilence/properties/ends_at",
+        |s| {
+            append_description(
+                s,
+                &format!(
+                    " At most {} after `starts_at` here.",
+                    human(limits.max_silence_ms)
+                ),
+            );
+        },
+    );
+    set(
+        &mut doc,
+        "/components/schemas/OverrideBody/properties/ttl",
+        |s| {
+            append_description(s, &at_most(limits.max_override_ms));
+        },
+    );
+    set(
+        &mut doc,
+        "/components/schemas/OverrideBody/properties/expires_at",
+        |s| {
+            append_description(
+                s,
+                &format!(" At most {} from now here.", human(limits.max_override_ms)),
+            );
+        },
+    );
+    let bytes = settings.ingest.max_body_bytes;
+    set(&mut doc, "/paths/~1v1~1events/post/responses/413", |s| {
+        append_description(s, &format!(" Here: {bytes} bytes."));
+    });
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+/// Applies `change` to the object at `pointer`. Every pointer names a part of the generated
+/// document (`tests::every_configured_bound_is_in_the_document` checks that each is found).
+fn set(doc: &mut Value, pointer: &str, change: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+    match doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
+        Some(object) => change(object),
+        None => tracing::error!(
+            pointer,
+            "The OpenAPI document has no such part; its bound is the default."
+        ),
+    }
+}
+
+fn append_description(object: &mut serde_json::Map<String, Value>, text: &str) {
+    let before = object
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim_end()
+        .to_string();
+    object.insert(
+        "description".into(),
+        format!("{before}{text}").trim().into(),
+    );
+}
+
+/// This document (OpenAPI 3.1), with the daemon's configured bounds.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json",
         body = Object)),
     security(("bearer" = ["read"])))]
-pub async fn openapi_json() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], document())
+pub async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document(&state.settings),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(doc: &Value, pointer: &str) -> Value {
+        doc.pointer(pointer)
+            .unwrap_or_else(|| panic!("{pointer} is not in the document"))
+            .clone()
+    }
+
+    #[test]
+    fn every_configured_bound_is_in_the_document() {
+        let mut settings = Settings::default();
+        settings.limits.max_comment_chars = 42;
+        settings.limits.max_silence_duration = std::time::Duration::from_secs(2 * 3600);
+        settings.limits.max_override_ttl = std::time::Duration::from_secs(30 * 60);
+        settings.ingest.max_body_bytes = 12_345;
+        let doc: Value = serde_json::from_slice(&document(&settings)).unwrap();
+        let schemas = "/components/schemas";
+        for field in [
+            "NewSilence/properties/comment",
+            "OverrideBody/properties/reason",
+        ] {
+            assert_eq!(
+                at(&doc, &format!("{schemas}/{field}/maxLength")),
+                42,
+                "{field}"
+            );
+        }
+        for (field, says) in [
+            ("NewSilence/properties/duration", "At most 2h here."),
+            (
+                "NewSilence/properties/ends_at",
+                "At most 2h after `starts_at` here.",
+            ),
+            ("OverrideBody/properties/ttl", "At most 30m here."),
+            (
+                "OverrideBody/properties/expires_at",
+                "At most 30m from now here.",
+            ),
+        ] {
+            let description = at(&doc, &format!("{schemas}/{field}/description"));
+            assert!(
+                description.as_str().unwrap().ends_with(says),
+                "{field}: {description}"
+            );
+        }
+        let too_large = at(&doc, "/paths/~1v1~1events/post/responses/413/description");
+        assert!(
+            too_large.as_str().unwrap().ends_with("Here: 12345 bytes."),
+            "{too_large}"
+        );
+        // The generated document itself is left as it was, for the next daemon.
+        assert_eq!(
+            at(
+                generated(),
+                &format!("{schemas}/NewSilence/properties/comment/maxLength")
+            ),
+            1000
+        );
+    }
 }

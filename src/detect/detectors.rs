@@ -33,7 +33,9 @@ const RECENT_MIN_CALLS: u64 = 30;
 /// 10-second window with another.
 const BUSY_10S_CALLS: u64 = 300;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DetectorKind {
     /// Share of calls slower than the baseline p99 rose.

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::baseline::{Anchor, AnchorStats, Baseline, BaselineStats};
 use super::detectors::{self, DetectorKind, FailureDispersion, Finding, Severity, Windows};
@@ -70,7 +70,7 @@ impl Scope {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertStatus {
     /// A new incident.
@@ -96,8 +96,9 @@ impl AlertStatus {
     }
 }
 
-/// An alert (one incident) starting, changing or ending.
-#[derive(Debug, Clone, PartialEq)]
+/// An alert (one incident) starting, changing or ending. Serialized only to keep it across a
+/// restart when the database refused it ([`crate::actions::spill`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transition {
     pub at_ms: i64,
     pub status: AlertStatus,

@@ -11,7 +11,7 @@ mod rollups;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -28,6 +28,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Reader connections (API, dashboard, delivery workers' reads).
 const READERS: u32 = 4;
+
+/// How long a write waits for another connection's lock before it fails (SQLite's busy
+/// timeout): the longest a refused write can take.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Handle to the database. Cheap to clone (pools inside).
 ///
@@ -51,6 +55,14 @@ pub struct Storage {
 /// Outcome of the latest writes that matter (roll-ups, alert transitions, the outbox).
 #[derive(Debug, Default)]
 pub struct WriteHealth {
+    /// Set by a failed write: the writer connection is closed before its next use and a new
+    /// one opened. After a COMMIT the database refused (a read-only file, a full disk), SQLite
+    /// has already rolled the transaction back, so the driver's own ROLLBACK fails and leaves
+    /// it counting a transaction still open; on that connection the next write only opened a
+    /// savepoint, answered success and reached no file (seen with `chattr +i`: no `pwrite` at
+    /// all for a "successful" roll-up flush, and the rows never stored). A fresh connection
+    /// has no such state.
+    discard_writer: AtomicBool,
     /// Writes failed in a row since the last that succeeded.
     failing: AtomicU64,
     /// The latest failure's message, while `failing > 0`.
@@ -78,10 +90,16 @@ impl WriteHealth {
                 }
             }
             Err(e) => {
+                self.discard_writer();
                 self.failing.fetch_add(1, Ordering::Relaxed);
                 *self.last_error.lock() = Some(e.to_string());
             }
         }
+    }
+
+    /// Has the writer connection replaced before the next write (see `discard_writer`).
+    fn discard_writer(&self) {
+        self.discard_writer.store(true, Ordering::Relaxed);
     }
 
     fn status(&self) -> WriteStatus {
@@ -110,7 +128,7 @@ impl Storage {
             // transaction (a roll-up flush, a tick's transitions, one delivery), so that is
             // per flush or per delivery, never per event. See README "Persistence".
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(BUSY_TIMEOUT);
         let in_memory = url.contains(":memory:");
         // An in-memory database lives in one connection; more would each see an empty one,
         // so there the writer is the only connection and reads share it.
@@ -121,7 +139,17 @@ impl Storage {
                 .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
                 .max_lifetime((!in_memory).then_some(Duration::from_secs(3600)))
         };
+        let writes: Arc<WriteHealth> = Arc::default();
+        let health = writes.clone();
         let writer = pool_of(1)
+            // A connection whose last write failed is closed, not reused (see
+            // `WriteHealth::discard_writer`); the pool opens a new one. Not in memory: there
+            // the connection is the database.
+            .before_acquire(move |_, _| {
+                let discard = health.discard_writer.swap(false, Ordering::Relaxed);
+                let keep = in_memory || !discard;
+                Box::pin(async move { Ok(keep) })
+            })
             .connect_with(opts.clone())
             .await
             .with_context(|| format!("cannot open database {url:?}"))?;
@@ -140,7 +168,7 @@ impl Storage {
         Ok(Self {
             pool,
             writer,
-            writes: Arc::default(),
+            writes,
         })
     }
 

@@ -117,6 +117,14 @@ impl Storage {
     /// One batch of old alerts and their notifications, in one transaction (a notification
     /// refers to its alert). Returns (alerts, notifications) deleted.
     async fn prune_alert_batch(&self, before_ms: i64) -> sqlx::Result<(u64, u64)> {
+        let done = self.prune_alert_batch_in_one(before_ms).await;
+        if done.is_err() {
+            self.writes.discard_writer();
+        }
+        done
+    }
+
+    async fn prune_alert_batch_in_one(&self, before_ms: i64) -> sqlx::Result<(u64, u64)> {
         let mut tx = self.writer.begin().await?;
         let notifications = sqlx::query(ALERT_NOTIFICATIONS)
             .bind(before_ms)
