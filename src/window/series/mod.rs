@@ -22,7 +22,11 @@
 //! coarse slots are kept summed too (a slot joins the sum when data is folded into it and
 //! leaves it when the window slides past it). Reading one of those windows is then one
 //! histogram copy plus the sparse fine calls; a quiet peer's minute is read as its durations
-//! (see [`Series::sample`]).
+//! (see [`Series::sample`]), which an instance or a zone keeps as a list from one read to the
+//! next (see [`minute`]).
+//!
+//! The other concerns live apart: the running sums in [`sums`], the kept minute lists in
+//! [`minute`], persistence bookkeeping in [`persist`].
 //!
 //! Events older than the fine ring go straight to the coarse rings that still cover their time.
 //! Minutes older than the minute ring are kept in a small side map until they are persisted.
