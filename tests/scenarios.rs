@@ -73,10 +73,11 @@ fn the_scorer_counts_a_detector_that_never_fires_as_a_miss() {
 }
 
 #[test]
-fn reusing_unchanged_peer_samples_changes_no_transition_and_no_breaker() {
-    // Detection reads reuse a peer's 1-minute sample while the peer records nothing and its
-    // window keeps its start. Every scenario of a seed, replayed with that reuse and with every
-    // sample built afresh, must give exactly the same alert transitions and breaker changes.
+fn kept_peer_minute_lists_change_no_transition_and_no_breaker() {
+    // Detection reads keep a quiet peer's 1-minute durations as a list, updated by each call
+    // and each move of the window, instead of reading its slots every second. Every scenario
+    // of a seed, replayed with the kept lists and with every sample read from the slots, must
+    // give exactly the same alert transitions and breaker changes.
     use graywatch::replay::Replayer;
     use graywatch::window::Limits;
     let settings = Settings::default();
@@ -110,7 +111,7 @@ fn reusing_unchanged_peer_samples_changes_no_transition_and_no_breaker() {
         transitions += with.0.len();
         reused += with.2;
     }
-    // Not a comparison of nothing: alerts fired and resolved, and samples were reused.
+    // Not a comparison of nothing: alerts fired and resolved, and kept lists were read.
     assert!(transitions >= 20, "{transitions} transitions");
     assert!(reused > 0, "no sample was reused");
 }

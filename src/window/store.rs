@@ -121,22 +121,6 @@ pub struct DependencySeries {
     /// The zone each instance reported (first seen), so detection can tell a bad instance
     /// from a bad zone.
     pub instance_zone: Map<Box<str>>,
-    /// The 1-minute samples of instances (`[0]`), zones (`[1]`) and sources (`[2]`) as the
-    /// last detection read built them (see [`CachedSample`]).
-    samples: [Map<CachedSample>; 3],
-}
-
-/// A peer's 1-minute [`Sample`] kept from one detection read to the next. Most instances of
-/// a dependency see a call every few seconds, so from one second to the next most of their
-/// minutes hold exactly the same calls: the sample is reused while the series records nothing
-/// ([`Series::changes`] stands still) and its window keeps its start (it moves every 10
-/// seconds). Only samples kept as durations are cached: a peer read as a histogram is busy,
-/// changes every second, and would pay for a 13 KiB copy it never reuses.
-#[derive(Debug, Clone)]
-struct CachedSample {
-    changes: u64,
-    from_ms: i64,
-    sample: Sample,
 }
 
 impl DependencySeries {
@@ -272,10 +256,11 @@ pub struct WindowStore {
     series_count: AtomicUsize,
     /// Unsaved minutes dropped by [`Series::bound_unsaved`] since start.
     rollups_dropped: std::sync::atomic::AtomicU64,
-    /// Whether detection reads reuse unchanged peer samples (see [`CachedSample`]); off only
-    /// to check that reusing them changes no verdict.
+    /// Whether detection reads keep peers' 1-minute durations as lists from one read to the
+    /// next (see [`Series::minute_sample`]); off only to check that keeping them changes no
+    /// verdict.
     reuse_samples: std::sync::atomic::AtomicBool,
-    /// Peer samples reused by detection reads since start.
+    /// Peer samples that detection reads took from a kept list since start.
     samples_reused: std::sync::atomic::AtomicU64,
 }
 
@@ -297,14 +282,16 @@ impl WindowStore {
         }
     }
 
-    /// Turns the reuse of unchanged peer samples by [`WindowStore::detection_view`] on (the
-    /// default) or off: every read then builds every sample afresh. Verdicts are the same
-    /// either way; the switch exists to check exactly that.
+    /// Turns the kept lists of peers' 1-minute durations read by
+    /// [`WindowStore::detection_view`] on (the default) or off: every read then builds every
+    /// sample from the slots. Verdicts are the same either way; the switch exists to check
+    /// exactly that.
     pub fn set_reuse_samples(&self, reuse: bool) {
         self.reuse_samples.store(reuse, Ordering::Relaxed);
     }
 
-    /// Peer samples that detection reads reused instead of building since start.
+    /// Peer samples that detection reads took from a kept list instead of the slots since
+    /// start.
     pub fn samples_reused(&self) -> u64 {
         self.samples_reused.load(Ordering::Relaxed)
     }
@@ -532,12 +519,6 @@ impl WindowStore {
                 dep.instance_zone.retain(|i, _| instances.contains_key(i));
                 dep.zones.retain(|_, s| !idle(s));
                 dep.sources.retain(|_, s| !idle(s));
-                // A series created again under the same name counts its changes from zero:
-                // its predecessor's sample must not pass for its own.
-                let families = [&dep.instances, &dep.zones, &dep.sources];
-                for (cache, series) in dep.samples.iter_mut().zip(families) {
-                    cache.retain(|k, _| series.contains_key(k));
-                }
                 dropped_series += before - peers(dep);
                 let keep = !(idle(&dep.total) && peers(dep) == 0);
                 if !keep {
@@ -594,25 +575,28 @@ impl WindowStore {
         let mut shard = self.shards[self.shard_of(name)].lock();
         let dep = shard.deps.get_mut(name)?;
         dep.for_each_mut(|_, _, s| s.advance(now_ms));
-        let [instance_samples, zone_samples, source_samples] = &mut dep.samples;
         let mut reused = 0;
-        let mut peers = |m: &mut Map<Series>, cache: &mut Map<CachedSample>| {
+        let mut peers = |m: &mut Map<Series>| {
             let mut v: Vec<PeerView> = m
                 .iter_mut()
-                .map(|(k, s)| PeerView {
-                    name: k.to_string(),
-                    last_seconds: s.last_complete_seconds(now_ms),
-                    s10: s.recent_counts(),
-                    m1: peer_sample(k, s, cache, reuse, now_ms, &mut reused),
-                    zone: None,
+                .map(|(k, s)| {
+                    let (m1, kept) = s.minute_sample(now_ms, reuse);
+                    reused += u64::from(kept);
+                    PeerView {
+                        name: k.to_string(),
+                        last_seconds: s.last_complete_seconds(now_ms),
+                        s10: s.recent_counts(),
+                        m1,
+                        zone: None,
+                    }
                 })
                 .collect();
             v.sort_by(|a, b| a.name.cmp(&b.name));
             v
         };
-        let zones = peers(&mut dep.zones, zone_samples);
-        let mut instances = peers(&mut dep.instances, instance_samples);
-        let sources = peers(&mut dep.sources, source_samples);
+        let zones = peers(&mut dep.zones);
+        let mut instances = peers(&mut dep.instances);
+        let sources = peers(&mut dep.sources);
         if reused > 0 {
             self.samples_reused.fetch_add(reused, Ordering::Relaxed);
         }
@@ -851,51 +835,6 @@ impl WindowStore {
         }
         st
     }
-}
-
-/// The 1-minute sample of peer `name` at `now_ms`: the cached one while it holds exactly the
-/// same calls (see [`CachedSample`]), else built afresh (and cached when kept as durations).
-fn peer_sample(
-    name: &str,
-    series: &mut Series,
-    cache: &mut Map<CachedSample>,
-    reuse: bool,
-    now_ms: i64,
-    reused: &mut u64,
-) -> Sample {
-    let from_ms = series.window_start(Window::M1, now_ms);
-    if reuse
-        && let Some(c) = cache.get(name)
-        && c.changes == series.changes
-        && c.from_ms == from_ms
-    {
-        let mut sample = c.sample.clone();
-        if let Sample::Durations { to_ms, .. } = &mut sample {
-            *to_ms = now_ms;
-        }
-        *reused += 1;
-        return sample;
-    }
-    let sample = series.minute_sample(now_ms);
-    match &sample {
-        Sample::Durations { .. } => {
-            let fresh = CachedSample {
-                changes: series.changes,
-                from_ms,
-                sample: sample.clone(),
-            };
-            match cache.get_mut(name) {
-                Some(c) => *c = fresh,
-                None => {
-                    cache.insert(name.into(), fresh);
-                }
-            }
-        }
-        Sample::Histogram(_) => {
-            cache.remove(name);
-        }
-    }
-    sample
 }
 
 fn series_entry<'m>(map: &'m mut Map<Series>, label: &str) -> &'m mut Series {
@@ -1218,29 +1157,29 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_peer_s_sample_is_reused_until_it_records_or_its_window_moves() {
+    fn a_quiet_peer_s_minute_is_kept_as_a_list_across_calls_and_window_moves() {
         let store = WindowStore::new(Limits::default());
         let now = NOW - NOW.rem_euclid(10_000) + 1_000;
         store.record(&ev("dep", Some("a")), now).unwrap();
         store.detection_view("dep", now).unwrap();
         assert_eq!(store.samples_reused(), 0);
-        // Same window start, nothing new: reused.
+        // Nothing new: read from the list the first read started.
         store.detection_view("dep", now + 1_000).unwrap();
         assert_eq!(store.samples_reused(), 1);
-        // A call: built afresh, then reused again.
+        // A call joins the list.
         store.record(&ev("dep", Some("a")), now + 2_000).unwrap();
         let v = store.detection_view("dep", now + 2_000).unwrap();
         assert_eq!(v.instances[0].m1.total(), 2);
-        assert_eq!(store.samples_reused(), 1);
-        store.detection_view("dep", now + 3_000).unwrap();
         assert_eq!(store.samples_reused(), 2);
-        // The window moves on (a 10-second boundary): built afresh.
-        store.detection_view("dep", now + 10_000).unwrap();
-        assert_eq!(store.samples_reused(), 2);
-        // Off: never reused.
+        // The window moves on (a 10-second boundary), and later past both calls.
+        let v = store.detection_view("dep", now + 10_000).unwrap();
+        assert_eq!((v.instances[0].m1.total(), store.samples_reused()), (2, 3));
+        let v = store.detection_view("dep", now + 60_000).unwrap();
+        assert_eq!((v.instances[0].m1.total(), store.samples_reused()), (0, 4));
+        // Off: always read from the slots.
         store.set_reuse_samples(false);
-        store.detection_view("dep", now + 10_500).unwrap();
-        assert_eq!(store.samples_reused(), 2);
+        store.detection_view("dep", now + 60_500).unwrap();
+        assert_eq!(store.samples_reused(), 4);
     }
 
     #[test]

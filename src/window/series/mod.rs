@@ -22,7 +22,11 @@
 //! coarse slots are kept summed too (a slot joins the sum when data is folded into it and
 //! leaves it when the window slides past it). Reading one of those windows is then one
 //! histogram copy plus the sparse fine calls; a quiet peer's minute is read as its durations
-//! (see [`Series::sample`]).
+//! (see [`Series::sample`]), which an instance or a zone keeps as a list from one read to the
+//! next (see [`minute`]).
+//!
+//! The other concerns live apart: the running sums in [`sums`], the kept minute lists in
+//! [`minute`], persistence bookkeeping in [`persist`].
 //!
 //! Events older than the fine ring go straight to the coarse rings that still cover their time.
 //! Minutes older than the minute ring are kept in a small side map until they are persisted.
@@ -41,9 +45,11 @@ use super::snapshot::Snapshot;
 use super::totals::Totals;
 use crate::domain::Outcome;
 
+mod minute;
 mod persist;
 mod sums;
 
+use minute::MinuteList;
 pub use persist::{MAX_UNSAVED_MINUTES, MinuteRollup};
 use sums::CoarseSum;
 
@@ -69,6 +75,10 @@ pub struct Series {
     sums: Vec<CoarseSum>,
     /// Whether the 1-minute sum is kept only while the minute is busy (instances and zones).
     sum_on_demand: bool,
+    /// An instance's or zone's 1-minute window as its durations, kept as calls arrive once a
+    /// read started it (see [`Series::minute_sample`]); `None` for a dependency's total, and
+    /// while the minute is too busy for a list.
+    minute_list: Option<Box<MinuteList>>,
     /// Late data for minutes the minute ring no longer covers, waiting to be persisted.
     late_minutes: BTreeMap<i64, Slot>,
     /// Minute slots recycled before they were persisted (a flush fell behind): written as
@@ -77,8 +87,13 @@ pub struct Series {
     /// The sums are up to date for every `now` before this (see [`Series::slide`]).
     next_slide_ms: i64,
     /// No fine slot that starts before this holds calls: rolling forward to a horizon at or
-    /// before it has no second to fold (a lower bound, lowered by every call recorded).
+    /// before it has no second to fold (a lower bound, lowered by every call recorded, and
+    /// the oldest second still holding calls after a fold).
     fine_floor_ms: i64,
+    /// The start of the second each fine slot holds calls of, by ring index (`i64::MAX` for
+    /// a slot without calls): a fold visits only the slots that have calls to fold, where
+    /// the boxed slots themselves are a cache miss each.
+    fine_starts: [i64; FINE_LEN],
     /// No 10-second slot that starts before this waits to be passed on (a lower bound,
     /// lowered whenever a second is folded into a slot not yet passed on).
     pending_floor_ms: i64,
@@ -131,10 +146,12 @@ impl Series {
                 })
                 .collect(),
             sum_on_demand: false,
+            minute_list: None,
             late_minutes: BTreeMap::new(),
             evicted_minutes: Vec::new(),
             next_slide_ms: i64::MIN,
             fine_floor_ms: i64::MAX,
+            fine_starts: [i64::MAX; FINE_LEN],
             pending_floor_ms: i64::MAX,
             last_event_ms: i64::MIN,
             live: Counts::default(),
@@ -155,6 +172,9 @@ impl Series {
             + self.sums.iter().map(|s| s.sum.heap_bytes()).sum::<usize>()
             // A B-tree entry: key and value, and about as much again for the tree.
             + self.late_minutes.values().map(|s| 2 * (8 + slot(s))).sum::<usize>()
+            + self.minute_list.as_ref().map_or(0, |l| {
+                std::mem::size_of::<MinuteList>() + l.heap_bytes()
+            })
             + self.evicted_minutes.capacity() * std::mem::size_of::<Slot>()
             + self.evicted_minutes.iter().map(Slot::heap_bytes).sum::<usize>()
             + self.retired.latency.as_ref().map_or(0, |_| {
@@ -172,6 +192,24 @@ impl Series {
     /// than every ring (callers reject such events before they get here).
     #[inline]
     pub fn record(&mut self, ts_ms: i64, duration_us: u64, outcome: Outcome, now_ms: i64) -> bool {
+        let kept = self.record_slots(ts_ms, duration_us, outcome, now_ms);
+        if kept
+            && let Some(list) = &mut self.minute_list
+            && !list.record(ts_ms.min(now_ms), duration_us, outcome, now_ms)
+        {
+            self.minute_list = None;
+        }
+        kept
+    }
+
+    #[inline]
+    fn record_slots(
+        &mut self,
+        ts_ms: i64,
+        duration_us: u64,
+        outcome: Outcome,
+        now_ms: i64,
+    ) -> bool {
         let ts_ms = ts_ms.min(now_ms);
         self.changes = self.changes.wrapping_add(1);
         self.last_event_ms = self.last_event_ms.max(ts_ms);
@@ -183,18 +221,18 @@ impl Series {
         let start = second * FINE_WIDTH_MS;
         // Set before the slot is known: a lower bound may be too low, never too high.
         self.fine_floor_ms = self.fine_floor_ms.min(start);
+        let index = second.rem_euclid(FINE_LEN as i64) as usize;
         if now_ms < start + FINE_LEN as i64 * FINE_WIDTH_MS
-            && let Some(slot) = self
-                .fine
-                .at_mut(second.rem_euclid(FINE_LEN as i64) as usize)
-                .filter(|s| s.start_ms == start)
+            && let Some(slot) = self.fine.at_mut(index).filter(|s| s.start_ms == start)
         {
+            self.fine_starts[index] = start;
             slot.record(duration_us, outcome, &mut self.dense_fine);
             self.live
                 .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
             return true;
         }
         let second = self.fine.align(ts_ms);
+        debug_assert_eq!(self.fine.index(second), index);
         if second >= self.fine.horizon_start(now_ms) {
             let (tiers, sums, evicted, dense, retired) = (
                 &mut self.tiers,
@@ -210,6 +248,7 @@ impl Series {
                 live.subtract(&old.counts);
                 *pending_floor = (*pending_floor).min(tiers[0].align(old.start_ms));
             }) {
+                self.fine_starts[index] = second;
                 slot.record(duration_us, outcome, &mut self.dense_fine);
                 self.live
                     .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
@@ -280,19 +319,17 @@ impl Series {
         }
     }
 
-    /// Retires the fine slots before `until_ms`, visiting only the seconds from
-    /// `fine_floor_ms` on (one a tick, usually), not the whole ring.
+    /// Retires the fine slots before `until_ms`, visiting only those that hold calls (see
+    /// `fine_starts`), and notes the oldest second still holding calls.
     fn fold_fine_before(&mut self, until_ms: i64) {
-        let ring = FINE_LEN as i64 * FINE_WIDTH_MS;
-        let first = self
-            .fine_floor_ms
-            .max(until_ms.saturating_sub(ring))
-            .div_euclid(FINE_WIDTH_MS);
-        let last = until_ms.saturating_sub(1).div_euclid(FINE_WIDTH_MS);
-        // Every slot of the ring when the span covers it; each ring index once.
-        let seconds = (last - first + 1).clamp(0, FINE_LEN as i64);
-        for second in first..first + seconds {
-            let i = second.rem_euclid(FINE_LEN as i64) as usize;
+        let mut floor = i64::MAX;
+        for i in 0..FINE_LEN {
+            let start = self.fine_starts[i];
+            if start >= until_ms {
+                floor = floor.min(start);
+                continue;
+            }
+            self.fine_starts[i] = i64::MAX;
             let Some(slot) = self.fine.at_mut(i) else {
                 continue;
             };
@@ -311,7 +348,7 @@ impl Series {
                 self.pending_floor_ms = self.pending_floor_ms.min(ten);
             }
         }
-        self.fine_floor_ms = until_ms;
+        self.fine_floor_ms = floor;
         self.sums.iter_mut().for_each(CoarseSum::settle);
     }
 
@@ -320,13 +357,17 @@ impl Series {
     fn pass_on(&mut self, until_ms: i64) {
         let (ten, upper) = self.tiers.split_first_mut().expect("three rings");
         let width = ten.width_ms;
-        for slot in ten.iter_mut() {
-            if slot.pending && slot.start_ms.saturating_add(width) <= until_ms {
+        // The oldest slot still waiting, once these are passed on (each ends after
+        // `until_ms`): no visit until then.
+        let mut floor = i64::MAX;
+        for slot in ten.iter_mut().filter(|s| s.pending) {
+            if slot.start_ms.saturating_add(width) <= until_ms {
                 pass_on(slot, upper, &mut self.sums, &mut self.evicted_minutes);
+            } else {
+                floor = floor.min(slot.start_ms);
             }
         }
-        // Every slot still waiting ends after `until_ms`.
-        self.pending_floor_ms = until_ms.saturating_sub(width).saturating_add(1);
+        self.pending_floor_ms = floor;
         self.sums.iter_mut().for_each(CoarseSum::settle);
     }
 
@@ -369,8 +410,16 @@ impl Series {
             return [Counts::default(); 2];
         }
         [2000, 1000].map(|ago| {
+            let start = this_second - ago;
+            // A second without calls is known without a visit to its boxed slot.
+            if self.fine_starts
+                [start.div_euclid(FINE_WIDTH_MS).rem_euclid(FINE_LEN as i64) as usize]
+                != start
+            {
+                return Counts::default();
+            }
             self.fine
-                .get(this_second - ago)
+                .get(start)
                 .map_or_else(Counts::default, |s| s.counts)
         })
     }
@@ -475,7 +524,77 @@ impl Series {
     /// only while its minute is read as a histogram, starting it from the 10-second slots when
     /// the minute turns busy and dropping it when it turns quiet. Call [`Series::advance`]
     /// first.
-    pub fn minute_sample(&mut self, now_ms: i64) -> Sample {
+    ///
+    /// With `keep`, the durations are kept as a list from this read on, updated by every call
+    /// recorded and every move of the window (see [`minute`]), so that the next reads copy
+    /// that list instead of walking the slots; the second value says whether this read did.
+    pub fn minute_sample(&mut self, now_ms: i64, keep: bool) -> (Sample, bool) {
+        if keep && self.sum_on_demand {
+            let kept = self.kept_minute(now_ms);
+            if let Some(list) = self.minute_list.as_deref() {
+                self.sums.clear();
+                let sample = Sample::Durations {
+                    from_ms: list.start_ms(),
+                    to_ms: now_ms,
+                    values: list.values().to_vec(),
+                    counts: list.counts(),
+                };
+                return (sample, kept);
+            }
+        } else {
+            self.minute_list = None;
+        }
+        (self.minute_sample_from_slots(now_ms), false)
+    }
+
+    /// Brings the kept list of the minute up to `now_ms`, or starts one from the slots (false)
+    /// when there was none, or the one there was no longer knows the window.
+    fn kept_minute(&mut self, now_ms: i64) -> bool {
+        // The slots reach past this clock (it stepped back): only they know its window.
+        if now_ms < self.next_slide_ms - TIERS[0].0 {
+            self.minute_list = None;
+            return false;
+        }
+        if let Some(list) = self.minute_list.as_deref_mut() {
+            if list.slide(now_ms) {
+                return true;
+            }
+            self.minute_list = None;
+        }
+        self.minute_list = self.list_minute(now_ms).map(Box::new);
+        false
+    }
+
+    /// The durations of the 1-minute window by 10-second block, when every slot it reads keeps
+    /// them and they number at most [`SAMPLE_MAX`].
+    fn list_minute(&self, now_ms: i64) -> Option<MinuteList> {
+        if !self.dense_fine.is_empty() {
+            return None;
+        }
+        let from = minute::minute_start(now_ms);
+        debug_assert_eq!(from, window_start(&self.tiers[0], Window::M1, now_ms));
+        let mut parts: Vec<(i64, &[u32], &Counts)> = Vec::with_capacity(16);
+        for slot in self.tiers[0].in_range(from, now_ms) {
+            parts.push((slot.start_ms, slot.values()?, &slot.counts));
+        }
+        for slot in self.fine.iter().filter(|s| !s.is_empty()) {
+            let FineData::Sparse(values) = slot.data() else {
+                return None;
+            };
+            parts.push((self.tiers[0].align(slot.start_ms), values, &slot.counts));
+        }
+        parts.sort_by_key(|p| p.0);
+        let mut list = MinuteList::new(from);
+        for (start, values, counts) in parts {
+            if !list.push_block(start, values, counts) {
+                return None;
+            }
+        }
+        Some(list)
+    }
+
+    /// [`Series::minute_sample`] read from the slots.
+    fn minute_sample_from_slots(&mut self, now_ms: i64) -> Sample {
         if let Some((from_ms, values, counts)) = self.durations(Window::M1, now_ms) {
             if self.sum_on_demand {
                 self.sums.clear();
@@ -991,7 +1110,7 @@ mod tests {
         let mut now = T0;
         let read = |s: &mut Series, now: i64| {
             s.advance(now);
-            let sample = s.minute_sample(now);
+            let (sample, _) = s.minute_sample(now, false);
             assert_eq!(sample.counts(), &s.window(Window::M1, now).counts);
             (matches!(sample, Sample::Histogram(_)), s.sums.len())
         };
@@ -1071,11 +1190,15 @@ mod tests {
                 1..25,
             ),
         ) {
-            // The third reads its minute as the peer detectors do at every step, which starts
-            // and drops its running sum as the minute turns busy and quiet.
-            for (mut s, read_minute) in
-                [(Series::new(), false), (Series::peer(), false), (Series::peer(), true)]
-            {
+            // The last two read their minute as the peer detectors do at every step, which
+            // starts and drops its running sum as the minute turns busy and quiet, and keeps
+            // the minute's durations as a list (the last one) while it is quiet.
+            for (mut s, read_minute) in [
+                (Series::new(), None),
+                (Series::peer(), None),
+                (Series::peer(), Some(false)),
+                (Series::peer(), Some(true)),
+            ] {
                 let mut now = T0;
                 let mut seen: Vec<(i64, u64, Outcome)> = Vec::new();
                 for (step, n, base, lateness, fail_every) in &bursts {
@@ -1094,8 +1217,23 @@ mod tests {
                         }
                     }
                     s.advance(now);
-                    if read_minute {
-                        let minute = s.minute_sample(now);
+                    // The two complete seconds before now, as the peer detectors count them.
+                    let second = now.div_euclid(1000) * 1000;
+                    let counted = |from: i64| {
+                        let mut c = Counts::default();
+                        let in_second = seen.iter().filter(|(ts, ..)| (from..from + 1000).contains(ts));
+                        for (_, d, o) in in_second {
+                            let clamped = *d > super::super::histogram::HIGHEST_US;
+                            c.count(*o, *o == Outcome::Ok && clamped);
+                        }
+                        c
+                    };
+                    prop_assert_eq!(
+                        s.last_complete_seconds(now),
+                        [counted(second - 2000), counted(second - 1000)]
+                    );
+                    if let Some(keep) = read_minute {
+                        let (minute, _) = s.minute_sample(now, keep);
                         let snap = s.window(Window::M1, now);
                         let as_hist = Sample::Histogram(snap.clone());
                         prop_assert_eq!(minute.counts(), &snap.counts);
@@ -1135,6 +1273,61 @@ mod tests {
                             prop_assert_eq!(s.recent_counts(), snap.counts);
                         }
                     }
+                }
+            }
+        }
+
+        /// A minute list kept from read to read (see [`minute`]) answers exactly as the minute
+        /// read from the slots afresh, and holds the same durations when both are lists:
+        /// whatever the lateness of calls (some older than the minute), busy seconds and busy
+        /// minutes (past what a list holds), failed calls, reads a few milliseconds or minutes
+        /// apart, and a clock that sometimes steps back.
+        #[test]
+        fn a_kept_minute_list_equals_the_minute_read_from_the_slots(
+            steps in proptest::collection::vec(
+                (
+                    prop_oneof![6 => 0i64..15_000, 1 => 15_000i64..200_000, 1 => -4_000i64..0],
+                    proptest::collection::vec((0i64..90_000, 0u64..400_000, 0u8..4), 0..30),
+                    prop_oneof![4 => Just(0usize), 1 => 0usize..(2 * SPARSE_MAX)],
+                ),
+                1..60,
+            ),
+        ) {
+            let (mut kept, mut fresh) = (Series::peer(), Series::peer());
+            let mut now = T0;
+            for (step, calls, burst) in &steps {
+                now += step;
+                let burst = (0..*burst).map(|k| (k as i64 % 900, 1_000 + 7 * k as u64, 0u8));
+                for (late, d, o) in calls.iter().copied().chain(burst) {
+                    // Most calls within the second; some seconds, some a minute or more late.
+                    let ts = now - if late < 60_000 { late % 1_500 } else { late - 50_000 };
+                    let outcome = [Outcome::Ok, Outcome::Ok, Outcome::Error, Outcome::Timeout]
+                        [o as usize];
+                    let d = if o == 1 { d * 20_000 } else { d };
+                    prop_assert_eq!(kept.record(ts, d, outcome, now), fresh.record(ts, d, outcome, now));
+                }
+                kept.advance(now);
+                fresh.advance(now);
+                let (a, _) = kept.minute_sample(now, true);
+                let (b, _) = fresh.minute_sample(now, false);
+                prop_assert_eq!(a.counts(), b.counts());
+                prop_assert_eq!(a.from_ms(), b.from_ms());
+                prop_assert_eq!(a.successful(), b.successful());
+                for q in [0.0, 0.5, 0.99, 1.0] {
+                    prop_assert_eq!(a.value_at_quantile(q), b.value_at_quantile(q));
+                }
+                for t in [0, 900, 20_000, 150_000, 1_000_000] {
+                    prop_assert_eq!(a.count_above(t), b.count_above(t));
+                }
+                if let (
+                    Sample::Durations { values: x, .. },
+                    Sample::Durations { values: y, .. },
+                ) = (&a, &b)
+                {
+                    let (mut x, mut y) = (x.clone(), y.clone());
+                    x.sort_unstable();
+                    y.sort_unstable();
+                    prop_assert_eq!(x, y);
                 }
             }
         }

@@ -26,6 +26,9 @@ impl Series {
     /// Loads a persisted minute (at start-up) into the minute and 5-minute rings.
     pub fn load_minute(&mut self, minute_ms: i64, slot: &Slot, now_ms: i64) {
         self.changes = self.changes.wrapping_add(1);
+        // Loaded minutes lie in the coarser rings, but a kept minute list is only ever
+        // maintained by calls recorded: start it again from the slots.
+        self.minute_list = None;
         for tier in MINUTE_TIER..self.tiers.len() {
             let ring = &self.tiers[tier];
             let start = ring.align(minute_ms);

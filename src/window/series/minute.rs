@@ -1,0 +1,196 @@
+//! The 1-minute window of an instance or a zone, kept as the list of its durations while
+//! calls arrive and the window slides, so that the peer detectors' read every second is one
+//! copy of a short list instead of a walk over up to sixteen boxed slots.
+//!
+//! The list holds the calls whose 10-second block lies in the window: the blocks are kept in
+//! time order, each with its calls' counts and its stretch of the list, and a block leaves
+//! whole when the window moves past it (every 10 seconds). It answers exactly as the window
+//! read from the slots would (a property test in the parent module holds the two together),
+//! and is dropped whenever that cannot be kept cheaply: more than [`SAMPLE_MAX`] durations, a
+//! loaded minute, a clock that stepped back. The series then reads its slots again and starts
+//! a new list when they allow it (see [`super::Series::minute_sample`]).
+
+use std::collections::VecDeque;
+
+use super::super::histogram::{HIGHEST_US, list_value};
+use super::super::sample::SAMPLE_MAX;
+use super::super::slot::Counts;
+use super::TIERS;
+use crate::domain::Outcome;
+
+/// Width of a block: the 10-second slots the minute window is made of.
+const BLOCK_MS: i64 = TIERS[0].0;
+/// Blocks a minute window spans.
+const BLOCKS: i64 = TIERS[0].1 as i64;
+
+#[derive(Debug, Clone)]
+struct Block {
+    start_ms: i64,
+    /// Durations of the block's successful calls in the list.
+    len: usize,
+    counts: Counts,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct MinuteList {
+    /// Oldest first, every one starting at or after `from_ms`.
+    blocks: VecDeque<Block>,
+    /// The blocks' durations, in block order.
+    values: Vec<u32>,
+    counts: Counts,
+    /// Start of the window the list was last moved to.
+    from_ms: i64,
+}
+
+/// Start of the 1-minute window ending at `now_ms` (the first of its 10-second slots).
+pub(super) fn minute_start(now_ms: i64) -> i64 {
+    now_ms - now_ms.rem_euclid(BLOCK_MS) - (BLOCKS - 1) * BLOCK_MS
+}
+
+impl MinuteList {
+    /// An empty list for the window starting at `from_ms`.
+    pub(super) fn new(from_ms: i64) -> Self {
+        Self {
+            from_ms,
+            ..Self::default()
+        }
+    }
+
+    /// Adds one block's calls (blocks given oldest first), for a list built from slots.
+    /// False when the list would outgrow [`SAMPLE_MAX`].
+    pub(super) fn push_block(&mut self, start_ms: i64, values: &[u32], counts: &Counts) -> bool {
+        if self.values.len() + values.len() > SAMPLE_MAX {
+            return false;
+        }
+        match self.blocks.back_mut() {
+            Some(b) if b.start_ms == start_ms => {
+                b.len += values.len();
+                b.counts.add(counts);
+            }
+            _ => {
+                debug_assert!(self.blocks.back().is_none_or(|b| b.start_ms < start_ms));
+                self.blocks.push_back(Block {
+                    start_ms,
+                    len: values.len(),
+                    counts: *counts,
+                });
+            }
+        }
+        self.values.extend_from_slice(values);
+        self.counts.add(counts);
+        true
+    }
+
+    /// Moves the window to the one ending at `now_ms`: blocks before it leave. False when the
+    /// window would move back (a clock that stepped back): the list no longer knows it.
+    pub(super) fn slide(&mut self, now_ms: i64) -> bool {
+        let from = minute_start(now_ms);
+        if from < self.from_ms {
+            return false;
+        }
+        if from > self.from_ms {
+            self.from_ms = from;
+            let mut gone = 0;
+            while let Some(b) = self.blocks.front().filter(|b| b.start_ms < from) {
+                gone += b.len;
+                self.counts.subtract(&b.counts);
+                self.blocks.pop_front();
+            }
+            self.values.drain(..gone);
+        }
+        true
+    }
+
+    /// Adds a call recorded at `ts_ms` (as the series recorded it: no later than `now_ms`).
+    /// False when the list cannot keep it (see the module documentation).
+    pub(super) fn record(
+        &mut self,
+        ts_ms: i64,
+        duration_us: u64,
+        outcome: Outcome,
+        now_ms: i64,
+    ) -> bool {
+        if !self.slide(now_ms) {
+            return false;
+        }
+        let start = ts_ms - ts_ms.rem_euclid(BLOCK_MS);
+        if start < self.from_ms {
+            // Older than the window: it went to the coarser rings.
+            return true;
+        }
+        let timed = Counts::timed(outcome);
+        if timed && self.values.len() >= SAMPLE_MAX {
+            return false;
+        }
+        let mut counts = Counts::default();
+        counts.count(outcome, timed && duration_us > HIGHEST_US);
+        self.counts.add(&counts);
+        // Where the block's stretch ends, from the newest block back (calls mostly land in
+        // the newest block).
+        let mut end = self.values.len();
+        let mut at = self.blocks.len();
+        while at > 0 && self.blocks[at - 1].start_ms > start {
+            at -= 1;
+            end -= self.blocks[at].len;
+        }
+        let add = usize::from(timed);
+        match at.checked_sub(1).map(|i| &mut self.blocks[i]) {
+            Some(b) if b.start_ms == start => {
+                b.len += add;
+                b.counts.add(&counts);
+            }
+            _ => self.blocks.insert(
+                at,
+                Block {
+                    start_ms: start,
+                    len: add,
+                    counts,
+                },
+            ),
+        }
+        if timed {
+            self.values.insert(end, list_value(duration_us));
+        }
+        true
+    }
+
+    pub(super) fn start_ms(&self) -> i64 {
+        self.from_ms
+    }
+
+    pub(super) fn values(&self) -> &[u32] {
+        &self.values
+    }
+
+    pub(super) fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Bytes held on the heap.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.values.capacity() * 4 + self.blocks.capacity() * std::mem::size_of::<Block>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn blocks_leave_whole_as_the_window_moves() {
+        let mut l = MinuteList::new(minute_start(T0));
+        assert!(l.record(T0 + 1_000, 5, Outcome::Ok, T0 + 1_000));
+        assert!(l.record(T0 + 12_000, 7, Outcome::Error, T0 + 12_000));
+        assert!(l.record(T0 + 13_000, 9, Outcome::Ok, T0 + 13_000));
+        // Late, into the first block.
+        assert!(l.record(T0 + 2_000, 6, Outcome::Ok, T0 + 13_000));
+        assert_eq!(l.values(), &[5, 6, 9]);
+        assert_eq!(l.counts().total(), 4);
+        assert!(l.slide(T0 + 60_000));
+        assert_eq!(l.values(), &[9]);
+        assert_eq!(l.counts().total(), 2);
+        assert!(!l.slide(T0));
+    }
+}
