@@ -512,9 +512,7 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
     }
     // The writer retries what it holds within the shutdown budget once the queue is closed,
     // and keeps what the database still refuses for the next start.
-    let _ = stopping_tx.send(Some(
-        tokio::time::Instant::now() + FINAL_TRANSITIONS - SPILL_RESERVE,
-    ));
+    let _ = stopping_tx.send(Some(save_deadline()));
     drop(to_save);
     let _ = writer.await;
     let _ = renotifier.await;
@@ -549,6 +547,12 @@ async fn renotify_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// When detection stops now: the time by which its writer must have kept what the database
+/// still refuses, leaving [`SPILL_RESERVE`] of the stop budget for writing the spill file.
+fn save_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + FINAL_TRANSITIONS - SPILL_RESERVE
+}
+
 /// Writes the transitions detection queues, and the breaker notifications waiting in memory.
 /// What the database refuses is kept (at most [`MAX_UNSAVED_TRANSITIONS`]) and retried every
 /// [`SAVE_RETRY`]. Once detection stops (`stopping` holds a deadline), see
@@ -577,9 +581,7 @@ async fn save_loop(
                 }
             }
             Ok(None) => {
-                break stopping_by().unwrap_or_else(|| {
-                    tokio::time::Instant::now() + FINAL_TRANSITIONS - SPILL_RESERVE
-                });
+                break stopping_by().unwrap_or_else(save_deadline);
             }
             Err(_) => {}
         }

@@ -12,6 +12,7 @@
 //! No I/O and no clock here: the hub pushes changes, takes them to write, and gives back
 //! those the database refused.
 
+use super::breaker::BreakerState;
 use std::collections::HashMap;
 
 /// Which breaker, for which notifier.
@@ -28,8 +29,8 @@ pub struct Waiting {
     pub notifier: String,
     pub dependency: String,
     pub instance: Option<String>,
-    /// The breaker's state after the change (`BreakerState::as_str`).
-    pub state: &'static str,
+    /// The breaker's state after the change.
+    pub state: BreakerState,
     pub reason: String,
     /// When the change happened (event time, ms).
     pub at_ms: i64,
@@ -45,7 +46,7 @@ impl Waiting {
         notifier: &str,
         dependency: &str,
         instance: Option<&str>,
-        state: &'static str,
+        state: BreakerState,
         reason: &str,
         at_ms: i64,
     ) -> Self {
@@ -168,6 +169,14 @@ mod tests {
         state: &'static str,
         at: i64,
     ) -> Waiting {
+        let state = [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == state)
+        .expect("a breaker state");
         Waiting::new(notifier, dep, instance, state, "why", at)
     }
 
@@ -178,7 +187,7 @@ mod tests {
                     w.notifier.clone(),
                     w.dependency.clone(),
                     w.instance.clone(),
-                    w.state,
+                    w.state.as_str(),
                     w.superseded,
                 )
             })
@@ -216,7 +225,7 @@ mod tests {
         let order: Vec<(String, &str)> = n
             .take()
             .iter()
-            .map(|w| (w.dependency.clone(), w.state))
+            .map(|w| (w.dependency.clone(), w.state.as_str()))
             .collect();
         assert_eq!(order, [("b".into(), "open"), ("a".into(), "half_open")]);
     }

@@ -224,7 +224,7 @@ impl Actions {
                     n,
                     &c.after.dependency,
                     c.after.instance.as_deref(),
-                    c.after.state.as_str(),
+                    c.after.state,
                     &c.after.reason,
                     now_ms,
                 ));
@@ -435,7 +435,7 @@ fn breaker_row(w: &Waiting) -> NewNotification {
     let notice = Notice::Breaker {
         dependency: w.dependency.clone(),
         instance: w.instance.clone(),
-        state: w.state.to_string(),
+        state: w.state.as_str().to_string(),
         reason: w.reason.clone(),
         at: crate::time::to_rfc3339(w.at_ms),
         superseded: w.superseded,

@@ -50,19 +50,11 @@ struct BreakerLine {
 
 impl From<&Waiting> for BreakerLine {
     fn from(w: &Waiting) -> Self {
-        let state = [
-            BreakerState::Closed,
-            BreakerState::Open,
-            BreakerState::HalfOpen,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == w.state)
-        .unwrap_or(BreakerState::Open);
         Self {
             notifier: w.notifier.clone(),
             dependency: w.dependency.clone(),
             instance: w.instance.clone(),
-            state,
+            state: w.state,
             reason: w.reason.clone(),
             at_ms: w.at_ms,
             superseded: w.superseded,
@@ -76,7 +68,7 @@ impl From<BreakerLine> for Waiting {
             &b.notifier,
             &b.dependency,
             b.instance.as_deref(),
-            b.state.as_str(),
+            b.state,
             &b.reason,
             b.at_ms,
         );
@@ -280,7 +272,7 @@ mod tests {
         }
     }
 
-    fn notice(dep: &str, state: &'static str) -> Waiting {
+    fn notice(dep: &str, state: BreakerState) -> Waiting {
         let mut w = Waiting::new("hook", dep, None, state, "failing", 1_000);
         w.superseded = 2;
         w
@@ -309,7 +301,7 @@ mod tests {
         let first = keep(
             &path,
             &[transition("db", AlertStatus::Firing)],
-            &[notice("db", "open")],
+            &[notice("db", BreakerState::Open)],
         )
         .unwrap();
         assert_eq!(
@@ -333,21 +325,24 @@ mod tests {
                 transition("db", AlertStatus::Resolved)
             ]
         );
-        assert_eq!(back.breaker_notices, vec![notice("db", "open")]);
+        assert_eq!(back.breaker_notices, vec![notice("db", BreakerState::Open)]);
         assert!(!dir.path().join("gw.db-unsaved.jsonl.tmp").exists());
 
         // What a start wrote goes; what it could not write stays alone.
         rewrite(
             &path,
             &Unsaved {
-                breaker_notices: vec![notice("db", "half_open")],
+                breaker_notices: vec![notice("db", BreakerState::HalfOpen)],
                 ..Unsaved::default()
             },
         )
         .unwrap();
         let back = read(&path).unwrap().unwrap();
         assert!(back.transitions.is_empty());
-        assert_eq!(back.breaker_notices, vec![notice("db", "half_open")]);
+        assert_eq!(
+            back.breaker_notices,
+            vec![notice("db", BreakerState::HalfOpen)]
+        );
         rewrite(&path, &Unsaved::default()).unwrap();
         assert!(!path.exists());
     }
@@ -361,7 +356,7 @@ mod tests {
         let kept = keep(
             &path,
             &[big.clone(), big.clone(), big],
-            &[notice("db", "open")],
+            &[notice("db", BreakerState::Open)],
         )
         .unwrap();
         assert_eq!(kept.breaker_notices, 1);
@@ -371,10 +366,16 @@ mod tests {
 
         fs::write(&path, "{\"kind\":\"breaker\",\"notifier\":1}\nnot json\n").unwrap();
         let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&serde_json::to_vec(&Line::Breaker((&notice("db", "closed")).into())).unwrap())
-            .unwrap();
+        f.write_all(
+            &serde_json::to_vec(&Line::Breaker((&notice("db", BreakerState::Closed)).into()))
+                .unwrap(),
+        )
+        .unwrap();
         let back = read(&path).unwrap().unwrap();
         assert_eq!(back.unreadable, 2);
-        assert_eq!(back.breaker_notices, vec![notice("db", "closed")]);
+        assert_eq!(
+            back.breaker_notices,
+            vec![notice("db", BreakerState::Closed)]
+        );
     }
 }
