@@ -111,6 +111,8 @@ impl Routes {
 /// Every route, grouped by the scope it needs (see [`auth`]); `/healthz`, `/readyz` and
 /// signing in are open. Returns the paths too, each once per group that serves it.
 pub fn routes(state: &AppState) -> (Router<AppState>, Vec<&'static str>) {
+    // Settings do not change while the daemon runs: its document is built once.
+    let document = openapi::Document(openapi::document(&state.settings).into());
     let ingest = Routes::new()
         .route("/v1/events", post(events::post_events))
         .gated(state, Scope::Ingest);
@@ -129,7 +131,10 @@ pub fn routes(state: &AppState) -> (Router<AppState>, Vec<&'static str>) {
         )
         .route("/v1/alerts", get(alerts::list))
         .route("/v1/alerts/{id}", get(alerts::get))
-        .route("/openapi.json", get(openapi::openapi_json))
+        .route(
+            "/openapi.json",
+            get(openapi::openapi_json).layer(axum::Extension(document)),
+        )
         .merge(dashboard::routes());
     let mut open = Routes::new()
         .route("/healthz", get(health::healthz))

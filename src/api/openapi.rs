@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::State;
+use axum::Extension;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Serialize;
@@ -17,7 +17,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::AppState;
 use crate::actions::operator::human;
 use crate::config::Settings;
 
@@ -360,12 +359,13 @@ fn append_description(object: &mut serde_json::Map<String, Value>, text: &str) {
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json",
         body = Object)),
     security(("bearer" = ["read"])))]
-pub async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        document(&state.settings),
-    )
+pub async fn openapi_json(Extension(document): Extension<Document>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document.0)
 }
+
+/// The serialized [`document`] of this daemon, built once when the routes are.
+#[derive(Clone)]
+pub struct Document(pub axum::body::Bytes);
 
 #[cfg(test)]
 mod tests {
