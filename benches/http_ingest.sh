@@ -51,7 +51,7 @@ done = function(summary, latency, requests)
 end
 LUA
 
-RUST_LOG=warn target/release/graywatch serve --listen "127.0.0.1:$port" \
+RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/release/graywatch" serve --listen "127.0.0.1:$port" \
   --database "sqlite://$work/bench.db" &
 pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
