@@ -300,6 +300,7 @@ fn run_replay(config: Option<PathBuf>, path: &std::path::Path, breakers: bool) -
                 s.elapsed_s,
                 s.events as f64 / s.elapsed_s.max(1e-9)
             );
+            eprintln!("{}", s.ticks.describe());
             ExitCode::SUCCESS
         }
         Err(e) => {

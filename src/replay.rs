@@ -5,7 +5,7 @@
 //! as the daemon does once a second on the wall clock.
 
 use std::io::{BufRead, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -33,6 +33,90 @@ pub struct Replayer {
     now_ms: i64,
     next_eval_ms: Option<i64>,
     last_housekeeping_ms: i64,
+    /// What each evaluation cost, in the thread's CPU time.
+    ticks: TickTimes,
+}
+
+/// How much CPU the evaluations of a replay took: their distribution and the slowest ones
+/// with their event time, to find which seconds cost most (a minute's end, a 5-minute one)
+/// on a recording, without a live daemon. Bounded whatever the recording's length.
+#[derive(Debug, Clone)]
+pub struct TickTimes {
+    /// Per-tick CPU time in microseconds.
+    cpu_us: hdrhistogram::Histogram<u64>,
+    total: Duration,
+    /// The slowest ticks, slowest first: (CPU time, event time).
+    slowest: Vec<(Duration, i64)>,
+}
+
+/// Slowest ticks a [`TickTimes`] names.
+const SLOWEST_KEPT: usize = 5;
+
+impl Default for TickTimes {
+    fn default() -> Self {
+        Self {
+            cpu_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                .expect("static bounds"),
+            total: Duration::ZERO,
+            slowest: Vec::with_capacity(SLOWEST_KEPT + 1),
+        }
+    }
+}
+
+impl TickTimes {
+    fn add(&mut self, cpu: Duration, at_ms: i64) {
+        self.cpu_us
+            .saturating_record((cpu.as_micros() as u64).max(1));
+        self.total += cpu;
+        let at = self.slowest.partition_point(|&(d, _)| d >= cpu);
+        if at < SLOWEST_KEPT {
+            self.slowest.insert(at, (cpu, at_ms));
+            self.slowest.truncate(SLOWEST_KEPT);
+        }
+    }
+
+    /// Ticks timed.
+    pub fn count(&self) -> u64 {
+        self.cpu_us.len()
+    }
+
+    /// CPU time of all ticks.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+
+    /// The CPU time at quantile `q` of the ticks (within 1%).
+    pub fn quantile(&self, q: f64) -> Duration {
+        Duration::from_micros(self.cpu_us.value_at_quantile(q))
+    }
+
+    /// The slowest ticks, slowest first, with their event time.
+    pub fn slowest(&self) -> &[(Duration, i64)] {
+        &self.slowest
+    }
+
+    /// One line for the replay's summary.
+    pub fn describe(&self) -> String {
+        if self.count() == 0 {
+            return "no evaluation".into();
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let slowest: Vec<String> = self
+            .slowest
+            .iter()
+            .map(|&(d, at)| format!("{:.1} ms at {}", ms(d), crate::time::to_rfc3339(at)))
+            .collect();
+        format!(
+            "{} evaluations took {:.2} s of CPU: per evaluation mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; slowest {}",
+            self.count(),
+            self.total.as_secs_f64(),
+            ms(self.total) / self.count() as f64,
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.99)),
+            ms(self.quantile(1.0)),
+            slowest.join(", ")
+        )
+    }
 }
 
 impl Replayer {
@@ -47,7 +131,13 @@ impl Replayer {
             now_ms: i64::MIN,
             next_eval_ms: None,
             last_housekeeping_ms: i64::MIN,
+            ticks: TickTimes::default(),
         }
+    }
+
+    /// What the evaluations so far cost (empty where the platform has no thread CPU clock).
+    pub fn tick_times(&self) -> &TickTimes {
+        &self.ticks
     }
 
     pub fn store(&self) -> &WindowStore {
@@ -81,8 +171,15 @@ impl Replayer {
         }
         while next <= t_ms {
             self.now_ms = self.now_ms.max(next);
+            let cpu_before = crate::metrics::thread_cpu_time();
             let tick =
                 crate::tick::evaluate(&self.store, &mut self.engine, || &mut self.board, next);
+            if let Some(cpu) = cpu_before
+                .zip(crate::metrics::thread_cpu_time())
+                .map(|(before, after)| after.saturating_sub(before))
+            {
+                self.ticks.add(cpu, next);
+            }
             out.extend(tick.transitions);
             // Bounded by what a caller that never takes them can hold: a day of changes of
             // a busy recording is small, but keep only the latest when nobody reads them.
@@ -128,6 +225,8 @@ pub struct ReplaySummary {
     pub first_ts_ms: Option<i64>,
     pub last_ts_ms: Option<i64>,
     pub elapsed_s: f64,
+    /// What the evaluations cost (see [`TickTimes`]).
+    pub ticks: TickTimes,
 }
 
 /// One transition as the replay contract prints it.
@@ -262,6 +361,7 @@ pub fn replay_with(
         emit_breakers(&mut r, print_breakers, out, &mut summary)?;
     }
     summary.elapsed_s = started.elapsed().as_secs_f64();
+    summary.ticks = r.ticks.clone();
     Ok(summary)
 }
 
@@ -325,6 +425,55 @@ mod tests {
         .expect("replay");
         let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8");
         (text(out), text(diag), s.lines, s.events, s.malformed)
+    }
+
+    #[test]
+    fn the_slowest_ticks_are_kept_slowest_first_with_their_time() {
+        let mut t = TickTimes::default();
+        for (i, ms) in [3u64, 9, 1, 7, 5, 8, 2, 6].into_iter().enumerate() {
+            t.add(Duration::from_millis(ms), i as i64 * 1000);
+        }
+        assert_eq!(t.count(), 8);
+        assert_eq!(t.total(), Duration::from_millis(41));
+        let slowest: Vec<(u64, i64)> = t
+            .slowest()
+            .iter()
+            .map(|&(d, at)| (d.as_millis() as u64, at))
+            .collect();
+        assert_eq!(
+            slowest,
+            [(9, 1000), (8, 5000), (7, 3000), (6, 7000), (5, 4000)]
+        );
+        let max = t.quantile(1.0).as_micros() as f64;
+        assert!((max - 9_000.0).abs() <= 90.0, "{max}");
+        assert!(t.describe().contains("8 evaluations"), "{}", t.describe());
+    }
+
+    #[test]
+    fn a_replay_times_each_second_it_evaluates() {
+        // Calls over five seconds: the seconds from the first call's to one past the last
+        // are evaluated, each timed once.
+        let input: String = (0..5i64)
+            .map(|s| {
+                format!(
+                    "{{\"dependency\":\"db\",\"duration_ms\":3,\"ts\":{}}}\n",
+                    1_800_000_000_000 + s * 1000 + 500
+                )
+            })
+            .collect();
+        let s = replay(
+            BufReader::new(input.as_bytes()),
+            &mut Vec::new(),
+            &mut Vec::new(),
+            DetectionSettings::default(),
+            Specs::default(),
+            Limits::default(),
+        )
+        .expect("replay");
+        if crate::metrics::thread_cpu_time().is_some() {
+            assert_eq!(s.ticks.count(), 5, "{}", s.ticks.describe());
+            assert_eq!(s.ticks.slowest().len(), 5);
+        }
     }
 
     #[test]
