@@ -169,6 +169,7 @@ impl Application {
             shutdown: shutdown_rx,
             settings: Arc::new(settings),
             auth,
+            overview_cache: Arc::default(),
         };
         Ok(Self {
             listener,

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use axum::Extension;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -208,25 +208,64 @@ async fn asset(
 /// dependencies is about half a megabyte of JSON and a tenth of that compressed.
 fn json_response(value: &impl serde::Serialize, gzip_ok: bool) -> Result<Response, ApiError> {
     let bytes = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
+    let gzip = if gzip_ok && bytes.len() > GZIP_MIN_BYTES {
+        Some(gzip_fast(&bytes))
+    } else {
+        None
+    };
+    Ok(json_bytes_response(bytes.into(), gzip.map(Bytes::from)))
+}
+
+/// Answers below this size are sent as they are.
+const GZIP_MIN_BYTES: usize = 1024;
+
+/// Compresses an answer quickly (assets, compressed once, take the best compression).
+fn gzip_fast(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(bytes).expect("compress in memory");
+    enc.finish().expect("compress in memory")
+}
+
+/// A JSON answer already encoded: gzipped when `gzip` is given.
+fn json_bytes_response(json: Bytes, gzip: Option<Bytes>) -> Response {
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CACHE_CONTROL, "no-store")
         .header(header::VARY, "accept-encoding");
-    let body = if gzip_ok && bytes.len() > 1024 {
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(bytes.len() / 4),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(&bytes).map_err(anyhow::Error::from)?;
-        builder = builder.header(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        enc.finish().map_err(anyhow::Error::from)?
-    } else {
-        bytes
+    let body = match gzip {
+        Some(gz) => {
+            builder = builder.header(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            Body::from(gz)
+        }
+        None => Body::from(json),
     };
-    Ok(builder
-        .body(Body::from(body))
-        .expect("static headers are valid"))
+    builder.body(body).expect("static headers are valid")
 }
+
+/// The last answer of `GET /v1/overview`, shared by every client that asks within the same
+/// second and evaluation: each open dashboard refreshes every second, and the answer reads
+/// every series of the node (tens of milliseconds of CPU with 1,000 dependencies). Computed
+/// by one request at a time; those that arrive meanwhile wait for it and take it.
+#[derive(Default)]
+pub struct OverviewCache {
+    last: tokio::sync::Mutex<Option<CachedOverview>>,
+}
+
+struct CachedOverview {
+    /// The clock when it was computed.
+    at_ms: i64,
+    /// The evaluation it shows.
+    view: std::sync::Arc<crate::detect::EngineView>,
+    json: Bytes,
+    /// Compressed the first time a client asks for it.
+    gzip: Option<Bytes>,
+}
+
+/// How long an overview is shared at most.
+const OVERVIEW_REUSE_MS: i64 = 1_000;
 
 /// Firing alerts per dependency.
 async fn firing_counts(state: &AppState) -> Result<HashMap<String, usize>, ApiError> {
@@ -253,23 +292,51 @@ pub(super) async fn overview_all(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let firing = firing_counts(&state).await?;
     let gzip_ok = accepts_gzip(&headers);
-    tokio::task::spawn_blocking(move || {
-        let now = state.clock.now_ms();
-        let view = state.engine_view();
-        let (health, baselines) = (view.health.clone(), view.baselines.clone());
-        let breakers = state.actions.board.lock().snapshot();
-        let inputs = overview::Inputs {
-            health,
-            baselines,
-            breakers,
-            firing,
-        };
-        json_response(&overview::overview(&state.store, inputs, now), gzip_ok)
-    })
-    .await
-    .map_err(anyhow::Error::from)?
+    let mut last = state.overview_cache.last.lock().await;
+    let now = state.clock.now_ms();
+    let view = state.engine_view();
+    let fresh = last.as_ref().is_some_and(|c| {
+        std::sync::Arc::ptr_eq(&c.view, &view) && (0..OVERVIEW_REUSE_MS).contains(&(now - c.at_ms))
+    });
+    if !fresh {
+        let firing = firing_counts(&state).await?;
+        let (store, board) = (state.store.clone(), state.actions.clone());
+        let shown = view.clone();
+        let (json, gz) = tokio::task::spawn_blocking(move || {
+            let inputs = overview::Inputs {
+                health: shown.health.clone(),
+                baselines: shown.baselines.clone(),
+                breakers: board.board.lock().snapshot(),
+                firing,
+            };
+            let json = serde_json::to_vec(&overview::overview(&store, inputs, now))
+                .map_err(anyhow::Error::from)?;
+            let gz = match gzip_ok && json.len() > GZIP_MIN_BYTES {
+                true => Some(Bytes::from(gzip_fast(&json))),
+                false => None,
+            };
+            Ok::<_, ApiError>((Bytes::from(json), gz))
+        })
+        .await
+        .map_err(anyhow::Error::from)??;
+        *last = Some(CachedOverview {
+            at_ms: now,
+            view,
+            json,
+            gzip: gz,
+        });
+    }
+    let c = last.as_mut().expect("computed above");
+    if gzip_ok && c.gzip.is_none() && c.json.len() > GZIP_MIN_BYTES {
+        let json = c.json.clone();
+        let gz = tokio::task::spawn_blocking(move || gzip_fast(&json))
+            .await
+            .map_err(anyhow::Error::from)?;
+        c.gzip = Some(Bytes::from(gz));
+    }
+    let gz = c.gzip.clone().filter(|_| gzip_ok);
+    Ok(json_bytes_response(c.json.clone(), gz))
 }
 
 /// One dependency with each instance and zone and their sparklines.

@@ -58,6 +58,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Tokens (digests only) and dashboard sessions.
     pub auth: Arc<auth::Auth>,
+    /// The overview answer every open dashboard shares (see [`dashboard::OverviewCache`]).
+    pub overview_cache: Arc<dashboard::OverviewCache>,
 }
 
 impl AppState {
