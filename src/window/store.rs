@@ -448,7 +448,7 @@ impl WindowStore {
         ] {
             if let Some(label) = new {
                 map.entry(label.into())
-                    .or_insert_with(Series::peer)
+                    .or_insert_with(|| Series::peer().staggered(e.dependency.as_str(), label))
                     .record(ts, d, o, now_ms);
             }
         }
@@ -780,7 +780,7 @@ impl WindowStore {
             }
             self.reserve_series(1, key.kind.as_str())?;
         }
-        let series = series_entry(map, &key.label);
+        let series = series_entry(map, name, &key.label);
         series.load_minute(slot.start_ms, slot, now_ms);
         Ok(())
     }
@@ -837,9 +837,9 @@ impl WindowStore {
     }
 }
 
-fn series_entry<'m>(map: &'m mut Map<Series>, label: &str) -> &'m mut Series {
+fn series_entry<'m>(map: &'m mut Map<Series>, dependency: &str, label: &str) -> &'m mut Series {
     if !map.contains_key(label) {
-        map.insert(label.into(), Series::peer());
+        map.insert(label.into(), Series::peer().staggered(dependency, label));
     }
     map.get_mut(label).expect("inserted above")
 }

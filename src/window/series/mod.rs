@@ -97,6 +97,9 @@ pub struct Series {
     /// No 10-second slot that starts before this waits to be passed on (a lower bound,
     /// lowered whenever a second is folded into a slot not yet passed on).
     pending_floor_ms: i64,
+    /// How long after its last second is folded a 10-second slot waits before it is passed
+    /// on (0-9 s, see [`Series::staggered`]).
+    pass_delay_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
     /// The counts of the live fine slots, kept as calls are recorded into them and as they
@@ -153,11 +156,38 @@ impl Series {
             fine_floor_ms: i64::MAX,
             fine_starts: [i64::MAX; FINE_LEN],
             pending_floor_ms: i64::MAX,
+            pass_delay_ms: 0,
             last_event_ms: i64::MIN,
             live: Counts::default(),
             changes: 0,
             retired: Totals::default(),
         }
+    }
+
+    /// The series, passing its complete 10-second slots on to the minute and 5-minute rings
+    /// 0-9 seconds late, the delay chosen by its dependency and label: for instances, zones
+    /// and sources. Passing on is the costliest step of rolling a series forward, and without
+    /// a delay every series of the node would take it in the same second, the one that
+    /// completes a 10-second slot: on a node with 100,000 series that evaluation cost more
+    /// than twice the others. Windows are unchanged (they read the 10-second slots not yet
+    /// passed on), and a minute is passed on whole before it is persisted
+    /// ([`Series::take_rollups`]). A dependency's total is not staggered: its 5-minute window
+    /// is read every second, and would add a waiting slot to each read.
+    pub fn staggered(mut self, dependency: &str, label: &str) -> Self {
+        // FNV-1a: stable across runs and platforms, so a replay costs the same each time.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in dependency.bytes().chain([0xff]).chain(label.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let seconds = (FINE_LEN as u64).min(TIERS[0].0 as u64 / FINE_WIDTH_MS as u64);
+        self.pass_delay_ms = (h % seconds) as i64 * FINE_WIDTH_MS;
+        self
+    }
+
+    #[cfg(test)]
+    fn with_pass_delay(mut self, ms: i64) -> Self {
+        self.pass_delay_ms = ms;
+        self
     }
 
     /// Bytes the series holds, its own struct included: what its calls need, since slots
@@ -314,6 +344,16 @@ impl Series {
         if until_ms > self.fine_floor_ms {
             self.fold_fine_before(until_ms);
         }
+        let due = until_ms.saturating_sub(self.pass_delay_ms);
+        if due.saturating_sub(self.tiers[0].width_ms) >= self.pending_floor_ms {
+            self.pass_on(due);
+        }
+    }
+
+    /// Passes on, without the series' delay, every 10-second slot whose seconds are all
+    /// folded at `now_ms`: before minutes are persisted, so that a complete minute is whole.
+    pub(crate) fn pass_on_folded(&mut self, now_ms: i64) {
+        let until_ms = self.fine.horizon_start(now_ms);
         if until_ms.saturating_sub(self.tiers[0].width_ms) >= self.pending_floor_ms {
             self.pass_on(until_ms);
         }
@@ -857,6 +897,40 @@ mod tests {
     }
 
     #[test]
+    fn series_pass_on_in_different_seconds_and_persist_whole_minutes() {
+        let delays: std::collections::BTreeSet<i64> = (0..100)
+            .map(|i| {
+                Series::peer()
+                    .staggered("db", &format!("10.0.0.{i}"))
+                    .pass_delay_ms
+            })
+            .collect();
+        assert_eq!(delays, (0..10).map(|s| s * 1000).collect());
+        for delay in [0, 9_000] {
+            let mut s = Series::new().with_pass_delay(delay);
+            // A call every second of one minute, then the clock runs on second by second.
+            for second in 0..60 {
+                let t = T0 + second * 1000;
+                s.record(t, 5_000, Outcome::Ok, t);
+                s.advance(t);
+            }
+            let mut now = T0 + 60_000;
+            let taken = loop {
+                s.advance(now);
+                let taken = s.take_rollups(now, false);
+                if !taken.is_empty() {
+                    break taken;
+                }
+                now += 1000;
+            };
+            // Taken as soon as its seconds are all folded, whatever the delay, and whole.
+            assert_eq!(now, T0 + 60_000 + 9_000, "delay {delay}");
+            assert_eq!(taken.len(), 1);
+            assert_eq!(taken[0].slot.counts.total(), 60, "delay {delay}");
+        }
+    }
+
+    #[test]
     fn an_event_is_in_every_window_at_once() {
         let mut s = Series::new();
         s.record(T0 + 500, 1_000, Outcome::Ok, T0 + 500);
@@ -1139,8 +1213,9 @@ mod tests {
         fn windows_hold_exactly_the_events_in_their_range(
             offsets in proptest::collection::vec((0i64..3_600_000, 0u64..5_000_000, 0u8..3), 1..300),
             steps in proptest::collection::vec(0i64..90_000, 1..40),
+            delay_s in 0i64..10,
         ) {
-            let mut s = Series::new();
+            let mut s = Series::new().with_pass_delay(delay_s * 1000);
             let mut now = T0 + 3_600_000;
             let mut seen: Vec<(i64, Outcome)> = Vec::new();
             let per_step = offsets.len().div_ceil(steps.len());
@@ -1198,6 +1273,9 @@ mod tests {
                 (Series::peer(), None),
                 (Series::peer(), Some(false)),
                 (Series::peer(), Some(true)),
+                // Passing on 10-second slots late changes no window.
+                (Series::new().with_pass_delay(9_000), None),
+                (Series::peer().with_pass_delay(4_000), Some(true)),
             ] {
                 let mut now = T0;
                 let mut seen: Vec<(i64, u64, Outcome)> = Vec::new();

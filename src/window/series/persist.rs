@@ -65,6 +65,7 @@ impl Series {
             self.fold_all();
         } else {
             self.advance(now_ms);
+            self.pass_on_folded(now_ms);
         }
         let fine_horizon = self.fine.horizon_start(now_ms);
         let mut out = Vec::new();
@@ -101,6 +102,7 @@ impl Series {
     /// out, without copying any of it: for `replay`, which keeps no history.
     pub fn discard_rollups(&mut self, now_ms: i64) {
         self.advance(now_ms);
+        self.pass_on_folded(now_ms);
         let fine_horizon = self.fine.horizon_start(now_ms);
         for slot in self.tiers[MINUTE_TIER].iter_mut() {
             if slot.dirty && slot.start_ms + MINUTE_MS <= fine_horizon {
