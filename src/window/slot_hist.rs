@@ -190,6 +190,18 @@ impl SlotHist {
         self.add_entries(Runs(&indices), 2 * indices.len());
     }
 
+    /// [`SlotHist::add_values`] for durations whose bucket indices, sorted, are at hand
+    /// (see [`sorted_indices`]): durations passed on to several slots are sorted once.
+    pub(crate) fn add_indexed(&mut self, values: &[u32], indices: &[u32]) {
+        debug_assert_eq!(values.len(), indices.len());
+        match self {
+            SlotHist::Sparse(_) if values.len() > IN_PLACE_MAX => {
+                self.add_entries(Runs(indices), 2 * indices.len())
+            }
+            _ => self.add_values(values),
+        }
+    }
+
     /// Adds another slot's calls.
     pub fn add(&mut self, other: &SlotHist) {
         match other {
@@ -290,6 +302,17 @@ impl SlotHist {
 
 /// Most values [`SlotHist::add_values`] adds one by one in place.
 const IN_PLACE_MAX: usize = 4;
+
+/// The bucket indices of `values`, sorted, for [`SlotHist::add_indexed`]; empty when
+/// [`SlotHist::add_values`] would not merge them (it edits a few values in place).
+pub(crate) fn sorted_indices(values: &[u32]) -> Vec<u32> {
+    if values.len() <= IN_PLACE_MAX {
+        return Vec::new();
+    }
+    let mut indices: Vec<u32> = values.iter().map(|&v| bucket_index(v.into())).collect();
+    indices.sort_unstable();
+    indices
+}
 
 /// Adds `n` calls to bucket `index` of the sparse string `dst` by editing the few bytes
 /// concerned: the entry's count, or a new entry and its successor's distance. The string is
@@ -664,6 +687,39 @@ mod tests {
             match (&in_place, &merged) {
                 (SlotHist::Sparse(a), SlotHist::Sparse(b)) => prop_assert_eq!(a, b),
                 (a, b) => prop_assert_eq!(a, b),
+            }
+        }
+
+        /// Durations added with their bucket indices sorted beforehand (passed on to several
+        /// slots at once) write the very string, or dense histogram, that adding them plainly
+        /// writes, whatever the slot held before.
+        #[test]
+        fn adding_sorted_indices_equals_adding_values(
+            before in durations(),
+            values in durations(),
+            dense in any::<bool>(),
+        ) {
+            let mut plain = sparse_of(&before);
+            if dense {
+                plain.make_dense();
+            }
+            let mut indexed = plain.clone();
+            let list: Vec<u32> = values
+                .iter()
+                .map(|&v| crate::window::histogram::list_value(v))
+                .collect();
+            plain.add_values(&list);
+            let indices = sorted_indices(&list);
+            if indices.len() == list.len() {
+                indexed.add_indexed(&list, &indices);
+            } else {
+                prop_assert!(list.len() <= IN_PLACE_MAX && indices.is_empty());
+                indexed.add_values(&list);
+            }
+            match (&indexed, &plain) {
+                (SlotHist::Sparse(a), SlotHist::Sparse(b)) => prop_assert_eq!(a, b),
+                (SlotHist::Dense(a), SlotHist::Dense(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "forms differ: {:?} / {:?}", a.is_dense(), b.is_dense()),
             }
         }
 
