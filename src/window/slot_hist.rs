@@ -747,7 +747,7 @@ mod tests {
     #[test]
     fn merging_by_runs_turns_dense_exactly_where_merging_entry_by_entry_does() {
         let mut dense_seen = false;
-        for len in 2_040u32..2_052 {
+        for len in 2_040u32..=2_048 {
             let a: Vec<u32> = (0..len).collect();
             let a = merge_plain(&[], Runs(&a), 0, |x, y| x + y).unwrap();
             for b in [
