@@ -190,6 +190,18 @@ impl SlotHist {
         self.add_entries(Runs(&indices), 2 * indices.len());
     }
 
+    /// [`SlotHist::add_values`] for durations whose bucket indices, sorted, are at hand
+    /// (see [`sorted_indices`]): durations passed on to several slots are sorted once.
+    pub(crate) fn add_indexed(&mut self, values: &[u32], indices: &[u32]) {
+        debug_assert_eq!(values.len(), indices.len());
+        match self {
+            SlotHist::Sparse(_) if values.len() > IN_PLACE_MAX => {
+                self.add_entries(Runs(indices), 2 * indices.len())
+            }
+            _ => self.add_values(values),
+        }
+    }
+
     /// Adds another slot's calls.
     pub fn add(&mut self, other: &SlotHist) {
         match other {
@@ -290,6 +302,17 @@ impl SlotHist {
 
 /// Most values [`SlotHist::add_values`] adds one by one in place.
 const IN_PLACE_MAX: usize = 4;
+
+/// The bucket indices of `values`, sorted, for [`SlotHist::add_indexed`]; empty when
+/// [`SlotHist::add_values`] would not merge them (it edits a few values in place).
+pub(crate) fn sorted_indices(values: &[u32]) -> Vec<u32> {
+    if values.len() <= IN_PLACE_MAX {
+        return Vec::new();
+    }
+    let mut indices: Vec<u32> = values.iter().map(|&v| bucket_index(v.into())).collect();
+    indices.sort_unstable();
+    indices
+}
 
 /// Adds `n` calls to bucket `index` of the sparse string `dst` by editing the few bytes
 /// concerned: the entry's count, or a new entry and its successor's distance. The string is
@@ -466,8 +489,132 @@ impl Iterator for DenseEntries<'_> {
 }
 
 /// Merges sorted entries `b` into the string `a`, with `combine` for buckets both hold and
-/// zero counts dropped. `None` when the result needs the dense form.
+/// zero counts dropped. `None` when the result needs the dense form: a count past 32 bits, or
+/// an entry that would start [`SPARSE_BYTES_MAX`] bytes or more into the string.
+///
+/// The entries of `a` that `b` leaves alone are copied as they are encoded, a run of them at
+/// a time: only an entry whose predecessor changed (a bucket of `b` inserted before it, or
+/// one emptied) has its distance written again. Adding a few calls to a long string is then
+/// a scan and a copy rather than a rewrite of every entry.
 fn merge(
+    a: &[u8],
+    b: impl Iterator<Item = (u32, u64)>,
+    b_bytes: usize,
+    combine: impl Fn(u64, u64) -> u64,
+) -> Option<Vec<u8>> {
+    // Past this length the last entry surely starts beyond the limit (an entry takes at most
+    // 15 bytes): no need to go on.
+    const GIVE_UP: usize = SPARSE_BYTES_MAX + 15;
+    // Room for both, which is exact when they share no bucket and their counts are small.
+    let mut out: Vec<u8> = Vec::with_capacity((a.len() + b_bytes).min(SPARSE_BYTES_MAX + 16));
+    // The bucket of the last entry written to `out`.
+    let mut last = 0u32;
+    // `a[copy..copied_to]`: entries of `a` to copy as they are, not yet copied.
+    let (mut copy, mut copied_to) = (0usize, 0usize);
+    // The next entry of `a` starts at `pos`; its distance counts from `a_last`.
+    let (mut pos, mut a_last) = (0usize, 0u32);
+    // Writes an entry anew: the run of copied entries before it goes first.
+    let write = |out: &mut Vec<u8>, range: (usize, usize), last: &mut u32, i: u32, n: u64| {
+        if range.0 < range.1 {
+            out.extend_from_slice(&a[range.0..range.1]);
+        }
+        if n > COUNT_MAX {
+            return false;
+        }
+        put_varint(out, u64::from(i - *last));
+        put_varint(out, n);
+        *last = i;
+        true
+    };
+    // Takes the entries of `a` below `below` unchanged.
+    macro_rules! keep_below {
+        ($below:expr) => {
+            while pos < a.len() {
+                let start = pos;
+                let mut at_pos = pos;
+                let at = a_last + get_varint(a, &mut at_pos) as u32;
+                if at >= $below {
+                    break;
+                }
+                let count = get_varint(a, &mut at_pos);
+                pos = at_pos;
+                if last == a_last && copied_to == start {
+                    // Its distance still holds: it joins the run.
+                    copied_to = pos;
+                } else if last == a_last {
+                    out.extend_from_slice(&a[copy..copied_to]);
+                    (copy, copied_to) = (start, pos);
+                } else {
+                    if !write(&mut out, (copy, copied_to), &mut last, at, count) {
+                        return None;
+                    }
+                    (copy, copied_to) = (pos, pos);
+                }
+                last = at;
+                a_last = at;
+                if out.len() >= GIVE_UP {
+                    return None;
+                }
+            }
+        };
+    }
+    for (bi, bn) in b {
+        keep_below!(bi);
+        // `a`'s entry for this bucket, if it has one.
+        let mut n = bn;
+        let mut a_count = 0;
+        if pos < a.len() {
+            let mut at_pos = pos;
+            let at = a_last + get_varint(a, &mut at_pos) as u32;
+            if at == bi {
+                a_count = get_varint(a, &mut at_pos);
+                pos = at_pos;
+                a_last = at;
+            }
+        }
+        n = combine(a_count, n);
+        if n != 0 {
+            if !write(&mut out, (copy, copied_to), &mut last, bi, n) {
+                return None;
+            }
+            (copy, copied_to) = (pos, pos);
+            if out.len() >= GIVE_UP {
+                return None;
+            }
+        }
+    }
+    // Bucket indices stay far below `u32::MAX`: this takes the rest of `a`.
+    keep_below!(u32::MAX);
+    debug_assert_eq!(pos, a.len());
+    out.extend_from_slice(&a[copy..copied_to]);
+    if !out.is_empty() && last_entry_start(&out) >= SPARSE_BYTES_MAX {
+        return None;
+    }
+    if out.capacity() > out.len() + out.len() / 8 {
+        out.shrink_to_fit();
+    }
+    Some(out)
+}
+
+/// Where the last entry of a non-empty sparse string starts: each of its two varints ends in
+/// the string's only bytes below 0x80 among their own.
+fn last_entry_start(bytes: &[u8]) -> usize {
+    // The count's first byte follows the distance's last byte, itself below 0x80.
+    let mut i = bytes.len() - 1;
+    while i > 0 && bytes[i - 1] >= 0x80 {
+        i -= 1;
+    }
+    i -= 1;
+    while i > 0 && bytes[i - 1] >= 0x80 {
+        i -= 1;
+    }
+    i
+}
+
+/// [`merge`] entry by entry: every entry decoded and written again (what [`merge`] is
+/// held to).
+#[cfg(test)]
+fn merge_plain(
     a: &[u8],
     b: impl Iterator<Item = (u32, u64)>,
     b_bytes: usize,
@@ -505,11 +652,13 @@ fn merge(
     Some(bytes)
 }
 
+#[cfg(test)]
 struct Writer {
     bytes: Vec<u8>,
     last: u32,
 }
 
+#[cfg(test)]
 impl Writer {
     /// Appends an entry; `None` when the count or the string's length needs the dense form.
     #[inline]
@@ -586,6 +735,38 @@ mod tests {
             ],
             0..1_200,
         )
+    }
+
+    /// Durations over many distinct buckets: sparse strings close to their limit.
+    fn many_buckets() -> impl Strategy<Value = Vec<u64>> {
+        proptest::collection::vec((0u32..3_200).prop_map(bucket_value), 1_000..2_200)
+    }
+
+    /// At the sparse limit to the byte: strings of one-byte distances and counts, whose last
+    /// entry after the merge starts just before, at or just after [`SPARSE_BYTES_MAX`].
+    #[test]
+    fn merging_by_runs_turns_dense_exactly_where_merging_entry_by_entry_does() {
+        let mut dense_seen = false;
+        for len in 2_040u32..=2_048 {
+            let a: Vec<u32> = (0..len).collect();
+            let a = merge_plain(&[], Runs(&a), 0, |x, y| x + y).unwrap();
+            for b in [
+                vec![len],
+                vec![len + 1],
+                vec![len - 1],
+                vec![0, len],
+                vec![5, 5],
+            ] {
+                let fast = merge(&a, Runs(&b), 4, |x, y| x + y);
+                assert_eq!(
+                    fast,
+                    merge_plain(&a, Runs(&b), 4, |x, y| x + y),
+                    "{len} {b:?}"
+                );
+                dense_seen |= fast.is_none();
+            }
+        }
+        assert!(dense_seen);
     }
 
     #[test]
@@ -665,6 +846,75 @@ mod tests {
                 (SlotHist::Sparse(a), SlotHist::Sparse(b)) => prop_assert_eq!(a, b),
                 (a, b) => prop_assert_eq!(a, b),
             }
+        }
+
+        /// Durations added with their bucket indices sorted beforehand (passed on to several
+        /// slots at once) write the very string, or dense histogram, that adding them plainly
+        /// writes, whatever the slot held before.
+        #[test]
+        fn adding_sorted_indices_equals_adding_values(
+            before in durations(),
+            values in durations(),
+            dense in any::<bool>(),
+        ) {
+            let mut plain = sparse_of(&before);
+            if dense {
+                plain.make_dense();
+            }
+            let mut indexed = plain.clone();
+            let list: Vec<u32> = values
+                .iter()
+                .map(|&v| crate::window::histogram::list_value(v))
+                .collect();
+            plain.add_values(&list);
+            let indices = sorted_indices(&list);
+            if indices.len() == list.len() {
+                indexed.add_indexed(&list, &indices);
+            } else {
+                prop_assert!(list.len() <= IN_PLACE_MAX && indices.is_empty());
+                indexed.add_values(&list);
+            }
+            match (&indexed, &plain) {
+                (SlotHist::Sparse(a), SlotHist::Sparse(b)) => prop_assert_eq!(a, b),
+                (SlotHist::Dense(a), SlotHist::Dense(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "forms differ: {:?} / {:?}", a.is_dense(), b.is_dense()),
+            }
+        }
+
+        /// Merging by copying untouched runs of entries writes the very string an entry by
+        /// entry merge writes, and needs the dense form exactly when that one does: adding
+        /// and subtracting, short strings and strings near the sparse limit.
+        #[test]
+        fn merging_by_runs_equals_merging_entry_by_entry(
+            a in prop_oneof![durations(), many_buckets()],
+            b in prop_oneof![durations(), many_buckets()],
+            keep in proptest::collection::vec(any::<bool>(), 0..1_200),
+        ) {
+            let indices = |values: &[u64]| {
+                let mut v: Vec<u32> = values.iter().map(|&x| bucket_index(x)).collect();
+                v.sort_unstable();
+                v
+            };
+            let SlotHist::Sparse(sa) = sparse_of(&a) else {
+                return Ok(());
+            };
+            let bi = indices(&b);
+            let fast = merge(&sa, Runs(&bi), 2 * bi.len(), |x, y| x + y);
+            let plain = merge_plain(&sa, Runs(&bi), 2 * bi.len(), |x, y| x + y);
+            prop_assert_eq!(&fast, &plain);
+            // Taking out some of `a`'s own calls.
+            let some: Vec<u64> = a
+                .iter()
+                .zip(keep.iter().chain(std::iter::repeat(&true)))
+                .filter(|(_, k)| **k)
+                .map(|(v, _)| *v)
+                .collect();
+            let si = indices(&some);
+            let sub = |x: u64, y: u64| x.checked_sub(y).expect("a subset");
+            prop_assert_eq!(
+                merge(&sa, Runs(&si), 0, sub),
+                merge_plain(&sa, Runs(&si), 0, sub)
+            );
         }
 
         /// Adding any mix of sparse and dense slots gives the histogram of all their calls,

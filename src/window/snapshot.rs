@@ -32,13 +32,13 @@ impl Snapshot {
         Self {
             from_ms,
             to_ms,
-            hist: slot.hist.to_dense(),
+            hist: slot.to_dense(),
             counts: slot.counts,
         }
     }
 
     pub fn add_slot(&mut self, slot: &Slot) {
-        slot.hist.add_to(&mut self.hist);
+        slot.add_to(&mut self.hist);
         self.counts.add(&slot.counts);
     }
 

@@ -797,9 +797,14 @@ fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], sums: &mut [CoarseSum], evicted:
 /// records when the slot still keeps its durations as a list.
 fn pass_on(slot: &mut Slot, upper: &mut [Ring], sums: &mut [CoarseSum], evicted: &mut Vec<Slot>) {
     // A quiet slot still has its durations as a list: recording them beats a counter pass.
-    let add = |dst: &mut Slot| match slot.values() {
-        Some(values) => dst.absorb_values(values, &slot.counts),
-        None => dst.absorb(&slot.hist, &slot.counts),
+    // Sorted once for the two or three sparse slots they go to.
+    let indices = slot.values().map(super::slot_hist::sorted_indices);
+    let add = |dst: &mut Slot| match (slot.values(), &indices) {
+        (Some(values), Some(indices)) if indices.len() == values.len() => {
+            dst.absorb_indexed(values, indices, &slot.counts)
+        }
+        (Some(values), _) => dst.absorb_values(values, &slot.counts),
+        (None, _) => dst.absorb(&slot.hist, &slot.counts),
     };
     for (k, ring) in upper.iter_mut().enumerate() {
         let tier = k + 1;
