@@ -534,17 +534,19 @@ impl Series {
     /// first.
     ///
     /// With `keep`, the durations are kept as a list from this read on, updated by every call
-    /// recorded and every move of the window (see [`minute`]), so that the next reads copy
-    /// that list instead of walking the slots; the second value says whether this read did.
+    /// recorded and every move of the window (see [`minute`]), so that the next reads share
+    /// that list, sorted, instead of walking the slots (the sample holds it until it is
+    /// dropped: drop it before the next call is recorded, or that call copies the list); the
+    /// second value says whether this read did.
     pub fn minute_sample(&mut self, now_ms: i64, keep: bool) -> (Sample, bool) {
         if keep && self.sum_on_demand {
             let kept = self.kept_minute(now_ms);
             if let Some(list) = self.minute_list.as_deref() {
                 self.sums.clear();
-                let sample = Sample::Durations {
+                let sample = Sample::Sorted {
                     from_ms: list.start_ms(),
                     to_ms: now_ms,
-                    values: list.values().to_vec(),
+                    values: list.sorted().clone(),
                     counts: list.counts(),
                 };
                 return (sample, kept);
@@ -1355,15 +1357,12 @@ mod tests {
                 for t in [0, 900, 20_000, 150_000, 1_000_000] {
                     prop_assert_eq!(a.count_above(t), b.count_above(t));
                 }
-                if let (
-                    Sample::Durations { values: x, .. },
-                    Sample::Durations { values: y, .. },
-                ) = (&a, &b)
+                if let (Sample::Sorted { values: x, .. }, Sample::Durations { values: y, .. }) =
+                    (&a, &b)
                 {
-                    let (mut x, mut y) = (x.clone(), y.clone());
-                    x.sort_unstable();
+                    let mut y = y.clone();
                     y.sort_unstable();
-                    prop_assert_eq!(x, y);
+                    prop_assert_eq!(x.as_slice(), y.as_slice());
                 }
             }
         }
