@@ -29,7 +29,7 @@ pub use dispersion::{
     PRIOR_DISPERSION, burst_bounded_upper_p_value, dispersion, pearson_dispersion,
     quasi_binomial_upper_p_value,
 };
-pub use holm::holm_bonferroni;
+pub use holm::{holm_bonferroni, holm_rejects_any};
 #[cfg(test)]
 pub(crate) use normal::normal_quantile;
 pub use poisson::{poisson_lower_p_value, poisson_upper_p_value};
