@@ -19,8 +19,8 @@ use serde_json::json;
 use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
 use super::stats::{
-    PRIOR_DISPERSION, burst_bounded_upper_p_value, holm_bonferroni, holm_rejects_any,
-    one_event_p_value_above, quasi_binomial_upper_p_value, rate_not_above, two_proportion_p_value,
+    PRIOR_DISPERSION, burst_bounded_upper_p_value, few_events_p_value_above, holm_bonferroni,
+    holm_rejects_any, quasi_binomial_upper_p_value, rate_not_above, two_proportion_p_value,
 };
 use crate::window::{Counts, PeerView, Snapshot};
 
@@ -754,8 +754,8 @@ pub fn peer_outliers<'a>(
         let total_k: u64 = judged.iter().map(|j| j.k).sum();
         let total_n: u64 = judged.iter().map(|j| j.n).sum();
         // A peer whose rate is not above the rest's has a p-value of at least one half (see
-        // `rate_not_above`), and one with a single offending call often one known to be above
-        // alpha (see `one_event_p_value_above`): such a peer can be neither rejected nor change
+        // `rate_not_above`), and one with a few offending calls often one known to be above
+        // alpha (see `few_events_p_value_above`): such a peer can be neither rejected nor change
         // which peers are (Holm orders it after every p-value at or below alpha), so its
         // p-value is not computed (most peers, most seconds).
         let skip_unremarkable = s.alpha < SKIP_P_VALUE_ALPHA;
@@ -764,7 +764,7 @@ pub fn peer_outliers<'a>(
             let (rest_k, rest_n) = (total_k - k, total_n - n);
             j.p_value = if skip_unremarkable
                 && (rate_not_above(k, n, rest_k, rest_n)
-                    || one_event_p_value_above(k, n, rest_k, rest_n, s.alpha))
+                    || few_events_p_value_above(k, n, rest_k, rest_n, s.alpha))
             {
                 1.0
             } else {
