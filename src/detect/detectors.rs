@@ -19,10 +19,10 @@ use serde_json::json;
 use super::baseline::BaselineStats;
 use super::spec::{DependencySpec, DetectionSettings};
 use super::stats::{
-    PRIOR_DISPERSION, burst_bounded_upper_p_value, holm_bonferroni, quasi_binomial_upper_p_value,
-    rate_not_above, two_proportion_p_value,
+    PRIOR_DISPERSION, burst_bounded_upper_p_value, few_events_p_value_above, holm_bonferroni,
+    holm_rejects_any, quasi_binomial_upper_p_value, rate_not_above, two_proportion_p_value,
 };
-use crate::window::{Counts, PeerView, Sample, Snapshot};
+use crate::window::{Counts, PeerView, Snapshot};
 
 /// Calls the recency window needs before its point estimate is trusted.
 const RECENT_MIN_CALLS: u64 = 30;
@@ -709,76 +709,85 @@ pub fn peer_outliers<'a>(
     s: &DetectionSettings,
     recent_latency: &mut dyn FnMut(&str) -> Option<Snapshot>,
 ) -> Vec<(&'a str, Finding)> {
-    let p99 = |x: &Sample| x.value_at_quantile(0.99);
+    let mut out = Vec::new();
     // Latency is judged on the successful calls (the ones the histograms time), failures on
-    // all calls: each family over the peers with enough of the calls it counts.
-    let judged_by = |calls: fn(&Sample) -> u64| -> Vec<&PeerView> {
+    // all calls: each family over the peers with enough of the calls it counts. A judged
+    // peer's p99 is read once, for the median and for the peer itself.
+    let mut judged: Vec<Judged<'a>> = Vec::with_capacity(peers.len());
+    judged.extend(
         peers
             .iter()
-            .filter(|p| calls(&p.m1) >= s.peer_min_calls)
-            .collect()
-    };
-    let timed = judged_by(Sample::successful);
-    let threshold = if timed.len() < 2 {
+            .filter(|p| p.m1.successful() >= s.peer_min_calls)
+            .map(|p| Judged::new(p, p.m1.successful())),
+    );
+    let threshold = if judged.len() < 2 {
         0
     } else {
-        let mut p99s: Vec<u64> = timed.iter().map(|p| p99(&p.m1)).collect();
+        for j in &mut judged {
+            j.p99 = j.peer.m1.value_at_quantile(0.99);
+        }
+        let mut p99s: Vec<u64> = judged.iter().map(|j| j.p99).collect();
         p99s.sort_unstable();
         // The median of the peers' p99s: one bad peer cannot move it.
         p99s[(p99s.len() - 1) / 2]
     };
-    let mut out = Vec::new();
-    let bad_calls = |x: &Sample| x.counts().error + x.counts().timeout;
-    let slow = |x: &Sample| x.count_above(threshold);
-    for (detector, count, calls) in [
-        (
-            DetectorKind::PeerLatency,
-            &slow as &dyn Fn(&Sample) -> u64,
-            Sample::successful as fn(&Sample) -> u64,
-        ),
-        (DetectorKind::PeerErrors, &bad_calls, Sample::total),
-    ] {
-        let judged = if detector == DetectorKind::PeerLatency {
-            timed.clone()
-        } else {
-            judged_by(calls)
-        };
+    for detector in [DetectorKind::PeerLatency, DetectorKind::PeerErrors] {
+        if detector == DetectorKind::PeerErrors {
+            judged.clear();
+            judged.extend(
+                peers
+                    .iter()
+                    .filter(|p| p.m1.total() >= s.peer_min_calls)
+                    .map(|p| Judged::new(p, p.m1.total())),
+            );
+        }
         if judged.len() < 2 {
             continue;
         }
         // Offending calls of each peer over the minute, counted once.
-        let ks: Vec<u64> = judged.iter().map(|p| count(&p.m1)).collect();
-        let total_k: u64 = ks.iter().sum();
-        let total_n: u64 = judged.iter().map(|p| calls(&p.m1)).sum();
+        for j in &mut judged {
+            j.k = match detector {
+                DetectorKind::PeerLatency => j.peer.m1.count_above(threshold),
+                _ => j.peer.m1.counts().error + j.peer.m1.counts().timeout,
+            };
+        }
+        let total_k: u64 = judged.iter().map(|j| j.k).sum();
+        let total_n: u64 = judged.iter().map(|j| j.n).sum();
         // A peer whose rate is not above the rest's has a p-value of at least one half (see
-        // `rate_not_above`): below any usable alpha, it can be neither rejected nor change
-        // which peers are, so it is not computed (most peers, most seconds).
+        // `rate_not_above`), and one with a few offending calls often one known to be above
+        // alpha (see `few_events_p_value_above`): such a peer can be neither rejected nor change
+        // which peers are (Holm orders it after every p-value at or below alpha), so its
+        // p-value is not computed (most peers, most seconds).
         let skip_unremarkable = s.alpha < SKIP_P_VALUE_ALPHA;
-        let pv: Vec<f64> = judged
-            .iter()
-            .zip(&ks)
-            .map(|(p, &k)| {
-                let n = calls(&p.m1);
-                let (rest_k, rest_n) = (total_k - k, total_n - n);
-                if skip_unremarkable && rate_not_above(k, n, rest_k, rest_n) {
-                    1.0
-                } else {
-                    two_proportion_p_value(k, n, rest_k, rest_n)
-                }
-            })
-            .collect();
+        for j in &mut judged {
+            let (k, n) = (j.k, j.n);
+            let (rest_k, rest_n) = (total_k - k, total_n - n);
+            j.p_value = if skip_unremarkable
+                && (rate_not_above(k, n, rest_k, rest_n)
+                    || few_events_p_value_above(k, n, rest_k, rest_n, s.alpha))
+            {
+                1.0
+            } else {
+                two_proportion_p_value(k, n, rest_k, rest_n)
+            };
+        }
+        // Most dependencies, most seconds: no peer stands out, no need to order them.
+        if !holm_rejects_any(judged.iter().map(|j| j.p_value), s.alpha) {
+            continue;
+        }
+        let pv: Vec<f64> = judged.iter().map(|j| j.p_value).collect();
         let rejected = holm_bonferroni(&pv, s.alpha);
-        for (i, peer) in judged.iter().enumerate() {
+        for (i, j) in judged.iter().enumerate() {
             if !rejected[i] {
                 continue;
             }
-            let (k, n) = (ks[i], calls(&peer.m1));
+            let (peer, k, n) = (j.peer, j.k, j.n);
             let rest_rate = (total_k - k) as f64 / (total_n - n).max(1) as f64;
             let rate = k as f64 / n as f64;
             let effect =
                 |r: f64| r >= rest_rate * s.rate_ratio && r >= rest_rate + s.rate_min_increase;
             let latency_ok = detector != DetectorKind::PeerLatency
-                || p99(&peer.m1) as f64 >= threshold as f64 * s.tail_ratio;
+                || j.p99 as f64 >= threshold as f64 * s.tail_ratio;
             if k < s.min_bad_calls || !effect(rate) || !latency_ok {
                 continue;
             }
@@ -802,7 +811,7 @@ pub fn peer_outliers<'a>(
                 DetectorKind::PeerLatency => format!(
                     "{} is slower than its peers: p99 {:.1} ms against a peer median of {:.1} ms",
                     peer.name,
-                    ms(p99(&peer.m1)),
+                    ms(j.p99),
                     ms(threshold)
                 ),
                 _ => format!(
@@ -812,8 +821,13 @@ pub fn peer_outliers<'a>(
                     rest_rate * 100.0
                 ),
             };
+            // The errors family reads no p99 of its own (it is not shown in its summary).
+            let p99 = match detector {
+                DetectorKind::PeerLatency => j.p99,
+                _ => peer.m1.value_at_quantile(0.99),
+            };
             out.push((
-                peer.name.as_str(),
+                &*peer.name,
                 Finding {
                     detector,
                     severity,
@@ -821,15 +835,37 @@ pub fn peer_outliers<'a>(
                     evidence: json!({
                         "window": "1m", "calls": n, "offending_calls": k, "rate": rate,
                         "peers_rate": rest_rate, "peers": judged.len(),
-                        "peer_median_p99_ms": ms(threshold), "p99_ms": ms(p99(&peer.m1)),
+                        "peer_median_p99_ms": ms(threshold), "p99_ms": ms(p99),
                         "test": "two-proportion, one-sided, Holm-corrected over peers",
-                        "p_value": pv[i], "alpha": s.alpha, "recent_rate": recent_rate,
+                        "p_value": j.p_value, "alpha": s.alpha, "recent_rate": recent_rate,
                     }),
                 },
             ));
         }
     }
     out
+}
+
+/// A peer [`peer_outliers`] judges in one family: its calls `n`, offending calls `k`, p99
+/// (latency only) and p-value.
+struct Judged<'a> {
+    peer: &'a PeerView,
+    n: u64,
+    k: u64,
+    p99: u64,
+    p_value: f64,
+}
+
+impl<'a> Judged<'a> {
+    fn new(peer: &'a PeerView, n: u64) -> Self {
+        Self {
+            peer,
+            n,
+            k: 0,
+            p99: 0,
+            p_value: 1.0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -889,9 +925,9 @@ mod tests {
     fn peer(name: &str, s10: Snapshot, m1: Snapshot) -> PeerView {
         PeerView {
             last_seconds: [Counts::default(); 2],
-            name: name.to_string(),
+            name: name.into(),
             s10: s10.counts,
-            m1: Sample::from(m1),
+            m1: crate::window::Sample::from(m1),
             zone: None,
         }
     }

@@ -1249,7 +1249,7 @@ fn explaining_peer(
     let mut found = peers
         .iter()
         .filter(|p| p.m1.total() >= min_calls)
-        .map(|p| scope(p.name.clone()))
+        .map(|p| scope(p.name.to_string()))
         .filter(|s| explained_by(s));
     let first = found.next()?;
     found.next().is_none().then_some(first)
@@ -1311,9 +1311,9 @@ fn single_place<'a>(suspects: &[&'a Scope], view: &DetectionView) -> Option<&'a 
             let zone = view
                 .instances
                 .iter()
-                .find(|p| &p.name == name)
+                .find(|p| *p.name == **name)
                 .and_then(|p| p.zone)
-                .map(|z| view.zones[z].name.as_str());
+                .map(|z| &*view.zones[z].name);
             let others_in_its_zone = suspects.iter().all(|s| match s {
                 Scope::Zone(z) => Some(z.as_str()) == zone,
                 _ => true,
@@ -1344,7 +1344,7 @@ fn explains(
     if fam == Family::Traffic || peers.iter().filter(|p| p.m1.total() >= min_calls).count() < 2 {
         return false;
     }
-    let Some(peer) = peers.iter().find(|p| p.name == name) else {
+    let Some(peer) = peers.iter().find(|p| &*p.name == name) else {
         return false;
     };
     // Offending calls of the dependency and of the peer, given a latency threshold.
@@ -1419,7 +1419,7 @@ fn explain_locally(
         .collect();
     // Both lists are sorted by name.
     let find =
-        |peers: &[PeerView], name: &str| peers.binary_search_by(|p| p.name.as_str().cmp(name)).ok();
+        |peers: &[PeerView], name: &str| peers.binary_search_by(|p| (*p.name).cmp(name)).ok();
     for key in zone_keys {
         let Scope::Zone(zone) = &key.0 else { continue };
         let zone = find(zones, zone);

@@ -6,7 +6,7 @@
 //! peers are answered from their histogram. Both forms give exactly the same answers, bucket
 //! for bucket, as a property test checks.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use super::histogram::{SlotHistogram, new_histogram};
 use super::slot::Counts;
@@ -31,6 +31,15 @@ pub enum Sample {
         values: Vec<u32>,
         counts: Counts,
     },
+    /// The same in ascending order, shared with the list an instance or a zone keeps of its
+    /// minute (see `Series::minute_sample`): reading it copies nothing, a quantile is an index
+    /// and a count above a threshold a binary search.
+    Sorted {
+        from_ms: i64,
+        to_ms: i64,
+        values: Arc<Vec<u32>>,
+        counts: Counts,
+    },
 }
 
 impl From<Snapshot> for Sample {
@@ -43,7 +52,7 @@ impl Sample {
     pub fn counts(&self) -> &Counts {
         match self {
             Sample::Histogram(s) => &s.counts,
-            Sample::Durations { counts, .. } => counts,
+            Sample::Durations { counts, .. } | Sample::Sorted { counts, .. } => counts,
         }
     }
 
@@ -55,7 +64,7 @@ impl Sample {
     pub fn from_ms(&self) -> i64 {
         match self {
             Sample::Histogram(s) => s.from_ms,
-            Sample::Durations { from_ms, .. } => *from_ms,
+            Sample::Durations { from_ms, .. } | Sample::Sorted { from_ms, .. } => *from_ms,
         }
     }
 
@@ -64,6 +73,7 @@ impl Sample {
         match self {
             Sample::Histogram(s) => s.successful(),
             Sample::Durations { values, .. } => values.len() as u64,
+            Sample::Sorted { values, .. } => values.len() as u64,
         }
     }
 
@@ -73,18 +83,11 @@ impl Sample {
         match self {
             Sample::Histogram(s) if s.hist.is_empty() => 0,
             Sample::Histogram(s) => s.hist.value_at_quantile(q),
-            Sample::Durations { values, .. } if values.is_empty() => 0,
             Sample::Durations { values, .. } => {
-                debug_assert!(!q.is_nan(), "a quantile, not NaN");
-                // The rank HdrHistogram looks for, counting from 1.
-                let q = q.min(1.0);
-                let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-                let value = u64::from(kth_smallest(values, rank));
-                if q == 0.0 {
-                    SHAPE.lowest_equivalent(value)
-                } else {
-                    SHAPE.highest_equivalent(value)
-                }
+                list_quantile(q, values.len(), |rank| kth_smallest(values, rank))
+            }
+            Sample::Sorted { values, .. } => {
+                list_quantile(q, values.len(), |rank| values[rank - 1])
             }
         }
     }
@@ -94,7 +97,9 @@ impl Sample {
         match self {
             Sample::Histogram(s) if s.hist.is_empty() => 0,
             Sample::Histogram(s) => super::histogram::quantile_us(&s.hist, q),
-            Sample::Durations { .. } => SHAPE.median_equivalent(self.value_at_quantile(q)),
+            Sample::Durations { .. } | Sample::Sorted { .. } => {
+                SHAPE.median_equivalent(self.value_at_quantile(q))
+            }
         }
     }
 
@@ -106,7 +111,29 @@ impl Sample {
                 let edge = SHAPE.highest_equivalent(threshold_us);
                 values.iter().filter(|&&v| u64::from(v) > edge).count() as u64
             }
+            Sample::Sorted { values, .. } => {
+                let edge = SHAPE.highest_equivalent(threshold_us);
+                (values.len() - values.partition_point(|&v| u64::from(v) <= edge)) as u64
+            }
         }
+    }
+}
+
+/// HdrHistogram's `value_at_quantile` over `len` durations (0 for none), `kth` giving the
+/// `rank`-th smallest of them (from 1).
+fn list_quantile(q: f64, len: usize, kth: impl FnOnce(usize) -> u32) -> u64 {
+    if len == 0 {
+        return 0;
+    }
+    debug_assert!(!q.is_nan(), "a quantile, not NaN");
+    // The rank HdrHistogram looks for, counting from 1.
+    let q = q.min(1.0);
+    let rank = ((q * len as f64).ceil() as usize).clamp(1, len);
+    let value = u64::from(kth(rank));
+    if q == 0.0 {
+        SHAPE.lowest_equivalent(value)
+    } else {
+        SHAPE.highest_equivalent(value)
     }
 }
 
@@ -145,7 +172,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn both(values: &[u32]) -> (Sample, Sample) {
+    /// The durations as an unordered list, as a histogram and as a sorted list.
+    fn all_three(values: &[u32]) -> (Sample, Sample, Sample) {
         let counts = Counts {
             ok: values.len() as u64,
             ..Counts::default()
@@ -161,16 +189,24 @@ mod tests {
             values: values.to_vec(),
             counts,
         };
-        (durations, Sample::Histogram(snapshot))
+        let mut sorted = values.to_vec();
+        sorted.sort_unstable();
+        let sorted = Sample::Sorted {
+            from_ms: 0,
+            to_ms: 60_000,
+            values: Arc::new(sorted),
+            counts,
+        };
+        (durations, Sample::Histogram(snapshot), sorted)
     }
 
     #[test]
     fn an_empty_sample_answers_zero() {
-        let (d, h) = both(&[]);
-        assert_eq!(d.value_at_quantile(0.99), 0);
-        assert_eq!(h.value_at_quantile(0.99), 0);
-        assert_eq!(d.count_above(0), 0);
-        assert_eq!(h.count_above(0), 0);
+        let (d, h, s) = all_three(&[]);
+        for x in [d, h, s] {
+            assert_eq!(x.value_at_quantile(0.99), 0);
+            assert_eq!(x.count_above(0), 0);
+        }
     }
 
     proptest! {
@@ -188,17 +224,27 @@ mod tests {
             ),
             thresholds in proptest::collection::vec(0u64..4_000_000_000, 1..6),
         ) {
-            let (d, h) = both(&values);
+            let (d, h, s) = all_three(&values);
             for q in [0.0, 0.01, 0.5, 0.9, 0.99, 0.999, 1.0] {
                 prop_assert_eq!(d.value_at_quantile(q), h.value_at_quantile(q), "q {}", q);
+                prop_assert_eq!(s.value_at_quantile(q), h.value_at_quantile(q), "q {}", q);
+                prop_assert_eq!(s.quantile_us(q), h.quantile_us(q), "q {}", q);
             }
             let mut edges: Vec<u64> = thresholds;
             edges.extend(values.iter().take(3).map(|&v| u64::from(v)));
+            // Bucket edges of the durations themselves, and the values next to them.
+            edges.extend(values.iter().take(3).flat_map(|&v| {
+                let top = SHAPE.highest_equivalent(u64::from(v));
+                [top, top + 1, top.saturating_sub(1)]
+            }));
             for t in edges {
                 prop_assert_eq!(d.count_above(t), h.count_above(t), "threshold {}", t);
+                prop_assert_eq!(s.count_above(t), h.count_above(t), "threshold {}", t);
             }
-            prop_assert_eq!(d.total(), h.total());
-            prop_assert_eq!(d.successful(), h.successful());
+            for x in [&d, &s] {
+                prop_assert_eq!(x.total(), h.total());
+                prop_assert_eq!(x.successful(), h.successful());
+            }
         }
 
         #[test]

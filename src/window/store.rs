@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
@@ -21,6 +22,9 @@ use super::totals::Totals;
 use crate::domain::Event;
 
 type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+/// Instances, zones or sources by name: the name is shared with the detection views that
+/// read them every second (see [`PeerView::name`]).
+type PeerMap = HashMap<Arc<str>, Series, foldhash::fast::RandomState>;
 
 /// Cardinality limits. A new series beyond a limit is refused; existing series keep working.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -114,13 +118,17 @@ pub struct SeriesKey {
 #[derive(Debug, Default)]
 pub struct DependencySeries {
     pub total: Series,
-    pub instances: Map<Series>,
-    pub zones: Map<Series>,
+    pub instances: PeerMap,
+    pub zones: PeerMap,
     /// Its callers, as sparse as instances: a source costs what its calls need.
-    pub sources: Map<Series>,
+    pub sources: PeerMap,
     /// The zone each instance reported (first seen), so detection can tell a bad instance
     /// from a bad zone.
     pub instance_zone: Map<Box<str>>,
+    /// For zones, instances and sources: the positions, in the map's iteration order, of
+    /// its peers sorted by name, as the last detection read found them (see
+    /// [`name_order`]).
+    peer_order: [Vec<u32>; 3],
 }
 
 impl DependencySeries {
@@ -194,7 +202,8 @@ pub struct DetectionView {
 /// One instance, zone or source of a [`DetectionView`].
 #[derive(Debug, Clone)]
 pub struct PeerView {
-    pub name: String,
+    /// Shared with the store's map of peers: no copy per read.
+    pub name: Arc<str>,
     /// Its two complete seconds before now, the older first.
     pub last_seconds: [Counts; 2],
     /// Calls of the last 10 seconds (the 10-second window's counts).
@@ -516,7 +525,7 @@ impl WindowStore {
                 let before = peers(dep);
                 dep.instances.retain(|_, s| !idle(s));
                 let instances = &dep.instances;
-                dep.instance_zone.retain(|i, _| instances.contains_key(i));
+                dep.instance_zone.retain(|i, _| instances.contains_key(&**i));
                 dep.zones.retain(|_, s| !idle(s));
                 dep.sources.retain(|_, s| !idle(s));
                 dropped_series += before - peers(dep);
@@ -550,7 +559,7 @@ impl WindowStore {
     /// Stats of one dependency over `window` ending at `now_ms`.
     pub fn dependency(&self, name: &str, window: Window, now_ms: i64) -> Option<DependencyView> {
         self.with_dependency(name, now_ms, |dep| {
-            let view = |m: &Map<Series>| {
+            let view = |m: &PeerMap| {
                 let mut v: Vec<(String, Snapshot)> = m
                     .iter()
                     .map(|(k, s)| (k.to_string(), s.window(window, now_ms)))
@@ -576,35 +585,37 @@ impl WindowStore {
         let dep = shard.deps.get_mut(name)?;
         dep.for_each_mut(|_, _, s| s.advance(now_ms));
         let mut reused = 0;
-        let mut peers = |m: &mut Map<Series>| {
-            let mut v: Vec<PeerView> = m
-                .iter_mut()
-                .map(|(k, s)| {
+        let mut peers = |m: &mut PeerMap, order: &mut Vec<u32>| {
+            let mut entries: Vec<(&Arc<str>, &mut Series)> = m.iter_mut().collect();
+            name_order(&entries, order);
+            order
+                .iter()
+                .map(|&i| {
+                    let (k, s) = &mut entries[i as usize];
                     let (m1, kept) = s.minute_sample(now_ms, reuse);
                     reused += u64::from(kept);
                     PeerView {
-                        name: k.to_string(),
+                        name: Arc::clone(k),
                         last_seconds: s.last_complete_seconds(now_ms),
                         s10: s.recent_counts(),
                         m1,
                         zone: None,
                     }
                 })
-                .collect();
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-            v
+                .collect::<Vec<PeerView>>()
         };
-        let zones = peers(&mut dep.zones);
-        let mut instances = peers(&mut dep.instances);
-        let sources = peers(&mut dep.sources);
+        let [zone_order, instance_order, source_order] = &mut dep.peer_order;
+        let zones = peers(&mut dep.zones, zone_order);
+        let mut instances = peers(&mut dep.instances, instance_order);
+        let sources = peers(&mut dep.sources, source_order);
         if reused > 0 {
             self.samples_reused.fetch_add(reused, Ordering::Relaxed);
         }
         for p in &mut instances {
             p.zone = dep
                 .instance_zone
-                .get(p.name.as_str())
-                .and_then(|z| zones.binary_search_by(|q| q.name.as_str().cmp(z)).ok());
+                .get(&*p.name)
+                .and_then(|z| zones.binary_search_by(|q| (*q.name).cmp(z)).ok());
         }
         let total = &dep.total;
         Some(DetectionView {
@@ -794,7 +805,7 @@ impl WindowStore {
             let mut shard = shard.lock();
             for (name, dep) in shard.deps.iter_mut() {
                 dep.for_each_mut(|_, _, s| s.advance(now_ms));
-                let peers = |m: &Map<Series>| {
+                let peers = |m: &PeerMap| {
                     let mut v: Vec<PeerTotals> = m
                         .iter()
                         .map(|(k, s)| PeerTotals {
@@ -837,7 +848,22 @@ impl WindowStore {
     }
 }
 
-fn series_entry<'m>(map: &'m mut Map<Series>, dependency: &str, label: &str) -> &'m mut Series {
+/// Brings `order` to the positions of `entries` sorted by name. A map iterates in the same
+/// order from one read to the next while no peer comes or goes, so the order of the last read
+/// is checked (one comparison per peer) before the entries are sorted again: names are
+/// unique, so a permutation that reads them in ascending order is the sorted one.
+fn name_order<T>(entries: &[(&Arc<str>, T)], order: &mut Vec<u32>) {
+    let name = |i: u32| &**entries[i as usize].0;
+    let still_sorted =
+        order.len() == entries.len() && order.windows(2).all(|w| name(w[0]) < name(w[1]));
+    if !still_sorted {
+        order.clear();
+        order.extend(0..entries.len() as u32);
+        order.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
+    }
+}
+
+fn series_entry<'m>(map: &'m mut PeerMap, dependency: &str, label: &str) -> &'m mut Series {
     if !map.contains_key(label) {
         map.insert(label.into(), Series::peer().staggered(dependency, label));
     }
@@ -943,7 +969,7 @@ mod tests {
         assert_eq!(view.total.total(), 3);
         assert_eq!(view.instances[0].1.total(), 3);
         let detection = store.detection_view("a", NOW).unwrap();
-        let names: Vec<&str> = detection.sources.iter().map(|p| p.name.as_str()).collect();
+        let names: Vec<&str> = detection.sources.iter().map(|p| &*p.name).collect();
         assert_eq!(names, ["batch", "web"]);
 
         // Roll-ups name the kind `source`, and load back as a source.
@@ -1152,6 +1178,37 @@ mod tests {
                     }
                 }
                 proptest::prop_assert_eq!(a.instances.len() + a.zones.len(), b.instances.len() + b.zones.len());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The order kept from read to read is the sorted order of the peers' names whatever
+        /// peers come and go in between (the map then iterates in another order).
+        #[test]
+        fn the_kept_peer_order_is_the_sorted_order(
+            steps in proptest::collection::vec(
+                proptest::collection::vec((proptest::bool::ANY, 0u32..40), 0..6),
+                1..30,
+            ),
+        ) {
+            let mut map = PeerMap::default();
+            let mut order = Vec::new();
+            for changes in &steps {
+                for &(add, n) in changes {
+                    let name = format!("i-{n}");
+                    if add {
+                        series_entry(&mut map, "dep", &name);
+                    } else {
+                        map.remove(name.as_str());
+                    }
+                }
+                let entries: Vec<(&Arc<str>, &Series)> = map.iter().collect();
+                name_order(&entries, &mut order);
+                let read: Vec<&str> = order.iter().map(|&i| &**entries[i as usize].0).collect();
+                let mut sorted: Vec<&str> = map.keys().map(|k| &**k).collect();
+                sorted.sort_unstable();
+                proptest::prop_assert_eq!(read, sorted);
             }
         }
     }

@@ -31,9 +31,45 @@ pub fn holm_bonferroni(p_values: &[f64], alpha: f64) -> Vec<bool> {
     reject
 }
 
+/// Whether [`holm_bonferroni`] rejects any of the hypotheses with these p-values, in one pass
+/// and without ordering them: it does exactly when the smallest passes `alpha / m` (the first
+/// step of the procedure). Most families reject nothing, most ticks.
+pub fn holm_rejects_any(p_values: impl IntoIterator<Item = f64>, alpha: f64) -> bool {
+    let (mut m, mut smallest) = (0usize, f64::INFINITY);
+    for p in p_values {
+        m += 1;
+        // `min` passes over NaN, which is never rejected.
+        smallest = smallest.min(p);
+    }
+    m > 0 && smallest <= alpha / m as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass check agrees with the procedure itself: NaN p-values, ties at the
+        /// bound and empty families included.
+        #[test]
+        fn rejecting_any_is_what_the_procedure_rejects(
+            ps in proptest::collection::vec(
+                prop_oneof![
+                    3 => 0.0f64..1.0,
+                    2 => 0.0f64..1e-4,
+                    1 => Just(f64::NAN),
+                    1 => Just(0.01 / 3.0),
+                    1 => Just(1.0),
+                ],
+                0..12,
+            ),
+            alpha in prop_oneof![Just(0.01), 1e-9f64..0.5],
+        ) {
+            let plain = holm_bonferroni(&ps, alpha).contains(&true);
+            prop_assert_eq!(holm_rejects_any(ps.iter().copied(), alpha), plain);
+        }
+    }
 
     #[test]
     fn holm_rejects_nothing_among_unremarkable_p_values() {

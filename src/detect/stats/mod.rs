@@ -29,11 +29,11 @@ pub use dispersion::{
     PRIOR_DISPERSION, burst_bounded_upper_p_value, dispersion, pearson_dispersion,
     quasi_binomial_upper_p_value,
 };
-pub use holm::holm_bonferroni;
+pub use holm::{holm_bonferroni, holm_rejects_any};
 #[cfg(test)]
 pub(crate) use normal::normal_quantile;
 pub use poisson::{poisson_lower_p_value, poisson_upper_p_value};
-pub use proportions::{rate_not_above, two_proportion_p_value};
+pub use proportions::{few_events_p_value_above, rate_not_above, two_proportion_p_value};
 
 /// `ln(sqrt(2*pi))`.
 const LN_SQRT_2PI: f64 = 0.9189385332046728;

@@ -98,6 +98,41 @@ pub fn rate_not_above(k1: u64, n1: u64, k2: u64, n2: u64) -> bool {
     u128::from(k1) * u128::from(n2) <= u128::from(k2) * u128::from(n1)
 }
 
+/// Most events [`few_events_p_value_above`] answers for.
+const FEW_EVENTS: u64 = 8;
+
+/// Whether [`two_proportion_p_value`] of a group with a few events (`1 <= k1 <= 8`) is surely
+/// above `level` (under one quarter), without computing it: false when unsure. The p-value is
+/// `P(X1 >= k1) = 1 - P(X1 < k1)` (a rate above the rest's with so few events means a mean,
+/// and so a variance, under `k1`: Fisher's test), where `P(X1 = 0)`, a product of `m` factors
+/// `(n2 - i) / (N - i)`, is at most `(n2 / N)^m`, and each next term is the previous times
+/// `(n1 - x)(m - x) / ((x + 1)(n2 - m + x + 1))`. The margin of twice the level covers the
+/// rounding of both computations many times over. A peer with one or two slow or failed calls
+/// in its minute (the most common standing-out peer, most seconds) is then known to be
+/// unremarkable for a few instructions.
+pub fn few_events_p_value_above(k1: u64, n1: u64, k2: u64, n2: u64, level: f64) -> bool {
+    let m = k1 + k2;
+    if !(1..=FEW_EVENTS).contains(&k1)
+        || k1 > n1
+        || k2 > n2
+        || m > n2
+        || level.is_nan()
+        || level >= 0.25
+    {
+        return false;
+    }
+    let (nf1, nf2, mf) = (n1 as f64, n2 as f64, m as f64);
+    let none_at_most = (nf2 / (nf1 + nf2)).powi(m.min(i32::MAX as u64) as i32);
+    // P(X1 < k1) / P(X1 = 0), term by term.
+    let (mut term, mut below) = (1.0, 1.0);
+    for x in 0..k1 - 1 {
+        let x = x as f64;
+        term *= (nf1 - x) * (mf - x) / ((x + 1.0) * (nf2 - mf + x + 1.0));
+        below += term;
+    }
+    1.0 - none_at_most * below > 2.0 * level
+}
+
 /// `ln P(X1 = x)` for the hypergeometric count of events in group 1 (n1 trials) given m
 /// events among n1 + n2 trials, for x within the support and 0 < m < n1 + n2.
 ///
@@ -159,6 +194,41 @@ fn fisher_upper(k1: u64, n1: u64, k2: u64, n2: u64) -> f64 {
 mod tests {
     use super::*;
     use crate::detect::stats::test_util::assert_rel;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The shortcut never claims a p-value above a level that the test itself puts at or
+        /// below it; and it does claim it for the usual quiet peer.
+        #[test]
+        fn few_events_shortcut_never_hides_a_p_value_at_or_below_the_level(
+            k1 in 1u64..10,
+            n1 in prop_oneof![1u64..10, 1u64..5_000],
+            n2 in 1u64..200_000,
+            // Few events among the rest (where the p-value gets small), or any share.
+            k2 in prop_oneof![0u64..4, 4u64..200_000],
+            level in prop_oneof![Just(1e-6), Just(1e-3), Just(0.05), 1e-12f64..0.3],
+        ) {
+            let k2 = k2.min(n2);
+            if few_events_p_value_above(k1, n1, k2, n2, level) {
+                let p = two_proportion_p_value(k1, n1, k2, n2);
+                prop_assert!(p > level, "p {} level {}", p, level);
+            }
+        }
+    }
+
+    #[test]
+    fn few_events_shortcut_answers_for_a_quiet_peer_only() {
+        // 1 slow call in 40 against 30 in 1,200: p is about 0.6.
+        assert!(few_events_p_value_above(1, 40, 30, 1_200, 1e-6));
+        assert!(two_proportion_p_value(1, 40, 30, 1_200) > 0.5);
+        assert!(few_events_p_value_above(3, 40, 30, 1_200, 1e-6));
+        // Not for more events, nor for levels at which it could matter.
+        assert!(!few_events_p_value_above(9, 40, 30, 1_200, 1e-6));
+        assert!(!few_events_p_value_above(1, 40, 30, 1_200, 0.3));
+        // 1 in 2 against none in 100,000: p about 2e-5, not above 1e-3.
+        assert!(!few_events_p_value_above(1, 2, 0, 100_000, 1e-3));
+        assert!(two_proportion_p_value(1, 2, 0, 100_000) < 1e-3);
+    }
 
     #[test]
     fn two_proportion_z_known_values() {

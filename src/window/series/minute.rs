@@ -11,6 +11,7 @@
 //! a new list when they allow it (see [`super::Series::minute_sample`]).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::super::histogram::{HIGHEST_US, list_value};
 use super::super::sample::SAMPLE_MAX;
@@ -37,6 +38,10 @@ pub(super) struct MinuteList {
     blocks: VecDeque<Block>,
     /// The blocks' durations, in block order.
     values: Vec<u32>,
+    /// The same durations in ascending order, shared with the samples read from the list
+    /// (see [`MinuteList::sorted`]): a quantile is an index and a count above a threshold a
+    /// binary search. Changed in place once the samples read from it are gone.
+    sorted: Arc<Vec<u32>>,
     counts: Counts,
     /// Start of the window the list was last moved to.
     from_ms: i64,
@@ -77,6 +82,9 @@ impl MinuteList {
             }
         }
         self.values.extend_from_slice(values);
+        let sorted = Arc::make_mut(&mut self.sorted);
+        sorted.extend_from_slice(values);
+        sorted.sort_unstable();
         self.counts.add(counts);
         true
     }
@@ -96,6 +104,7 @@ impl MinuteList {
                 self.counts.subtract(&b.counts);
                 self.blocks.pop_front();
             }
+            self.forget_sorted(gone);
             self.values.drain(..gone);
         }
         true
@@ -149,17 +158,53 @@ impl MinuteList {
             ),
         }
         if timed {
-            self.values.insert(end, list_value(duration_us));
+            let value = list_value(duration_us);
+            self.values.insert(end, value);
+            let sorted = Arc::make_mut(&mut self.sorted);
+            let at = sorted.partition_point(|&v| v <= value);
+            sorted.insert(at, value);
         }
         true
+    }
+
+    /// Takes the first `gone` durations of the block-ordered list out of the sorted one.
+    fn forget_sorted(&mut self, gone: usize) {
+        if gone == 0 {
+            return;
+        }
+        let sorted = Arc::make_mut(&mut self.sorted);
+        if gone == self.values.len() {
+            sorted.clear();
+            return;
+        }
+        let mut leaving = self.values[..gone].to_vec();
+        leaving.sort_unstable();
+        // Both ascending, and `leaving` a part of `sorted`: each leaving value meets its
+        // equal before any larger value of `sorted`.
+        let mut next = leaving.iter().copied().peekable();
+        sorted.retain(|&v| {
+            if next.peek() == Some(&v) {
+                next.next();
+                false
+            } else {
+                true
+            }
+        });
+        debug_assert!(next.peek().is_none());
     }
 
     pub(super) fn start_ms(&self) -> i64 {
         self.from_ms
     }
 
+    #[cfg(test)]
     pub(super) fn values(&self) -> &[u32] {
         &self.values
+    }
+
+    /// The durations in ascending order, shared (see [`super::super::sample::Sample`]).
+    pub(super) fn sorted(&self) -> &Arc<Vec<u32>> {
+        &self.sorted
     }
 
     pub(super) fn counts(&self) -> Counts {
@@ -168,7 +213,12 @@ impl MinuteList {
 
     /// Bytes held on the heap.
     pub(super) fn heap_bytes(&self) -> usize {
-        self.values.capacity() * 4 + self.blocks.capacity() * std::mem::size_of::<Block>()
+        self.values.capacity() * 4
+            + self.blocks.capacity() * std::mem::size_of::<Block>()
+            // The shared vector and the `Arc`'s two counters.
+            + std::mem::size_of::<Vec<u32>>()
+            + 16
+            + self.sorted.capacity() * 4
     }
 }
 
@@ -187,9 +237,11 @@ mod tests {
         // Late, into the first block.
         assert!(l.record(T0 + 2_000, 6, Outcome::Ok, T0 + 13_000));
         assert_eq!(l.values(), &[5, 6, 9]);
+        assert_eq!(l.sorted().as_slice(), &[5, 6, 9]);
         assert_eq!(l.counts().total(), 4);
         assert!(l.slide(T0 + 60_000));
         assert_eq!(l.values(), &[9]);
+        assert_eq!(l.sorted().as_slice(), &[9]);
         assert_eq!(l.counts().total(), 2);
         assert!(!l.slide(T0));
     }

@@ -94,6 +94,10 @@ pub struct Series {
     /// a slot without calls): a fold visits only the slots that have calls to fold, where
     /// the boxed slots themselves are a cache miss each.
     fine_starts: [i64; FINE_LEN],
+    /// The counts of each fine slot holding calls, by ring index (valid where `fine_starts`
+    /// names the slot's second), copied as calls are recorded: the peer detectors read the
+    /// last two seconds' counts every second without a visit to the boxed slots.
+    fine_counts: [SecondCounts; FINE_LEN],
     /// No 10-second slot that starts before this waits to be passed on (a lower bound,
     /// lowered whenever a second is folded into a slot not yet passed on).
     pending_floor_ms: i64,
@@ -155,6 +159,7 @@ impl Series {
             next_slide_ms: i64::MIN,
             fine_floor_ms: i64::MAX,
             fine_starts: [i64::MAX; FINE_LEN],
+            fine_counts: [SecondCounts::default(); FINE_LEN],
             pending_floor_ms: i64::MAX,
             pass_delay_ms: 0,
             last_event_ms: i64::MIN,
@@ -257,6 +262,7 @@ impl Series {
         {
             self.fine_starts[index] = start;
             slot.record(duration_us, outcome, &mut self.dense_fine);
+            self.fine_counts[index] = SecondCounts::of(&slot.counts);
             self.live
                 .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
             return true;
@@ -280,6 +286,7 @@ impl Series {
             }) {
                 self.fine_starts[index] = second;
                 slot.record(duration_us, outcome, &mut self.dense_fine);
+                self.fine_counts[index] = SecondCounts::of(&slot.counts);
                 self.live
                     .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
                 return true;
@@ -451,16 +458,17 @@ impl Series {
         }
         [2000, 1000].map(|ago| {
             let start = this_second - ago;
-            // A second without calls is known without a visit to its boxed slot.
-            if self.fine_starts
-                [start.div_euclid(FINE_WIDTH_MS).rem_euclid(FINE_LEN as i64) as usize]
-                != start
-            {
+            let index = start.div_euclid(FINE_WIDTH_MS).rem_euclid(FINE_LEN as i64) as usize;
+            // A second without calls is known without a visit to its boxed slot, and so are
+            // the counts of one with calls, but for counts too large to keep inline.
+            if self.fine_starts[index] != start {
                 return Counts::default();
             }
-            self.fine
-                .get(start)
-                .map_or_else(Counts::default, |s| s.counts)
+            self.fine_counts[index].counts().unwrap_or_else(|| {
+                self.fine
+                    .get(start)
+                    .map_or_else(Counts::default, |s| s.counts)
+            })
         })
     }
 
@@ -566,17 +574,19 @@ impl Series {
     /// first.
     ///
     /// With `keep`, the durations are kept as a list from this read on, updated by every call
-    /// recorded and every move of the window (see [`minute`]), so that the next reads copy
-    /// that list instead of walking the slots; the second value says whether this read did.
+    /// recorded and every move of the window (see [`minute`]), so that the next reads share
+    /// that list, sorted, instead of walking the slots (the sample holds it until it is
+    /// dropped: drop it before the next call is recorded, or that call copies the list); the
+    /// second value says whether this read did.
     pub fn minute_sample(&mut self, now_ms: i64, keep: bool) -> (Sample, bool) {
         if keep && self.sum_on_demand {
             let kept = self.kept_minute(now_ms);
             if let Some(list) = self.minute_list.as_deref() {
                 self.sums.clear();
-                let sample = Sample::Durations {
+                let sample = Sample::Sorted {
                     from_ms: list.start_ms(),
                     to_ms: now_ms,
-                    values: list.values().to_vec(),
+                    values: list.sorted().clone(),
                     counts: list.counts(),
                 };
                 return (sample, kept);
@@ -735,6 +745,34 @@ impl Series {
     /// Number of slots currently holding an allocation (for memory accounting).
     pub fn allocated_slots(&self) -> usize {
         self.fine.allocated() + self.tiers.iter().map(Ring::allocated).sum::<usize>()
+    }
+}
+
+/// The counts of one fine slot, narrowed to 32 bits to keep the series small. A count that
+/// does not fit is kept as `u32::MAX`: the slot itself must then be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SecondCounts([u32; 4]);
+
+impl SecondCounts {
+    #[inline]
+    fn of(c: &Counts) -> Self {
+        let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Self([c.ok, c.error, c.timeout, c.clamped].map(narrow))
+    }
+
+    /// The counts, or `None` when one of them did not fit.
+    #[inline]
+    fn counts(&self) -> Option<Counts> {
+        if self.0.contains(&u32::MAX) {
+            return None;
+        }
+        let [ok, error, timeout, clamped] = self.0.map(u64::from);
+        Some(Counts {
+            ok,
+            error,
+            timeout,
+            clamped,
+        })
     }
 }
 
@@ -1402,15 +1440,12 @@ mod tests {
                 for t in [0, 900, 20_000, 150_000, 1_000_000] {
                     prop_assert_eq!(a.count_above(t), b.count_above(t));
                 }
-                if let (
-                    Sample::Durations { values: x, .. },
-                    Sample::Durations { values: y, .. },
-                ) = (&a, &b)
+                if let (Sample::Sorted { values: x, .. }, Sample::Durations { values: y, .. }) =
+                    (&a, &b)
                 {
-                    let (mut x, mut y) = (x.clone(), y.clone());
-                    x.sort_unstable();
+                    let mut y = y.clone();
                     y.sort_unstable();
-                    prop_assert_eq!(x, y);
+                    prop_assert_eq!(x.as_slice(), y.as_slice());
                 }
             }
         }
@@ -1515,6 +1550,28 @@ mod memory {
             let bytes = bytes_after_an_hour(s, 200.0);
             println!("{kind} at 200 calls/s: {bytes} bytes");
             assert!(bytes <= kib * 1024, "{kind}: {bytes}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod second_counts {
+    use super::*;
+
+    #[test]
+    fn counts_kept_inline_read_back_exactly_or_not_at_all() {
+        let c = Counts {
+            ok: 7,
+            error: 2,
+            timeout: 1,
+            clamped: 3,
+        };
+        assert_eq!(SecondCounts::of(&c).counts(), Some(c));
+        assert_eq!(SecondCounts::default().counts(), Some(Counts::default()));
+        // Past 32 bits the slot itself is read.
+        for big in [u64::from(u32::MAX), u64::from(u32::MAX) + 5] {
+            let c = Counts { timeout: big, ..c };
+            assert_eq!(SecondCounts::of(&c).counts(), None);
         }
     }
 }
