@@ -135,11 +135,6 @@ impl Replayer {
         }
     }
 
-    /// What the evaluations so far cost (empty where the platform has no thread CPU clock).
-    pub fn tick_times(&self) -> &TickTimes {
-        &self.ticks
-    }
-
     pub fn store(&self) -> &WindowStore {
         &self.store
     }
@@ -174,10 +169,7 @@ impl Replayer {
             let cpu_before = crate::metrics::thread_cpu_time();
             let tick =
                 crate::tick::evaluate(&self.store, &mut self.engine, || &mut self.board, next);
-            if let Some(cpu) = cpu_before
-                .zip(crate::metrics::thread_cpu_time())
-                .map(|(before, after)| after.saturating_sub(before))
-            {
+            if let Some(cpu) = crate::metrics::thread_cpu_since(cpu_before) {
                 self.ticks.add(cpu, next);
             }
             out.extend(tick.transitions);
@@ -361,7 +353,7 @@ pub fn replay_with(
         emit_breakers(&mut r, print_breakers, out, &mut summary)?;
     }
     summary.elapsed_s = started.elapsed().as_secs_f64();
-    summary.ticks = r.ticks.clone();
+    summary.ticks = std::mem::take(&mut r.ticks);
     Ok(summary)
 }
 

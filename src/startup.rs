@@ -456,9 +456,7 @@ async fn detection(state: AppState, mut stop: watch::Receiver<bool>) {
             let outcome = crate::tick::evaluate(&store, &mut engine, || actions.board.lock(), now);
             let view = engine.view();
             drop(engine);
-            let cpu = cpu_before
-                .zip(crate::metrics::thread_cpu_time())
-                .map(|(before, after)| after.saturating_sub(before));
+            let cpu = crate::metrics::thread_cpu_since(cpu_before);
             (outcome, view, started.elapsed(), cpu)
         })
         .await

@@ -335,6 +335,13 @@ pub fn thread_cpu_time() -> Option<Duration> {
     }
 }
 
+/// CPU time the calling thread has used since it read `before` from [`thread_cpu_time`].
+pub fn thread_cpu_since(before: Option<Duration>) -> Option<Duration> {
+    before
+        .zip(thread_cpu_time())
+        .map(|(before, now)| now.saturating_sub(before))
+}
+
 #[cfg(test)]
 mod cpu_tests {
     use super::thread_cpu_time;
