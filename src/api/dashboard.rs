@@ -303,28 +303,23 @@ pub(super) async fn overview_all(
         let firing = firing_counts(&state).await?;
         let (store, board) = (state.store.clone(), state.actions.clone());
         let shown = view.clone();
-        let (json, gz) = tokio::task::spawn_blocking(move || {
+        let json = tokio::task::spawn_blocking(move || {
             let inputs = overview::Inputs {
                 health: shown.health.clone(),
                 baselines: shown.baselines.clone(),
                 breakers: board.board.lock().snapshot(),
                 firing,
             };
-            let json = serde_json::to_vec(&overview::overview(&store, inputs, now))
-                .map_err(anyhow::Error::from)?;
-            let gz = match gzip_ok && json.len() > GZIP_MIN_BYTES {
-                true => Some(Bytes::from(gzip_fast(&json))),
-                false => None,
-            };
-            Ok::<_, ApiError>((Bytes::from(json), gz))
+            serde_json::to_vec(&overview::overview(&store, inputs, now))
         })
         .await
-        .map_err(anyhow::Error::from)??;
+        .map_err(anyhow::Error::from)?
+        .map_err(anyhow::Error::from)?;
         *last = Some(CachedOverview {
             at_ms: now,
             view,
-            json,
-            gzip: gz,
+            json: Bytes::from(json),
+            gzip: None,
         });
     }
     let c = last.as_mut().expect("computed above");
