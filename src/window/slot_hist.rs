@@ -303,15 +303,15 @@ impl SlotHist {
 /// Most values [`SlotHist::add_values`] adds one by one in place.
 const IN_PLACE_MAX: usize = 4;
 
-/// The bucket indices of `values`, sorted, for [`SlotHist::add_indexed`]; empty when
+/// The bucket indices of `values`, sorted, for [`SlotHist::add_indexed`]; `None` when
 /// [`SlotHist::add_values`] would not merge them (it edits a few values in place).
-pub(crate) fn sorted_indices(values: &[u32]) -> Vec<u32> {
+pub(crate) fn sorted_indices(values: &[u32]) -> Option<Vec<u32>> {
     if values.len() <= IN_PLACE_MAX {
-        return Vec::new();
+        return None;
     }
     let mut indices: Vec<u32> = values.iter().map(|&v| bucket_index(v.into())).collect();
     indices.sort_unstable();
-    indices
+    Some(indices)
 }
 
 /// Adds `n` calls to bucket `index` of the sparse string `dst` by editing the few bytes
@@ -867,12 +867,12 @@ mod tests {
                 .map(|&v| crate::window::histogram::list_value(v))
                 .collect();
             plain.add_values(&list);
-            let indices = sorted_indices(&list);
-            if indices.len() == list.len() {
-                indexed.add_indexed(&list, &indices);
-            } else {
-                prop_assert!(list.len() <= IN_PLACE_MAX && indices.is_empty());
-                indexed.add_values(&list);
+            match sorted_indices(&list) {
+                Some(indices) => indexed.add_indexed(&list, &indices),
+                None => {
+                    prop_assert!(list.len() <= IN_PLACE_MAX);
+                    indexed.add_values(&list);
+                }
             }
             match (&indexed, &plain) {
                 (SlotHist::Sparse(a), SlotHist::Sparse(b)) => prop_assert_eq!(a, b),

@@ -184,7 +184,8 @@ impl Series {
         for b in dependency.bytes().chain([0xff]).chain(label.bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
-        let seconds = (FINE_LEN as u64).min(TIERS[0].0 as u64 / FINE_WIDTH_MS as u64);
+        // Whole seconds, up to the width of a 10-second slot.
+        let seconds = (TIERS[0].0 / FINE_WIDTH_MS) as u64;
         self.pass_delay_ms = (h % seconds) as i64 * FINE_WIDTH_MS;
         self
     }
@@ -351,16 +352,17 @@ impl Series {
         if until_ms > self.fine_floor_ms {
             self.fold_fine_before(until_ms);
         }
-        let due = until_ms.saturating_sub(self.pass_delay_ms);
-        if due.saturating_sub(self.tiers[0].width_ms) >= self.pending_floor_ms {
-            self.pass_on(due);
-        }
+        self.pass_on_until(until_ms.saturating_sub(self.pass_delay_ms));
     }
 
     /// Passes on, without the series' delay, every 10-second slot whose seconds are all
     /// folded at `now_ms`: before minutes are persisted, so that a complete minute is whole.
     pub(crate) fn pass_on_folded(&mut self, now_ms: i64) {
-        let until_ms = self.fine.horizon_start(now_ms);
+        self.pass_on_until(self.fine.horizon_start(now_ms));
+    }
+
+    /// Passes on the 10-second slots that end at or before `until_ms`, when one may wait.
+    fn pass_on_until(&mut self, until_ms: i64) {
         if until_ms.saturating_sub(self.tiers[0].width_ms) >= self.pending_floor_ms {
             self.pass_on(until_ms);
         }
@@ -836,12 +838,10 @@ fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], sums: &mut [CoarseSum], evicted:
 fn pass_on(slot: &mut Slot, upper: &mut [Ring], sums: &mut [CoarseSum], evicted: &mut Vec<Slot>) {
     // A quiet slot still has its durations as a list: recording them beats a counter pass.
     // Sorted once for the two or three sparse slots they go to.
-    let indices = slot.values().map(super::slot_hist::sorted_indices);
+    let indices = slot.values().and_then(super::slot_hist::sorted_indices);
     let add = |dst: &mut Slot| match (slot.values(), &indices) {
-        (Some(values), Some(indices)) if indices.len() == values.len() => {
-            dst.absorb_indexed(values, indices, &slot.counts)
-        }
-        (Some(values), _) => dst.absorb_values(values, &slot.counts),
+        (Some(values), Some(indices)) => dst.absorb_indexed(values, indices, &slot.counts),
+        (Some(values), None) => dst.absorb_values(values, &slot.counts),
         (None, _) => dst.absorb(&slot.hist, &slot.counts),
     };
     for (k, ring) in upper.iter_mut().enumerate() {
