@@ -66,7 +66,7 @@ impl Flusher {
                     0
                 },
                 counts: r.slot.counts,
-                histogram: encode_histogram(&r.slot.hist.to_dense()),
+                histogram: encode_histogram(&r.slot.to_dense()),
             })
             .collect();
         match storage.write_rollups(&rows).await {
