@@ -208,6 +208,16 @@ async fn the_overview_lists_every_dependency_with_fifteen_minute_sparklines() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
 
+/// `GET path`, accepting a gzipped answer as the dashboard's pages do.
+async fn get_gzipped(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
 #[tokio::test]
 async fn every_client_shares_one_overview_for_a_second_of_the_same_evaluation() {
     // One evaluation at start-up and none after it: the overview can only change with the
@@ -240,13 +250,7 @@ async fn every_client_shares_one_overview_for_a_second_of_the_same_evaluation() 
         .await;
     let (_, plain) = app.get("/v1/overview").await;
     assert_eq!(plain, first);
-    let gz = app
-        .client
-        .get(app.url("/v1/overview"))
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .send()
-        .await
-        .unwrap();
+    let gz = get_gzipped(&app, "/v1/overview").await;
     assert_eq!(gz.headers()[header::CONTENT_ENCODING], "gzip");
     let mut json = String::new();
     std::io::Read::read_to_string(
@@ -675,13 +679,7 @@ async fn in_a_browser_the_overview_of_1000_dependencies_renders_and_refreshes_wi
     for _ in 0..10 {
         app.advance(1_000);
         let t = Instant::now();
-        let resp = app
-            .client
-            .get(app.url("/v1/overview"))
-            .header(header::ACCEPT_ENCODING, "gzip")
-            .send()
-            .await
-            .unwrap();
+        let resp = get_gzipped(&app, "/v1/overview").await;
         assert_eq!(resp.status(), StatusCode::OK);
         size = resp.bytes().await.unwrap().len();
         times.push(t.elapsed().as_secs_f64() * 1000.0);
