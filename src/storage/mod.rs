@@ -200,7 +200,7 @@ impl Storage {
 mod tests {
     use super::*;
 
-    async fn open() -> (tempfile::TempDir, Storage) {
+    pub(super) async fn open() -> (tempfile::TempDir, Storage) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("gw.db").display());
         let storage = Storage::connect(&url).await.unwrap();

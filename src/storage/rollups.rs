@@ -1,6 +1,6 @@
 //! Per-minute roll-ups of series.
 
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::Storage;
 use crate::window::{Counts, SeriesKey, SeriesKind};
@@ -28,9 +28,15 @@ macro_rules! columns {
     };
 }
 
+/// Rows per statement. Each binds 11 values (5 in the DELETE), far under SQLite's limit of
+/// 32,766; statements of many rows spare the per-statement round trip through the driver,
+/// which dominated when every row was two statements of its own.
+const ROWS_PER_STATEMENT: usize = 400;
+
 impl Storage {
     /// Writes roll-ups in one transaction. A main row replaces the stored one and supersedes
-    /// the node's late parts for that minute (the in-memory minute it came from holds them).
+    /// the node's late parts for that minute (the in-memory minute it came from holds them),
+    /// so a late part of a minute must come after that minute's main row in `rows`.
     pub async fn write_rollups(&self, rows: &[RollupRow]) -> sqlx::Result<()> {
         let done = self.write_rollups_unnoted(rows).await;
         self.writes.note(&done);
@@ -39,41 +45,15 @@ impl Storage {
 
     async fn write_rollups_unnoted(&self, rows: &[RollupRow]) -> sqlx::Result<()> {
         let mut tx = self.writer.begin().await?;
-        for r in rows {
-            if r.part == 0 {
-                sqlx::query(
-                    "DELETE FROM rollups WHERE dependency = $1 AND kind = $2 AND label = $3 \
-                     AND minute_ms = $4 AND node = $5 AND part <> 0",
-                )
-                .bind(&r.key.dependency)
-                .bind(r.key.kind.as_str())
-                .bind(&r.key.label)
-                .bind(r.minute_ms)
-                .bind(&r.node)
-                .execute(&mut *tx)
-                .await?;
+        // Statements follow the rows' order, each holding a run of main rows or a run of
+        // parts, so that a part is never removed by the main row written before it.
+        for run in rows.chunk_by(|a, b| (a.part == 0) == (b.part == 0)) {
+            for chunk in run.chunks(ROWS_PER_STATEMENT) {
+                if chunk[0].part == 0 {
+                    delete_parts_of(chunk).build().execute(&mut *tx).await?;
+                }
+                upsert(chunk).build().execute(&mut *tx).await?;
             }
-            sqlx::query(concat!(
-                "INSERT INTO rollups (",
-                columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (dependency, kind, label, minute_ms, node, part) DO UPDATE SET \
-                 ok = excluded.ok, error = excluded.error, timeout = excluded.timeout, \
-                 clamped = excluded.clamped, histogram = excluded.histogram"
-            ))
-            .bind(&r.key.dependency)
-            .bind(r.key.kind.as_str())
-            .bind(&r.key.label)
-            .bind(r.minute_ms)
-            .bind(&r.node)
-            .bind(r.part)
-            .bind(r.counts.ok as i64)
-            .bind(r.counts.error as i64)
-            .bind(r.counts.timeout as i64)
-            .bind(r.counts.clamped as i64)
-            .bind(&r.histogram)
-            .execute(&mut *tx)
-            .await?;
         }
         tx.commit().await
     }
@@ -139,6 +119,51 @@ impl Storage {
     }
 }
 
+/// Removes the node's late parts of the minutes of `mains` (main rows). The keys are joined
+/// to the table's primary key row by row: SQLite plans `(...) IN (VALUES ...)` as a scan of
+/// the whole table, and this join as one index search per key. (`rowid` is SQLite's; a
+/// PostgreSQL backend would say `DELETE ... USING (VALUES ...)`.)
+fn delete_parts_of(mains: &[RollupRow]) -> QueryBuilder<Sqlite> {
+    let mut q = QueryBuilder::new("DELETE FROM rollups WHERE rowid IN (SELECT r.rowid FROM (");
+    q.push_values(mains, |mut v, r| {
+        v.push_bind(&r.key.dependency)
+            .push_bind(r.key.kind.as_str())
+            .push_bind(&r.key.label)
+            .push_bind(r.minute_ms)
+            .push_bind(&r.node);
+    });
+    q.push(
+        ") AS k CROSS JOIN rollups AS r ON r.dependency = k.column1 AND r.kind = k.column2 \
+         AND r.label = k.column3 AND r.minute_ms = k.column4 AND r.node = k.column5 \
+         AND r.part <> 0)",
+    );
+    q
+}
+
+/// Inserts `rows`, replacing stored rows of the same key.
+fn upsert(rows: &[RollupRow]) -> QueryBuilder<Sqlite> {
+    let mut q = QueryBuilder::new(concat!("INSERT INTO rollups (", columns!(), ") "));
+    q.push_values(rows, |mut v, r| {
+        v.push_bind(&r.key.dependency)
+            .push_bind(r.key.kind.as_str())
+            .push_bind(&r.key.label)
+            .push_bind(r.minute_ms)
+            .push_bind(&r.node)
+            .push_bind(r.part)
+            .push_bind(r.counts.ok as i64)
+            .push_bind(r.counts.error as i64)
+            .push_bind(r.counts.timeout as i64)
+            .push_bind(r.counts.clamped as i64)
+            .push_bind(&r.histogram);
+    });
+    q.push(
+        " ON CONFLICT (dependency, kind, label, minute_ms, node, part) DO UPDATE SET \
+         ok = excluded.ok, error = excluded.error, timeout = excluded.timeout, \
+         clamped = excluded.clamped, histogram = excluded.histogram",
+    );
+    q
+}
+
 fn decode_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<RollupRow> {
     let kind: String = row.try_get("kind")?;
     let kind = SeriesKind::parse(&kind).ok_or_else(|| sqlx::Error::ColumnDecode {
@@ -163,4 +188,130 @@ fn decode_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<RollupRow> {
         },
         histogram: row.try_get("histogram")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::tests::open;
+
+    fn row(dependency: &str, label: &str, minute_ms: i64, node: &str, part: i64) -> RollupRow {
+        RollupRow {
+            key: SeriesKey {
+                dependency: dependency.into(),
+                kind: if label.is_empty() {
+                    SeriesKind::Dependency
+                } else {
+                    SeriesKind::Instance
+                },
+                label: label.into(),
+            },
+            minute_ms,
+            node: node.into(),
+            part,
+            counts: Counts {
+                ok: part as u64 + 1,
+                ..Counts::default()
+            },
+            histogram: vec![part as u8],
+        }
+    }
+
+    async fn stored(storage: &Storage) -> Vec<(String, String, i64, String, i64, i64)> {
+        sqlx::query_as(
+            "SELECT dependency, label, minute_ms, node, part, ok FROM rollups \
+             ORDER BY dependency, label, minute_ms, node, part",
+        )
+        .fetch_all(&storage.pool)
+        .await
+        .unwrap()
+    }
+
+    /// A main row supersedes exactly its own minute's parts of its own node, in statements of
+    /// many rows as with one row each; a part written after the main row in the same call
+    /// stays.
+    #[tokio::test]
+    async fn a_main_row_removes_only_its_own_minutes_parts_across_many_statements() {
+        let (_dir, storage) = open().await;
+        let m = 60_000;
+        storage
+            .write_rollups(&[
+                row("db", "h1", m, "a", 7),
+                row("db", "h1", m, "a", 8),
+                row("db", "h1", m, "b", 9),
+                row("db", "h1", 2 * m, "a", 10),
+                row("db", "h2", m, "a", 11),
+                row("cache", "h1", m, "a", 12),
+            ])
+            .await
+            .unwrap();
+        // Enough main rows for several statements, the one that matters in the middle, then
+        // a part of that minute, which must survive.
+        let mut rows: Vec<RollupRow> = (0..ROWS_PER_STATEMENT as i64 * 2 + 17)
+            .map(|i| row("other", "h", i * m, "a", 0))
+            .collect();
+        rows.insert(ROWS_PER_STATEMENT + 3, row("db", "h1", m, "a", 0));
+        rows.push(row("db", "h1", m, "a", 13));
+        storage.write_rollups(&rows).await.unwrap();
+
+        let all = stored(&storage).await;
+        let db: Vec<_> = all.iter().filter(|r| r.0 != "other").cloned().collect();
+        let r = |d: &str, l: &str, minute: i64, n: &str, part: i64| {
+            (d.into(), l.into(), minute, n.into(), part, part + 1)
+        };
+        assert_eq!(
+            db,
+            vec![
+                r("cache", "h1", m, "a", 12),
+                r("db", "h1", m, "a", 0),
+                r("db", "h1", m, "a", 13),
+                r("db", "h1", m, "b", 9),
+                r("db", "h1", 2 * m, "a", 10),
+                r("db", "h2", m, "a", 11),
+            ]
+        );
+        assert_eq!(all.len() - db.len(), ROWS_PER_STATEMENT * 2 + 17);
+
+        // Writing a main row again replaces it.
+        let mut again = row("db", "h1", m, "a", 0);
+        again.counts.ok = 40;
+        storage.write_rollups(&[again]).await.unwrap();
+        let ok: i64 = sqlx::query_scalar(
+            "SELECT ok FROM rollups WHERE dependency = 'db' AND label = 'h1' AND part = 0",
+        )
+        .fetch_one(&storage.pool)
+        .await
+        .unwrap();
+        assert_eq!(ok, 40);
+    }
+
+    /// Removing parts searches the primary key once per main row: with a day of minutes
+    /// stored per series, a scan of the table for every flush would not keep up.
+    #[tokio::test]
+    async fn removing_parts_searches_the_key_instead_of_scanning_the_table() {
+        let (_dir, storage) = open().await;
+        let rows = [row("db", "h1", 0, "a", 0), row("db", "h2", 0, "a", 0)];
+        let explain = format!(
+            "EXPLAIN QUERY PLAN {}",
+            delete_parts_of(&rows).into_string()
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(explain));
+        for _ in 0..rows.len() * 5 {
+            q = q.bind(None::<i64>);
+        }
+        let plan: Vec<String> = q
+            .fetch_all(&storage.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect();
+        let plan = plan.join("; ");
+        assert!(!plan.contains("SCAN r"), "{plan}");
+        assert!(!plan.contains("SCAN rollups"), "{plan}");
+        assert!(
+            plan.contains("SEARCH r USING COVERING INDEX sqlite_autoindex_rollups_1 (dependency=? AND kind=? AND label=? AND minute_ms=? AND node=?)"),
+            "{plan}"
+        );
+    }
 }
