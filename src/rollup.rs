@@ -1,18 +1,33 @@
 //! Moving roll-ups between the window store and storage: flushing completed minutes, warming
 //! the windows at start-up, and pruning old history.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::detect::Engine;
 use crate::detect::baseline::Anchor;
 use crate::storage::{RollupRow, Storage};
 use crate::window::{
-    SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStore, decode_histogram, encode_histogram,
+    MinuteRollup, SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStore, decode_histogram,
+    encode_histogram,
 };
 
 const MINUTE_MS: i64 = 60_000;
+
+/// Roll-ups written per transaction. A failed write hands back only its own transaction's
+/// minutes, a flush cut short at shutdown keeps every transaction committed before it, and the
+/// encoder works at most [`CHUNKS_AHEAD`] transactions ahead of the database.
+const ROWS_PER_TRANSACTION: usize = 2_000;
+const CHUNKS_AHEAD: usize = 2;
+
+/// What a flush wrote and what it did not get to before its deadline (handed back to the
+/// store, which keeps it for the next flush).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    pub written: usize,
+    pub unwritten: usize,
+}
 
 /// Writes roll-ups of one node. Late-data parts need ids that never repeat for a minute, even
 /// if the clock stands still or steps back, so the flusher hands out increasing part numbers
@@ -31,37 +46,133 @@ impl Flusher {
         })
     }
 
-    fn next_part(&self, now_ms: i64) -> i64 {
+    /// Reserves `n` consecutive part numbers, the ones `n` single reservations in a row would
+    /// give (each above the last and at least `now_ms`), and returns the first.
+    fn reserve_parts(&self, n: usize, now_ms: i64) -> i64 {
+        let Some(more) = n.checked_sub(1) else {
+            return 0;
+        };
+        let more = i64::try_from(more).unwrap_or(i64::MAX);
+        let first = |p: i64| p.saturating_add(1).max(now_ms);
         let prev = self
             .last_part
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
-                Some(p.saturating_add(1).max(now_ms))
+                Some(first(p).saturating_add(more))
             })
             .expect("the closure always returns Some");
-        prev.saturating_add(1).max(now_ms)
+        first(prev)
     }
 
-    /// Writes the minutes that are ready (all unsaved minutes with `force`, at shutdown). On a
-    /// write failure the minutes go back to the store and are retried by the next flush.
+    /// Writes the minutes that are ready (all unsaved minutes with `force`, at shutdown), a
+    /// transaction of [`ROWS_PER_TRANSACTION`] at a time. Taking the minutes from the store and
+    /// encoding them runs on the blocking pool, beside the writes, never on an async worker.
+    ///
+    /// On a write failure the minutes not written go back to the store and are retried by the
+    /// next flush. With a `deadline`, no write starts or continues past it: the minutes not
+    /// written then go back to the store as well and are counted in [`Flushed::unwritten`].
     pub async fn flush(
         &self,
-        store: &WindowStore,
+        store: &Arc<WindowStore>,
         storage: &Storage,
         now_ms: i64,
         force: bool,
-    ) -> anyhow::Result<usize> {
-        let taken = store.take_rollups(now_ms, force);
+        deadline: Option<tokio::time::Instant>,
+    ) -> anyhow::Result<Flushed> {
+        let mut taken = tokio::task::spawn_blocking({
+            let store = store.clone();
+            move || store.take_rollups(now_ms, force)
+        })
+        .await?;
         if taken.is_empty() {
-            return Ok(0);
+            return Ok(Flushed::default());
         }
-        let rows: Vec<RollupRow> = taken
+        // Main rows first (stable, so each series' order is kept): a late part must follow
+        // its minute's main row, and statements of one kind are of one shape.
+        taken.sort_by_key(|(_, r)| r.late_part);
+        let total = taken.len();
+        let parts = taken.iter().filter(|(_, r)| r.late_part).count();
+        let first_part = self.reserve_parts(parts, now_ms);
+        let (sender, mut chunks) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+        let encoder = tokio::task::spawn_blocking({
+            let (store, node) = (store.clone(), self.node.clone());
+            move || encode_chunks(taken, first_part, &node, sender, &store)
+        });
+        let mut written = 0;
+        let mut failed = None;
+        while let Some(chunk) = chunks.recv().await {
+            let chunk: Encoded = chunk;
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                store.restore_unsaved(chunk.taken);
+                break;
+            }
+            let write = storage.write_rollups(&chunk.rows);
+            let done = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, write).await.ok(),
+                None => Some(write.await),
+            };
+            match done {
+                Some(Ok(())) => written += chunk.rows.len(),
+                Some(Err(error)) => {
+                    store.restore_unsaved(chunk.taken);
+                    failed = Some(error);
+                    break;
+                }
+                None => {
+                    store.restore_unsaved(chunk.taken);
+                    break;
+                }
+            }
+        }
+        // Whatever was encoded but not written goes back; the encoder hands back the rest
+        // once it finds the channel closed.
+        chunks.close();
+        while let Some(chunk) = chunks.recv().await {
+            store.restore_unsaved(chunk.taken);
+        }
+        encoder.await?;
+        match failed {
+            Some(error) => Err(error.into()),
+            None => Ok(Flushed {
+                written,
+                unwritten: total - written,
+            }),
+        }
+    }
+}
+
+/// A transaction's worth of roll-ups: as taken from the store (to hand back if the write
+/// fails) and as rows to write.
+struct Encoded {
+    taken: Vec<(SeriesKey, MinuteRollup)>,
+    rows: Vec<RollupRow>,
+}
+
+/// Encodes `taken` into rows a transaction at a time and sends them to the writer; late parts
+/// are numbered from `first_part` on. If the writer stops taking chunks, everything not sent
+/// goes back to the store.
+fn encode_chunks(
+    taken: Vec<(SeriesKey, MinuteRollup)>,
+    first_part: i64,
+    node: &str,
+    sender: tokio::sync::mpsc::Sender<Encoded>,
+    store: &WindowStore,
+) {
+    let mut next_part = first_part;
+    let mut rest = taken.into_iter();
+    loop {
+        let taken: Vec<_> = rest.by_ref().take(ROWS_PER_TRANSACTION).collect();
+        if taken.is_empty() {
+            return;
+        }
+        let rows = taken
             .iter()
             .map(|(key, r)| RollupRow {
                 key: key.clone(),
                 minute_ms: r.minute_ms,
-                node: self.node.clone(),
+                node: node.to_string(),
                 part: if r.late_part {
-                    self.next_part(now_ms)
+                    next_part += 1;
+                    next_part - 1
                 } else {
                     0
                 },
@@ -69,12 +180,10 @@ impl Flusher {
                 histogram: encode_histogram(&r.slot.to_dense()),
             })
             .collect();
-        match storage.write_rollups(&rows).await {
-            Ok(()) => Ok(rows.len()),
-            Err(e) => {
-                store.restore_unsaved(taken);
-                Err(e.into())
-            }
+        if let Err(refused) = sender.blocking_send(Encoded { taken, rows }) {
+            store.restore_unsaved(refused.0.taken);
+            store.restore_unsaved(rest.collect());
+            return;
         }
     }
 }
@@ -205,4 +314,166 @@ pub async fn warm(
         }
     }
     Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DependencyName, Event, Label, Outcome};
+    use crate::window::Limits;
+
+    const T: i64 = 1_800_000_000_000;
+
+    async fn open() -> (tempfile::TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gw.db").display());
+        (dir, Storage::connect(&url).await.unwrap())
+    }
+
+    /// A store of `n` instances of one dependency, each with a call in the minute of `T` and a
+    /// late call 40 minutes before it (beyond the minute ring: a late part).
+    fn store_of(n: usize) -> Arc<WindowStore> {
+        let store = Arc::new(WindowStore::new(Limits {
+            max_series: n + 1,
+            max_instances_per_dependency: n,
+            ..Limits::default()
+        }));
+        let names: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+        for (ts, now) in [(T, T), (T - 40 * MINUTE_MS, T + 1_000)] {
+            let events: Vec<Event> = names
+                .iter()
+                .map(|name| Event {
+                    dependency: DependencyName::parse("db").unwrap(),
+                    duration_us: 1_000,
+                    outcome: Outcome::Ok,
+                    ts_ms: ts,
+                    instance: Some(Label::parse(name.as_str()).unwrap()),
+                    zone: None,
+                    source: None,
+                })
+                .collect();
+            assert!(store.record_batch(&events, now).is_empty());
+        }
+        store
+    }
+
+    /// The instances' stored rows for minutes in `[from_ms, to_ms)`.
+    async fn stored(storage: &Storage, from_ms: i64, to_ms: i64, n: usize) -> Vec<RollupRow> {
+        let mut rows = Vec::new();
+        for i in 0..n {
+            let key = SeriesKey {
+                dependency: "db".into(),
+                kind: SeriesKind::Instance,
+                label: format!("h{i}"),
+            };
+            rows.extend(storage.series_rollups(&key, from_ms, to_ms).await.unwrap());
+        }
+        rows
+    }
+
+    fn calls(rows: &[RollupRow]) -> u64 {
+        rows.iter().map(|r| r.counts.total()).sum()
+    }
+
+    #[test]
+    fn reserved_parts_are_those_single_reservations_in_a_row_would_give() {
+        let one_by_one = AtomicI64::new(5);
+        let single = |now: i64| {
+            let prev = one_by_one
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                    Some(p.saturating_add(1).max(now))
+                })
+                .unwrap();
+            prev.saturating_add(1).max(now)
+        };
+        let flusher = Flusher {
+            node: "n".into(),
+            last_part: AtomicI64::new(5),
+        };
+        for (n, now) in [(3, 0), (0, 100), (2, 100), (1, 50), (4, 1_000)] {
+            let expected: Vec<i64> = (0..n).map(|_| single(now)).collect();
+            let first = flusher.reserve_parts(n, now);
+            let got: Vec<i64> = (0..n as i64).map(|i| first + i).collect();
+            assert_eq!(got, expected, "{n} parts at {now}");
+            assert_eq!(
+                flusher.last_part.load(Ordering::Acquire),
+                one_by_one.load(Ordering::Acquire)
+            );
+        }
+    }
+
+    /// More minutes than one transaction holds: every main row and late part is written once,
+    /// the parts under distinct numbers.
+    #[tokio::test]
+    async fn a_flush_of_several_transactions_writes_every_minute_once() {
+        let n = ROWS_PER_TRANSACTION + ROWS_PER_TRANSACTION / 2;
+        let (_dir, storage) = open().await;
+        let store = store_of(n);
+        let flusher = Flusher::new(&storage, "n1").await.unwrap();
+        let now = T + 2 * MINUTE_MS;
+        let flushed = flusher
+            .flush(&store, &storage, now, false, None)
+            .await
+            .unwrap();
+        // Per instance: its minute, and the late part; the dependency's total has both too.
+        assert_eq!(
+            flushed,
+            Flushed {
+                written: 2 * n + 2,
+                unwritten: 0
+            }
+        );
+        let recent = stored(&storage, T - MINUTE_MS, now, n).await;
+        assert_eq!((recent.len(), calls(&recent)), (n, n as u64));
+        assert!(recent.iter().all(|r| r.part == 0));
+        let late = T - 40 * MINUTE_MS;
+        let parts = stored(&storage, late, late + MINUTE_MS, n).await;
+        assert_eq!((parts.len(), calls(&parts)), (n, n as u64));
+        let distinct: std::collections::BTreeSet<i64> = parts.iter().map(|r| r.part).collect();
+        assert_eq!(distinct.len(), n);
+        assert!(!distinct.contains(&0));
+        // Nothing is left to write.
+        let again = flusher
+            .flush(&store, &storage, now, true, None)
+            .await
+            .unwrap();
+        assert_eq!(again.written, 0);
+    }
+
+    /// A flush that meets its deadline before writing hands every minute back: the next flush
+    /// writes them all.
+    #[tokio::test]
+    async fn minutes_a_flush_had_no_time_for_are_kept_for_the_next() {
+        let n = ROWS_PER_TRANSACTION * 3;
+        let (_dir, storage) = open().await;
+        let store = store_of(n);
+        let flusher = Flusher::new(&storage, "n1").await.unwrap();
+        let now = T + 2 * MINUTE_MS;
+        let past = tokio::time::Instant::now();
+        let flushed = flusher
+            .flush(&store, &storage, now, true, Some(past))
+            .await
+            .unwrap();
+        assert_eq!(
+            flushed,
+            Flushed {
+                written: 0,
+                unwritten: 2 * n + 2
+            }
+        );
+        assert!(
+            stored(&storage, T - 60 * MINUTE_MS, now, n)
+                .await
+                .is_empty()
+        );
+        let flushed = flusher
+            .flush(&store, &storage, now, true, None)
+            .await
+            .unwrap();
+        assert_eq!(flushed.written, 2 * n + 2);
+        assert_eq!(
+            calls(&stored(&storage, T - 60 * MINUTE_MS, now, n).await),
+            2 * n as u64
+        );
+    }
 }

@@ -19,7 +19,7 @@ use crate::api::{AppState, router};
 use crate::config::Settings;
 use crate::detect::{Engine, Transition};
 use crate::metrics::Metrics;
-use crate::rollup::{self, Flusher};
+use crate::rollup::{self, Flushed, Flusher};
 use crate::storage::Storage;
 use crate::time::Clock;
 use crate::window::WindowStore;
@@ -27,7 +27,7 @@ use crate::window::WindowStore;
 /// How often windows are rolled forward on the wall clock.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Shutdown budgets. Their sum (40 s) stays well inside systemd's default stop timeout of
+/// Shutdown budgets. Their sum (41 s) stays well inside systemd's default stop timeout of
 /// 90 s (`deploy/graywatch.service` sets `TimeoutStopSec=60`), so graywatch is never killed
 /// in the middle of writing.
 /// In-flight HTTP requests get this long to finish once the listener is closed.
@@ -39,8 +39,11 @@ const FINAL_TRANSITIONS: Duration = Duration::from_secs(10);
 /// Part of [`FINAL_TRANSITIONS`] kept for writing that file: the writer makes no attempt that
 /// could still be waiting for the database then.
 const SPILL_RESERVE: Duration = Duration::from_secs(1);
-/// Writing the roll-ups of every minute still in memory.
+/// Writing the roll-ups of every minute still in memory. Each transaction of the flush
+/// commits on its own, so running out of time costs only the minutes not yet written.
 const FINAL_FLUSH: Duration = Duration::from_secs(10);
+/// Past [`FINAL_FLUSH`], how long the stop still waits for the flush to notice its deadline.
+const FLUSH_GRACE: Duration = Duration::from_secs(1);
 /// Deliveries in flight; an attempt cut short stays pending and is sent again after the
 /// restart, under the same delivery id.
 const STOP_DELIVERIES: Duration = Duration::from_secs(5);
@@ -255,20 +258,32 @@ impl Application {
             tracing::error!(budget = ?FINAL_TRANSITIONS, "Shutting down: detection did not stop in time.");
         }
         let now = state.clock.now_ms();
-        match tokio::time::timeout(
-            FINAL_FLUSH,
-            flusher.flush(&state.store, &state.storage, now, true),
+        let deadline = tokio::time::Instant::now() + FINAL_FLUSH;
+        // The deadline stops the writes; taking and encoding the minutes are bounded work,
+        // but the stop must not hang on them either.
+        match tokio::time::timeout_at(
+            deadline + FLUSH_GRACE,
+            flusher.flush(&state.store, &state.storage, now, true, Some(deadline)),
         )
         .await
         {
-            Ok(Ok(written)) => tracing::info!(rollups = written, "Flushed roll-ups."),
+            Ok(Ok(Flushed {
+                written,
+                unwritten: 0,
+            })) => tracing::info!(rollups = written, "Flushed roll-ups."),
+            Ok(Ok(Flushed { written, unwritten })) => tracing::error!(
+                budget = ?FINAL_FLUSH,
+                written,
+                unwritten,
+                "Shutting down: writing roll-ups took too long; the minutes not written are lost."
+            ),
             Ok(Err(error)) => tracing::error!(
                 error = format!("{error:#}"),
-                "Shutting down: cannot write the last roll-ups; their minutes are lost."
+                "Shutting down: cannot write the last roll-ups; the minutes not written are lost."
             ),
             Err(_) => tracing::error!(
                 budget = ?FINAL_FLUSH,
-                "Shutting down: writing roll-ups took too long; the unwritten minutes are lost."
+                "Shutting down: taking the roll-ups took too long; the minutes not written are lost."
             ),
         }
 
@@ -317,17 +332,25 @@ async fn prime_anchors(state: AppState) {
     }
 }
 
-/// Rolls windows forward every second, flushes completed minutes and prunes old rows.
+/// Rolls windows forward every second, flushes completed minutes and prunes old rows. A flush
+/// runs as a task of its own, one at a time, so that rolling forward goes on while it writes
+/// (at 100,000 series a minute's roll-ups take seconds); stopping waits for it.
 async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let flush_every = state.settings.storage.flush_interval;
     let mut last_flush = tokio::time::Instant::now();
+    let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
     let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                if let Some(flush) = flushing {
+                    let _ = flush.await;
+                }
+                return;
+            }
         }
         let now = state.clock.now_ms();
         let (store, engine, actions) = (
@@ -352,22 +375,14 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
         if let Ok(Some(view)) = forgot {
             state.publish_engine_view(view);
         }
-        if last_flush.elapsed() >= flush_every {
+        if last_flush.elapsed() >= flush_every && flushing.as_ref().is_none_or(|f| f.is_finished())
+        {
             last_flush = tokio::time::Instant::now();
-            let started = std::time::Instant::now();
-            let flushed = flusher
-                .flush(&state.store, &state.storage, now, false)
-                .await;
-            state
-                .metrics
-                .database_write("rollup_flush", started.elapsed());
-            if let Err(error) = flushed {
-                state.metrics.database_error("rollup_flush");
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "Roll-up flush failed; will retry."
-                );
-            }
+            flushing = Some(tokio::spawn(flush_once(
+                state.clone(),
+                flusher.clone(),
+                now,
+            )));
         }
         if last_prune.is_none_or(|t| t.elapsed() >= state.settings.storage.prune_interval) {
             last_prune = Some(tokio::time::Instant::now());
@@ -397,6 +412,24 @@ async fn background(state: AppState, flusher: Arc<Flusher>, mut stop: watch::Rec
                 }
             }
         }
+    }
+}
+
+/// One regular flush of the completed minutes, timed for `/metrics`.
+async fn flush_once(state: AppState, flusher: Arc<Flusher>, now: i64) {
+    let started = std::time::Instant::now();
+    let flushed = flusher
+        .flush(&state.store, &state.storage, now, false, None)
+        .await;
+    state
+        .metrics
+        .database_write("rollup_flush", started.elapsed());
+    if let Err(error) = flushed {
+        state.metrics.database_error("rollup_flush");
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "Roll-up flush failed; will retry."
+        );
     }
 }
 
