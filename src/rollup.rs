@@ -9,8 +9,8 @@ use crate::detect::Engine;
 use crate::detect::baseline::Anchor;
 use crate::storage::{RollupRow, Storage};
 use crate::window::{
-    MinuteRollup, SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStore, decode_histogram,
-    encode_histogram,
+    HistogramEncoder, MinuteRollup, SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStore,
+    decode_histogram,
 };
 
 const MINUTE_MS: i64 = 60_000;
@@ -158,6 +158,7 @@ fn encode_chunks(
     store: &WindowStore,
 ) {
     let mut next_part = first_part;
+    let mut encoder = HistogramEncoder::default();
     let mut rest = taken.into_iter();
     loop {
         let taken: Vec<_> = rest.by_ref().take(ROWS_PER_TRANSACTION).collect();
@@ -177,7 +178,7 @@ fn encode_chunks(
                     0
                 },
                 counts: r.slot.counts,
-                histogram: encode_histogram(&r.slot.to_dense()),
+                histogram: encoder.encode(&r.slot.histogram()),
             })
             .collect();
         if let Err(refused) = sender.blocking_send(Encoded { taken, rows }) {

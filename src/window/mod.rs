@@ -4,6 +4,7 @@
 //! the live daemon (wall clock) and `replay` (event time). Snapshots are mergeable, which is
 //! what roll-ups and cluster merges are built on.
 
+mod encode;
 mod fine;
 mod histogram;
 mod ring;
@@ -18,6 +19,7 @@ mod totals;
 use std::fmt;
 use std::str::FromStr;
 
+pub use encode::HistogramEncoder;
 pub use histogram::{
     HIGHEST_US, LOWEST_US, SlotHistogram, new_histogram, quantile_us, slot_histogram_bytes,
 };

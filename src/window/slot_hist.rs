@@ -291,6 +291,14 @@ impl SlotHist {
         }
     }
 
+    /// Calls `f` with the index and the count of each used bucket, lowest first.
+    pub(crate) fn for_each_entry(&self, mut f: impl FnMut(u32, u64)) {
+        match self {
+            SlotHist::Sparse(b) => Entries::new(b).for_each(|(i, n)| f(i, n)),
+            SlotHist::Dense(h) => dense_entries(h).for_each(|(i, n)| f(i, n)),
+        }
+    }
+
     /// Calls `f` with the lowest value and the count of each used bucket, lowest first.
     pub fn for_each_bucket(&self, mut f: impl FnMut(u64, u64)) {
         match self {

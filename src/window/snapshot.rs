@@ -1,11 +1,13 @@
 //! Mergeable views of a window: what queries, detectors, roll-ups and (later) cluster peers
 //! exchange. Merging two snapshots is exact: histograms share bounds and counters add.
 
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::serialization::Deserializer;
 
+use super::encode::HistogramEncoder;
 use super::fine::FineSlot;
 use super::histogram::{SlotHistogram, WideHistogram, new_histogram, quantile_us};
 use super::slot::{Counts, Slot};
+use super::slot_hist::SlotHist;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -120,15 +122,13 @@ impl Snapshot {
     }
 }
 
-/// HdrHistogram V2 compressed encoding (the format other HdrHistogram tools read).
+/// The stored encoding of `hist`: HdrHistogram's V2, deflated when long (see
+/// [`HistogramEncoder`]). Writing many, keep one encoder instead.
 pub fn encode_histogram(hist: &SlotHistogram) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    V2DeflateSerializer::new()
-        .serialize(hist, &mut out)
-        .expect("writing to a Vec cannot fail");
-    out
+    HistogramEncoder::default().encode(&SlotHist::from_histogram(hist))
 }
 
+/// Reads a histogram in either V2 form (plain or deflated), whatever its bounds.
 pub fn decode_histogram(bytes: &[u8]) -> Result<SlotHistogram, String> {
     let decoded: SlotHistogram = Deserializer::new()
         .deserialize(&mut &bytes[..])
