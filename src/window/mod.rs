@@ -19,7 +19,7 @@ mod totals;
 use std::fmt;
 use std::str::FromStr;
 
-pub use encode::HistogramEncoder;
+pub use encode::{HistogramEncoder, decode_stored};
 pub use histogram::{
     HIGHEST_US, LOWEST_US, SlotHistogram, new_histogram, quantile_us, slot_histogram_bytes,
 };

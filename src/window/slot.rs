@@ -106,6 +106,19 @@ impl Slot {
         }
     }
 
+    /// A clean slot holding a stored minute read back by [`super::decode_stored`].
+    pub fn from_stored(start_ms: i64, hist: SlotHist, counts: Counts) -> Self {
+        Self {
+            start_ms,
+            hist,
+            counts,
+            dirty: false,
+            pending: false,
+            values: Vec::new(),
+            values_complete: false,
+        }
+    }
+
     /// Empties the slot for reuse at a new start time: its histogram turns sparse again.
     pub fn reset(&mut self, start_ms: i64) {
         self.start_ms = start_ms;

@@ -218,6 +218,14 @@ impl SlotHist {
         }
     }
 
+    /// The histogram of (bucket index, count) entries sorted by bucket, no index past
+    /// `bucket_index(HIGHEST_US)`: sparse unless they need the dense form.
+    pub(crate) fn from_entries(entries: &[(u32, u64)]) -> Self {
+        let mut out = SlotHist::default();
+        out.add_entries(entries.iter().copied(), entries.len() * 3);
+        out
+    }
+
     /// Adds (bucket index, count) entries sorted by bucket.
     /// `bytes_hint` estimates the bytes they take encoded.
     fn add_entries(&mut self, src: impl Iterator<Item = (u32, u64)> + Clone, bytes_hint: usize) {
