@@ -10,8 +10,9 @@
 //! - the forced flush of everything still unsaved (the minute in progress), as at shutdown.
 //!
 //! For each it prints the rows written, the time taken and the longest delay of a 10 ms timer
-//! on the async worker while the flush ran: how long the flush held the runtime. Last, the
-//! size of the database files.
+//! on the async worker while the flush ran: how long the flush held the runtime. Then a
+//! restart: a new store loads what was written (as `serve` does before it listens), timed the
+//! same way. Last, the size of the database files.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,13 +36,14 @@ fn main() {
     let instances = args.get(1).copied().unwrap_or(100);
     let zones = args.get(2).copied().unwrap_or(3);
 
-    let store = Arc::new(WindowStore::new(Limits {
+    let limits = Limits {
         max_series: usize::MAX,
         max_dependencies: usize::MAX,
         max_instances_per_dependency: usize::MAX,
         max_zones_per_dependency: usize::MAX,
         max_sources_per_dependency: usize::MAX,
-    }));
+    };
+    let store = Arc::new(WindowStore::new(limits));
     let recorded = Instant::now();
     let names: Vec<String> = (0..dependencies).map(|d| format!("dep-{d:04}")).collect();
     let instance_names: Vec<String> = (0..instances).map(|i| format!("host-{i:03}")).collect();
@@ -132,6 +134,26 @@ fn main() {
                 longest.as_secs_f64() * 1e3
             );
         }
+        // A restart: a new store loads what the flushes wrote.
+        let warmed = Arc::new(WindowStore::new(limits));
+        let stall = StallProbe::start();
+        let started = Instant::now();
+        let rows = tokio::spawn({
+            let (warmed, storage) = (warmed.clone(), storage.clone());
+            async move { graywatch::rollup::warm(&warmed, &storage, "bench", end_ms).await }
+        })
+        .await
+        .expect("warm task")
+        .expect("warm");
+        let took = started.elapsed();
+        let longest = stall.stop().await;
+        println!(
+            "start-up load: {rows} rows in {:.2} s ({:.0} rows/s); async worker held up to {:.0} ms",
+            took.as_secs_f64(),
+            rows as f64 / took.as_secs_f64(),
+            longest.as_secs_f64() * 1e3
+        );
+        assert_eq!(warmed.series_count(), store.series_count());
         storage.close().await;
     });
     let bytes: u64 = std::fs::read_dir(dir.path())

@@ -5,12 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use tokio_stream::StreamExt;
+
 use crate::detect::Engine;
 use crate::detect::baseline::Anchor;
 use crate::storage::{RollupRow, Storage};
 use crate::window::{
     HistogramEncoder, MinuteRollup, SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStore,
-    decode_histogram,
+    decode_stored,
 };
 
 const MINUTE_MS: i64 = 60_000;
@@ -282,8 +284,8 @@ fn absorb_rows(anchor: &mut Anchor, rows: &[RollupRow], excluded: &[(i64, i64)],
 /// A stored roll-up as the minute slot it was written from; `None` (logged) when its
 /// histogram cannot be read.
 fn stored_slot(row: &RollupRow) -> Option<Slot> {
-    match decode_histogram(&row.histogram) {
-        Ok(hist) => Some(Slot::from_parts(row.minute_ms, hist, row.counts)),
+    match decode_stored(&row.histogram) {
+        Ok(hist) => Some(Slot::from_stored(row.minute_ms, hist, row.counts)),
         Err(error) => {
             tracing::warn!(dependency = %row.key.dependency, minute_ms = row.minute_ms, %error, "Skipping an unreadable roll-up.");
             None
@@ -291,20 +293,54 @@ fn stored_slot(row: &RollupRow) -> Option<Slot> {
     }
 }
 
+/// Stored rows decoded and loaded per task at start-up.
+const WARM_BATCH: usize = 4_096;
+
 /// Loads this node's roll-ups of the last hour into the store, so the 15-minute and 1-hour
-/// windows are warm right after a restart. Returns the number of rows loaded.
+/// windows are warm right after a restart. Returns the number of rows loaded. Rows are read
+/// as a stream and decoded and loaded a batch at a time on the blocking pool, while the
+/// database reads the next batch: at 100,000 series an hour is six million rows, which
+/// neither fit in memory at once nor should hold an async worker.
 pub async fn warm(
-    store: &WindowStore,
+    store: &Arc<WindowStore>,
     storage: &Storage,
     node: &str,
     now_ms: i64,
 ) -> anyhow::Result<usize> {
-    let rows = storage
-        .node_rollups_since(node, now_ms - Window::LONGEST_MS)
-        .await?;
+    let mut rows = std::pin::pin!(storage.node_rollups_since(node, now_ms - Window::LONGEST_MS));
+    let mut loaded = 0;
+    let mut loading: Option<tokio::task::JoinHandle<usize>> = None;
+    let mut batch = Vec::with_capacity(WARM_BATCH);
+    loop {
+        let row = rows.next().await.transpose()?;
+        let end = row.is_none();
+        batch.extend(row);
+        if batch.len() == WARM_BATCH || (end && !batch.is_empty()) {
+            // One batch at a time, in minute order.
+            if let Some(previous) = loading.take() {
+                loaded += previous.await?;
+            }
+            let rows = std::mem::replace(&mut batch, Vec::with_capacity(WARM_BATCH));
+            let store = store.clone();
+            loading = Some(tokio::task::spawn_blocking(move || {
+                load_rows(&store, &rows, now_ms)
+            }));
+        }
+        if end {
+            break;
+        }
+    }
+    if let Some(last) = loading {
+        loaded += last.await?;
+    }
+    Ok(loaded)
+}
+
+/// Loads stored rows into the store; returns how many it loaded.
+fn load_rows(store: &WindowStore, rows: &[RollupRow], now_ms: i64) -> usize {
     let mut loaded = 0;
     for row in rows {
-        let Some(slot) = stored_slot(&row) else {
+        let Some(slot) = stored_slot(row) else {
             continue;
         };
         match store.load_minute(&row.key, &slot, now_ms) {
@@ -314,7 +350,7 @@ pub async fn warm(
             }
         }
     }
-    Ok(loaded)
+    loaded
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Per-minute roll-ups of series.
 
 use sqlx::{QueryBuilder, Row, Sqlite};
+use tokio_stream::{Stream, StreamExt};
 
 use super::Storage;
 use crate::window::{Counts, SeriesKey, SeriesKind};
@@ -58,22 +59,22 @@ impl Storage {
         tx.commit().await
     }
 
-    /// This node's roll-ups from `since_ms` on (to warm the windows at start-up).
-    pub async fn node_rollups_since(
-        &self,
-        node: &str,
+    /// This node's roll-ups from `since_ms` on, in minute order, as the database reads them:
+    /// start-up warms the windows from them without holding an hour of rows at once.
+    pub fn node_rollups_since<'a>(
+        &'a self,
+        node: &'a str,
         since_ms: i64,
-    ) -> sqlx::Result<Vec<RollupRow>> {
-        let rows = sqlx::query(concat!(
+    ) -> impl Stream<Item = sqlx::Result<RollupRow>> + Send + 'a {
+        sqlx::query(concat!(
             "SELECT ",
             columns!(),
             " FROM rollups WHERE node = $1 AND minute_ms >= $2 ORDER BY minute_ms"
         ))
         .bind(node)
         .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode_row).collect()
+        .fetch(&self.pool)
+        .map(|row| row.and_then(|row| decode_row(&row)))
     }
 
     /// Roll-ups of one series for minutes in `[from_ms, to_ms)`, all nodes and parts.
