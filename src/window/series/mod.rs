@@ -1010,6 +1010,33 @@ mod tests {
     }
 
     #[test]
+    fn a_window_read_from_a_sum_keeps_its_calls_and_changing_it_leaves_the_series_alone() {
+        let now = T0 + 30_000;
+        let mut s = Series::new();
+        for i in 0..2_000u64 {
+            s.record(now - (i as i64 % 5_000), 1_000 + i, Outcome::Ok, now);
+        }
+        s.advance(now);
+        for w in [Window::M1, Window::M5] {
+            let mut read = s.window(w, now);
+            // Shared with the running sum, not copied.
+            assert!(std::sync::Arc::strong_count(&read.hist) > 1, "{w}");
+            let before = (*read.hist).clone();
+            s.record(now, 5_000_000, Outcome::Ok, now);
+            assert_eq!(
+                *read.hist, before,
+                "{w}: a later call changed an earlier read"
+            );
+            let after = s.window(w, now);
+            assert_eq!(after.hist.len(), before.len() + 1, "{w}");
+            // A reader that changes its copy (a merge) leaves the series' windows alone.
+            read.merge_data(&after);
+            assert_eq!(s.window(w, now).hist.len(), before.len() + 1, "{w}");
+            assert_eq!(read.hist.len(), 2 * before.len() + 1, "{w}");
+        }
+    }
+
+    #[test]
     fn a_busy_dependency_keeps_dense_sums_and_exact_windows_and_a_quiet_one_sparse_sums() {
         for (per_second, dense) in [(20i64, true), (1, false)] {
             let mut s = Series::new();
@@ -1032,7 +1059,7 @@ mod tests {
                             want.record(d).unwrap();
                         }
                     }
-                    assert_eq!(snap.hist, want, "{w} at second {second}");
+                    assert_eq!(*snap.hist, want, "{w} at second {second}");
                 }
             }
             assert_eq!(
@@ -1077,7 +1104,9 @@ mod tests {
             // Only the successful calls are timed.
             let mut hist = Snapshot::empty(second, second + 1_000);
             for k in (0..n).filter(|k| k % 4 != 0) {
-                hist.hist.record(900 + k * 1_013).unwrap();
+                std::sync::Arc::make_mut(&mut hist.hist)
+                    .record(900 + k * 1_013)
+                    .unwrap();
             }
             hist.counts = *sample.counts();
             let hist = Sample::Histogram(hist);
@@ -1371,7 +1400,7 @@ mod tests {
                                 }
                             }
                         }
-                        prop_assert_eq!(&snap.hist, &expected, "window {} at {}", w, now - T0);
+                        prop_assert_eq!(&*snap.hist, &expected, "window {} at {}", w, now - T0);
                         prop_assert_eq!(snap.total(), calls);
                         prop_assert_eq!(snap.successful(), expected.len());
                         // The form the peer detectors read answers like the histogram.
