@@ -152,7 +152,7 @@ impl Baseline {
         let mut counts = Counts::default();
         let mut minutes = 0;
         for c in &self.chunks {
-            hist.add(&c.snap.hist).expect("shared bounds");
+            hist.add(&*c.snap.hist).expect("shared bounds");
             counts.add(&c.snap.counts);
             minutes += c.minutes;
         }

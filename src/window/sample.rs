@@ -180,7 +180,7 @@ mod tests {
         };
         let mut snapshot = Snapshot::empty(0, 60_000);
         for &v in values {
-            snapshot.hist.saturating_record(u64::from(v));
+            std::sync::Arc::make_mut(&mut snapshot.hist).saturating_record(u64::from(v));
         }
         snapshot.counts = counts;
         let durations = Sample::Durations {

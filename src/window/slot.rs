@@ -189,6 +189,16 @@ impl Slot {
         }
     }
 
+    /// The dense histogram of the slot's successful calls, shared with the slot when it
+    /// keeps one (see [`SlotHist::shared`]).
+    pub fn to_shared(&self) -> std::sync::Arc<SlotHistogram> {
+        if self.values_complete {
+            std::sync::Arc::new(self.to_dense())
+        } else {
+            self.hist.shared()
+        }
+    }
+
     /// The dense histogram of the slot's successful calls.
     pub fn to_dense(&self) -> SlotHistogram {
         if self.values_complete {

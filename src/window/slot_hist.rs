@@ -15,6 +15,8 @@
 //! `Histogram<u32>` for a snapshot, a quantile or persistence gives the very histogram that
 //! recording the same values into it would have.
 
+use std::sync::Arc;
+
 use super::histogram::{HIGHEST_US, SlotHistogram, new_histogram};
 
 /// Most bytes a sparse histogram holds (against 13 KiB dense).
@@ -55,7 +57,9 @@ pub(crate) fn bucket_value(index: u32) -> u64 {
 pub enum SlotHist {
     /// Entries in bucket order, no zero counts (see the module documentation).
     Sparse(Vec<u8>),
-    Dense(Box<SlotHistogram>),
+    /// Shared, copied on write: a running window sum lends its counters to the snapshots read
+    /// from it (see [`SlotHist::shared`]), which are dropped before the sum changes again.
+    Dense(Arc<SlotHistogram>),
 }
 
 impl Default for SlotHist {
@@ -78,7 +82,7 @@ impl PartialEq for SlotHist {
 impl SlotHist {
     /// An empty dense histogram, for a sum that every call of a busy series passes through.
     pub fn dense() -> Self {
-        SlotHist::Dense(Box::new(new_histogram()))
+        SlotHist::Dense(Arc::new(new_histogram()))
     }
 
     /// The compact form of `hist`: sparse when it uses few buckets.
@@ -119,7 +123,7 @@ impl SlotHist {
     pub fn clear(&mut self) {
         match self {
             SlotHist::Sparse(b) => b.clear(),
-            SlotHist::Dense(h) => h.reset(),
+            SlotHist::Dense(h) => Arc::make_mut(h).reset(),
         }
     }
 
@@ -135,11 +139,11 @@ impl SlotHist {
     /// Turns the histogram dense (no-op if it is).
     pub fn make_dense(&mut self) {
         if let SlotHist::Sparse(b) = self {
-            let mut h = Box::new(new_histogram::<u32>());
+            let mut h = new_histogram::<u32>();
             for (i, n) in Entries::new(b) {
                 h.saturating_record_n(bucket_value(i), n as u32);
             }
-            *self = SlotHist::Dense(h);
+            *self = SlotHist::Dense(Arc::new(h));
         }
     }
 
@@ -148,7 +152,7 @@ impl SlotHist {
     #[inline]
     pub fn record(&mut self, value_us: u64) {
         match self {
-            SlotHist::Dense(h) => h.saturating_record(value_us.min(HIGHEST_US)),
+            SlotHist::Dense(h) => Arc::make_mut(h).saturating_record(value_us.min(HIGHEST_US)),
             SlotHist::Sparse(b) => {
                 let index = bucket_index(value_us);
                 if !add_in_place(b, index, 1) {
@@ -162,6 +166,7 @@ impl SlotHist {
     pub fn add_values(&mut self, values: &[u32]) {
         match self {
             SlotHist::Dense(h) => {
+                let h = Arc::make_mut(h);
                 for &v in values {
                     h.saturating_record(u64::from(v).min(HIGHEST_US));
                 }
@@ -213,7 +218,9 @@ impl SlotHist {
     /// Adds a dense histogram's calls.
     pub fn add_histogram(&mut self, src: &SlotHistogram) {
         match self {
-            SlotHist::Dense(h) => h.add(src).expect("slot histograms share bounds"),
+            SlotHist::Dense(h) => Arc::make_mut(h)
+                .add(src)
+                .expect("slot histograms share bounds"),
             SlotHist::Sparse(_) => self.add_entries(dense_entries(src), 64),
         }
     }
@@ -231,6 +238,7 @@ impl SlotHist {
     fn add_entries(&mut self, src: impl Iterator<Item = (u32, u64)> + Clone, bytes_hint: usize) {
         let dst = match self {
             SlotHist::Dense(h) => {
+                let h = Arc::make_mut(h);
                 for (i, n) in src {
                     h.saturating_record_n(bucket_value(i), n as u32);
                 }
@@ -252,10 +260,10 @@ impl SlotHist {
     /// were not all added.
     pub fn subtract(&mut self, other: &SlotHist) {
         match (&mut *self, other) {
-            (SlotHist::Dense(h), SlotHist::Dense(src)) => h
+            (SlotHist::Dense(h), SlotHist::Dense(src)) => Arc::make_mut(h)
                 .subtract(&**src)
                 .expect("a slot only removes calls it absorbed"),
-            (SlotHist::Dense(h), SlotHist::Sparse(_)) => h
+            (SlotHist::Dense(h), SlotHist::Sparse(_)) => Arc::make_mut(h)
                 .subtract(other.to_dense())
                 .expect("a slot only removes calls it absorbed"),
             (SlotHist::Sparse(dst), SlotHist::Sparse(b)) => subtract_entries(dst, Entries::new(b)),
@@ -268,7 +276,7 @@ impl SlotHist {
     /// Takes a dense histogram's calls back out.
     pub fn subtract_histogram(&mut self, src: &SlotHistogram) {
         match self {
-            SlotHist::Dense(h) => h
+            SlotHist::Dense(h) => Arc::make_mut(h)
                 .subtract(src)
                 .expect("a slot only removes calls it absorbed"),
             SlotHist::Sparse(dst) => subtract_entries(dst, dense_entries(src)),
@@ -284,6 +292,15 @@ impl SlotHist {
                     dst.saturating_record_n(bucket_value(i), n as u32);
                 }
             }
+        }
+    }
+
+    /// The dense histogram of the same calls, shared when the histogram is dense: no copy
+    /// until one of the two changes.
+    pub fn shared(&self) -> Arc<SlotHistogram> {
+        match self {
+            SlotHist::Dense(h) => Arc::clone(h),
+            SlotHist::Sparse(_) => Arc::new(self.to_dense()),
         }
     }
 

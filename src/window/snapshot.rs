@@ -1,6 +1,8 @@
 //! Mergeable views of a window: what queries, detectors, roll-ups and (later) cluster peers
 //! exchange. Merging two snapshots is exact: histograms share bounds and counters add.
 
+use std::sync::Arc;
+
 use hdrhistogram::serialization::Deserializer;
 
 use super::encode::HistogramEncoder;
@@ -15,7 +17,10 @@ pub struct Snapshot {
     pub from_ms: i64,
     /// End of the window (the `now` it was taken at), epoch milliseconds.
     pub to_ms: i64,
-    pub hist: WideHistogram,
+    /// Shared with the running sum of the window it was read from, if any (see
+    /// [`super::slot_hist::SlotHist::Dense`]): a window read every second costs no copy of
+    /// its counters. Changing it copies them first ([`Arc::make_mut`]).
+    pub hist: Arc<WideHistogram>,
     pub counts: Counts,
 }
 
@@ -24,7 +29,7 @@ impl Snapshot {
         Self {
             from_ms,
             to_ms,
-            hist: new_histogram(),
+            hist: Arc::new(new_histogram()),
             counts: Counts::default(),
         }
     }
@@ -34,18 +39,18 @@ impl Snapshot {
         Self {
             from_ms,
             to_ms,
-            hist: slot.to_dense(),
+            hist: slot.to_shared(),
             counts: slot.counts,
         }
     }
 
     pub fn add_slot(&mut self, slot: &Slot) {
-        slot.add_to(&mut self.hist);
+        slot.add_to(Arc::make_mut(&mut self.hist));
         self.counts.add(&slot.counts);
     }
 
     pub(crate) fn add_fine(&mut self, slot: &FineSlot) {
-        slot.add_to(&mut self.hist);
+        slot.add_to(Arc::make_mut(&mut self.hist));
         self.counts.add(&slot.counts);
     }
 
@@ -58,8 +63,8 @@ impl Snapshot {
 
     /// Adds another snapshot's calls, keeping this snapshot's time bounds.
     pub fn merge_data(&mut self, other: &Snapshot) {
-        self.hist
-            .add(&other.hist)
+        Arc::make_mut(&mut self.hist)
+            .add(&*other.hist)
             .expect("snapshots share histogram bounds");
         self.counts.add(&other.counts);
     }

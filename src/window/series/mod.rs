@@ -51,7 +51,7 @@ mod sums;
 
 use minute::MinuteList;
 pub use persist::{MAX_UNSAVED_MINUTES, MinuteRollup};
-use sums::CoarseSum;
+use sums::WindowSum;
 
 pub(crate) const FINE_WIDTH_MS: i64 = 1_000;
 pub(crate) const FINE_LEN: usize = 10;
@@ -69,10 +69,10 @@ pub struct Series {
     /// and fine slots retire, so windows read one histogram for them instead of up to ten.
     dense_fine: Slot,
     tiers: [Ring; 3],
-    /// Running sums of the coarse part of the windows in [`SUMMED`], by tier: both for a
+    /// Running sums of the windows in [`SUMMED`], by tier (see [`sums`]): both for a
     /// dependency's total; for an instance or a zone the 1-minute one, and only while its
     /// minute is read as a histogram (see [`Series::minute_sample`]).
-    sums: Vec<CoarseSum>,
+    sums: Vec<WindowSum>,
     /// Whether the 1-minute sum is kept only while the minute is busy (instances and zones).
     sum_on_demand: bool,
     /// An instance's or zone's 1-minute window as its durations, kept as calls arrive once a
@@ -147,9 +147,10 @@ impl Series {
             dense_fine: Slot::new(0),
             tiers: TIERS.map(|(w, n)| Ring::new(w, n)),
             sums: (0..n)
-                .map(|_| CoarseSum {
+                .map(|_| WindowSum {
                     sum: Slot::new(0),
                     from_ms: i64::MIN,
+                    burst: 0,
                 })
                 .collect(),
             sum_on_demand: false,
@@ -204,7 +205,7 @@ impl Series {
             + self.fine.heap_bytes()
             + self.dense_fine.heap_bytes()
             + self.tiers.iter().map(Ring::heap_bytes).sum::<usize>()
-            + self.sums.capacity() * std::mem::size_of::<CoarseSum>()
+            + self.sums.capacity() * std::mem::size_of::<WindowSum>()
             + self.sums.iter().map(|s| s.sum.heap_bytes()).sum::<usize>()
             // A B-tree entry: key and value, and about as much again for the tree.
             + self.late_minutes.values().map(|s| 2 * (8 + slot(s))).sum::<usize>()
@@ -266,14 +267,16 @@ impl Series {
             self.fine_counts[index] = SecondCounts::of(&slot.counts);
             self.live
                 .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
+            for s in &mut self.sums {
+                s.record(start, duration_us, outcome);
+            }
             return true;
         }
         let second = self.fine.align(ts_ms);
         debug_assert_eq!(self.fine.index(second), index);
         if second >= self.fine.horizon_start(now_ms) {
-            let (tiers, sums, evicted, dense, retired) = (
+            let (tiers, evicted, dense, retired) = (
                 &mut self.tiers,
-                &mut self.sums,
                 &mut self.evicted_minutes,
                 &mut self.dense_fine,
                 &mut self.retired,
@@ -281,7 +284,7 @@ impl Series {
             let pending_floor = &mut self.pending_floor_ms;
             let live = &mut self.live;
             if let Some(slot) = self.fine.slot_mut_evicting(second, |old| {
-                retire(old, tiers, sums, evicted, dense, retired);
+                retire(old, tiers, evicted, dense, retired);
                 live.subtract(&old.counts);
                 *pending_floor = (*pending_floor).min(tiers[0].align(old.start_ms));
             }) {
@@ -290,6 +293,9 @@ impl Series {
                 self.fine_counts[index] = SecondCounts::of(&slot.counts);
                 self.live
                     .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
+                for s in &mut self.sums {
+                    s.record(second, duration_us, outcome);
+                }
                 return true;
             }
         }
@@ -304,10 +310,9 @@ impl Series {
             if start < ring.horizon_start(now_ms) {
                 continue;
             }
-            let (rings, sums, evicted) =
-                (&mut self.tiers, &mut self.sums, &mut self.evicted_minutes);
+            let (rings, evicted) = (&mut self.tiers, &mut self.evicted_minutes);
             let slot = if tier == 0 {
-                ten_second_slot(rings, sums, evicted, start)
+                ten_second_slot(rings, evicted, start)
             } else {
                 coarse_slot(&mut rings[tier], tier, evicted, start)
             };
@@ -316,10 +321,14 @@ impl Series {
                 kept = true;
                 // A 10-second slot not yet passed on carries the call up when it is.
                 let carried = slot.pending;
-                if let Some(s) = self.sums.get_mut(tier).filter(|s| start >= s.from_ms) {
-                    s.sum.record(duration_us, outcome);
+                if let Some(s) = self.sums.get_mut(tier) {
+                    s.record(start, duration_us, outcome);
                 }
                 if carried {
+                    // The 5-minute window reads the slot until it is passed on.
+                    if let Some(s) = self.sums.get_mut(1) {
+                        s.record(start, duration_us, outcome);
+                    }
                     break;
                 }
             }
@@ -386,7 +395,6 @@ impl Series {
                 retire(
                     slot,
                     &mut self.tiers,
-                    &mut self.sums,
                     &mut self.evicted_minutes,
                     &mut self.dense_fine,
                     &mut self.retired,
@@ -398,7 +406,7 @@ impl Series {
             }
         }
         self.fine_floor_ms = floor;
-        self.sums.iter_mut().for_each(CoarseSum::settle);
+        self.sums.iter_mut().for_each(WindowSum::settle);
     }
 
     /// Passes every 10-second slot that ends at or before `until_ms` (all its seconds
@@ -411,13 +419,13 @@ impl Series {
         let mut floor = i64::MAX;
         for slot in ten.iter_mut().filter(|s| s.pending) {
             if slot.start_ms.saturating_add(width) <= until_ms {
-                pass_on(slot, upper, &mut self.sums, &mut self.evicted_minutes);
+                pass_on(slot, upper, &mut self.evicted_minutes);
             } else {
                 floor = floor.min(slot.start_ms);
             }
         }
         self.pending_floor_ms = floor;
-        self.sums.iter_mut().for_each(CoarseSum::settle);
+        self.sums.iter_mut().for_each(WindowSum::settle);
     }
 
     /// Folds all fine slots regardless of age (before persisting at shutdown).
@@ -518,20 +526,18 @@ impl Series {
             Some(t) => {
                 let ring = &self.tiers[t];
                 let from = window_start(ring, window, now_ms);
-                let mut snap = match self.sums.get(t) {
-                    // The sum is exactly the window's coarse slots when it was slid to the
-                    // same `now` (a clock that stepped back takes the long way).
-                    Some(s) if SUMMED[t] == window && s.from_ms == from => {
-                        Snapshot::of_slot(&s.sum, from, now_ms)
-                    }
-                    _ => {
-                        let mut snap = Snapshot::empty(from, now_ms);
-                        for slot in ring.in_range(from, now_ms) {
-                            snap.add_slot(slot);
-                        }
-                        snap
-                    }
-                };
+                // The sum is exactly the window when it was slid to the same `now` (a clock
+                // that stepped back takes the long way).
+                if let Some(s) = self.sums.get(t)
+                    && SUMMED[t] == window
+                    && s.from_ms == from
+                {
+                    return Snapshot::of_slot(&s.sum, from, now_ms);
+                }
+                let mut snap = Snapshot::empty(from, now_ms);
+                for slot in ring.in_range(from, now_ms) {
+                    snap.add_slot(slot);
+                }
                 if t > 0 {
                     // Folded seconds not yet passed on to this ring.
                     for slot in self.tiers[0].in_range(from, now_ms).filter(|s| s.pending) {
@@ -788,33 +794,29 @@ fn window_start(ring: &Ring, window: Window, now_ms: i64) -> i64 {
 fn retire(
     fine: &FineSlot,
     tiers: &mut [Ring; 3],
-    sums: &mut [CoarseSum],
     evicted: &mut Vec<Slot>,
     dense: &mut Slot,
     retired: &mut Totals,
 ) {
     retired.add_fine(fine);
-    fold(fine, tiers, sums, evicted);
+    fold(fine, tiers, evicted);
     if let FineData::Dense(hist) = fine.data() {
         dense.remove_histogram(hist, &fine.counts);
     }
 }
 
-/// Adds a retired fine slot into its 10-second slot and the 1-minute sum. The coarser rings
-/// get it when the 10-second slot is passed on, unless that already happened (a late second),
-/// in which case they get it now.
-fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], sums: &mut [CoarseSum], evicted: &mut Vec<Slot>) {
+/// Adds a retired fine slot into its 10-second slot. The coarser rings get it when the
+/// 10-second slot is passed on, unless that already happened (a late second), in which case
+/// they get it now. The running sums have its calls already, and keep them (see [`sums`]).
+fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], evicted: &mut Vec<Slot>) {
     let start = tiers[0].align(fine.start_ms);
     // `None`: the 10-second ring has moved past this second (after a gap without ticks, a
     // late second); the data is older than its windows, but the coarser rings may cover it.
-    let passed_on = match ten_second_slot(tiers, sums, evicted, start) {
+    let passed_on = match ten_second_slot(tiers, evicted, start) {
         Some(dst) => {
             let passed_on = !dst.pending && !dst.is_empty();
             dst.absorb_fine(fine);
             dst.pending = !passed_on;
-            if let Some(s) = sums.first_mut().filter(|s| start >= s.from_ms) {
-                s.sum.absorb_fine(fine);
-            }
             passed_on
         }
         None => true,
@@ -824,18 +826,15 @@ fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], sums: &mut [CoarseSum], evicted:
             let start = ring.align(fine.start_ms);
             if let Some(dst) = coarse_slot(ring, tier, evicted, start) {
                 dst.absorb_fine(fine);
-                if let Some(s) = sums.get_mut(tier).filter(|s| start >= s.from_ms) {
-                    s.sum.absorb_fine(fine);
-                }
             }
         }
     }
 }
 
-/// Adds a complete 10-second slot into the minute and 5-minute rings (`upper`) and the
-/// 5-minute sum: ten seconds pass on at once, as a counter loop per ring, or as a few
-/// records when the slot still keeps its durations as a list.
-fn pass_on(slot: &mut Slot, upper: &mut [Ring], sums: &mut [CoarseSum], evicted: &mut Vec<Slot>) {
+/// Adds a complete 10-second slot into the minute and 5-minute rings (`upper`): ten seconds
+/// pass on at once, as a counter loop per ring, or as a few records when the slot still keeps
+/// its durations as a list. The 5-minute sum has its calls already (see [`sums`]).
+fn pass_on(slot: &mut Slot, upper: &mut [Ring], evicted: &mut Vec<Slot>) {
     // A quiet slot still has its durations as a list: recording them beats a counter pass.
     // Sorted once for the two or three sparse slots they go to.
     let indices = slot.values().and_then(super::slot_hist::sorted_indices);
@@ -849,9 +848,6 @@ fn pass_on(slot: &mut Slot, upper: &mut [Ring], sums: &mut [CoarseSum], evicted:
         let start = ring.align(slot.start_ms);
         if let Some(dst) = coarse_slot(ring, tier, evicted, start) {
             add(dst);
-            if let Some(s) = sums.get_mut(tier).filter(|s| start >= s.from_ms) {
-                add(&mut s.sum);
-            }
         }
     }
     slot.pending = false;
@@ -860,14 +856,13 @@ fn pass_on(slot: &mut Slot, upper: &mut [Ring], sums: &mut [CoarseSum], evicted:
 /// The 10-second slot for `start`; a slot recycled before it was passed on is passed on first.
 fn ten_second_slot<'a>(
     tiers: &'a mut [Ring; 3],
-    sums: &mut [CoarseSum],
     evicted: &mut Vec<Slot>,
     start: i64,
 ) -> Option<&'a mut Slot> {
     let (ten, upper) = tiers.split_first_mut().expect("three rings");
     let slot = ten.slot_mut_evicting(start, |old| {
         if old.pending {
-            pass_on(old, upper, sums, evicted);
+            pass_on(old, upper, evicted);
         }
     })?;
     slot.keep_values();
@@ -1015,6 +1010,33 @@ mod tests {
     }
 
     #[test]
+    fn a_window_read_from_a_sum_keeps_its_calls_and_changing_it_leaves_the_series_alone() {
+        let now = T0 + 30_000;
+        let mut s = Series::new();
+        for i in 0..2_000u64 {
+            s.record(now - (i as i64 % 5_000), 1_000 + i, Outcome::Ok, now);
+        }
+        s.advance(now);
+        for w in [Window::M1, Window::M5] {
+            let mut read = s.window(w, now);
+            // Shared with the running sum, not copied.
+            assert!(std::sync::Arc::strong_count(&read.hist) > 1, "{w}");
+            let before = (*read.hist).clone();
+            s.record(now, 5_000_000, Outcome::Ok, now);
+            assert_eq!(
+                *read.hist, before,
+                "{w}: a later call changed an earlier read"
+            );
+            let after = s.window(w, now);
+            assert_eq!(after.hist.len(), before.len() + 1, "{w}");
+            // A reader that changes its copy (a merge) leaves the series' windows alone.
+            read.merge_data(&after);
+            assert_eq!(s.window(w, now).hist.len(), before.len() + 1, "{w}");
+            assert_eq!(read.hist.len(), 2 * before.len() + 1, "{w}");
+        }
+    }
+
+    #[test]
     fn a_busy_dependency_keeps_dense_sums_and_exact_windows_and_a_quiet_one_sparse_sums() {
         for (per_second, dense) in [(20i64, true), (1, false)] {
             let mut s = Series::new();
@@ -1037,7 +1059,7 @@ mod tests {
                             want.record(d).unwrap();
                         }
                     }
-                    assert_eq!(snap.hist, want, "{w} at second {second}");
+                    assert_eq!(*snap.hist, want, "{w} at second {second}");
                 }
             }
             assert_eq!(
@@ -1082,7 +1104,9 @@ mod tests {
             // Only the successful calls are timed.
             let mut hist = Snapshot::empty(second, second + 1_000);
             for k in (0..n).filter(|k| k % 4 != 0) {
-                hist.hist.record(900 + k * 1_013).unwrap();
+                std::sync::Arc::make_mut(&mut hist.hist)
+                    .record(900 + k * 1_013)
+                    .unwrap();
             }
             hist.counts = *sample.counts();
             let hist = Sample::Histogram(hist);
@@ -1376,7 +1400,7 @@ mod tests {
                                 }
                             }
                         }
-                        prop_assert_eq!(&snap.hist, &expected, "window {} at {}", w, now - T0);
+                        prop_assert_eq!(&*snap.hist, &expected, "window {} at {}", w, now - T0);
                         prop_assert_eq!(snap.total(), calls);
                         prop_assert_eq!(snap.successful(), expected.len());
                         // The form the peer detectors read answers like the histogram.
