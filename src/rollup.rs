@@ -80,17 +80,20 @@ impl Flusher {
         force: bool,
         deadline: Option<tokio::time::Instant>,
     ) -> anyhow::Result<Flushed> {
-        let mut taken = tokio::task::spawn_blocking({
+        let taken = tokio::task::spawn_blocking({
             let store = store.clone();
-            move || store.take_rollups(now_ms, force)
+            move || {
+                let mut taken = store.take_rollups(now_ms, force);
+                // Main rows first (stable, so each series' order is kept): a late part must
+                // follow its minute's main row, and statements of one kind are of one shape.
+                taken.sort_by_key(|(_, r)| r.late_part);
+                taken
+            }
         })
         .await?;
         if taken.is_empty() {
             return Ok(Flushed::default());
         }
-        // Main rows first (stable, so each series' order is kept): a late part must follow
-        // its minute's main row, and statements of one kind are of one shape.
-        taken.sort_by_key(|(_, r)| r.late_part);
         let total = taken.len();
         let parts = taken.iter().filter(|(_, r)| r.late_part).count();
         let first_part = self.reserve_parts(parts, now_ms);
