@@ -207,6 +207,23 @@ mod tests {
         (dir, storage)
     }
 
+    /// SQLite's plan for `sql` with `params` parameters, its steps joined by "; ".
+    pub(super) async fn query_plan(storage: &Storage, sql: &str, params: usize) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(explain));
+        for _ in 0..params {
+            q = q.bind(None::<i64>);
+        }
+        let plan: Vec<String> = q
+            .fetch_all(&storage.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+            .collect();
+        plan.join("; ")
+    }
+
     #[tokio::test]
     async fn writes_go_on_while_every_reader_connection_is_taken() {
         let (_dir, storage) = open().await;
@@ -247,19 +264,7 @@ mod tests {
             ("silences", outbox::LIST_SILENCES, 1),
             ("active_overrides", outbox::ACTIVE_OVERRIDES, 1),
         ] {
-            let explain = format!("EXPLAIN QUERY PLAN {sql}");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(explain));
-            for _ in 0..params {
-                q = q.bind(None::<i64>);
-            }
-            let plan: Vec<String> = q
-                .fetch_all(&storage.pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
-                .collect();
-            let plan = plan.join("; ");
+            let plan = query_plan(&storage, sql, params).await;
             assert!(!plan.contains("TEMP B-TREE"), "{name} sorts: {plan}");
             assert!(
                 plan.contains("USING INDEX") || plan.contains("USING COVERING INDEX"),

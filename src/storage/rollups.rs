@@ -194,7 +194,7 @@ fn decode_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<RollupRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::tests::open;
+    use crate::storage::tests::{open, query_plan};
 
     fn row(dependency: &str, label: &str, minute_ms: i64, node: &str, part: i64) -> RollupRow {
         RollupRow {
@@ -292,22 +292,8 @@ mod tests {
     async fn removing_parts_searches_the_key_instead_of_scanning_the_table() {
         let (_dir, storage) = open().await;
         let rows = [row("db", "h1", 0, "a", 0), row("db", "h2", 0, "a", 0)];
-        let explain = format!(
-            "EXPLAIN QUERY PLAN {}",
-            delete_parts_of(&rows).into_string()
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(explain));
-        for _ in 0..rows.len() * 5 {
-            q = q.bind(None::<i64>);
-        }
-        let plan: Vec<String> = q
-            .fetch_all(&storage.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>("detail"))
-            .collect();
-        let plan = plan.join("; ");
+        let delete = delete_parts_of(&rows).into_string();
+        let plan = query_plan(&storage, &delete, rows.len() * 5).await;
         assert!(!plan.contains("SCAN r"), "{plan}");
         assert!(!plan.contains("SCAN rollups"), "{plan}");
         assert!(
