@@ -15,10 +15,10 @@ pub struct RollupRow {
     /// 0 for the node's main row of the minute; otherwise a late-data part.
     pub part: i64,
     pub counts: Counts,
-    /// HdrHistogram V2 compressed encoding of the successful calls' durations (`counts.ok`
-    /// calls). Rows written by versions that timed every call hold more; readers take the
-    /// histogram's own count as the denominator of a latency share, so such a minute stays
-    /// consistent, its failures timed, until it ages out.
+    /// HdrHistogram V2 encoding (plain or deflated) of the successful calls' durations
+    /// (`counts.ok` calls). Rows written by versions that timed every call hold more; readers
+    /// take the histogram's own count as the denominator of a latency share, so such a minute
+    /// stays consistent, its failures timed, until it ages out.
     pub histogram: Vec<u8>,
 }
 
