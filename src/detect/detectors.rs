@@ -22,7 +22,7 @@ use super::stats::{
     PRIOR_DISPERSION, burst_bounded_upper_p_value, few_events_p_value_above, holm_bonferroni,
     holm_rejects_any, quasi_binomial_upper_p_value, rate_not_above, two_proportion_p_value,
 };
-use crate::window::{Counts, PeerView, Snapshot};
+use crate::window::{Counts, PeerView, Sample, Snapshot};
 
 /// Calls the recency window needs before its point estimate is trusted.
 const RECENT_MIN_CALLS: u64 = 30;
@@ -177,16 +177,18 @@ impl Finding {
     }
 }
 
-/// The windows a dependency (or one of its peers) is judged on, shortest first.
+/// The windows a dependency (or one of its peers) is judged on, shortest first. As samples:
+/// the 10-second window is read every second, and is often a few hundred durations (see
+/// [`Sample`]).
 #[derive(Debug, Clone)]
 pub struct Windows<'a> {
-    pub s10: &'a Snapshot,
-    pub m1: &'a Snapshot,
-    pub m5: Option<&'a Snapshot>,
+    pub s10: &'a Sample,
+    pub m1: &'a Sample,
+    pub m5: Option<&'a Sample>,
 }
 
 impl<'a> Windows<'a> {
-    fn all(&self) -> impl Iterator<Item = (&'static str, &'a Snapshot)> {
+    fn all(&self) -> impl Iterator<Item = (&'static str, &'a Sample)> {
         [
             ("10s", Some(self.s10)),
             ("1m", Some(self.m1)),
@@ -197,8 +199,8 @@ impl<'a> Windows<'a> {
     }
 
     /// The shortest window with enough calls to say what is happening now.
-    fn recent(&self) -> (&'static str, &'a Snapshot) {
-        self.recent_with(RECENT_MIN_CALLS, &Snapshot::total)
+    fn recent(&self) -> (&'static str, &'a Sample) {
+        self.recent_with(RECENT_MIN_CALLS, &Sample::total)
     }
 
     /// The shortest window with at least `min_calls` calls as `calls` counts them (all, or
@@ -208,8 +210,8 @@ impl<'a> Windows<'a> {
     fn recent_with(
         &self,
         min_calls: u64,
-        calls: &dyn Fn(&Snapshot) -> u64,
-    ) -> (&'static str, &'a Snapshot) {
+        calls: &dyn Fn(&Sample) -> u64,
+    ) -> (&'static str, &'a Sample) {
         if min_calls > RECENT_MIN_CALLS {
             return if calls(self.s10) >= min_calls {
                 ("10s", self.s10)
@@ -227,12 +229,9 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn p99_us(s: &Snapshot) -> u64 {
-    if s.hist.is_empty() {
-        0
-    } else {
-        s.hist.value_at_quantile(0.99)
-    }
+/// HdrHistogram's p99 (0 without successful calls).
+fn p99_us(s: &Sample) -> u64 {
+    s.value_at_quantile(0.99)
 }
 
 /// A rate test of `count(window)` out of `calls(window)` against reference `p0`.
@@ -252,11 +251,11 @@ struct RateTest<'s> {
     /// nothing of the share above a p99.9).
     recent_min_calls: u64,
     /// Extra effect condition on the window (e.g. its p99 against the baseline).
-    extra: &'s dyn Fn(&Snapshot) -> bool,
-    count: &'s dyn Fn(&Snapshot) -> u64,
+    extra: &'s dyn Fn(&Sample) -> bool,
+    count: &'s dyn Fn(&Sample) -> u64,
     /// The calls `count` is a share of: all of them for errors and timeouts, the successful
     /// ones (those the histograms time) for a latency share.
-    calls: &'s dyn Fn(&Snapshot) -> u64,
+    calls: &'s dyn Fn(&Sample) -> u64,
 }
 
 impl RateTest<'_> {
@@ -339,14 +338,13 @@ pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) ->
         let threshold = q.threshold_us;
         let floor = (threshold as f64 * s.tail_ratio) as u64;
         let quantile = q.quantile;
-        let count = |x: &Snapshot| x.count_above(threshold);
+        let count = |x: &Sample| x.count_above(threshold);
         let floor = if body {
             (threshold as f64 * s.body_ratio) as u64
         } else {
             floor
         };
-        let extra =
-            |x: &Snapshot| !x.hist.is_empty() && x.hist.value_at_quantile(quantile) >= floor;
+        let extra = |x: &Sample| x.successful() > 0 && x.value_at_quantile(quantile) >= floor;
         let test = RateTest {
             settings: s,
             p0: q.share,
@@ -357,7 +355,7 @@ pub fn latency_tail(w: &Windows, base: &BaselineStats, s: &DetectionSettings) ->
             recent_min_calls: RECENT_MIN_CALLS.max((5.0 / (1.0 - q.quantile)) as u64),
             extra: &extra,
             count: &count,
-            calls: &Snapshot::successful,
+            calls: &Sample::successful,
         };
         if let Some(ev) = test.run(w) {
             let p = ev["p_value"].as_f64().unwrap_or(1.0);
@@ -427,11 +425,11 @@ pub fn rate_rise(
         let d = base.error_dispersion;
         (base.error_rate, d, "error", DetectorKind::ErrorRate)
     };
-    let count = |x: &Snapshot| {
+    let count = |x: &Sample| {
         if timeouts {
-            x.counts.timeout
+            x.counts().timeout
         } else {
-            x.counts.error
+            x.counts().error
         }
     };
     let test = RateTest {
@@ -443,7 +441,7 @@ pub fn rate_rise(
         recent_min_calls: RECENT_MIN_CALLS,
         extra: &|_| true,
         count: &count,
-        calls: &Snapshot::total,
+        calls: &Sample::total,
     };
     let mut evidence = test.run(w)?;
     evidence["baseline_calls"] = json!(base.calls);
@@ -498,7 +496,7 @@ pub fn hard_failure(
     dispersion: FailureDispersion,
 ) -> Option<Finding> {
     let (name, recent) = w.recent();
-    failing(name, &recent.counts, s, Some(dispersion))
+    failing(name, recent.counts(), s, Some(dispersion))
 }
 
 /// Least calls in each of the two seconds [`fast_hard_failure`] judges.
@@ -589,7 +587,7 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
     let mut out = Vec::new();
     // Latency bounds are about the successful calls (the ones the histograms time), rate
     // bounds about all calls.
-    let beyond = |p0: f64, count: &dyn Fn(&Snapshot) -> u64, calls: &dyn Fn(&Snapshot) -> u64| {
+    let beyond = |p0: f64, count: &dyn Fn(&Sample) -> u64, calls: &dyn Fn(&Sample) -> u64| {
         let ratio_free = DetectionSettings {
             rate_ratio: 1.0,
             rate_min_increase: 0.0,
@@ -612,8 +610,8 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
         let d = (sc.duration_ms * 1000.0) as u64;
         if let Some(mut ev) = beyond(
             sc.max_rate,
-            &|x: &Snapshot| x.count_above(d),
-            &Snapshot::successful,
+            &|x: &Sample| x.count_above(d),
+            &Sample::successful,
         ) {
             ev["slow_call_ms"] = json!(sc.duration_ms);
             out.push(Finding {
@@ -644,8 +642,8 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
             let bound = (p99 * 1000.0) as u64;
             if let Some(mut ev) = beyond(
                 1.0 - s.tail_quantile,
-                &|x: &Snapshot| x.count_above(bound),
-                &Snapshot::successful,
+                &|x: &Sample| x.count_above(bound),
+                &Sample::successful,
             ) {
                 ev["p99_ms"] = json!(ms(p99_us(w.m1)));
                 ev["bound_p99_ms"] = json!(p99);
@@ -665,14 +663,14 @@ pub fn spec_rules(w: &Windows, spec: &DependencySpec, s: &DetectionSettings) -> 
             (env.timeout_rate, true, DetectorKind::SloTimeouts),
         ] {
             let Some(bound) = bound else { continue };
-            let count = move |x: &Snapshot| {
+            let count = move |x: &Sample| {
                 if timeouts {
-                    x.counts.timeout
+                    x.counts().timeout
                 } else {
-                    x.counts.error
+                    x.counts().error
                 }
             };
-            if let Some(mut ev) = beyond(bound, &count, &Snapshot::total) {
+            if let Some(mut ev) = beyond(bound, &count, &Sample::total) {
                 ev["bound_rate"] = json!(bound);
                 out.push(Finding {
                     detector,
@@ -942,7 +940,7 @@ mod tests {
         b.ready(5, 200).expect("ten minutes of 3000 calls")
     }
 
-    fn windows(s: &Snapshot) -> Windows<'_> {
+    fn windows(s: &Sample) -> Windows<'_> {
         Windows {
             s10: s,
             m1: s,
@@ -954,7 +952,12 @@ mod tests {
     fn a_slow_tail_on_five_percent_of_calls_is_a_tail_shift() {
         let base = baseline(3);
         let w = snap(3_000, 0, 150, 10.0);
-        let f = latency_tail(&windows(&w), &base, &DetectionSettings::default()).expect("detected");
+        let f = latency_tail(
+            &windows(&w.clone().into()),
+            &base,
+            &DetectionSettings::default(),
+        )
+        .expect("detected");
         assert_eq!(f.detector, DetectorKind::LatencyTail);
         assert!(f.evidence["p_value"].as_f64().unwrap() < 1e-6);
     }
@@ -963,7 +966,14 @@ mod tests {
     fn the_usual_distribution_is_not_a_tail_shift() {
         let base = baseline(3);
         let w = snap(3_000, 0, 0, 1.0);
-        assert!(latency_tail(&windows(&w), &base, &DetectionSettings::default()).is_none());
+        assert!(
+            latency_tail(
+                &windows(&w.clone().into()),
+                &base,
+                &DetectionSettings::default()
+            )
+            .is_none()
+        );
     }
 
     #[test]
@@ -971,7 +981,14 @@ mod tests {
         let base = baseline(3);
         // 3% of a million calls 20% slower: overwhelming evidence, irrelevant effect.
         let w = snap(1_000_000, 0, 30_000, 1.2);
-        assert!(latency_tail(&windows(&w), &base, &DetectionSettings::default()).is_none());
+        assert!(
+            latency_tail(
+                &windows(&w.clone().into()),
+                &base,
+                &DetectionSettings::default()
+            )
+            .is_none()
+        );
     }
 
     #[test]
@@ -981,15 +998,16 @@ mod tests {
         // 30% of the calls fail in 2 ms; the successful ones are 1.3x slower.
         let timed = fast_failure(3_000, 900, 1.3, true);
         assert!(
-            latency_tail(&windows(&timed), &base, &s).is_none(),
+            latency_tail(&windows(&timed.clone().into()), &base, &s).is_none(),
             "the errors' 2 ms dilute every share below its floor"
         );
         let counted = fast_failure(3_000, 900, 1.3, false);
-        let f = latency_tail(&windows(&counted), &base, &s).expect("the successes are slower");
+        let f = latency_tail(&windows(&counted.clone().into()), &base, &s)
+            .expect("the successes are slower");
         assert_eq!(f.evidence["calls"], 2_100, "shares of the successful calls");
         assert!(f.summary.contains("of successful calls"), "{}", f.summary);
         // The errors themselves are the error detector's.
-        assert!(rate_rise(&windows(&counted), &base, &s, false).is_some());
+        assert!(rate_rise(&windows(&counted.clone().into()), &base, &s, false).is_some());
     }
 
     #[test]
@@ -1005,7 +1023,7 @@ mod tests {
         // p99 of the successful calls is ~192 ms (3x the usual 64 ms); timed with 30% of 2 ms
         // errors the p99 would sit at the successes' p98.6.
         let w = fast_failure(3_000, 900, 3.0, false);
-        let found = spec_rules(&windows(&w), &spec, &s);
+        let found = spec_rules(&windows(&w.clone().into()), &spec, &s);
         let f = found
             .iter()
             .find(|f| f.detector == DetectorKind::SloLatency)
@@ -1013,7 +1031,7 @@ mod tests {
         assert_eq!(f.evidence["calls"], 2_100);
         // Within the bound, errors do not count as slow calls: nothing fires.
         let w = fast_failure(3_000, 900, 1.0, false);
-        assert!(spec_rules(&windows(&w), &spec, &s).is_empty());
+        assert!(spec_rules(&windows(&w.clone().into()), &spec, &s).is_empty());
     }
 
     #[test]
@@ -1021,10 +1039,10 @@ mod tests {
         let base = baseline(3); // 0.1%
         let s = DetectionSettings::default();
         let risen = snap(6_000, 36, 0, 1.0); // 0.6%
-        let f = rate_rise(&windows(&risen), &base, &s, false).expect("detected");
+        let f = rate_rise(&windows(&risen.clone().into()), &base, &s, false).expect("detected");
         assert_eq!(f.detector, DetectorKind::ErrorRate);
         let noise = snap(6_000, 9, 0, 1.0); // 0.15%
-        assert!(rate_rise(&windows(&noise), &base, &s, false).is_none());
+        assert!(rate_rise(&windows(&noise.clone().into()), &base, &s, false).is_none());
     }
 
     #[test]
@@ -1143,8 +1161,8 @@ mod tests {
         assert_eq!(f.evidence["independent_failures"], 15.0);
         // The dependency-wide rule counts the same way.
         let w = snap(11, 7, 0, 1.0);
-        assert!(hard_failure(&windows(&w), &s, FailureDispersion::PRIOR).is_none());
-        assert!(hard_failure(&windows(&w), &s, independent).is_some());
+        assert!(hard_failure(&windows(&w.clone().into()), &s, FailureDispersion::PRIOR).is_none());
+        assert!(hard_failure(&windows(&w.clone().into()), &s, independent).is_some());
     }
 
     #[test]
@@ -1152,9 +1170,9 @@ mod tests {
         let s = DetectionSettings::default();
         let w = snap(200, 120, 0, 1.0);
         let d = FailureDispersion::PRIOR;
-        let f = hard_failure(&windows(&w), &s, d).expect("failing");
+        let f = hard_failure(&windows(&w.clone().into()), &s, d).expect("failing");
         assert_eq!(f.severity, Severity::Failing);
-        assert!(hard_failure(&windows(&snap(200, 20, 0, 1.0)), &s, d).is_none());
+        assert!(hard_failure(&windows(&snap(200, 20, 0, 1.0).into()), &s, d).is_none());
     }
 
     #[test]
@@ -1172,11 +1190,11 @@ mod tests {
             ..Default::default()
         };
         // p99 of the base distribution is ~64 ms: beyond normal, within acceptable.
-        let found = spec_rules(&windows(&snap(3_000, 0, 0, 1.0)), &spec, &s);
+        let found = spec_rules(&windows(&snap(3_000, 0, 0, 1.0).into()), &spec, &s);
         let sev: Vec<_> = found.iter().map(|f| (f.detector, f.severity)).collect();
         assert_eq!(sev, vec![(DetectorKind::SloLatency, Severity::Degraded)]);
         // 10% of calls 20x slower: beyond both.
-        let found = spec_rules(&windows(&snap(3_000, 0, 300, 20.0)), &spec, &s);
+        let found = spec_rules(&windows(&snap(3_000, 0, 300, 20.0).into()), &spec, &s);
         assert_eq!(found.len(), 2);
         assert!(found.iter().any(|f| f.severity == Severity::Failing));
     }

@@ -29,7 +29,7 @@ use super::state::{AlertMachine, Hysteresis, Step};
 use super::stats::{PRIOR_DISPERSION, quasi_binomial_upper_p_value, two_proportion_p_value};
 use super::traffic::{self, TrafficBaseline};
 use crate::window::{
-    DetectionView, PeerView, SeriesKey, SeriesKind, Snapshot, Window, WindowStore,
+    DetectionView, PeerView, Sample, SeriesKey, SeriesKind, Snapshot, Window, WindowStore,
 };
 
 /// A minute joins the baseline this long after it ended, so that a degradation starting in
@@ -359,10 +359,12 @@ impl Engine {
         let mut add = |scope: Scope, f: Finding| {
             findings.insert((scope, f.detector, f.severity), f);
         };
+        // The minute windows share their histograms: wrapping them copies nothing.
+        let (m1, m5) = (Sample::from(view.m1.clone()), Sample::from(view.m5.clone()));
         let total = Windows {
             s10: &view.s10,
-            m1: &view.m1,
-            m5: Some(&view.m5),
+            m1: &m1,
+            m5: Some(&m5),
         };
         if let Some(base) = state
             .baseline
