@@ -951,13 +951,8 @@ mod tests {
     #[test]
     fn a_slow_tail_on_five_percent_of_calls_is_a_tail_shift() {
         let base = baseline(3);
-        let w = snap(3_000, 0, 150, 10.0);
-        let f = latency_tail(
-            &windows(&w.clone().into()),
-            &base,
-            &DetectionSettings::default(),
-        )
-        .expect("detected");
+        let w = Sample::from(snap(3_000, 0, 150, 10.0));
+        let f = latency_tail(&windows(&w), &base, &DetectionSettings::default()).expect("detected");
         assert_eq!(f.detector, DetectorKind::LatencyTail);
         assert!(f.evidence["p_value"].as_f64().unwrap() < 1e-6);
     }
@@ -965,30 +960,16 @@ mod tests {
     #[test]
     fn the_usual_distribution_is_not_a_tail_shift() {
         let base = baseline(3);
-        let w = snap(3_000, 0, 0, 1.0);
-        assert!(
-            latency_tail(
-                &windows(&w.clone().into()),
-                &base,
-                &DetectionSettings::default()
-            )
-            .is_none()
-        );
+        let w = Sample::from(snap(3_000, 0, 0, 1.0));
+        assert!(latency_tail(&windows(&w), &base, &DetectionSettings::default()).is_none());
     }
 
     #[test]
     fn a_trivial_shift_at_huge_traffic_is_significant_but_below_the_effect_floor() {
         let base = baseline(3);
         // 3% of a million calls 20% slower: overwhelming evidence, irrelevant effect.
-        let w = snap(1_000_000, 0, 30_000, 1.2);
-        assert!(
-            latency_tail(
-                &windows(&w.clone().into()),
-                &base,
-                &DetectionSettings::default()
-            )
-            .is_none()
-        );
+        let w = Sample::from(snap(1_000_000, 0, 30_000, 1.2));
+        assert!(latency_tail(&windows(&w), &base, &DetectionSettings::default()).is_none());
     }
 
     #[test]
@@ -996,18 +977,17 @@ mod tests {
         let base = baseline(3);
         let s = DetectionSettings::default();
         // 30% of the calls fail in 2 ms; the successful ones are 1.3x slower.
-        let timed = fast_failure(3_000, 900, 1.3, true);
+        let timed = Sample::from(fast_failure(3_000, 900, 1.3, true));
         assert!(
-            latency_tail(&windows(&timed.clone().into()), &base, &s).is_none(),
+            latency_tail(&windows(&timed), &base, &s).is_none(),
             "the errors' 2 ms dilute every share below its floor"
         );
-        let counted = fast_failure(3_000, 900, 1.3, false);
-        let f = latency_tail(&windows(&counted.clone().into()), &base, &s)
-            .expect("the successes are slower");
+        let counted = Sample::from(fast_failure(3_000, 900, 1.3, false));
+        let f = latency_tail(&windows(&counted), &base, &s).expect("the successes are slower");
         assert_eq!(f.evidence["calls"], 2_100, "shares of the successful calls");
         assert!(f.summary.contains("of successful calls"), "{}", f.summary);
         // The errors themselves are the error detector's.
-        assert!(rate_rise(&windows(&counted.clone().into()), &base, &s, false).is_some());
+        assert!(rate_rise(&windows(&counted), &base, &s, false).is_some());
     }
 
     #[test]
@@ -1022,27 +1002,27 @@ mod tests {
         };
         // p99 of the successful calls is ~192 ms (3x the usual 64 ms); timed with 30% of 2 ms
         // errors the p99 would sit at the successes' p98.6.
-        let w = fast_failure(3_000, 900, 3.0, false);
-        let found = spec_rules(&windows(&w.clone().into()), &spec, &s);
+        let w = Sample::from(fast_failure(3_000, 900, 3.0, false));
+        let found = spec_rules(&windows(&w), &spec, &s);
         let f = found
             .iter()
             .find(|f| f.detector == DetectorKind::SloLatency)
             .expect("beyond the bound");
         assert_eq!(f.evidence["calls"], 2_100);
         // Within the bound, errors do not count as slow calls: nothing fires.
-        let w = fast_failure(3_000, 900, 1.0, false);
-        assert!(spec_rules(&windows(&w.clone().into()), &spec, &s).is_empty());
+        let w = Sample::from(fast_failure(3_000, 900, 1.0, false));
+        assert!(spec_rules(&windows(&w), &spec, &s).is_empty());
     }
 
     #[test]
     fn an_error_rate_rise_far_below_thresholds_is_caught_and_noise_is_not() {
         let base = baseline(3); // 0.1%
         let s = DetectionSettings::default();
-        let risen = snap(6_000, 36, 0, 1.0); // 0.6%
-        let f = rate_rise(&windows(&risen.clone().into()), &base, &s, false).expect("detected");
+        let risen = Sample::from(snap(6_000, 36, 0, 1.0)); // 0.6%
+        let f = rate_rise(&windows(&risen), &base, &s, false).expect("detected");
         assert_eq!(f.detector, DetectorKind::ErrorRate);
-        let noise = snap(6_000, 9, 0, 1.0); // 0.15%
-        assert!(rate_rise(&windows(&noise.clone().into()), &base, &s, false).is_none());
+        let noise = Sample::from(snap(6_000, 9, 0, 1.0)); // 0.15%
+        assert!(rate_rise(&windows(&noise), &base, &s, false).is_none());
     }
 
     #[test]
@@ -1160,17 +1140,17 @@ mod tests {
         assert_eq!(f.evidence["window"], "1m");
         assert_eq!(f.evidence["independent_failures"], 15.0);
         // The dependency-wide rule counts the same way.
-        let w = snap(11, 7, 0, 1.0);
-        assert!(hard_failure(&windows(&w.clone().into()), &s, FailureDispersion::PRIOR).is_none());
-        assert!(hard_failure(&windows(&w.clone().into()), &s, independent).is_some());
+        let w = Sample::from(snap(11, 7, 0, 1.0));
+        assert!(hard_failure(&windows(&w), &s, FailureDispersion::PRIOR).is_none());
+        assert!(hard_failure(&windows(&w), &s, independent).is_some());
     }
 
     #[test]
     fn mostly_failing_calls_are_a_hard_failure() {
         let s = DetectionSettings::default();
-        let w = snap(200, 120, 0, 1.0);
+        let w = Sample::from(snap(200, 120, 0, 1.0));
         let d = FailureDispersion::PRIOR;
-        let f = hard_failure(&windows(&w.clone().into()), &s, d).expect("failing");
+        let f = hard_failure(&windows(&w), &s, d).expect("failing");
         assert_eq!(f.severity, Severity::Failing);
         assert!(hard_failure(&windows(&snap(200, 20, 0, 1.0).into()), &s, d).is_none());
     }
