@@ -114,45 +114,23 @@ fn main() {
         let storage = Storage::connect(&url).await.expect("database");
         let flusher = Arc::new(Flusher::new(&storage, "bench").await.expect("flusher"));
         for (what, force) in [("regular flush", false), ("forced flush", true)] {
-            let stall = StallProbe::start();
-            let started = Instant::now();
-            // On the runtime's worker, as in the daemon (`block_on` runs its future elsewhere).
-            let rows = tokio::spawn({
-                let (store, storage, flusher) = (store.clone(), storage.clone(), flusher.clone());
-                async move { flusher.flush(&store, &storage, end_ms, force, None).await }
+            let (store, storage, flusher) = (store.clone(), storage.clone(), flusher.clone());
+            on_worker(what, async move {
+                let flushed = flusher.flush(&store, &storage, end_ms, force, None).await;
+                flushed.expect("flush").written
             })
-            .await
-            .expect("flush task")
-            .expect("flush")
-            .written;
-            let took = started.elapsed();
-            let longest = stall.stop().await;
-            println!(
-                "{what}: {rows} rows in {:.2} s ({:.0} rows/s); async worker held up to {:.0} ms",
-                took.as_secs_f64(),
-                rows as f64 / took.as_secs_f64(),
-                longest.as_secs_f64() * 1e3
-            );
+            .await;
         }
         // A restart: a new store loads what the flushes wrote.
         let warmed = Arc::new(WindowStore::new(limits));
-        let stall = StallProbe::start();
-        let started = Instant::now();
-        let rows = tokio::spawn({
+        on_worker("start-up load", {
             let (warmed, storage) = (warmed.clone(), storage.clone());
-            async move { graywatch::rollup::warm(&warmed, &storage, "bench", end_ms).await }
+            async move {
+                let loaded = graywatch::rollup::warm(&warmed, &storage, "bench", end_ms).await;
+                loaded.expect("warm")
+            }
         })
-        .await
-        .expect("warm task")
-        .expect("warm");
-        let took = started.elapsed();
-        let longest = stall.stop().await;
-        println!(
-            "start-up load: {rows} rows in {:.2} s ({:.0} rows/s); async worker held up to {:.0} ms",
-            took.as_secs_f64(),
-            rows as f64 / took.as_secs_f64(),
-            longest.as_secs_f64() * 1e3
-        );
+        .await;
         assert_eq!(warmed.series_count(), store.series_count());
         storage.close().await;
     });
@@ -162,6 +140,23 @@ fn main() {
         .map(|m| m.len())
         .sum();
     println!("database files: {:.1} MiB", bytes as f64 / (1 << 20) as f64);
+}
+
+/// Runs `task` (which returns a number of rows) on the runtime's worker, as the daemon does
+/// (`block_on` runs its own future elsewhere), and prints what it did, how long it took and
+/// the longest it held the worker.
+async fn on_worker(what: &str, task: impl Future<Output = usize> + Send + 'static) {
+    let stall = StallProbe::start();
+    let started = Instant::now();
+    let rows = tokio::spawn(task).await.expect("task");
+    let took = started.elapsed();
+    let longest = stall.stop().await;
+    println!(
+        "{what}: {rows} rows in {:.2} s ({:.0} rows/s); async worker held up to {:.0} ms",
+        took.as_secs_f64(),
+        rows as f64 / took.as_secs_f64(),
+        longest.as_secs_f64() * 1e3
+    );
 }
 
 /// A task that wakes every 10 ms and keeps the longest lateness it saw.
