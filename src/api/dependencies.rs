@@ -14,7 +14,7 @@ use super::openapi::{DependencyHealthDoc, ErrorBody, WindowStatsDoc};
 use super::{ApiError, AppState};
 use crate::detect::DependencyHealth;
 use crate::domain::DependencyName;
-use crate::window::{SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStats, decode_histogram};
+use crate::window::{SeriesKey, SeriesKind, Slot, Snapshot, Window, WindowStats, decode_stored};
 
 #[derive(Serialize, ToSchema)]
 pub struct DependencySummary {
@@ -455,8 +455,8 @@ pub async fn series(
             buckets.extend(b.iter().map(|(k, v)| (*k, v.clone())));
         }
         for row in rows {
-            let hist = decode_histogram(&row.histogram).map_err(|e| anyhow::anyhow!(e))?;
-            let slot = Slot::from_parts(row.minute_ms, hist, row.counts);
+            let hist = decode_stored(&row.histogram).map_err(|e| anyhow::anyhow!(e))?;
+            let slot = Slot::from_stored(row.minute_ms, hist, row.counts);
             buckets
                 .entry(row.minute_ms)
                 .or_insert_with(|| Snapshot::empty(row.minute_ms, row.minute_ms + MINUTE))

@@ -93,19 +93,6 @@ impl Slot {
         }
     }
 
-    /// A clean slot holding a stored histogram and its counts (kept sparse when it is small).
-    pub fn from_parts(start_ms: i64, hist: SlotHistogram, counts: Counts) -> Self {
-        Self {
-            start_ms,
-            hist: SlotHist::from_histogram(&hist),
-            counts,
-            dirty: false,
-            pending: false,
-            values: Vec::new(),
-            values_complete: false,
-        }
-    }
-
     /// A clean slot holding a stored minute read back by [`super::decode_stored`].
     pub fn from_stored(start_ms: i64, hist: SlotHist, counts: Counts) -> Self {
         Self {

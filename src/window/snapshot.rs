@@ -182,7 +182,8 @@ mod tests {
         }
         let decoded = decode_histogram(&encode_histogram(&slot.hist.to_dense())).unwrap();
         assert_eq!(decoded, slot.hist.to_dense());
-        assert_eq!(Slot::from_parts(0, decoded, slot.counts).hist, slot.hist);
+        let stored = Slot::from_stored(0, SlotHist::from_histogram(&decoded), slot.counts);
+        assert_eq!(stored.hist, slot.hist);
     }
 
     #[test]
