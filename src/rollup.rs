@@ -105,7 +105,6 @@ impl Flusher {
         let mut written = 0;
         let mut failed = None;
         while let Some(chunk) = chunks.recv().await {
-            let chunk: Encoded = chunk;
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 store.restore_unsaved(chunk.taken);
                 break;
