@@ -42,24 +42,21 @@ pub(crate) enum FineData<'a> {
 }
 
 impl FineSlot {
-    /// Records one call (timed only when it succeeded). Once the slot is a histogram, its
-    /// calls are also recorded in `dense_total`, the running sum of the histogram fine slots
-    /// of the series.
+    /// Records one call (timed only when it succeeded). Returns whether the slot is a
+    /// histogram: the call is then the caller's to add to `dense_total`, the running sum of
+    /// the histogram fine slots of the series (which may owe it, see `series::owed`). The
+    /// calls of a slot that turns into a histogram with this one go into `dense_total` here.
     #[inline]
-    pub fn record(&mut self, duration_us: u64, outcome: Outcome, dense_total: &mut Slot) {
+    pub fn record(&mut self, duration_us: u64, outcome: Outcome, dense_total: &mut Slot) -> bool {
         if !Counts::timed(outcome) {
             self.counts.count(outcome, false);
-            if self.dense {
-                dense_total.record(duration_us, outcome);
-            }
-            return;
+            return self.dense;
         }
         if self.dense {
             let hist = self.hist.as_mut().expect("a dense slot has a histogram");
             let clamped = record_clamped(hist, duration_us);
             self.counts.count(outcome, clamped);
-            dense_total.record(duration_us, outcome);
-            return;
+            return true;
         }
         let clamped = duration_us > super::histogram::HIGHEST_US;
         self.counts.count(outcome, clamped);
@@ -70,6 +67,7 @@ impl FineSlot {
         if self.values.len() > SPARSE_MAX {
             self.densify(dense_total);
         }
+        false
     }
 
     /// Makes room for more durations: doubling from 8, up to exactly the most a sparse slot
@@ -180,10 +178,17 @@ impl Slot {
 mod tests {
     use super::*;
 
+    /// Records as a series does: a call of a dense slot goes into the dense total too.
+    fn record(fine: &mut FineSlot, duration_us: u64, outcome: Outcome, dense_total: &mut Slot) {
+        if fine.record(duration_us, outcome, dense_total) {
+            dense_total.record(duration_us, outcome);
+        }
+    }
+
     fn filled(n: usize, dense_total: &mut Slot) -> FineSlot {
         let mut s = FineSlot::new(0);
         for i in 0..n {
-            s.record(1_000 + i as u64, Outcome::Ok, dense_total);
+            record(&mut s, 1_000 + i as u64, Outcome::Ok, dense_total);
         }
         s
     }
@@ -220,7 +225,8 @@ mod tests {
     fn clamped_durations_are_counted_once_and_recorded_at_the_top() {
         let mut total = Slot::new(0);
         let mut fine = FineSlot::new(0);
-        fine.record(
+        record(
+            &mut fine,
             super::super::histogram::HIGHEST_US * 3,
             Outcome::Ok,
             &mut total,
@@ -238,14 +244,14 @@ mod tests {
         let mut fine = FineSlot::new(0);
         // Failures do not fill the list: only timed calls turn a slot into a histogram.
         for i in 0..(2 * SPARSE_MAX) as u64 {
-            fine.record(2_000 + i, Outcome::Error, &mut total);
+            record(&mut fine, 2_000 + i, Outcome::Error, &mut total);
         }
         assert!(!fine.is_dense() && total.is_empty());
         let fine = filled(SPARSE_MAX + 1, &mut total);
         assert!(fine.is_dense());
         let mut fine = fine;
-        fine.record(2_000_000, Outcome::Timeout, &mut total);
-        fine.record(3, Outcome::Error, &mut total);
+        record(&mut fine, 2_000_000, Outcome::Timeout, &mut total);
+        record(&mut fine, 3, Outcome::Error, &mut total);
         // The dense total counts them as the slot does, and times neither.
         assert_eq!(total.counts, fine.counts);
         assert_eq!((total.counts.timeout, total.counts.error), (1, 1));
@@ -263,7 +269,7 @@ mod tests {
         s.reset(1_000);
         assert!(!s.is_dense());
         assert!(s.is_empty());
-        s.record(5, Outcome::Ok, &mut total);
+        record(&mut s, 5, Outcome::Ok, &mut total);
         assert!(matches!(s.data(), FineData::Sparse(v) if v == [5]));
     }
 }

@@ -224,6 +224,19 @@ impl Slot {
         }
     }
 
+    /// Counts one call as [`Slot::record`] does, without timing it: returns whether the call
+    /// is timed, its duration then owed to the histogram (see `series::owed`). For a slot that
+    /// keeps no list.
+    #[inline]
+    pub(crate) fn count(&mut self, duration_us: u64, outcome: Outcome) -> bool {
+        debug_assert!(!self.values_complete);
+        self.dirty = true;
+        let timed = Counts::timed(outcome);
+        self.counts
+            .count(outcome, timed && duration_us > HIGHEST_US);
+        timed
+    }
+
     pub fn absorb(&mut self, hist: &SlotHist, counts: &Counts) {
         self.end_list();
         self.hist.add(hist);

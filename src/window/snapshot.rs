@@ -54,6 +54,14 @@ impl Snapshot {
         self.counts.add(&slot.counts);
     }
 
+    /// Records successful calls' durations, already counted (see `series::owed`).
+    pub(crate) fn add_durations(&mut self, values: &[u32]) {
+        let hist = Arc::make_mut(&mut self.hist);
+        for &v in values {
+            hist.saturating_record(u64::from(v));
+        }
+    }
+
     /// Merges another snapshot (another series, another node or an adjacent time range).
     pub fn merge(&mut self, other: &Snapshot) {
         self.merge_data(other);

@@ -46,10 +46,12 @@ use super::totals::Totals;
 use crate::domain::Outcome;
 
 mod minute;
+mod owed;
 mod persist;
 mod sums;
 
 use minute::MinuteList;
+use owed::Owed;
 pub use persist::{MAX_UNSAVED_MINUTES, MinuteRollup};
 use sums::WindowSum;
 
@@ -68,6 +70,8 @@ pub struct Series {
     /// The sum of the live fine slots that have turned into histograms, kept as events arrive
     /// and fine slots retire, so windows read one histogram for them instead of up to ten.
     dense_fine: Slot,
+    /// Durations counted into `dense_fine` but not yet in its histogram (see [`owed`]).
+    dense_owed: Owed,
     tiers: [Ring; 3],
     /// Running sums of the windows in [`SUMMED`], by tier (see [`sums`]): both for a
     /// dependency's total; for an instance or a zone the 1-minute one, and only while its
@@ -145,12 +149,14 @@ impl Series {
         Self {
             fine: Ring::new(FINE_WIDTH_MS, FINE_LEN),
             dense_fine: Slot::new(0),
+            dense_owed: Owed::default(),
             tiers: TIERS.map(|(w, n)| Ring::new(w, n)),
             sums: (0..n)
                 .map(|_| WindowSum {
                     sum: Slot::new(0),
                     from_ms: i64::MIN,
                     burst: 0,
+                    owed: Owed::default(),
                 })
                 .collect(),
             sum_on_demand: false,
@@ -204,9 +210,10 @@ impl Series {
         std::mem::size_of::<Series>()
             + self.fine.heap_bytes()
             + self.dense_fine.heap_bytes()
+            + self.dense_owed.heap_bytes()
             + self.tiers.iter().map(Ring::heap_bytes).sum::<usize>()
             + self.sums.capacity() * std::mem::size_of::<WindowSum>()
-            + self.sums.iter().map(|s| s.sum.heap_bytes()).sum::<usize>()
+            + self.sums.iter().map(|s| s.sum.heap_bytes() + s.owed.heap_bytes()).sum::<usize>()
             // A B-tree entry: key and value, and about as much again for the tree.
             + self.late_minutes.values().map(|s| 2 * (8 + slot(s))).sum::<usize>()
             + self.minute_list.as_ref().map_or(0, |l| {
@@ -263,7 +270,10 @@ impl Series {
             && let Some(slot) = self.fine.at_mut(index).filter(|s| s.start_ms == start)
         {
             self.fine_starts[index] = start;
-            slot.record(duration_us, outcome, &mut self.dense_fine);
+            if slot.record(duration_us, outcome, &mut self.dense_fine) {
+                self.dense_owed
+                    .record(&mut self.dense_fine, duration_us, outcome);
+            }
             self.fine_counts[index] = SecondCounts::of(&slot.counts);
             self.live
                 .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
@@ -275,6 +285,8 @@ impl Series {
         let second = self.fine.align(ts_ms);
         debug_assert_eq!(self.fine.index(second), index);
         if second >= self.fine.horizon_start(now_ms) {
+            // An evicted second leaves `dense_fine`, which must hold its calls first.
+            self.dense_owed.pay(&mut self.dense_fine);
             let (tiers, evicted, dense, retired) = (
                 &mut self.tiers,
                 &mut self.evicted_minutes,
@@ -289,7 +301,10 @@ impl Series {
                 *pending_floor = (*pending_floor).min(tiers[0].align(old.start_ms));
             }) {
                 self.fine_starts[index] = second;
-                slot.record(duration_us, outcome, &mut self.dense_fine);
+                if slot.record(duration_us, outcome, &mut self.dense_fine) {
+                    self.dense_owed
+                        .record(&mut self.dense_fine, duration_us, outcome);
+                }
                 self.fine_counts[index] = SecondCounts::of(&slot.counts);
                 self.live
                     .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
@@ -350,8 +365,17 @@ impl Series {
     /// Folds every fine slot that has left the 10-second ring. Called before reading and by
     /// the periodic tick, so windows roll forward even when no events arrive.
     pub fn advance(&mut self, now_ms: i64) {
+        self.pay_owed();
         self.slide(now_ms);
         self.fold_before(self.fine.horizon_start(now_ms));
+    }
+
+    /// Adds every owed duration to its histogram (see [`owed`]): before the series is read.
+    fn pay_owed(&mut self) {
+        self.dense_owed.pay(&mut self.dense_fine);
+        for s in &mut self.sums {
+            s.owed.pay(&mut s.sum);
+        }
     }
 
     /// Retires every fine slot that starts before `until_ms`, then passes on every 10-second
@@ -380,6 +404,8 @@ impl Series {
     /// Retires the fine slots before `until_ms`, visiting only those that hold calls (see
     /// `fine_starts`), and notes the oldest second still holding calls.
     fn fold_fine_before(&mut self, until_ms: i64) {
+        // Retiring a dense second takes its calls out of `dense_fine`.
+        self.dense_owed.pay(&mut self.dense_fine);
         let mut floor = i64::MAX;
         for i in 0..FINE_LEN {
             let start = self.fine_starts[i];
@@ -453,6 +479,14 @@ impl Series {
             // The dense fine slots, summed.
             if !self.dense_fine.is_empty() {
                 l.add_slot_hist(&self.dense_fine.hist);
+                // Counted at their buckets like the histogram's calls (normally none: reads
+                // follow `advance`, which pays them).
+                if !self.dense_owed.is_empty() {
+                    let mut owed = super::slot_hist::SlotHist::default();
+                    owed.make_dense();
+                    owed.add_values(self.dense_owed.values());
+                    l.add_slot_hist(&owed);
+                }
             }
         }
         t
@@ -532,7 +566,9 @@ impl Series {
                     && SUMMED[t] == window
                     && s.from_ms == from
                 {
-                    return Snapshot::of_slot(&s.sum, from, now_ms);
+                    let mut snap = Snapshot::of_slot(&s.sum, from, now_ms);
+                    s.owed.add_to(&mut snap);
+                    return snap;
                 }
                 let mut snap = Snapshot::empty(from, now_ms);
                 for slot in ring.in_range(from, now_ms) {
@@ -550,6 +586,7 @@ impl Series {
         // After `advance`, every live fine slot lies inside any window's range.
         if !self.dense_fine.is_empty() {
             snap.add_slot(&self.dense_fine);
+            self.dense_owed.add_to(&mut snap);
         }
         for slot in self.fine.iter() {
             if !slot.is_dense() && !slot.is_empty() {
@@ -1016,8 +1053,9 @@ mod tests {
         for i in 0..2_000u64 {
             s.record(now - (i as i64 % 5_000), 1_000 + i, Outcome::Ok, now);
         }
-        s.advance(now);
         for w in [Window::M1, Window::M5] {
+            // As every reader does: a read follows `advance`.
+            s.advance(now);
             let mut read = s.window(w, now);
             // Shared with the running sum, not copied.
             assert!(std::sync::Arc::strong_count(&read.hist) > 1, "{w}");
@@ -1027,6 +1065,7 @@ mod tests {
                 *read.hist, before,
                 "{w}: a later call changed an earlier read"
             );
+            s.advance(now);
             let after = s.window(w, now);
             assert_eq!(after.hist.len(), before.len() + 1, "{w}");
             // A reader that changes its copy (a merge) leaves the series' windows alone.

@@ -16,6 +16,7 @@
 use super::super::fine::{FineData, FineSlot};
 use super::super::ring::{Ring, RingSlot};
 use super::super::slot::{Counts, Slot};
+use super::owed::Owed;
 use super::{SUMMED, Series, window_start};
 use crate::domain::Outcome;
 
@@ -45,6 +46,8 @@ pub(super) struct WindowSum {
     pub(super) from_ms: i64,
     /// Calls recorded while sparse since the last [`WindowSum::settle`].
     pub(super) burst: u32,
+    /// Durations counted into the dense sum but not yet in its histogram (see [`super::owed`]).
+    pub(super) owed: Owed,
 }
 
 impl WindowSum {
@@ -54,11 +57,13 @@ impl WindowSum {
         if second_ms < self.from_ms {
             return;
         }
-        if !self.sum.hist.is_dense() {
-            self.burst += 1;
-            if self.burst >= DENSE_SUM_BURST || self.sum.counts.total() >= DENSE_SUM_CALLS {
-                self.sum.hist.make_dense();
-            }
+        if self.sum.hist.is_dense() {
+            self.owed.record(&mut self.sum, duration_us, outcome);
+            return;
+        }
+        self.burst += 1;
+        if self.burst >= DENSE_SUM_BURST || self.sum.counts.total() >= DENSE_SUM_CALLS {
+            self.sum.hist.make_dense();
         }
         self.sum.record(duration_us, outcome);
     }
@@ -140,6 +145,7 @@ impl Series {
             sum,
             from_ms,
             burst: 0,
+            owed: Owed::default(),
         };
         s.settle();
         self.sums.push(s);
@@ -180,11 +186,14 @@ impl Series {
             let staying = || parts(&self.tiers, &self.fine, tier, from);
             let listed: Option<usize> = staying().map(|p| p.values().map(|(v, _)| v.len())).sum();
             if other_leaves || listed.is_some_and(|n| n <= REBUILD_MAX) {
+                // The parts hold the owed calls too.
+                s.owed.forgive();
                 s.sum.reset(0);
                 for part in staying() {
                     part.add_to(&mut s.sum);
                 }
             } else {
+                s.owed.pay(&mut s.sum);
                 for slot in ring.iter().filter(|slot| slot_leaves(slot)) {
                     s.sum.remove(slot);
                 }
