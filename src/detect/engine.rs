@@ -29,7 +29,8 @@ use super::state::{AlertMachine, Hysteresis, Step};
 use super::stats::{PRIOR_DISPERSION, quasi_binomial_upper_p_value, two_proportion_p_value};
 use super::traffic::{self, TrafficBaseline};
 use crate::window::{
-    DetectionView, PeerView, Sample, SeriesKey, SeriesKind, Snapshot, Window, WindowStore,
+    DetectionView, IdleTotal, PeerView, Sample, SeriesKey, SeriesKind, Snapshot, Window,
+    WindowStore,
 };
 
 /// A minute joins the baseline this long after it ended, so that a degradation starting in
@@ -336,11 +337,15 @@ impl Engine {
         now: i64,
         out: &mut Vec<Transition>,
     ) {
-        let view = store.detection_view(name, now).filter(|v| v.m1.total() > 0);
-        let Some(view) = view else {
-            self.traffic_without_data(store, name, now, out);
-            self.hold_without_data(name);
-            return;
+        // A dependency without calls in the last minute has nothing for the detectors but its
+        // silence: its peers are not read.
+        let view = match store.active_detection_view(name, now) {
+            Some(Ok(view)) => view,
+            idle => {
+                self.traffic_without_data(idle.and_then(Result::err), name, now, out);
+                self.hold_without_data(name);
+                return;
+            }
         };
         let settings = &self.settings;
         let spec = self.specs.get(name);
@@ -635,7 +640,7 @@ impl Engine {
     /// alert even at a few calls a second, and the alert stays open while they stay away.
     fn traffic_without_data(
         &mut self,
-        store: &WindowStore,
+        view: Option<IdleTotal>,
         name: &str,
         now: i64,
         out: &mut Vec<Transition>,
@@ -647,7 +652,6 @@ impl Engine {
         let Some(base) = state.traffic.ready() else {
             return;
         };
-        let view = store.detection_view(name, now);
         let m1 = view.as_ref().map_or(
             traffic::CallCount {
                 name: "1m",

@@ -29,8 +29,8 @@ pub use slot::{Counts, Slot};
 pub use slot_hist::SlotHist;
 pub use snapshot::{Snapshot, WindowStats, decode_histogram, encode_histogram};
 pub use store::{
-    DependencyTotals, DependencyView, DetectionView, Limits, PeerTotals, PeerView, RecordError,
-    SeriesKey, SeriesKind, StoreStats, WindowStore,
+    DependencyTotals, DependencyView, DetectionView, IdleTotal, Limits, PeerTotals, PeerView,
+    RecordError, SeriesKey, SeriesKind, StoreStats, WindowStore,
 };
 pub use totals::{BUCKET_BOUNDS_US, LatencyBuckets, Totals};
 

@@ -204,6 +204,14 @@ pub struct DetectionView {
     pub sources: Vec<PeerView>,
 }
 
+/// The total of a dependency without calls in the last minute (see
+/// [`WindowStore::active_detection_view`]).
+#[derive(Debug, Clone)]
+pub struct IdleTotal {
+    pub m1: Snapshot,
+    pub m5: Snapshot,
+}
+
 /// One instance, zone or source of a [`DetectionView`].
 #[derive(Debug, Clone)]
 pub struct PeerView {
@@ -585,9 +593,37 @@ impl WindowStore {
     /// What detection reads of one dependency at one evaluation, under one lock (see
     /// [`DetectionView`]).
     pub fn detection_view(&self, name: &str, now_ms: i64) -> Option<DetectionView> {
-        let reuse = self.reuse_samples.load(Ordering::Relaxed);
         let mut shard = self.shards[self.shard_of(name)].lock();
         let dep = shard.deps.get_mut(name)?;
+        dep.total.advance(now_ms);
+        let m1 = dep.total.window(Window::M1, now_ms);
+        Some(self.build_view(dep, m1, now_ms))
+    }
+
+    /// [`WindowStore::detection_view`] of a dependency called in the last minute. For one that
+    /// was not (idle), `Err` holds its total's 1-minute and 5-minute windows, and nothing else
+    /// is read or rolled forward: an idle dependency's instances, zones and callers cost
+    /// nothing at an evaluation, however many it has. `None` for an unknown dependency.
+    pub fn active_detection_view(
+        &self,
+        name: &str,
+        now_ms: i64,
+    ) -> Option<Result<DetectionView, IdleTotal>> {
+        let mut shard = self.shards[self.shard_of(name)].lock();
+        let dep = shard.deps.get_mut(name)?;
+        dep.total.advance(now_ms);
+        let m1 = dep.total.window(Window::M1, now_ms);
+        if m1.total() == 0 {
+            let m5 = dep.total.window(Window::M5, now_ms);
+            return Some(Err(IdleTotal { m1, m5 }));
+        }
+        Some(Ok(self.build_view(dep, m1, now_ms)))
+    }
+
+    /// The [`DetectionView`] of `dep`, whose total is rolled forward to `now_ms` and read over
+    /// its last minute as `m1`.
+    fn build_view(&self, dep: &mut DependencySeries, m1: Snapshot, now_ms: i64) -> DetectionView {
+        let reuse = self.reuse_samples.load(Ordering::Relaxed);
         dep.for_each_mut(|_, _, s| s.advance(now_ms));
         let mut reused = 0;
         let mut peers = |m: &mut PeerMap, order: &mut Vec<u32>| {
@@ -623,16 +659,16 @@ impl WindowStore {
                 .and_then(|z| zones.binary_search_by(|q| (*q.name).cmp(z)).ok());
         }
         let total = &dep.total;
-        Some(DetectionView {
+        DetectionView {
             last_seconds: total.last_complete_seconds(now_ms),
             last_second: total.last_complete_second(now_ms),
             s10: total.sample(Window::S10, now_ms),
-            m1: total.window(Window::M1, now_ms),
+            m1,
             m5: total.window(Window::M5, now_ms),
             instances,
             zones,
             sources,
-        })
+        }
     }
 
     /// One series over `window` ending at `now_ms`.
@@ -1255,6 +1291,42 @@ mod tests {
         store.set_reuse_samples(false);
         store.detection_view("dep", now + 60_500).unwrap();
         assert_eq!(store.samples_reused(), 4);
+    }
+
+    #[test]
+    fn an_idle_dependency_s_peers_are_not_read_and_answer_right_when_it_is_called_again() {
+        let store = WindowStore::new(Limits::default());
+        let now = NOW - NOW.rem_euclid(10_000) + 1_000;
+        let at = |ts_ms: i64| Event {
+            ts_ms,
+            ..ev("dep", Some("a"))
+        };
+        store.record(&at(now), now).unwrap();
+        let Some(Ok(v)) = store.active_detection_view("dep", now + 1_000) else {
+            panic!("a dependency called a second ago is active");
+        };
+        assert_eq!((v.m1.total(), v.instances.len()), (1, 1));
+        let reads = store.samples_reused();
+        // Over a minute without calls: the total's windows, and no peer read.
+        let Some(Err(idle)) = store.active_detection_view("dep", now + 70_000) else {
+            panic!("a dependency without calls for a minute is idle");
+        };
+        assert_eq!((idle.m1.total(), idle.m5.total()), (0, 1));
+        assert_eq!(
+            store.samples_reused(),
+            reads,
+            "an idle dependency's peer was read"
+        );
+        assert!(store.active_detection_view("nobody", now).is_none());
+        // Called again: its peers answer as if they had been read all along.
+        store.record(&at(now + 71_000), now + 71_000).unwrap();
+        let Some(Ok(v)) = store.active_detection_view("dep", now + 72_000) else {
+            panic!("called again, the dependency is active");
+        };
+        let fresh = store.detection_view("dep", now + 72_000).unwrap();
+        assert_eq!(v.instances[0].m1.total(), 1);
+        assert_eq!(v.instances[0].m1.counts(), fresh.instances[0].m1.counts());
+        assert_eq!((v.m1.total(), v.m5.total()), (1, 2));
     }
 
     #[test]
