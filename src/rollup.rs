@@ -309,12 +309,32 @@ pub async fn warm(
     node: &str,
     now_ms: i64,
 ) -> anyhow::Result<usize> {
-    let mut rows = std::pin::pin!(storage.node_rollups_since(node, now_ms - Window::LONGEST_MS));
+    // A minute per statement; the last reaches past `now_ms` (a clock that stepped back).
+    let since_ms = now_ms - Window::LONGEST_MS;
+    let mut ranges: Vec<(i64, i64)> = (since_ms..=now_ms)
+        .step_by(MINUTE_MS as usize)
+        .map(|from| (from, from + MINUTE_MS))
+        .collect();
+    if let Some(last) = ranges.last_mut() {
+        last.1 = i64::MAX;
+    }
+    let mut ranges = ranges.into_iter();
+    let open = |(from, to)| Box::pin(storage.node_rollups_between(node, from, to));
+    let Some(first) = ranges.next() else {
+        return Ok(0);
+    };
+    let mut rows = open(first);
     let mut loaded = 0;
     let mut loading: Option<tokio::task::JoinHandle<usize>> = None;
     let mut batch = Vec::with_capacity(WARM_BATCH);
     loop {
         let row = rows.next().await.transpose()?;
+        if row.is_none()
+            && let Some(range) = ranges.next()
+        {
+            rows = open(range);
+            continue;
+        }
         let end = row.is_none();
         batch.extend(row);
         if batch.len() == WARM_BATCH || (end && !batch.is_empty()) {
@@ -477,6 +497,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.written, 0);
+    }
+
+    /// Start-up reads the hour a minute at a time: every stored minute of the last hour is
+    /// loaded, main rows and late parts, and so is one stored ahead of the clock (which
+    /// stepped back); nothing older than the hour is.
+    #[tokio::test]
+    async fn warming_loads_each_minute_of_the_hour_and_nothing_older() {
+        let (_dir, storage) = open().await;
+        let now = T + 30_000;
+        let minute = |m: i64| T - T.rem_euclid(MINUTE_MS) + m * MINUTE_MS;
+        let row = |minute_ms: i64, part: i64, calls: u64| {
+            let mut hist = crate::window::new_histogram::<u32>();
+            hist.record_n(2_000, calls as u32).unwrap();
+            RollupRow {
+                key: SeriesKey {
+                    dependency: "db".into(),
+                    kind: SeriesKind::Dependency,
+                    label: String::new(),
+                },
+                minute_ms,
+                node: "n1".into(),
+                part,
+                counts: crate::window::Counts {
+                    ok: calls,
+                    ..crate::window::Counts::default()
+                },
+                histogram: crate::window::encode_histogram(&hist),
+            }
+        };
+        // Minutes -59..=0 with m + 60 calls each, a late part of minute -30, one minute
+        // ahead of the clock, and minute -61, older than any window.
+        let mut rows: Vec<RollupRow> = (-59..=0)
+            .map(|m| row(minute(m), 0, (m + 60) as u64))
+            .collect();
+        rows.push(row(minute(-30), 7, 1_000));
+        rows.push(row(minute(2), 0, 5));
+        rows.push(row(minute(-61), 0, 100_000));
+        storage.write_rollups(&rows).await.unwrap();
+        let store = Arc::new(WindowStore::new(Limits::default()));
+        let loaded = warm(&store, &storage, "n1", now).await.unwrap();
+        assert_eq!(loaded, 62);
+        // The hour's window starts at a 5-minute boundary: it holds the rows from there on.
+        let view = store.dependency("db", Window::H1, now).unwrap();
+        let from = view.total.from_ms;
+        assert!(from <= minute(-55) && from > minute(-61), "{from}");
+        let hour: u64 = rows
+            .iter()
+            .filter(|r| r.minute_ms >= from)
+            .map(|r| r.counts.total())
+            .sum();
+        assert!(hour > 1_000 + 5 + 1_500, "{hour}");
+        assert_eq!(view.total.total(), hour);
+        // Another node's rows are not this node's to load.
+        let fresh = Arc::new(WindowStore::new(Limits::default()));
+        assert_eq!(warm(&fresh, &storage, "n2", now).await.unwrap(), 0);
     }
 
     /// A flush that meets its deadline before writing hands every minute back: the next flush

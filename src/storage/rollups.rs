@@ -59,20 +59,25 @@ impl Storage {
         tx.commit().await
     }
 
-    /// This node's roll-ups from `since_ms` on, in minute order, as the database reads them:
-    /// start-up warms the windows from them without holding an hour of rows at once.
-    pub fn node_rollups_since<'a>(
+    /// This node's roll-ups for minutes in `[from_ms, to_ms)`, in minute order, as the database
+    /// reads them: start-up warms the windows from them without holding an hour of rows at
+    /// once, asking a minute at a time so that each statement stays short (sqlx times a
+    /// streamed statement until its last row is read, and logs a slow one).
+    pub fn node_rollups_between<'a>(
         &'a self,
         node: &'a str,
-        since_ms: i64,
+        from_ms: i64,
+        to_ms: i64,
     ) -> impl Stream<Item = sqlx::Result<RollupRow>> + Send + 'a {
         sqlx::query(concat!(
             "SELECT ",
             columns!(),
-            " FROM rollups WHERE node = $1 AND minute_ms >= $2 ORDER BY minute_ms"
+            " FROM rollups WHERE node = $1 AND minute_ms >= $2 AND minute_ms < $3 \
+             ORDER BY minute_ms"
         ))
         .bind(node)
-        .bind(since_ms)
+        .bind(from_ms)
+        .bind(to_ms)
         .fetch(&self.pool)
         .map(|row| row.and_then(|row| decode_row(&row)))
     }
@@ -166,28 +171,30 @@ fn upsert(rows: &[RollupRow]) -> QueryBuilder<Sqlite> {
 }
 
 fn decode_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<RollupRow> {
-    let kind: String = row.try_get("kind")?;
-    let kind = SeriesKind::parse(&kind).ok_or_else(|| sqlx::Error::ColumnDecode {
+    // By position, in the order of `columns!()`: a name is looked up for every column of every
+    // row otherwise, which took a good part of start-up's hour of rows.
+    let kind: &str = row.try_get(1)?;
+    let kind = SeriesKind::parse(kind).ok_or_else(|| sqlx::Error::ColumnDecode {
         index: "kind".into(),
         source: format!("unknown series kind {kind:?}").into(),
     })?;
-    let n = |c: &str| row.try_get::<i64, _>(c).map(|v| v.max(0) as u64);
+    let n = |c: usize| row.try_get::<i64, _>(c).map(|v| v.max(0) as u64);
     Ok(RollupRow {
         key: SeriesKey {
-            dependency: row.try_get("dependency")?,
+            dependency: row.try_get(0)?,
             kind,
-            label: row.try_get("label")?,
+            label: row.try_get(2)?,
         },
-        minute_ms: row.try_get("minute_ms")?,
-        node: row.try_get("node")?,
-        part: row.try_get("part")?,
+        minute_ms: row.try_get(3)?,
+        node: row.try_get(4)?,
+        part: row.try_get(5)?,
         counts: Counts {
-            ok: n("ok")?,
-            error: n("error")?,
-            timeout: n("timeout")?,
-            clamped: n("clamped")?,
+            ok: n(6)?,
+            error: n(7)?,
+            timeout: n(8)?,
+            clamped: n(9)?,
         },
-        histogram: row.try_get("histogram")?,
+        histogram: row.try_get(10)?,
     })
 }
 
