@@ -310,15 +310,12 @@ pub async fn warm(
     now_ms: i64,
 ) -> anyhow::Result<usize> {
     // A minute per statement; the last reaches past `now_ms` (a clock that stepped back).
-    let since_ms = now_ms - Window::LONGEST_MS;
-    let mut ranges: Vec<(i64, i64)> = (since_ms..=now_ms)
+    let mut ranges = (now_ms - Window::LONGEST_MS..=now_ms)
         .step_by(MINUTE_MS as usize)
-        .map(|from| (from, from + MINUTE_MS))
-        .collect();
-    if let Some(last) = ranges.last_mut() {
-        last.1 = i64::MAX;
-    }
-    let mut ranges = ranges.into_iter();
+        .map(|from| match from + MINUTE_MS {
+            to if to > now_ms => (from, i64::MAX),
+            to => (from, to),
+        });
     let open = |(from, to)| Box::pin(storage.node_rollups_between(node, from, to));
     let Some(first) = ranges.next() else {
         return Ok(0);
