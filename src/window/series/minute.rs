@@ -40,8 +40,13 @@ pub(super) struct MinuteList {
     values: Vec<u32>,
     /// The same durations in ascending order, shared with the samples read from the list
     /// (see [`MinuteList::sorted`]): a quantile is an index and a count above a threshold a
-    /// binary search. Changed in place once the samples read from it are gone.
+    /// binary search. Changed in place once the samples read from it are gone. Holds every
+    /// duration but those in `fresh`.
     sorted: Arc<Vec<u32>>,
+    /// Durations recorded since the list was last read, in arrival order: merged into
+    /// `sorted` by the next read (a peer's minute takes a few calls a second and is read
+    /// once a second, so one merge replaces a binary search and a shift per call).
+    fresh: Vec<u32>,
     counts: Counts,
     /// Start of the window the list was last moved to.
     from_ms: i64,
@@ -160,11 +165,43 @@ impl MinuteList {
         if timed {
             let value = list_value(duration_us);
             self.values.insert(end, value);
-            let sorted = Arc::make_mut(&mut self.sorted);
-            let at = sorted.partition_point(|&v| v <= value);
-            sorted.insert(at, value);
+            self.fresh.push(value);
         }
         true
+    }
+
+    /// Merges the durations recorded since the last read into the sorted list.
+    fn settle(&mut self) {
+        if self.fresh.is_empty() {
+            return;
+        }
+        let sorted = Arc::make_mut(&mut self.sorted);
+        if self.fresh.len() <= 4 {
+            // A quiet minute's one or two calls: a search and a shift each.
+            for &value in &self.fresh {
+                let at = sorted.partition_point(|&v| v <= value);
+                sorted.insert(at, value);
+            }
+            self.fresh.clear();
+            return;
+        }
+        self.fresh.sort_unstable();
+        let (n, k) = (sorted.len(), self.fresh.len());
+        sorted.resize(n + k, 0);
+        // From the back, the larger of the two next values first: each write lands at or
+        // after every value of `sorted` still to be read.
+        let (mut i, mut j) = (n, k);
+        while j > 0 {
+            let next = self.fresh[j - 1];
+            if i > 0 && sorted[i - 1] > next {
+                sorted[i + j - 1] = sorted[i - 1];
+                i -= 1;
+            } else {
+                sorted[i + j - 1] = next;
+                j -= 1;
+            }
+        }
+        self.fresh.clear();
     }
 
     /// Takes the first `gone` durations of the block-ordered list out of the sorted one.
@@ -172,6 +209,7 @@ impl MinuteList {
         if gone == 0 {
             return;
         }
+        self.settle();
         let sorted = Arc::make_mut(&mut self.sorted);
         if gone == self.values.len() {
             sorted.clear();
@@ -203,7 +241,8 @@ impl MinuteList {
     }
 
     /// The durations in ascending order, shared (see [`super::super::sample::Sample`]).
-    pub(super) fn sorted(&self) -> &Arc<Vec<u32>> {
+    pub(super) fn sorted(&mut self) -> &Arc<Vec<u32>> {
+        self.settle();
         &self.sorted
     }
 
@@ -219,6 +258,7 @@ impl MinuteList {
             + std::mem::size_of::<Vec<u32>>()
             + 16
             + self.sorted.capacity() * 4
+            + self.fresh.capacity() * 4
     }
 }
 
@@ -239,10 +279,43 @@ mod tests {
         assert_eq!(l.values(), &[5, 6, 9]);
         assert_eq!(l.sorted().as_slice(), &[5, 6, 9]);
         assert_eq!(l.counts().total(), 4);
+        // Recorded after a read: merged by the next read, in order.
+        assert!(l.record(T0 + 14_000, 1, Outcome::Ok, T0 + 14_000));
+        assert!(l.record(T0 + 14_000, 7, Outcome::Ok, T0 + 14_000));
+        assert!(l.record(T0 + 14_000, 9, Outcome::Ok, T0 + 14_000));
+        assert_eq!(l.sorted().as_slice(), &[1, 5, 6, 7, 9, 9]);
+        assert_eq!(l.values(), &[5, 6, 9, 1, 7, 9]);
+        assert_eq!(l.counts().total(), 7);
         assert!(l.slide(T0 + 60_000));
-        assert_eq!(l.values(), &[9]);
-        assert_eq!(l.sorted().as_slice(), &[9]);
-        assert_eq!(l.counts().total(), 2);
+        assert_eq!(l.values(), &[9, 1, 7, 9]);
+        assert_eq!(l.sorted().as_slice(), &[1, 7, 9, 9]);
+        assert_eq!(l.counts().total(), 5);
         assert!(!l.slide(T0));
+    }
+
+    #[test]
+    fn many_calls_between_reads_are_merged_in_order() {
+        let mut l = MinuteList::new(minute_start(T0));
+        let mut all = Vec::new();
+        // Reads after 1, 3, 5, 7, ... calls: both the shift and the merge, with repeats.
+        let mut read_after = 1;
+        let mut since = 0;
+        for i in 0..200u64 {
+            let d = (i * 7919) % 97 + 1;
+            assert!(l.record(T0 + 1_000 + i as i64 * 100, d, Outcome::Ok, T0 + 30_000));
+            all.push(d as u32);
+            since += 1;
+            if since == read_after {
+                let mut want = all.clone();
+                want.sort_unstable();
+                assert_eq!(l.sorted().as_slice(), want.as_slice());
+                read_after += 2;
+                since = 0;
+            }
+        }
+        let mut want = all;
+        want.sort_unstable();
+        assert_eq!(l.sorted().as_slice(), want.as_slice());
+        assert_eq!(l.values().len(), 200);
     }
 }

@@ -626,7 +626,7 @@ impl Series {
     pub fn minute_sample(&mut self, now_ms: i64, keep: bool) -> (Sample, bool) {
         if keep && self.sum_on_demand {
             let kept = self.kept_minute(now_ms);
-            if let Some(list) = self.minute_list.as_deref() {
+            if let Some(list) = self.minute_list.as_deref_mut() {
                 self.sums.clear();
                 let sample = Sample::Sorted {
                     from_ms: list.start_ms(),
