@@ -309,11 +309,13 @@ pub async fn warm(
     node: &str,
     now_ms: i64,
 ) -> anyhow::Result<usize> {
-    // A minute per statement; the last reaches past `now_ms` (a clock that stepped back).
+    // A minute per statement. The last reaches an hour past `now_ms`: minutes stored before
+    // the clock stepped back wait in the store until the clock reaches them; further ahead
+    // they would wait longer than any window keeps a minute.
     let mut ranges = (now_ms - Window::LONGEST_MS..=now_ms)
         .step_by(MINUTE_MS as usize)
         .map(|from| match from + MINUTE_MS {
-            to if to > now_ms => (from, i64::MAX),
+            to if to > now_ms => (from, now_ms + Window::LONGEST_MS),
             to => (from, to),
         });
     let open = |(from, to)| Box::pin(storage.node_rollups_between(node, from, to));
@@ -498,7 +500,8 @@ mod tests {
 
     /// Start-up reads the hour a minute at a time: every stored minute of the last hour is
     /// loaded, main rows and late parts, and so is one stored ahead of the clock (which
-    /// stepped back); nothing older than the hour is.
+    /// stepped back), joining the windows when the clock reaches it; nothing older than the
+    /// hour is, nor anything more than an hour ahead.
     #[tokio::test]
     async fn warming_loads_each_minute_of_the_hour_and_nothing_older() {
         let (_dir, storage) = open().await;
@@ -531,6 +534,7 @@ mod tests {
         rows.push(row(minute(-30), 7, 1_000));
         rows.push(row(minute(2), 0, 5));
         rows.push(row(minute(-61), 0, 100_000));
+        rows.push(row(minute(61), 0, 100_000));
         storage.write_rollups(&rows).await.unwrap();
         let store = Arc::new(WindowStore::new(Limits::default()));
         let loaded = warm(&store, &storage, "n1", now).await.unwrap();
@@ -541,11 +545,22 @@ mod tests {
         assert!(from <= minute(-55) && from > minute(-61), "{from}");
         let hour: u64 = rows
             .iter()
-            .filter(|r| r.minute_ms >= from)
+            .filter(|r| r.minute_ms >= from && r.minute_ms <= now)
             .map(|r| r.counts.total())
             .sum();
-        assert!(hour > 1_000 + 5 + 1_500, "{hour}");
+        assert!(hour > 1_000 + 1_500, "{hour}");
         assert_eq!(view.total.total(), hour);
+        assert_eq!(store.minutes_ahead(), 1);
+        let reached = minute(2) + 1_000;
+        store.advance_all(reached);
+        let m5 = store.dependency("db", Window::M5, reached).unwrap().total;
+        let in_m5: u64 = rows
+            .iter()
+            .filter(|r| r.minute_ms >= m5.from_ms && r.minute_ms <= reached)
+            .map(|r| r.counts.total())
+            .sum();
+        assert!(m5.from_ms < minute(2), "{}", m5.from_ms);
+        assert_eq!(m5.total(), in_m5);
         // Another node's rows are not this node's to load.
         let fresh = Arc::new(WindowStore::new(Limits::default()));
         assert_eq!(warm(&fresh, &storage, "n2", now).await.unwrap(), 0);

@@ -85,6 +85,13 @@ impl Application {
         let store = Arc::new(WindowStore::new(settings.limits.series()));
         let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
         tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
+        let ahead = store.minutes_ahead();
+        if ahead > 0 {
+            tracing::warn!(
+                rollups = ahead,
+                "Stored minutes lie ahead of the clock (it stepped back since they were written): each joins its windows when the clock reaches it."
+            );
+        }
         let flusher = Arc::new(Flusher::new(&storage, &settings.node_id).await?);
         let listener = TcpListener::bind(settings.listen)
             .await

@@ -284,6 +284,12 @@ pub struct WindowStore {
     reuse_samples: std::sync::atomic::AtomicBool,
     /// Peer samples that detection reads took from a kept list since start.
     samples_reused: std::sync::atomic::AtomicU64,
+    /// Stored minutes loaded while the clock was before them (it stepped back across a
+    /// restart): each joins its series once the clock reaches it (see
+    /// [`WindowStore::load_minute`]). Empty but for that.
+    ahead: Mutex<Vec<(SeriesKey, Slot)>>,
+    /// Whether `ahead` holds anything: one load a second instead of a lock.
+    any_ahead: std::sync::atomic::AtomicBool,
 }
 
 const SHARDS: usize = 64;
@@ -301,6 +307,8 @@ impl WindowStore {
             rollups_dropped: std::sync::atomic::AtomicU64::new(0),
             reuse_samples: std::sync::atomic::AtomicBool::new(true),
             samples_reused: std::sync::atomic::AtomicU64::new(0),
+            ahead: Mutex::new(Vec::new()),
+            any_ahead: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -512,6 +520,7 @@ impl WindowStore {
     /// Rolls every series forward to `now_ms` and drops series idle for longer than the
     /// longest window whose data is persisted. Run once a second by the daemon.
     pub fn advance_all(&self, now_ms: i64) {
+        self.load_due(now_ms);
         let idle_before = now_ms - Window::LONGEST_MS - super::series::MINUTE_MS * 5;
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
@@ -744,6 +753,9 @@ impl WindowStore {
 
     /// Minutes to persist (see [`Series::take_rollups`]).
     pub fn take_rollups(&self, now_ms: i64, force: bool) -> Vec<(SeriesKey, MinuteRollup)> {
+        // A minute loaded ahead of the clock is in its row: writing the minute without it
+        // would replace that row by less.
+        self.load_due(now_ms);
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
@@ -788,6 +800,11 @@ impl WindowStore {
     }
 
     /// Loads a persisted minute into its series (at start-up), within the cardinality limits.
+    ///
+    /// A minute that begins after `now_ms` (stored before the clock stepped back) is held
+    /// aside until the clock reaches it: put in its ring now, it would take the slot of the
+    /// minute a ring's length before it, which the windows still read. The caller bounds how
+    /// far ahead it loads; the cardinality limits are checked when the minute joins.
     pub fn load_minute(
         &self,
         key: &SeriesKey,
@@ -797,6 +814,50 @@ impl WindowStore {
         if slot.start_ms < now_ms - Window::LONGEST_MS {
             return Err(RecordError::TooOld);
         }
+        if slot.start_ms > now_ms {
+            self.ahead.lock().push((key.clone(), slot.clone()));
+            self.any_ahead.store(true, Ordering::Release);
+            return Ok(());
+        }
+        self.load_now(key, slot, now_ms)
+    }
+
+    /// Minutes loaded ahead of the clock that still wait for it.
+    pub fn minutes_ahead(&self) -> usize {
+        self.ahead.lock().len()
+    }
+
+    /// Loads the minutes held aside by [`WindowStore::load_minute`] that the clock has
+    /// reached.
+    fn load_due(&self, now_ms: i64) {
+        if !self.any_ahead.load(Ordering::Acquire) {
+            return;
+        }
+        let due: Vec<(SeriesKey, Slot)> = {
+            let mut ahead = self.ahead.lock();
+            let (due, wait) = std::mem::take(&mut *ahead)
+                .into_iter()
+                .partition(|(_, slot)| slot.start_ms <= now_ms);
+            *ahead = wait;
+            self.any_ahead.store(!ahead.is_empty(), Ordering::Release);
+            due
+        };
+        let mut refused = 0;
+        for (key, slot) in &due {
+            if let Err(error) = self.load_now(key, slot, now_ms) {
+                refused += 1;
+                tracing::debug!(dependency = %key.dependency, %error, "Stored minute not loaded.");
+            }
+        }
+        if refused > 0 {
+            tracing::warn!(
+                refused,
+                "Stored minutes loaded ahead of the clock were refused by the series limits when the clock reached them."
+            );
+        }
+    }
+
+    fn load_now(&self, key: &SeriesKey, slot: &Slot, now_ms: i64) -> Result<(), RecordError> {
         let mut shard = self.shards[self.shard_of(&key.dependency)].lock();
         let name = key.dependency.as_str();
         let new_dependency = !shard.deps.contains_key(name);
@@ -962,6 +1023,49 @@ mod tests {
         );
         assert!(!store.contains("b"));
         assert_eq!(store.stats().series, 3);
+    }
+
+    #[test]
+    fn a_stored_minute_ahead_of_the_clock_waits_for_it_and_takes_no_minute_s_place() {
+        // Minutes of `NOW - 13 min` and `NOW + 3 min` share a slot of the 16-minute ring.
+        let store = WindowStore::new(Limits::default());
+        let minute = |start_ms: i64, calls: usize| {
+            let mut slot = Slot::new(start_ms);
+            for _ in 0..calls {
+                slot.record(1_000, Outcome::Ok);
+            }
+            slot
+        };
+        let key = SeriesKey {
+            dependency: "a".into(),
+            kind: SeriesKind::Instance,
+            label: "i-1".into(),
+        };
+        let total = SeriesKey {
+            kind: SeriesKind::Dependency,
+            label: String::new(),
+            ..key.clone()
+        };
+        let (before, ahead) = (NOW - 13 * 60_000, NOW + 3 * 60_000);
+        for k in [&key, &total] {
+            store.load_minute(k, &minute(before, 2), NOW).unwrap();
+            store.load_minute(k, &minute(ahead, 5), NOW).unwrap();
+        }
+        assert_eq!(store.minutes_ahead(), 2);
+        let m15 = |now| store.dependency("a", Window::M15, now).unwrap();
+        assert_eq!(m15(NOW).total.total(), 2);
+        assert_eq!(m15(NOW).instances[0].1.total(), 2);
+        // The clock reaches the minute: the next roll forward loads it, without making it a
+        // minute to write again.
+        let reached = ahead + 1_000;
+        store.advance_all(reached);
+        assert_eq!(store.minutes_ahead(), 0);
+        // Sixteen minutes apart, the two are never in one 15-minute window; the hour holds both.
+        assert_eq!(m15(reached).total.total(), 5);
+        assert_eq!(m15(reached).instances[0].1.total(), 5);
+        let h1 = store.dependency("a", Window::H1, reached).unwrap();
+        assert_eq!((h1.total.total(), h1.instances[0].1.total()), (7, 7));
+        assert!(store.take_rollups(reached + 60_000, true).is_empty());
     }
 
     #[test]
