@@ -229,8 +229,8 @@ impl Application {
             &state.metrics,
             &stop_deliveries_rx,
         );
+        tokio::spawn(prime_anchors(state.clone(), stop_rx.clone()));
         let detection = tokio::spawn(detection(state.clone(), stop_rx));
-        tokio::spawn(prime_anchors(state.clone()));
 
         let mut signalled = shutdown_tx.subscribe();
         let serve = crate::serve::serve(
@@ -320,13 +320,21 @@ impl Application {
 }
 
 /// Reads the last day's stored minutes back into the dependencies' anchors (see
-/// [`rollup::prime_anchors`]). A failure only costs the creep guard its head start.
-async fn prime_anchors(state: AppState) {
+/// [`rollup::prime_anchors`]). A failure only costs the creep guard its head start. A stop
+/// ends the reading: the database is about to close under it.
+async fn prime_anchors(state: AppState, mut stop: watch::Receiver<bool>) {
     let started = std::time::Instant::now();
     let max_age =
         i64::try_from(state.settings.detection.baseline_max_age.as_millis()).unwrap_or(i64::MAX);
     let now = state.clock.now_ms();
-    match rollup::prime_anchors(&state.engine, &state.store, &state.storage, max_age, now).await {
+    let primed = tokio::select! {
+        primed = rollup::prime_anchors(&state.engine, &state.store, &state.storage, max_age, now) => primed,
+        _ = stop.wait_for(|stop| *stop) => {
+            tracing::info!("Shutting down before the last day's stored minutes were read back into the anchors; the next start reads them.");
+            return;
+        }
+    };
+    match primed {
         Ok(minutes) => tracing::info!(
             minutes,
             took_ms = started.elapsed().as_millis() as u64,

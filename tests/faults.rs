@@ -1024,3 +1024,38 @@ async fn what_a_locked_database_refuses_until_shutdown_is_written_and_delivered_
     );
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. A stop right after the start
+// ---------------------------------------------------------------------------------------------
+
+/// SIGTERM as soon as the daemon is ready, while its start-up reads (the anchors' day of
+/// stored minutes) may still run: it exits 0, writes the calls it took, and logs neither a
+/// warning nor an error (a reading cut short by the closing database once logged one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_right_after_the_start_is_clean_and_keeps_the_calls_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[storage]\nflush_interval = \"60s\"\n";
+    let d = Daemon::start_with(dir.path(), config, "first").await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let r = d
+        .client
+        .post(d.url("/v1/events"))
+        .header("content-type", "application/json")
+        .body(batch("quick-stop", 50, Some(now - 1_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (exit, log) = d.terminate();
+    assert!(exit.success(), "exit {exit}:\n{log}");
+    assert!(log.contains("Flushed roll-ups."), "{log}");
+    let noisy: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(noisy.is_empty(), "{noisy:#?}");
+    // The next start finds the calls.
+    let d = Daemon::start_with(dir.path(), config, "second").await;
+    assert_eq!(total(&d, "quick-stop").await, 50);
+}

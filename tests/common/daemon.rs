@@ -109,6 +109,19 @@ impl Daemon {
             .expect("VmRSS in kB")
     }
 
+    /// SIGTERM, as systemd or Kubernetes stop a service; waits for the process to exit and
+    /// returns how it exited and its log.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let exit = self.child.wait().expect("wait for graywatch");
+        (exit, self.log_text())
+    }
+
     /// SIGKILL, as a crash or the OOM killer would: nothing runs after it.
     pub fn kill_9(mut self) {
         self.child.kill().expect("SIGKILL graywatch");
