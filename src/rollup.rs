@@ -15,6 +15,8 @@ use crate::window::{
     decode_stored,
 };
 
+pub mod spill;
+
 const MINUTE_MS: i64 = 60_000;
 
 /// Roll-ups written per transaction. A failed write hands back only its own transaction's
@@ -169,28 +171,162 @@ fn encode_chunks(
         if taken.is_empty() {
             return;
         }
-        let rows = taken
-            .iter()
-            .map(|(key, r)| RollupRow {
-                key: key.clone(),
-                minute_ms: r.minute_ms,
-                node: node.to_string(),
-                part: if r.late_part {
-                    next_part += 1;
-                    next_part - 1
-                } else {
-                    0
-                },
-                counts: r.slot.counts,
-                histogram: encoder.encode(&r.slot.histogram()),
-            })
-            .collect();
+        let rows = encode_rows(&taken, &mut next_part, node, &mut encoder);
         if let Err(refused) = sender.blocking_send(Encoded { taken, rows }) {
             store.restore_unsaved(refused.0.taken);
             store.restore_unsaved(rest.collect());
             return;
         }
     }
+}
+
+/// `taken` as rows of `node`; late parts numbered from `next_part` on.
+fn encode_rows(
+    taken: &[(SeriesKey, MinuteRollup)],
+    next_part: &mut i64,
+    node: &str,
+    encoder: &mut HistogramEncoder,
+) -> Vec<RollupRow> {
+    taken
+        .iter()
+        .map(|(key, r)| RollupRow {
+            key: key.clone(),
+            minute_ms: r.minute_ms,
+            node: node.to_string(),
+            part: if r.late_part {
+                *next_part += 1;
+                *next_part - 1
+            } else {
+                0
+            },
+            counts: r.slot.counts,
+            histogram: encoder.encode(&r.slot.histogram()),
+        })
+        .collect()
+}
+
+impl Flusher {
+    /// At shutdown, after the last flush could not write everything: every minute the store
+    /// still holds unwritten, as rows (main rows first, late parts numbered as a flush would),
+    /// kept in the file beside the database for the next start ([`spill`]). Logs what it
+    /// kept, and what it lost (an in-memory database, a full or unwritable file).
+    pub async fn keep_unwritten(
+        self: &Arc<Self>,
+        store: &Arc<WindowStore>,
+        database: &str,
+        now_ms: i64,
+    ) {
+        let path = spill::path_for(database);
+        let file = path.as_ref().map(|p| p.display().to_string());
+        let (flusher, store) = (self.clone(), store.clone());
+        let kept = tokio::task::spawn_blocking(move || {
+            let mut taken = store.take_rollups(now_ms, true);
+            let Some(path) = path else {
+                return Err(taken.len());
+            };
+            taken.sort_by_key(|(_, r)| r.late_part);
+            let parts = taken.iter().filter(|(_, r)| r.late_part).count();
+            let mut next_part = flusher.reserve_parts(parts, now_ms);
+            let mut encoder = HistogramEncoder::default();
+            let rows = encode_rows(&taken, &mut next_part, &flusher.node, &mut encoder);
+            Ok(spill::keep(&path, &rows))
+        })
+        .await;
+        let kept = match kept {
+            Ok(Ok(kept)) => Ok(kept),
+            Ok(Err(lost)) => {
+                tracing::error!(
+                    rollups = lost,
+                    "Shutting down: an in-memory database has no file to keep the unwritten roll-ups in; they are lost."
+                );
+                return;
+            }
+            Err(error) => Err(error),
+        };
+        let file = file.unwrap_or_default();
+        match kept {
+            Ok(Ok(kept)) => {
+                tracing::warn!(
+                    rollups = kept.rows,
+                    earlier = kept.earlier,
+                    file,
+                    "Shutting down: kept the roll-ups the database did not take in a file; the next start writes them."
+                );
+                if kept.dropped > 0 {
+                    tracing::error!(
+                        dropped = kept.dropped,
+                        bound = spill::MAX_BYTES,
+                        file,
+                        "Shutting down: the file of unwritten roll-ups is full; the rest are lost."
+                    );
+                }
+            }
+            Ok(Err(error)) => tracing::error!(
+                %error,
+                file,
+                "Shutting down: cannot keep the unwritten roll-ups in a file; they are lost."
+            ),
+            Err(error) => tracing::error!(
+                %error,
+                "Shutting down: keeping the unwritten roll-ups failed; they are lost."
+            ),
+        }
+    }
+}
+
+/// At start, before the windows are warmed: writes the roll-ups the last shutdown kept in
+/// the file beside the database ([`spill`]) and removes it. If the database refuses them,
+/// the file stays for the next start (and the next shutdown keeps its lines ahead of its
+/// own). Returns the rows written.
+pub async fn write_kept(storage: &Storage, database: &str) -> usize {
+    let Some(path) = spill::path_for(database) else {
+        return 0;
+    };
+    let file = path.display().to_string();
+    let read_from = path.clone();
+    let (rows, unreadable) = match tokio::task::spawn_blocking(move || spill::read(&read_from))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r.map_err(anyhow::Error::from))
+    {
+        Ok(Some(read)) => read,
+        Ok(None) => return 0,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                file,
+                "Cannot read the roll-ups kept at the last shutdown; the file is left in place."
+            );
+            return 0;
+        }
+    };
+    if unreadable > 0 {
+        tracing::error!(
+            lines = unreadable,
+            file,
+            "Lines of the file of unwritten roll-ups cannot be read; they are skipped."
+        );
+    }
+    // Main rows and the parts after them in the order kept, a transaction at a time.
+    for chunk in rows.chunks(ROWS_PER_TRANSACTION) {
+        if let Err(error) = storage.write_rollups(chunk).await {
+            tracing::warn!(%error, rollups = rows.len(), file, "Cannot write the roll-ups kept at the last shutdown; they stay in the file.");
+            return 0;
+        }
+    }
+    let removed = tokio::task::spawn_blocking(move || crate::storage::files::remove(&path)).await;
+    if !matches!(removed, Ok(Ok(()))) {
+        tracing::error!(
+            file,
+            "Cannot remove the file of roll-ups kept at the last shutdown; the next start writes them again (the same rows, so nothing is counted twice)."
+        );
+    }
+    tracing::info!(
+        rollups = rows.len(),
+        file,
+        "Wrote the roll-ups kept at the last shutdown."
+    );
+    rows.len()
 }
 
 /// Reads back, for every dependency the windows hold, its stored minutes from the last

@@ -83,6 +83,8 @@ impl Application {
         );
         let storage = Storage::connect(&settings.database).await?;
         let store = Arc::new(WindowStore::new(settings.limits.series()));
+        // Minutes the last shutdown could not write go in first: the windows warm from them.
+        rollup::write_kept(&storage, &settings.database).await;
         let loaded = rollup::warm(&store, &storage, &settings.node_id, clock.now_ms()).await?;
         tracing::info!(rollups = loaded, "Loaded recent roll-ups.");
         let ahead = store.minutes_ahead();
@@ -268,30 +270,36 @@ impl Application {
         let deadline = tokio::time::Instant::now() + FINAL_FLUSH;
         // The deadline stops the writes; taking and encoding the minutes are bounded work,
         // but the stop must not hang on them either.
-        match tokio::time::timeout_at(
+        let flushed = tokio::time::timeout_at(
             deadline + FLUSH_GRACE,
             flusher.flush(&state.store, &state.storage, now, true, Some(deadline)),
         )
-        .await
-        {
+        .await;
+        match flushed {
             Ok(Ok(Flushed {
                 written,
                 unwritten: 0,
             })) => tracing::info!(rollups = written, "Flushed roll-ups."),
-            Ok(Ok(Flushed { written, unwritten })) => tracing::error!(
+            Ok(Ok(Flushed { written, unwritten })) => tracing::warn!(
                 budget = ?FINAL_FLUSH,
                 written,
                 unwritten,
-                "Shutting down: writing roll-ups took too long; the minutes not written are lost."
+                "Shutting down: writing roll-ups took too long."
             ),
-            Ok(Err(error)) => tracing::error!(
+            Ok(Err(ref error)) => tracing::warn!(
                 error = format!("{error:#}"),
-                "Shutting down: cannot write the last roll-ups; the minutes not written are lost."
+                "Shutting down: the database refuses the last roll-ups."
             ),
             Err(_) => tracing::error!(
                 budget = ?FINAL_FLUSH,
                 "Shutting down: taking the roll-ups took too long; the minutes not written are lost."
             ),
+        }
+        // What the database did not take goes to a file the next start writes.
+        if matches!(flushed, Ok(Ok(Flushed { unwritten: 1.., .. })) | Ok(Err(_))) {
+            flusher
+                .keep_unwritten(&state.store, &state.settings.database, now)
+                .await;
         }
 
         let _ = stop_deliveries_tx.send(true);

@@ -1025,6 +1025,47 @@ async fn what_a_locked_database_refuses_until_shutdown_is_written_and_delivered_
     app.stop().await;
 }
 
+/// The same for roll-ups: minutes the locked database does not take by the end of the
+/// shutdown's flush are kept beside it, and the next start writes them before it warms the
+/// windows from the database, which then holds every call taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minutes_a_locked_database_refuses_at_shutdown_are_written_by_the_next_start() {
+    let app = spawn_app(vec![]).await;
+    let spill = PathBuf::from(format!("{}-unsaved-rollups.jsonl", db_path(&app).display()));
+    let calls = |n: usize, at: i64| -> Vec<Value> {
+        (0..n).map(|_| event(DEP, 20.0, "ok", Some(at))).collect()
+    };
+    app.post_ok(&calls(50, app.now())).await;
+    app.advance(MINUTE);
+    eventually("the first minute is stored", DEADLINE, || async {
+        stored_calls(&app).await == 50
+    })
+    .await;
+
+    let fault = DbFault::locked(&app).await;
+    // A minute that finishes under the fault and the one still running at the stop.
+    app.post_ok(&calls(70, app.now())).await;
+    app.advance(MINUTE);
+    app.post_ok(&calls(30, app.now())).await;
+    let (settings, clock, dir) = app.stop().await;
+    assert!(
+        spill.exists(),
+        "shutdown kept the unwritten minutes in {}",
+        spill.display()
+    );
+    fault.lift().await;
+
+    let app = TestApp::resume(settings, clock, dir).await;
+    assert!(!spill.exists(), "the start removed {}", spill.display());
+    assert_eq!(stored_calls(&app).await, 150);
+    let window = get_ok(&app, &format!("/v1/dependencies/{DEP}?window=15m")).await;
+    assert_eq!(window["stats"]["total"], 150, "{window}");
+    // Written once: a second restart neither finds a file nor counts a call twice.
+    let app = app.restart().await;
+    assert_eq!(stored_calls(&app).await, 150);
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. A stop right after the start
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@
 //! first, then transitions oldest first) and the number dropped is logged.
 
 use std::fs;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::breaker::BreakerState;
 use super::breaker_notices::Waiting;
 use crate::detect::Transition;
+use crate::storage::files;
 
 /// The most the file holds: about 10,000 transitions with their evidence, or a hundred
 /// thousand breaker notifications.
@@ -105,14 +106,7 @@ pub struct Kept {
 
 /// The spill file of the database at `url`, `None` for an in-memory database.
 pub fn path_for(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let (file, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if file.is_empty() || file == ":memory:" || query.contains("mode=memory") {
-        return None;
-    }
-    Some(PathBuf::from(format!("{file}-unsaved.jsonl")))
+    files::beside_database(url, "-unsaved.jsonl")
 }
 
 /// Writes `transitions` and `breaker_notices` to `path`, after the lines an earlier file
@@ -166,7 +160,7 @@ pub fn keep(
             kept.dropped += 1;
         }
     }
-    replace(path, &out)?;
+    files::replace(path, &out)?;
     Ok(kept)
 }
 
@@ -174,7 +168,7 @@ pub fn keep(
 /// write of a file it read), or removes it when both are empty.
 pub fn rewrite(path: &Path, unsaved: &Unsaved) -> io::Result<()> {
     if unsaved.is_empty() {
-        return remove(path);
+        return files::remove(path);
     }
     let mut out = Vec::new();
     for w in &unsaved.breaker_notices {
@@ -185,7 +179,7 @@ pub fn rewrite(path: &Path, unsaved: &Unsaved) -> io::Result<()> {
         serde_json::to_writer(&mut out, &Line::Transition(t.clone()))?;
         out.push(b'\n');
     }
-    replace(path, &out)
+    files::replace(path, &out)
 }
 
 /// Reads the file at `path`; `None` if there is none.
@@ -216,42 +210,11 @@ pub fn read(path: &Path) -> io::Result<Option<Unsaved>> {
     Ok(Some(unsaved))
 }
 
-/// Removes the file (nothing to do if there is none).
-pub fn remove(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => sync_dir(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-fn replace(path: &Path, content: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("jsonl.tmp");
-    let written = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(content)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
-}
-
-/// Syncs the directory of `path`, so that a rename or a removal survives power loss.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => fs::File::open(dir)?.sync_all(),
-        None => fs::File::open(".")?.sync_all(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::detect::{AlertStatus, DetectorKind, Severity};
+    use std::io::Write;
 
     fn transition(dep: &str, status: AlertStatus) -> Transition {
         Transition {

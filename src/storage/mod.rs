@@ -5,6 +5,7 @@
 //! and a second migrations folder, not a rewrite.
 
 mod alerts;
+pub mod files;
 mod outbox;
 mod retention;
 mod rollups;
