@@ -129,6 +129,14 @@ pub struct DependencySeries {
     /// its peers sorted by name, as the last detection read found them (see
     /// [`name_order`]).
     peer_order: [Vec<u32>; 3],
+    /// Bumped whenever a peer, or an instance's zone, is added or removed: while it stands
+    /// still, the maps iterate in the same order and `peer_order` and `zone_of` hold.
+    layout: u64,
+    /// `layout` plus one when `peer_order` and `zone_of` were computed (0: never).
+    read_layout: u64,
+    /// For each instance in name order, the position of its zone among the zones in name
+    /// order.
+    zone_of: Vec<Option<u32>>,
 }
 
 impl DependencySeries {
@@ -482,6 +490,9 @@ impl WindowStore {
                     .record(ts, d, o, now_ms);
             }
         }
+        if new_series > 0 {
+            dep.layout += 1;
+        }
         // Every instance with a zone on record leaves nothing to look up (the map's keys are
         // a subset of the instances').
         if let (Some(i), Some(z)) = (instance, zone)
@@ -489,6 +500,7 @@ impl WindowStore {
             && !dep.instance_zone.contains_key(i)
         {
             dep.instance_zone.insert(i.into(), z.into());
+            dep.layout += 1;
         }
         Ok(())
     }
@@ -550,6 +562,9 @@ impl WindowStore {
                 dep.instance_zone.retain(|i, _| instances.contains_key(&**i));
                 dep.zones.retain(|_, s| !idle(s));
                 dep.sources.retain(|_, s| !idle(s));
+                if peers(dep) != before {
+                    dep.layout += 1;
+                }
                 dropped_series += before - peers(dep);
                 let keep = !(idle(&dep.total) && peers(dep) == 0);
                 if !keep {
@@ -635,9 +650,17 @@ impl WindowStore {
         let reuse = self.reuse_samples.load(Ordering::Relaxed);
         dep.for_each_mut(|_, _, s| s.advance(now_ms));
         let mut reused = 0;
+        let laid_out = dep.read_layout == dep.layout + 1;
         let mut peers = |m: &mut PeerMap, order: &mut Vec<u32>| {
             let mut entries: Vec<(&Arc<str>, &mut Series)> = m.iter_mut().collect();
-            name_order(&entries, order);
+            if !laid_out {
+                name_order(&entries, order);
+            }
+            debug_assert!(
+                order
+                    .windows(2)
+                    .all(|w| entries[w[0] as usize].0 < entries[w[1] as usize].0)
+            );
             order
                 .iter()
                 .map(|&i| {
@@ -661,11 +684,18 @@ impl WindowStore {
         if reused > 0 {
             self.samples_reused.fetch_add(reused, Ordering::Relaxed);
         }
-        for p in &mut instances {
-            p.zone = dep
-                .instance_zone
-                .get(&*p.name)
-                .and_then(|z| zones.binary_search_by(|q| (*q.name).cmp(z)).ok());
+        if !laid_out {
+            dep.zone_of.clear();
+            dep.zone_of.extend(instances.iter().map(|p| {
+                dep.instance_zone
+                    .get(&*p.name)
+                    .and_then(|z| zones.binary_search_by(|q| (*q.name).cmp(z)).ok())
+                    .map(|i| i as u32)
+            }));
+            dep.read_layout = dep.layout + 1;
+        }
+        for (p, zone) in instances.iter_mut().zip(&dep.zone_of) {
+            p.zone = zone.map(|i| i as usize);
         }
         let total = &dep.total;
         DetectionView {
@@ -895,6 +925,7 @@ impl WindowStore {
         }
         let series = series_entry(map, name, &key.label);
         series.load_minute(slot.start_ms, slot, now_ms);
+        dep.layout += 1;
         Ok(())
     }
 
@@ -989,6 +1020,51 @@ mod tests {
             zone: None,
             source: None,
         }
+    }
+
+    /// The peers' name order and each instance's zone are kept from one detection read to
+    /// the next, and follow peers that arrive (sorting anywhere) or leave.
+    #[test]
+    fn detection_views_name_peers_in_order_with_their_zones_as_peers_come_and_go() {
+        let store = WindowStore::new(Limits::default());
+        let call = |instance: &'static str, zone: &'static str, at: i64| Event {
+            zone: Some(Label::parse(zone).unwrap()),
+            ts_ms: at,
+            ..ev("a", Some(instance))
+        };
+        let seen = |at: i64| {
+            let v = store.detection_view("a", at).unwrap();
+            let zones: Vec<String> = v.zones.iter().map(|z| z.name.to_string()).collect();
+            v.instances
+                .iter()
+                .map(|p| {
+                    let zone = p.zone.map(|z| zones[z].clone()).unwrap_or_default();
+                    format!("{}@{zone}", p.name)
+                })
+                .collect::<Vec<_>>()
+        };
+        for (i, z) in [("i-5", "z-b"), ("i-3", "z-c")] {
+            store.record(&call(i, z, NOW), NOW).unwrap();
+        }
+        assert_eq!(seen(NOW), ["i-3@z-c", "i-5@z-b"]);
+        assert_eq!(seen(NOW + 1_000), ["i-3@z-c", "i-5@z-b"]);
+        // A new instance that sorts first, in a zone that sorts first.
+        store
+            .record(&call("i-1", "z-a", NOW + 1_500), NOW + 1_500)
+            .unwrap();
+        assert_eq!(seen(NOW + 2_000), ["i-1@z-a", "i-3@z-c", "i-5@z-b"]);
+        // Past the longest window only i-5 keeps calling: the others leave, and a newcomer
+        // joins the zone that is left.
+        let later = NOW + Window::LONGEST_MS + 10 * 60_000;
+        for at in (NOW + 60_000..later).step_by(60_000) {
+            store.record(&call("i-5", "z-b", at), at).unwrap();
+            // As if written: an unsaved minute keeps its series.
+            store.discard_rollups(at);
+            store.advance_all(at);
+        }
+        assert_eq!(seen(later), ["i-5@z-b"]);
+        store.record(&call("i-4", "z-b", later), later).unwrap();
+        assert_eq!(seen(later), ["i-4@z-b", "i-5@z-b"]);
     }
 
     #[test]
