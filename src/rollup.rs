@@ -67,6 +67,12 @@ impl Flusher {
         first(prev)
     }
 
+    /// Reserves the part numbers of the late parts in `taken` (see [`Flusher::reserve_parts`]).
+    fn reserve_parts_of(&self, taken: &[(SeriesKey, MinuteRollup)], now_ms: i64) -> i64 {
+        let parts = taken.iter().filter(|(_, r)| r.late_part).count();
+        self.reserve_parts(parts, now_ms)
+    }
+
     /// Writes the minutes that are ready (all unsaved minutes with `force`, at shutdown), a
     /// transaction of [`ROWS_PER_TRANSACTION`] at a time. Taking the minutes from the store and
     /// encoding them runs on the blocking pool, beside the writes, never on an async worker.
@@ -84,21 +90,14 @@ impl Flusher {
     ) -> anyhow::Result<Flushed> {
         let taken = tokio::task::spawn_blocking({
             let store = store.clone();
-            move || {
-                let mut taken = store.take_rollups(now_ms, force);
-                // Main rows first (stable, so each series' order is kept): a late part must
-                // follow its minute's main row, and statements of one kind are of one shape.
-                taken.sort_by_key(|(_, r)| r.late_part);
-                taken
-            }
+            move || take_in_write_order(&store, now_ms, force)
         })
         .await?;
         if taken.is_empty() {
             return Ok(Flushed::default());
         }
         let total = taken.len();
-        let parts = taken.iter().filter(|(_, r)| r.late_part).count();
-        let first_part = self.reserve_parts(parts, now_ms);
+        let first_part = self.reserve_parts_of(&taken, now_ms);
         let (sender, mut chunks) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
         let encoder = tokio::task::spawn_blocking({
             let (store, node) = (store.clone(), self.node.clone());
@@ -180,6 +179,19 @@ fn encode_chunks(
     }
 }
 
+/// The minutes to write (see [`WindowStore::take_rollups`]), main rows first (stable, so each
+/// series' order is kept): a late part must follow its minute's main row, and statements of
+/// one kind are of one shape.
+fn take_in_write_order(
+    store: &WindowStore,
+    now_ms: i64,
+    force: bool,
+) -> Vec<(SeriesKey, MinuteRollup)> {
+    let mut taken = store.take_rollups(now_ms, force);
+    taken.sort_by_key(|(_, r)| r.late_part);
+    taken
+}
+
 /// `taken` as rows of `node`; late parts numbered from `next_part` on.
 fn encode_rows(
     taken: &[(SeriesKey, MinuteRollup)],
@@ -216,36 +228,29 @@ impl Flusher {
         database: &str,
         now_ms: i64,
     ) {
-        let path = spill::path_for(database);
-        let file = path.as_ref().map(|p| p.display().to_string());
         let (flusher, store) = (self.clone(), store.clone());
+        let Some(path) = spill::path_for(database) else {
+            let lost = tokio::task::spawn_blocking(move || store.take_rollups(now_ms, true).len())
+                .await
+                .unwrap_or_default();
+            tracing::error!(
+                rollups = lost,
+                "Shutting down: an in-memory database has no file to keep the unwritten roll-ups in; they are lost."
+            );
+            return;
+        };
+        let file = path.display().to_string();
         let kept = tokio::task::spawn_blocking(move || {
-            let mut taken = store.take_rollups(now_ms, true);
-            let Some(path) = path else {
-                return Err(taken.len());
-            };
-            taken.sort_by_key(|(_, r)| r.late_part);
-            let parts = taken.iter().filter(|(_, r)| r.late_part).count();
-            let mut next_part = flusher.reserve_parts(parts, now_ms);
+            let taken = take_in_write_order(&store, now_ms, true);
+            let mut next_part = flusher.reserve_parts_of(&taken, now_ms);
             let mut encoder = HistogramEncoder::default();
             let rows = encode_rows(&taken, &mut next_part, &flusher.node, &mut encoder);
-            Ok(spill::keep(&path, &rows))
+            spill::keep(&path, &rows)
         })
-        .await;
-        let kept = match kept {
-            Ok(Ok(kept)) => Ok(kept),
-            Ok(Err(lost)) => {
-                tracing::error!(
-                    rollups = lost,
-                    "Shutting down: an in-memory database has no file to keep the unwritten roll-ups in; they are lost."
-                );
-                return;
-            }
-            Err(error) => Err(error),
-        };
-        let file = file.unwrap_or_default();
+        .await
+        .unwrap_or_else(|joined| Err(std::io::Error::other(joined)));
         match kept {
-            Ok(Ok(kept)) => {
+            Ok(kept) => {
                 tracing::warn!(
                     rollups = kept.rows,
                     earlier = kept.earlier,
@@ -261,14 +266,10 @@ impl Flusher {
                     );
                 }
             }
-            Ok(Err(error)) => tracing::error!(
+            Err(error) => tracing::error!(
                 %error,
                 file,
                 "Shutting down: cannot keep the unwritten roll-ups in a file; they are lost."
-            ),
-            Err(error) => tracing::error!(
-                %error,
-                "Shutting down: keeping the unwritten roll-ups failed; they are lost."
             ),
         }
     }

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::storage::{RollupRow, files};
 use crate::window::{Counts, SeriesKey, SeriesKind};
 
-/// The most the file holds: a line of a quiet series' minute is about 300 bytes, so about
-/// nine minutes of 100,000 series. Written and read a line at a time.
+/// The most the file holds: a line of a quiet series' minute should be about 300 bytes (an
+/// estimate from the fields and a histogram of tens of distinct values, not measured), so
+/// about nine minutes of 100,000 series. Written and parsed a line at a time.
 pub const MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// One line: a stored row, its histogram in base64.

@@ -132,8 +132,8 @@ pub struct DependencySeries {
     /// Bumped whenever a peer, or an instance's zone, is added or removed: while it stands
     /// still, the maps iterate in the same order and `peer_order` and `zone_of` hold.
     layout: u64,
-    /// `layout` plus one when `peer_order` and `zone_of` were computed (0: never).
-    read_layout: u64,
+    /// `layout` when `peer_order` and `zone_of` were computed.
+    read_layout: Option<u64>,
     /// For each instance in name order, the position of its zone among the zones in name
     /// order.
     zone_of: Vec<Option<u32>>,
@@ -296,8 +296,6 @@ pub struct WindowStore {
     /// restart): each joins its series once the clock reaches it (see
     /// [`WindowStore::load_minute`]). Empty but for that.
     ahead: Mutex<Vec<(SeriesKey, Slot)>>,
-    /// Whether `ahead` holds anything: one load a second instead of a lock.
-    any_ahead: std::sync::atomic::AtomicBool,
 }
 
 const SHARDS: usize = 64;
@@ -316,7 +314,6 @@ impl WindowStore {
             reuse_samples: std::sync::atomic::AtomicBool::new(true),
             samples_reused: std::sync::atomic::AtomicU64::new(0),
             ahead: Mutex::new(Vec::new()),
-            any_ahead: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -650,7 +647,7 @@ impl WindowStore {
         let reuse = self.reuse_samples.load(Ordering::Relaxed);
         dep.for_each_mut(|_, _, s| s.advance(now_ms));
         let mut reused = 0;
-        let laid_out = dep.read_layout == dep.layout + 1;
+        let laid_out = dep.read_layout == Some(dep.layout);
         let mut peers = |m: &mut PeerMap, order: &mut Vec<u32>| {
             let mut entries: Vec<(&Arc<str>, &mut Series)> = m.iter_mut().collect();
             if !laid_out {
@@ -692,7 +689,7 @@ impl WindowStore {
                     .and_then(|z| zones.binary_search_by(|q| (*q.name).cmp(z)).ok())
                     .map(|i| i as u32)
             }));
-            dep.read_layout = dep.layout + 1;
+            dep.read_layout = Some(dep.layout);
         }
         for (p, zone) in instances.iter_mut().zip(&dep.zone_of) {
             p.zone = zone.map(|i| i as usize);
@@ -846,7 +843,6 @@ impl WindowStore {
         }
         if slot.start_ms > now_ms {
             self.ahead.lock().push((key.clone(), slot.clone()));
-            self.any_ahead.store(true, Ordering::Release);
             return Ok(());
         }
         self.load_now(key, slot, now_ms)
@@ -860,18 +856,11 @@ impl WindowStore {
     /// Loads the minutes held aside by [`WindowStore::load_minute`] that the clock has
     /// reached.
     fn load_due(&self, now_ms: i64) {
-        if !self.any_ahead.load(Ordering::Acquire) {
-            return;
-        }
-        let due: Vec<(SeriesKey, Slot)> = {
-            let mut ahead = self.ahead.lock();
-            let (due, wait) = std::mem::take(&mut *ahead)
-                .into_iter()
-                .partition(|(_, slot)| slot.start_ms <= now_ms);
-            *ahead = wait;
-            self.any_ahead.store(!ahead.is_empty(), Ordering::Release);
-            due
-        };
+        let due: Vec<(SeriesKey, Slot)> = self
+            .ahead
+            .lock()
+            .extract_if(.., |(_, slot)| slot.start_ms <= now_ms)
+            .collect();
         let mut refused = 0;
         for (key, slot) in &due {
             if let Err(error) = self.load_now(key, slot, now_ms) {
