@@ -645,7 +645,7 @@ impl WindowStore {
     /// its last minute as `m1`.
     fn build_view(&self, dep: &mut DependencySeries, m1: Snapshot, now_ms: i64) -> DetectionView {
         let reuse = self.reuse_samples.load(Ordering::Relaxed);
-        dep.for_each_mut(|_, _, s| s.advance(now_ms));
+        dep.total.advance(now_ms);
         let mut reused = 0;
         let laid_out = dep.read_layout == Some(dep.layout);
         let mut peers = |m: &mut PeerMap, order: &mut Vec<u32>| {
@@ -662,12 +662,19 @@ impl WindowStore {
                 .iter()
                 .map(|&i| {
                     let (k, s) = &mut entries[i as usize];
+                    // A peer whose minute is kept as a list is read without rolling it
+                    // forward: its seconds fold when later calls take their slots.
+                    let unfolded = reuse.then(|| s.read_unfolded(now_ms)).flatten();
+                    let s10 = unfolded.unwrap_or_else(|| {
+                        s.advance(now_ms);
+                        s.recent_counts()
+                    });
                     let (m1, kept) = s.minute_sample(now_ms, reuse);
                     reused += u64::from(kept);
                     PeerView {
                         name: Arc::clone(k),
                         last_seconds: s.last_complete_seconds(now_ms),
-                        s10: s.recent_counts(),
+                        s10,
                         m1,
                         zone: None,
                     }

@@ -108,6 +108,13 @@ pub struct Series {
     /// How long after its last second is folded a 10-second slot waits before it is passed
     /// on (0-9 s, see [`Series::staggered`]).
     pass_delay_ms: i64,
+    /// The latest `now` the series was rolled forward to or read at (see
+    /// [`Series::read_unfolded`]).
+    read_ms: i64,
+    /// A read at this time skipped rolling forward (see [`Series::read_unfolded`]): the
+    /// seconds before its horizon are folded before the series rolls forward, or before it
+    /// records at an earlier time (a clock that stepped back); `i64::MIN` when none is owed.
+    fold_owed_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
     /// The counts of the live fine slots, kept as calls are recorded into them and as they
@@ -169,6 +176,8 @@ impl Series {
             fine_counts: [SecondCounts::default(); FINE_LEN],
             pending_floor_ms: i64::MAX,
             pass_delay_ms: 0,
+            read_ms: i64::MIN,
+            fold_owed_ms: i64::MIN,
             last_event_ms: i64::MIN,
             live: Counts::default(),
             changes: 0,
@@ -255,6 +264,11 @@ impl Series {
         now_ms: i64,
     ) -> bool {
         let ts_ms = ts_ms.min(now_ms);
+        if now_ms < self.fold_owed_ms {
+            // The clock stepped back past a read that did not roll forward: fold what that
+            // read left, as rolling forward then would have, before a call lands in it.
+            self.fold_owed();
+        }
         self.changes = self.changes.wrapping_add(1);
         self.last_event_ms = self.last_event_ms.max(ts_ms);
         self.slide(now_ms);
@@ -367,7 +381,20 @@ impl Series {
     pub fn advance(&mut self, now_ms: i64) {
         self.pay_owed();
         self.slide(now_ms);
-        self.fold_before(self.fine.horizon_start(now_ms));
+        // A read that skipped rolling forward at a later time owes its fold (a clock that
+        // stepped back).
+        let until = now_ms.max(self.fold_owed_ms);
+        self.fold_owed_ms = i64::MIN;
+        self.fold_before(self.fine.horizon_start(until));
+        self.read_ms = self.read_ms.max(now_ms);
+    }
+
+    /// Folds what a read that did not roll forward left (see [`Series::read_unfolded`]).
+    fn fold_owed(&mut self) {
+        let until = self.fine.horizon_start(self.fold_owed_ms);
+        self.fold_owed_ms = i64::MIN;
+        self.dense_owed.pay(&mut self.dense_fine);
+        self.fold_before(until);
     }
 
     /// Adds every owed duration to its histogram (see [`owed`]): before the series is read.
@@ -490,6 +517,43 @@ impl Series {
             }
         }
         t
+    }
+
+    /// Reads a peer whose minute is kept as a list (see [`Series::minute_sample`]) at `now_ms`
+    /// without rolling it forward, returning the counts of its 10-second window; `None` when
+    /// it must roll forward first ([`Series::advance`]): no kept list, one that no longer
+    /// knows the window, a second whose counts are not kept inline, or a clock that stepped
+    /// back since the last read.
+    ///
+    /// Rolling forward moves the seconds that left the 10-second ring into the coarser rings,
+    /// which a kept minute does not read. Here they stay in the fine ring until a call of a
+    /// later second takes their slot, which folds them then (`record_slots`), or until the
+    /// series next rolls forward. A peer read this way costs its list and its inline counts,
+    /// not a visit to each of its boxed slots, and every read and window of it holds what it
+    /// would have held had it rolled forward.
+    pub fn read_unfolded(&mut self, now_ms: i64) -> Option<Counts> {
+        let list = self.minute_list.as_deref()?;
+        if now_ms < self.read_ms
+            || !self.sum_on_demand
+            || !self.sums.is_empty()
+            || now_ms < self.next_slide_ms - TIERS[0].0
+            || minute::minute_start(now_ms) < list.start_ms()
+        {
+            return None;
+        }
+        let from = self.fine.horizon_start(now_ms);
+        let mut counts = Counts::default();
+        for (&start, c) in self.fine_starts.iter().zip(&self.fine_counts) {
+            if start >= from && start != i64::MAX {
+                counts.add(&c.counts()?);
+            }
+        }
+        // What rolling forward does besides folding: no sums to move, the time they would
+        // move next.
+        self.slide(now_ms);
+        self.read_ms = now_ms;
+        self.fold_owed_ms = now_ms;
+        Some(counts)
     }
 
     /// Counts of the two complete seconds before the second of `now_ms`, the older first
@@ -932,6 +996,35 @@ mod tests {
     fn total(s: &mut Series, w: Window, now: i64) -> u64 {
         s.advance(now);
         s.window(w, now).total()
+    }
+
+    #[test]
+    fn a_quiet_peer_with_a_kept_minute_is_read_without_rolling_forward() {
+        let mut s = Series::peer();
+        let mut now = T0 + 500;
+        // No kept list yet: the first read rolls forward and starts one.
+        s.record(now - 100, 2_000, Outcome::Ok, now);
+        assert_eq!(s.read_unfolded(now), None);
+        s.advance(now);
+        s.minute_sample(now, true);
+        for second in 1..40 {
+            now += 1_000;
+            s.record(now - 100, 2_000 + second, Outcome::Ok, now);
+            let counts = s
+                .read_unfolded(now)
+                .expect("a kept minute reads without rolling forward");
+            // One call a second: the 10-second window holds ten of them, although seconds
+            // older than that were never folded by a read.
+            assert_eq!(counts.ok, 10.min(second as u64 + 1));
+            s.minute_sample(now, true);
+        }
+        assert_eq!(s.fold_owed_ms, now, "the last read did not roll forward");
+        // A clock that stepped back: the series must roll forward, and it folds what the
+        // reads left first.
+        assert_eq!(s.read_unfolded(now - 2_000), None);
+        s.advance(now - 2_000);
+        assert_eq!(s.fold_owed_ms, i64::MIN);
+        assert!(s.fine_floor_ms >= s.fine.horizon_start(now));
     }
 
     #[test]
@@ -1510,6 +1603,66 @@ mod tests {
                     y.sort_unstable();
                     prop_assert_eq!(x.as_slice(), y.as_slice());
                 }
+            }
+        }
+
+        /// A peer whose minute is kept as a list is read without rolling it forward (see
+        /// [`Series::read_unfolded`]): what it reads is what a peer rolled forward
+        /// before every read reads, and once both roll forward every window holds the same
+        /// calls, whatever the lateness of calls, busy seconds and a clock that steps back.
+        #[test]
+        fn a_peer_read_without_rolling_forward_reads_what_a_rolled_one_reads(
+            steps in proptest::collection::vec(
+                (
+                    // Clocks that step back by up to 15 s: further than the fine ring.
+                    prop_oneof![6 => 0i64..4_000, 1 => 4_000i64..200_000, 1 => -15_000i64..0],
+                    proptest::collection::vec((0i64..90_000, 0u64..400_000, 0u8..4), 0..12),
+                    prop_oneof![6 => Just(0usize), 1 => 0usize..(2 * SPARSE_MAX)],
+                ),
+                1..120,
+            ),
+        ) {
+            let (mut lazy, mut eager) = (Series::peer(), Series::peer());
+            let mut now = T0;
+            let mut steps_latest = now;
+            for (step, calls, burst) in &steps {
+                now += step;
+                steps_latest = steps_latest.max(now);
+                let burst = (0..*burst).map(|k| (k as i64 % 900, 1_000 + 7 * k as u64, 0u8));
+                for (late, d, o) in calls.iter().copied().chain(burst) {
+                    let ts = now - if late < 60_000 { late % 1_500 } else { late - 50_000 };
+                    let outcome = [Outcome::Ok, Outcome::Ok, Outcome::Error, Outcome::Timeout]
+                        [o as usize];
+                    prop_assert_eq!(lazy.record(ts, d, outcome, now), eager.record(ts, d, outcome, now));
+                }
+                let s10 = match lazy.read_unfolded(now) {
+                    Some(counts) => counts,
+                    None => {
+                        lazy.advance(now);
+                        lazy.recent_counts()
+                    }
+                };
+                eager.advance(now);
+                prop_assert_eq!(s10, eager.recent_counts());
+                prop_assert_eq!(lazy.last_complete_seconds(now), eager.last_complete_seconds(now));
+                let (a, _) = lazy.minute_sample(now, true);
+                let (b, _) = eager.minute_sample(now, true);
+                prop_assert_eq!(a.counts(), b.counts());
+                prop_assert_eq!(a.from_ms(), b.from_ms());
+                for q in [0.0, 0.5, 0.99, 1.0] {
+                    prop_assert_eq!(a.value_at_quantile(q), b.value_at_quantile(q));
+                }
+            }
+            // Read where no call lies ahead of the clock: where a window read on a clock
+            // that stepped back ends inside a 10-second slot, calls after its end count or
+            // not by whether the slot had been passed on, live or not.
+            let latest = now.max(steps_latest);
+            lazy.advance(latest);
+            eager.advance(latest);
+            for w in [Window::S10, Window::M1, Window::M5, Window::M15, Window::H1] {
+                let (a, b) = (lazy.window(w, latest), eager.window(w, latest));
+                prop_assert_eq!(a.counts, b.counts);
+                prop_assert_eq!(&a.hist, &b.hist);
             }
         }
 
