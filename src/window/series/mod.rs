@@ -1015,7 +1015,7 @@ mod tests {
                 .expect("a kept minute reads without rolling forward");
             // One call a second: the 10-second window holds ten of them, although seconds
             // older than that were never folded by a read.
-            assert_eq!(counts.ok, 10.min(second as u64 + 1));
+            assert_eq!(counts.ok, 10.min(second + 1));
             s.minute_sample(now, true);
         }
         assert_eq!(s.fold_owed_ms, now, "the last read did not roll forward");
