@@ -612,7 +612,7 @@ impl BreakerBoard {
     /// [`Engine::conditions`]: crate::detect::Engine::conditions
     pub fn observe_conditions(
         &mut self,
-        conditions: &BTreeMap<String, (DependencyHealth, Conditions)>,
+        conditions: &[(&str, &DependencyHealth, &Conditions)],
         specs: &Specs,
         now_ms: i64,
     ) -> Vec<BreakerChange> {
@@ -624,7 +624,7 @@ impl BreakerBoard {
         };
         let bad: Vec<(bool, Vec<String>)> = conditions
             .iter()
-            .map(|(name, (_, c))| {
+            .map(|(name, _, c)| {
                 let policy = policy_of(name);
                 let opens = |s: Severity| match policy {
                     BreakerPolicy::Failing => s == Severity::Failing,
@@ -644,7 +644,7 @@ impl BreakerBoard {
             .iter()
             .zip(&bad)
             .map(
-                |((name, (health, c)), (bad_now, bad_instances))| Observation {
+                |((name, health, c), (bad_now, bad_instances))| Observation {
                     dependency: name,
                     health,
                     known_instances: c.known_instances,
