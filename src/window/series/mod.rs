@@ -23,7 +23,8 @@
 //! leaves it when the window slides past it). Reading one of those windows is then one
 //! histogram copy plus the sparse fine calls; a quiet peer's minute is read as its durations
 //! (see [`Series::sample`]), which an instance or a zone keeps as a list from one read to the
-//! next (see [`minute`]).
+//! next (see [`minute`]). Such a peer is read without rolling it forward at all (see
+//! [`Series::read_unfolded`]): its retired seconds fold when later calls take their slots.
 //!
 //! The other concerns live apart: the running sums in [`sums`], the kept minute lists in
 //! [`minute`], persistence bookkeeping in [`persist`].
