@@ -10,6 +10,7 @@
 //! loaded minute, a clock that stepped back. The series then reads its slots again and starts
 //! a new list when they allow it (see [`super::Series::minute_sample`]).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::super::histogram::{HIGHEST_US, list_value};
@@ -23,7 +24,7 @@ const BLOCK_MS: i64 = TIERS[0].0;
 /// Blocks a minute window spans.
 const BLOCKS: i64 = TIERS[0].1 as i64;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 struct Block {
     start_ms: i64,
     /// Durations of the block's successful calls in the list.
@@ -31,45 +32,10 @@ struct Block {
     counts: Counts,
 }
 
-/// The blocks of the window, oldest first, kept in the list itself: a call recorded reads the
-/// newest block, and a block behind a pointer of its own was a cache miss per call. A window
-/// spans [`BLOCKS`] blocks, so they always fit.
-#[derive(Debug, Clone, Default)]
-struct Blocks {
-    at: [Block; BLOCKS as usize],
-    len: usize,
-}
-
-impl Blocks {
-    fn as_slice(&self) -> &[Block] {
-        &self.at[..self.len]
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [Block] {
-        &mut self.at[..self.len]
-    }
-
-    /// Puts `block` at `index`; false when the list is full (a caller then drops the list).
-    fn insert(&mut self, index: usize, block: Block) -> bool {
-        if self.len == self.at.len() {
-            return false;
-        }
-        self.at.copy_within(index..self.len, index + 1);
-        self.at[index] = block;
-        self.len += 1;
-        true
-    }
-
-    fn pop_front(&mut self) {
-        self.at.copy_within(1..self.len, 0);
-        self.len -= 1;
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub(super) struct MinuteList {
     /// Oldest first, every one starting at or after `from_ms`.
-    blocks: Blocks,
+    blocks: VecDeque<Block>,
     /// The blocks' durations, in block order.
     values: Vec<u32>,
     /// The same durations in ascending order, shared with the samples read from the list
@@ -106,26 +72,18 @@ impl MinuteList {
         if self.values.len() + values.len() > SAMPLE_MAX {
             return false;
         }
-        match self.blocks.as_mut_slice().last_mut() {
+        match self.blocks.back_mut() {
             Some(b) if b.start_ms == start_ms => {
                 b.len += values.len();
                 b.counts.add(counts);
             }
             _ => {
-                debug_assert!(
-                    self.blocks
-                        .as_slice()
-                        .last()
-                        .is_none_or(|b| b.start_ms < start_ms)
-                );
-                let block = Block {
+                debug_assert!(self.blocks.back().is_none_or(|b| b.start_ms < start_ms));
+                self.blocks.push_back(Block {
                     start_ms,
                     len: values.len(),
                     counts: *counts,
-                };
-                if !self.blocks.insert(self.blocks.len, block) {
-                    return false;
-                }
+                });
             }
         }
         self.values.extend_from_slice(values);
@@ -146,7 +104,7 @@ impl MinuteList {
         if from > self.from_ms {
             self.from_ms = from;
             let mut gone = 0;
-            while let Some(b) = self.blocks.as_slice().first().filter(|b| b.start_ms < from) {
+            while let Some(b) = self.blocks.front().filter(|b| b.start_ms < from) {
                 gone += b.len;
                 self.counts.subtract(&b.counts);
                 self.blocks.pop_front();
@@ -184,28 +142,25 @@ impl MinuteList {
         // Where the block's stretch ends, from the newest block back (calls mostly land in
         // the newest block).
         let mut end = self.values.len();
-        let blocks = self.blocks.as_mut_slice();
-        let mut at = blocks.len();
-        while at > 0 && blocks[at - 1].start_ms > start {
+        let mut at = self.blocks.len();
+        while at > 0 && self.blocks[at - 1].start_ms > start {
             at -= 1;
-            end -= blocks[at].len;
+            end -= self.blocks[at].len;
         }
         let add = usize::from(timed);
-        match at.checked_sub(1).map(|i| &mut blocks[i]) {
+        match at.checked_sub(1).map(|i| &mut self.blocks[i]) {
             Some(b) if b.start_ms == start => {
                 b.len += add;
                 b.counts.add(&counts);
             }
-            _ => {
-                let block = Block {
+            _ => self.blocks.insert(
+                at,
+                Block {
                     start_ms: start,
                     len: add,
                     counts,
-                };
-                if !self.blocks.insert(at, block) {
-                    return false;
-                }
-            }
+                },
+            ),
         }
         if timed {
             let value = list_value(duration_us);
@@ -298,6 +253,7 @@ impl MinuteList {
     /// Bytes held on the heap.
     pub(super) fn heap_bytes(&self) -> usize {
         self.values.capacity() * 4
+            + self.blocks.capacity() * std::mem::size_of::<Block>()
             // The shared vector and the `Arc`'s two counters.
             + std::mem::size_of::<Vec<u32>>()
             + 16
@@ -335,33 +291,6 @@ mod tests {
         assert_eq!(l.sorted().as_slice(), &[1, 7, 9, 9]);
         assert_eq!(l.counts().total(), 5);
         assert!(!l.slide(T0));
-    }
-
-    #[test]
-    fn a_window_holds_six_blocks_and_a_seventh_drops_the_list() {
-        let from = minute_start(T0);
-        let mut l = MinuteList::new(from);
-        let one = Counts {
-            ok: 1,
-            ..Counts::default()
-        };
-        for b in 0..BLOCKS {
-            assert!(l.push_block(from + b * BLOCK_MS, &[b as u32], &one));
-        }
-        assert_eq!(l.sorted().as_slice(), &[0, 1, 2, 3, 4, 5]);
-        // Never within one window; refused rather than lost if it were.
-        assert!(!l.push_block(from + BLOCKS * BLOCK_MS, &[9], &one));
-        // The oldest block leaves as the window moves, and its place can be taken.
-        assert!(l.slide(from + BLOCKS * BLOCK_MS));
-        assert_eq!(l.counts().total(), 5);
-        assert!(l.record(
-            from + BLOCKS * BLOCK_MS,
-            9,
-            Outcome::Ok,
-            from + BLOCKS * BLOCK_MS
-        ));
-        assert_eq!(l.sorted().as_slice(), &[1, 2, 3, 4, 5, 9]);
-        assert_eq!(l.values(), &[1, 2, 3, 4, 5, 9]);
     }
 
     #[test]
