@@ -526,7 +526,8 @@ impl WindowStore {
             .map_err(|_| RecordError::SeriesLimit { field, max })
     }
 
-    /// Rolls every series forward to `now_ms` and drops series idle for longer than the
+    /// Rolls every series forward to `now_ms`, but for quiet peers read from their kept
+    /// minutes (see [`Series::fold_may_wait`]), and drops series idle for longer than the
     /// longest window whose data is persisted. Run once a second by the daemon.
     pub fn advance_all(&self, now_ms: i64) {
         self.load_due(now_ms);
@@ -536,7 +537,11 @@ impl WindowStore {
             let (mut dropped_deps, mut dropped_series) = (0, 0);
             shard.deps.retain(|name, dep| {
                 dep.for_each_mut(|kind, label, s| {
-                    s.advance(now_ms);
+                    // A quiet peer read from its kept minute folds when later calls take its
+                    // seconds' slots, or when the roll-ups or a read roll it forward.
+                    if !s.fold_may_wait(now_ms) {
+                        s.advance(now_ms);
+                    }
                     let dropped = s.bound_unsaved();
                     if dropped > 0 {
                         self.rollups_dropped
@@ -1016,6 +1021,49 @@ mod tests {
             zone: None,
             source: None,
         }
+    }
+
+    /// A quiet instance read from its kept minute every second is left unfolded by the
+    /// daemon's per-second pass; its calls still reach every window and the stored minutes.
+    #[test]
+    fn quiet_peers_left_unfolded_by_the_per_second_pass_lose_no_call() {
+        let store = WindowStore::new(Limits::default());
+        let mut calls = 0;
+        // One call every three seconds for three minutes; a detection read and the pass
+        // every second, as the daemon does.
+        for second in 0..180 {
+            let at = NOW + second * 1_000;
+            if second % 3 == 0 {
+                let call = Event {
+                    ts_ms: at - 200,
+                    ..ev("a", Some("i-1"))
+                };
+                store.record(&call, at).unwrap();
+                calls += 1;
+            }
+            store.detection_view("a", at).unwrap();
+            store.advance_all(at);
+        }
+        let end = NOW + 179_000;
+        let owed = {
+            let shard = store.shards[store.shard_of("a")].lock();
+            shard.deps["a"].instances["i-1"].owes_fold()
+        };
+        assert!(owed, "the pass left the quiet instance alone");
+        let key = SeriesKey {
+            dependency: "a".into(),
+            kind: SeriesKind::Instance,
+            label: "i-1".into(),
+        };
+        let m15 = store.series_window(&key, Window::M15, end).unwrap();
+        assert_eq!(m15.counts.ok, calls);
+        let stored: u64 = store
+            .take_rollups(end + 120_000, true)
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, r)| r.slot.counts.ok)
+            .sum();
+        assert_eq!(stored, calls);
     }
 
     /// The peers' name order and each instance's zone are kept from one detection read to

@@ -485,11 +485,15 @@ impl Series {
     /// Folds all fine slots regardless of age (before persisting at shutdown).
     pub fn fold_all(&mut self) {
         self.fold_before(i64::MAX);
+        // Nothing is left for a fold a read skipped.
+        self.fold_owed_ms = i64::MIN;
     }
 
     /// The counts of the 10-second window, without summing its latencies. Call
     /// [`Series::advance`] first.
     pub fn recent_counts(&self) -> Counts {
+        // Seconds a read left unfolded still count in `live` (see `read_unfolded`).
+        debug_assert_eq!(self.fold_owed_ms, i64::MIN, "read before rolling forward");
         self.live
     }
 
@@ -497,7 +501,8 @@ impl Series {
     /// slots. Never less than at an earlier call.
     pub fn totals(&self) -> Totals {
         let mut t = self.retired.clone();
-        t.counts.add(&self.recent_counts());
+        // Every second not yet retired, folded or not.
+        t.counts.add(&self.live);
         if let Some(l) = &mut t.latency {
             for slot in self.fine.iter() {
                 if let FineData::Sparse(values) = slot.data() {
@@ -518,6 +523,23 @@ impl Series {
             }
         }
         t
+    }
+
+    /// Whether rolling the series forward at `now_ms` may wait: a peer whose minute is kept as
+    /// a list is read without it (see [`Series::read_unfolded`]), and every other read, the
+    /// roll-ups included, rolls it forward first. The daemon's per-second pass then leaves
+    /// it alone.
+    pub fn fold_may_wait(&self, now_ms: i64) -> bool {
+        self.minute_list.is_some()
+            && self.sum_on_demand
+            && self.sums.is_empty()
+            && now_ms >= self.read_ms
+    }
+
+    /// Whether a read left a fold owed (see [`Series::read_unfolded`]).
+    #[cfg(test)]
+    pub(crate) fn owes_fold(&self) -> bool {
+        self.fold_owed_ms != i64::MIN
     }
 
     /// Reads a peer whose minute is kept as a list (see [`Series::minute_sample`]) at `now_ms`
@@ -543,12 +565,19 @@ impl Series {
             return None;
         }
         let from = self.fine.horizon_start(now_ms);
-        let mut counts = Counts::default();
-        for (&start, c) in self.fine_starts.iter().zip(&self.fine_counts) {
-            if start >= from && start != i64::MAX {
-                counts.add(&c.counts()?);
+        // No second before the window holds calls (the series rolled forward this second, as
+        // the daemon's per-second pass does): the live counts are the window's.
+        let counts = if self.fine_floor_ms >= from {
+            self.live
+        } else {
+            let mut counts = Counts::default();
+            for (&start, c) in self.fine_starts.iter().zip(&self.fine_counts) {
+                if start >= from && start != i64::MAX {
+                    counts.add(&c.counts()?);
+                }
             }
-        }
+            counts
+        };
         // What rolling forward does besides folding: no sums to move, the time they would
         // move next.
         self.slide(now_ms);
@@ -620,6 +649,7 @@ impl Series {
 
     /// The window ending at `now_ms`. Call [`Series::advance`] first.
     pub fn window(&self, window: Window, now_ms: i64) -> Snapshot {
+        debug_assert_eq!(self.fold_owed_ms, i64::MIN, "read before rolling forward");
         let mut snap = match window.tier() {
             None => Snapshot::empty(self.fine.horizon_start(now_ms), now_ms),
             Some(t) => {
@@ -775,6 +805,7 @@ impl Series {
     /// The durations of the 10-second or 1-minute window, when every slot it reads keeps them
     /// and they number at most [`SAMPLE_MAX`].
     fn durations(&self, window: Window, now_ms: i64) -> Option<(i64, Vec<u32>, Counts)> {
+        debug_assert_eq!(self.fold_owed_ms, i64::MIN, "read before rolling forward");
         // A fine slot that turned into a histogram has its calls in `dense_fine`.
         if !self.dense_fine.is_empty() {
             return None;
@@ -1665,6 +1696,22 @@ mod tests {
                 prop_assert_eq!(a.counts, b.counts);
                 prop_assert_eq!(&a.hist, &b.hist);
             }
+            // And both would store the same minutes (main rows and late parts together).
+            let stored = |s: &mut Series| {
+                let mut by_minute: BTreeMap<i64, Snapshot> = BTreeMap::new();
+                for r in s.take_rollups(latest, true) {
+                    let part = Snapshot::of_slot(&r.slot, r.minute_ms, r.minute_ms + MINUTE_MS);
+                    by_minute
+                        .entry(r.minute_ms)
+                        .and_modify(|m| m.merge(&part))
+                        .or_insert(part);
+                }
+                by_minute
+                    .into_iter()
+                    .map(|(m, s)| (m, s.counts, s.hist))
+                    .collect::<Vec<_>>()
+            };
+            prop_assert_eq!(stored(&mut lazy), stored(&mut eager));
         }
 
         /// Merging the snapshots of two series equals the snapshot of one series fed both.
