@@ -394,7 +394,6 @@ impl Series {
     fn fold_owed(&mut self) {
         let until = self.fine.horizon_start(self.fold_owed_ms);
         self.fold_owed_ms = i64::MIN;
-        self.dense_owed.pay(&mut self.dense_fine);
         self.fold_before(until);
     }
 
@@ -555,11 +554,11 @@ impl Series {
     /// not a visit to each of its boxed slots, and every read and window of it holds what it
     /// would have held had it rolled forward.
     pub fn read_unfolded(&mut self, now_ms: i64) -> Option<Counts> {
+        if !self.fold_may_wait(now_ms) {
+            return None;
+        }
         let list = self.minute_list.as_deref()?;
-        if now_ms < self.read_ms
-            || !self.sum_on_demand
-            || !self.sums.is_empty()
-            || now_ms < self.next_slide_ms - TIERS[0].0
+        if now_ms < self.next_slide_ms - TIERS[0].0
             || minute::minute_start(now_ms) < list.start_ms()
         {
             return None;
@@ -1028,6 +1027,28 @@ mod tests {
     fn total(s: &mut Series, w: Window, now: i64) -> u64 {
         s.advance(now);
         s.window(w, now).total()
+    }
+
+    /// The calls of one step of the property tests that replay generated steps at `now`:
+    /// each `(late, duration, outcome)` mostly within the last second and sometimes a minute
+    /// or more late, some of the successful ones slow, then `burst` quick calls.
+    fn step_calls(
+        now: i64,
+        calls: &[(i64, u64, u8)],
+        burst: usize,
+    ) -> impl Iterator<Item = (i64, u64, Outcome)> + '_ {
+        let burst = (0..burst).map(|k| (k as i64 % 900, 1_000 + 7 * k as u64, 0u8));
+        calls.iter().copied().chain(burst).map(move |(late, d, o)| {
+            let ts = now
+                - if late < 60_000 {
+                    late % 1_500
+                } else {
+                    late - 50_000
+                };
+            let outcome = [Outcome::Ok, Outcome::Ok, Outcome::Error, Outcome::Timeout][o as usize];
+            let d = if o == 1 { d * 20_000 } else { d };
+            (ts, d, outcome)
+        })
     }
 
     #[test]
@@ -1606,13 +1627,7 @@ mod tests {
             let mut now = T0;
             for (step, calls, burst) in &steps {
                 now += step;
-                let burst = (0..*burst).map(|k| (k as i64 % 900, 1_000 + 7 * k as u64, 0u8));
-                for (late, d, o) in calls.iter().copied().chain(burst) {
-                    // Most calls within the second; some seconds, some a minute or more late.
-                    let ts = now - if late < 60_000 { late % 1_500 } else { late - 50_000 };
-                    let outcome = [Outcome::Ok, Outcome::Ok, Outcome::Error, Outcome::Timeout]
-                        [o as usize];
-                    let d = if o == 1 { d * 20_000 } else { d };
+                for (ts, d, outcome) in step_calls(now, calls, *burst) {
                     prop_assert_eq!(kept.record(ts, d, outcome, now), fresh.record(ts, d, outcome, now));
                 }
                 kept.advance(now);
@@ -1660,11 +1675,7 @@ mod tests {
             for (step, calls, burst) in &steps {
                 now += step;
                 steps_latest = steps_latest.max(now);
-                let burst = (0..*burst).map(|k| (k as i64 % 900, 1_000 + 7 * k as u64, 0u8));
-                for (late, d, o) in calls.iter().copied().chain(burst) {
-                    let ts = now - if late < 60_000 { late % 1_500 } else { late - 50_000 };
-                    let outcome = [Outcome::Ok, Outcome::Ok, Outcome::Error, Outcome::Timeout]
-                        [o as usize];
+                for (ts, d, outcome) in step_calls(now, calls, *burst) {
                     prop_assert_eq!(lazy.record(ts, d, outcome, now), eager.record(ts, d, outcome, now));
                 }
                 let s10 = match lazy.read_unfolded(now) {
