@@ -64,6 +64,10 @@ pub(crate) const MINUTE_MS: i64 = 60_000;
 /// Windows whose coarse part is kept as a running sum; `SUMMED[t]` reads tier `t` (1 minute:
 /// six 10-second slots; 5 minutes: five minute slots).
 const SUMMED: [Window; 2] = [Window::M1, Window::M5];
+/// How long a second may wait unfolded (see [`Series::read_unfolded`]): well inside the
+/// minute ring's reach (15 minutes), since a second folded after the ring moved past its
+/// minute would reach the 5-minute ring but no stored minute.
+const MAX_UNFOLDED_MS: i64 = 5 * MINUTE_MS;
 
 #[derive(Debug, Clone)]
 pub struct Series {
@@ -527,12 +531,13 @@ impl Series {
     /// Whether rolling the series forward at `now_ms` may wait: a peer whose minute is kept as
     /// a list is read without it (see [`Series::read_unfolded`]), and every other read, the
     /// roll-ups included, rolls it forward first. The daemon's per-second pass then leaves
-    /// it alone.
+    /// it alone, for at most [`MAX_UNFOLDED_MS`] after its oldest unfolded second.
     pub fn fold_may_wait(&self, now_ms: i64) -> bool {
         self.minute_list.is_some()
             && self.sum_on_demand
             && self.sums.is_empty()
             && now_ms >= self.read_ms
+            && self.fine_floor_ms >= now_ms - MAX_UNFOLDED_MS
     }
 
     /// Whether a read left a fold owed (see [`Series::read_unfolded`]).
