@@ -299,6 +299,17 @@ pub struct WindowStore {
 }
 
 const SHARDS: usize = 64;
+
+/// What recording an event may create (see [`WindowStore::record_into`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creating {
+    /// Nothing: an event that would create a series is left for later.
+    Nothing,
+    /// Series, each reserved under the node's limits.
+    Series,
+    /// The dependency was just created, its series reserved with it.
+    Dependency,
+}
 // `record_batch` keeps a shard index in a byte.
 const _: () = assert!(SHARDS <= 256);
 
@@ -352,6 +363,13 @@ impl WindowStore {
 
     /// Records a batch of events at wall-clock (or replay) time `now_ms`. Returns the indexes
     /// of events that were refused, with the reason; all others were recorded.
+    ///
+    /// The events are recorded shard by shard, so that each shard is locked once and each
+    /// dependency's series are visited while they are in cache. A dependency's events keep
+    /// their batch order. An event that would create a dependency or a series waits, with
+    /// every later event of its dependency, until the rest are recorded, and these are then
+    /// recorded in batch order: the node-wide limits (dependencies, series) refuse the same
+    /// events as recording the batch one event at a time would.
     pub fn record_batch(&self, events: &[Event<'_>], now_ms: i64) -> Vec<(usize, RecordError)> {
         // Group the events by shard with a counting sort (one pass to count, one to place),
         // keeping batch order within a shard.
@@ -374,17 +392,38 @@ impl WindowStore {
             *at += 1;
         }
         let mut refused = Vec::new();
+        let mut waiting: Vec<u32> = Vec::new();
+        // Dependencies of the current shard with an event waiting.
+        let mut held: Vec<&str> = Vec::new();
         for s in 0..SHARDS {
             let group = &order[starts[s] as usize..starts[s + 1] as usize];
             if group.is_empty() {
                 continue;
             }
             let mut shard = self.shards[s].lock();
+            held.clear();
             for &idx in group {
-                let idx = idx as usize;
-                if let Err(e) = self.record_one(&mut shard, &events[idx], now_ms) {
-                    refused.push((idx, e));
+                let e = &events[idx as usize];
+                let name = e.dependency.as_str();
+                if !held.contains(&name) {
+                    match self.record_existing(&mut shard, e, now_ms) {
+                        Ok(true) => continue,
+                        Ok(false) => held.push(name),
+                        Err(error) => {
+                            refused.push((idx as usize, error));
+                            continue;
+                        }
+                    }
                 }
+                waiting.push(idx);
+            }
+        }
+        waiting.sort_unstable();
+        for idx in waiting {
+            let e = &events[idx as usize];
+            let mut shard = self.shards[self.shard_of(e.dependency.as_str())].lock();
+            if let Err(error) = self.record_one(&mut shard, e, now_ms) {
+                refused.push((idx as usize, error));
             }
         }
         refused.sort_unstable_by_key(|r| r.0);
@@ -404,7 +443,9 @@ impl WindowStore {
         }
         let name = e.dependency.as_str();
         if let Some(dep) = shard.deps.get_mut(name) {
-            return self.record_into(dep, e, now_ms, false);
+            return self
+                .record_into(dep, e, now_ms, Creating::Series)
+                .map(|_| ());
         }
         // Reserve the dependency and every series it brings before inserting anything, so a
         // refusal leaves no empty dependency behind.
@@ -414,19 +455,40 @@ impl WindowStore {
             + usize::from(e.source.is_some());
         self.reserve_dependency(series)?;
         let dep = shard.deps.entry(name.into()).or_default();
-        self.record_into(dep, e, now_ms, true)
+        self.record_into(dep, e, now_ms, Creating::Dependency)
+            .map(|_| ())
+    }
+
+    /// [`WindowStore::record_one`] of an event whose dependency and series all exist: false
+    /// (nothing recorded) for one that would create any (see [`WindowStore::record_batch`]).
+    #[inline]
+    fn record_existing(
+        &self,
+        shard: &mut Shard,
+        e: &Event<'_>,
+        now_ms: i64,
+    ) -> Result<bool, RecordError> {
+        if e.ts_ms < now_ms - Window::LONGEST_MS {
+            return Err(RecordError::TooOld);
+        }
+        match shard.deps.get_mut(e.dependency.as_str()) {
+            Some(dep) => self.record_into(dep, e, now_ms, Creating::Nothing),
+            None => Ok(false),
+        }
     }
 
     /// Records into a dependency's series. The common case (known instance, zone and source)
-    /// looks each series up once; an event without a source pays nothing for sources.
+    /// looks each series up once; an event without a source pays nothing for sources. False
+    /// (nothing recorded) for an event that would create a series when `creating` allows
+    /// none.
     #[inline]
     fn record_into(
         &self,
         dep: &mut DependencySeries,
         e: &Event<'_>,
         now_ms: i64,
-        created: bool,
-    ) -> Result<(), RecordError> {
+        creating: Creating,
+    ) -> Result<bool, RecordError> {
         let instance = e.instance.as_ref().map(|l| l.as_str());
         let zone = e.zone.as_ref().map(|l| l.as_str());
         let source = e.source.as_ref().map(|l| l.as_str());
@@ -439,6 +501,11 @@ impl WindowStore {
         let new_instance = instance.filter(|_| known_instance.is_none());
         let new_zone = zone.filter(|_| known_zone.is_none());
         let new_source = source.filter(|_| known_source.is_none());
+        if creating == Creating::Nothing
+            && (new_instance.is_some() || new_zone.is_some() || new_source.is_some())
+        {
+            return Ok(false);
+        }
         if new_instance.is_some() && instance_count >= self.limits.max_instances_per_dependency {
             return Err(RecordError::InstanceLimit(
                 self.limits.max_instances_per_dependency,
@@ -455,7 +522,7 @@ impl WindowStore {
         let new_series = usize::from(new_instance.is_some())
             + usize::from(new_zone.is_some())
             + usize::from(new_source.is_some());
-        if new_series > 0 && !created {
+        if new_series > 0 && creating == Creating::Series {
             let field = if new_instance.is_some() {
                 "instance"
             } else if new_zone.is_some() {
@@ -499,7 +566,7 @@ impl WindowStore {
             dep.instance_zone.insert(i.into(), z.into());
             dep.layout += 1;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Reserves room for a new dependency and `series` series (its total and any instance,
@@ -1294,6 +1361,46 @@ mod tests {
             let labels =
                 |v: &DependencyView| v.instances.iter().map(|i| i.0.clone()).collect::<Vec<_>>();
             assert_eq!(labels(&a), labels(&b), "{name}");
+        }
+    }
+
+    /// The node-wide limits count what a batch creates in batch order, though the batch is
+    /// recorded shard by shard: the same events are refused as one event at a time, and the
+    /// same dependencies and instances exist after it.
+    #[test]
+    fn a_batch_reaches_the_node_limits_where_events_one_by_one_would() {
+        for (max_dependencies, max_series) in [(25, 10_000), (1_000, 70)] {
+            let limits = Limits {
+                max_dependencies,
+                max_series,
+                ..Limits::default()
+            };
+            let (batched, single) = (WindowStore::new(limits), WindowStore::new(limits));
+            let names: Vec<String> = (0..40).map(|i| format!("dep-{i}")).collect();
+            let instances: Vec<String> = (0..4).map(|i| format!("i-{i}")).collect();
+            // Dependencies in an order no shard order follows, each with more instances as
+            // the batch goes on: both limits are reached halfway through.
+            let events: Vec<Event> = (0..400)
+                .map(|k| ev(&names[k * 13 % 40], Some(&instances[k / 100])))
+                .collect();
+            let refused = batched.record_batch(&events, NOW);
+            let expected: Vec<(usize, RecordError)> = events
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| single.record(e, NOW).err().map(|err| (i, err)))
+                .collect();
+            assert!(expected.len() > 50, "the limits must refuse some");
+            assert_eq!(refused, expected, "{max_dependencies} {max_series}");
+            assert_eq!(batched.series_count(), single.series_count());
+            for name in &names {
+                let a = batched.dependency(name, Window::M1, NOW);
+                let b = single.dependency(name, Window::M1, NOW);
+                assert_eq!(a.is_some(), b.is_some(), "{name}");
+                if let (Some(a), Some(b)) = (a, b) {
+                    assert_eq!(a.total.counts, b.total.counts, "{name}");
+                    assert_eq!(a.instances.len(), b.instances.len(), "{name}");
+                }
+            }
         }
     }
 
