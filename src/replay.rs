@@ -13,7 +13,7 @@ use crate::actions::breaker::{BreakerBoard, BreakerChange, BreakerSettings};
 use crate::detect::{AlertStatus, DetectionSettings, Engine, Specs, Transition};
 use crate::domain::Event;
 use crate::ingest::{Element, Validation, fast};
-use crate::window::{Limits, RecordError, WindowStore};
+use crate::window::{Limits, RecordError, Window, WindowStore};
 
 /// Idle event time evaluated second by second before jumping ahead (windows and pending
 /// alerts have all settled by then).
@@ -197,9 +197,69 @@ impl Replayer {
         event: &Event<'_>,
         out: &mut Vec<Transition>,
     ) -> Result<(), RecordError> {
-        self.advance_to(event.ts_ms - 1, out);
-        self.now_ms = self.now_ms.max(event.ts_ms);
+        self.admit(event.ts_ms, out);
         self.store.record(event, self.now_ms)
+    }
+
+    /// Evaluates every step boundary before `ts_ms` and moves the clock to it: what
+    /// [`Replayer::push`] does before it records an event at that time.
+    fn admit(&mut self, ts_ms: i64, out: &mut Vec<Transition>) {
+        self.advance_to(ts_ms - 1, out);
+        self.now_ms = self.now_ms.max(ts_ms);
+    }
+
+    /// Whether an event at `ts_ms` may join `batch` (see [`Batch`]): its admission evaluates
+    /// nothing, and leaves the clock in the batch's second.
+    fn joins(&self, batch: &Batch<'_>, ts_ms: i64) -> bool {
+        // `advance_to(ts_ms - 1)` evaluates every boundary at or before `ts_ms - 1`.
+        let evaluates = self.next_eval_ms.is_some_and(|next| ts_ms > next);
+        !evaluates && self.now_ms.max(ts_ms).div_euclid(1000) == batch.second
+    }
+
+    /// Whether an event at `ts_ms` is recorded on its own, at the clock its admission leaves:
+    /// one within a second of being too old to record, which a later clock in its second
+    /// (the batch's) could refuse.
+    fn alone(&self, ts_ms: i64) -> bool {
+        ts_ms < self.now_ms.max(ts_ms) - Window::LONGEST_MS + 1000
+    }
+
+    /// Records the events admitted into `batch` and empties it; the refused ones are returned
+    /// with their line numbers, in line order.
+    fn record_batch(&mut self, batch: &mut Batch<'_>) -> Vec<(u64, RecordError)> {
+        let refused = self.store.record_batch(&batch.events, self.now_ms);
+        let refused = refused
+            .into_iter()
+            .map(|(i, e)| (batch.lines[i], e))
+            .collect();
+        batch.events.clear();
+        batch.lines.clear();
+        refused
+    }
+}
+
+/// Events admitted but not yet recorded: a run of events that evaluates nothing in between
+/// and keeps the clock in one second, recorded together as the daemon records a request's
+/// batch (see [`WindowStore::record_batch`]): each shard of the store is locked once per
+/// batch instead of once per event, and a dependency's events are recorded one after the
+/// other. Each dependency's events keep their order, the node's limits refuse the same
+/// events, and a series depends on the clock only through its second (an event at the edge
+/// of being too old is recorded alone, see [`Replayer::alone`]), so the windows and every
+/// evaluation are those of recording one event at a time.
+struct Batch<'a> {
+    events: Vec<Event<'a>>,
+    /// The input line of each event.
+    lines: Vec<u64>,
+    /// The second of the clock every event of the batch was admitted at.
+    second: i64,
+}
+
+impl Batch<'_> {
+    fn new() -> Self {
+        Self {
+            events: Vec::new(),
+            lines: Vec::new(),
+            second: i64::MIN,
+        }
     }
 }
 
@@ -276,54 +336,18 @@ pub fn replay_with(
 ) -> anyhow::Result<ReplaySummary> {
     let started = Instant::now();
     let print_breakers = breakers.is_some();
-    let mut r = Replayer::new(settings, specs, limits).with_breakers(breakers.unwrap_or_default());
-    let mut summary = ReplaySummary::default();
-    let mut transitions = Vec::new();
-    let validation = Validation::replay();
-    let mut line = |buf: &[u8]| -> anyhow::Result<()> {
-        summary.lines += 1;
-        let line_no = summary.lines;
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            return Ok(());
-        }
-        // Flat lines take the fast scanner; anything it declines gets serde and its errors.
-        let event = match fast::json_line(buf, &validation) {
-            Some(event) => event,
-            None => match serde_json::from_slice::<Element>(buf) {
-                Ok(Element::Event(raw)) => validation.validate(raw),
-                Ok(Element::NotAnObject(kind)) => {
-                    Err(format!("event must be a JSON object, got {kind}"))
-                }
-                Err(e) => Err(format!("invalid JSON: {e}")),
-            },
-        };
-        let event = match event {
-            Ok(e) => e,
-            Err(error) => {
-                summary.malformed += 1;
-                writeln!(diag, "line {line_no}: skipped: {error}")?;
-                return Ok(());
-            }
-        };
-        summary.first_ts_ms.get_or_insert(event.ts_ms);
-        summary.last_ts_ms = Some(
-            summary
-                .last_ts_ms
-                .map_or(event.ts_ms, |t| t.max(event.ts_ms)),
-        );
-        match r.push(&event, &mut transitions) {
-            Ok(()) => summary.events += 1,
-            Err(error) => {
-                summary.refused += 1;
-                writeln!(diag, "line {line_no}: refused: {error}")?;
-            }
-        }
-        emit(&mut transitions, out, &mut summary)?;
-        emit_breakers(&mut r, print_breakers, out, &mut summary)?;
-        Ok(())
+    let mut run = Run {
+        r: Replayer::new(settings, specs, limits).with_breakers(breakers.unwrap_or_default()),
+        summary: ReplaySummary::default(),
+        transitions: Vec::new(),
+        validation: Validation::replay(),
+        print_breakers,
+        out,
+        diag,
     };
-    // Whole lines are read where they lie in the reader's buffer; only a line that runs past
-    // its end (or the last one, without a newline) is gathered into `partial` first.
+    // Whole lines are read where they lie in the reader's buffer, and their events recorded
+    // before the buffer moves on; only a line that runs past its end (or the last one,
+    // without a newline) is gathered into `partial` first.
     let mut partial = Vec::with_capacity(512);
     loop {
         let available = match input.fill_buf() {
@@ -334,19 +358,30 @@ pub fn replay_with(
         if available.is_empty() {
             break;
         }
+        let mut batch = Batch::new();
         let mut used = 0;
         for end in memchr::memchr_iter(b'\n', available) {
-            line(&available[used..=end])?;
+            run.line(&available[used..=end], &mut batch)?;
             used = end + 1;
         }
+        run.flush(&mut batch)?;
         if used > 0 {
             input.consume(used);
             continue;
         }
         partial.clear();
         input.read_until(b'\n', &mut partial)?;
-        line(&partial)?;
+        let mut batch = Batch::new();
+        run.line(&partial, &mut batch)?;
+        run.flush(&mut batch)?;
     }
+    let Run {
+        mut r,
+        mut summary,
+        mut transitions,
+        out,
+        ..
+    } = run;
     if let Some(last) = summary.last_ts_ms {
         r.advance_to(last - last.rem_euclid(1000) + 1000, &mut transitions);
         emit(&mut transitions, out, &mut summary)?;
@@ -355,6 +390,90 @@ pub fn replay_with(
     summary.elapsed_s = started.elapsed().as_secs_f64();
     summary.ticks = std::mem::take(&mut r.ticks);
     Ok(summary)
+}
+
+/// A replay in progress: the replayer and what the run has printed and counted.
+struct Run<'w, O, D> {
+    r: Replayer,
+    summary: ReplaySummary,
+    transitions: Vec<Transition>,
+    validation: Validation,
+    print_breakers: bool,
+    out: &'w mut O,
+    diag: &'w mut D,
+}
+
+impl<O: Write, D: Write> Run<'_, O, D> {
+    /// Parses one line and admits its event into `batch`, recording the batch first when the
+    /// event cannot join it (see [`Batch`]).
+    fn line<'a>(&mut self, buf: &'a [u8], batch: &mut Batch<'a>) -> anyhow::Result<()> {
+        self.summary.lines += 1;
+        let line_no = self.summary.lines;
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        // Flat lines take the fast scanner; anything it declines gets serde and its errors.
+        let event = match fast::json_line(buf, &self.validation) {
+            Some(event) => event,
+            None => match serde_json::from_slice::<Element>(buf) {
+                Ok(Element::Event(raw)) => self.validation.validate(raw),
+                Ok(Element::NotAnObject(kind)) => {
+                    Err(format!("event must be a JSON object, got {kind}"))
+                }
+                Err(e) => Err(format!("invalid JSON: {e}")),
+            },
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(error) => {
+                // Reported in line order, after the refusals of the events before it.
+                self.flush(batch)?;
+                self.summary.malformed += 1;
+                writeln!(self.diag, "line {line_no}: skipped: {error}")?;
+                return Ok(());
+            }
+        };
+        let summary = &mut self.summary;
+        summary.first_ts_ms.get_or_insert(event.ts_ms);
+        summary.last_ts_ms = Some(
+            summary
+                .last_ts_ms
+                .map_or(event.ts_ms, |t| t.max(event.ts_ms)),
+        );
+        let alone = self.r.alone(event.ts_ms);
+        if self.r.joins(batch, event.ts_ms) && !alone {
+            self.r.admit(event.ts_ms, &mut self.transitions);
+        } else {
+            self.flush(batch)?;
+            self.r.admit(event.ts_ms, &mut self.transitions);
+            batch.second = self.r.now_ms.div_euclid(1000);
+            emit(&mut self.transitions, self.out, &mut self.summary)?;
+            emit_breakers(
+                &mut self.r,
+                self.print_breakers,
+                self.out,
+                &mut self.summary,
+            )?;
+        }
+        batch.events.push(event);
+        batch.lines.push(line_no);
+        if alone {
+            self.flush(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Records `batch` and reports its refused events.
+    fn flush(&mut self, batch: &mut Batch<'_>) -> std::io::Result<()> {
+        let admitted = batch.events.len() as u64;
+        let refused = self.r.record_batch(batch);
+        self.summary.events += admitted - refused.len() as u64;
+        self.summary.refused += refused.len() as u64;
+        for (line_no, error) in refused {
+            writeln!(self.diag, "line {line_no}: refused: {error}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Counts the breaker changes since the last call and, when asked to, prints each as
@@ -405,6 +524,12 @@ mod tests {
 
     /// Runs `input` through `replay` with a reader buffer of `capacity` bytes.
     fn run(input: &[u8], capacity: usize) -> (String, String, u64, u64, u64) {
+        let (out, diag, s) = run_with(input, capacity, Limits::default());
+        (out, diag, s.lines, s.events, s.malformed)
+    }
+
+    /// [`run`] under `limits`, with the whole summary.
+    fn run_with(input: &[u8], capacity: usize, limits: Limits) -> (String, String, ReplaySummary) {
         let (mut out, mut diag) = (Vec::new(), Vec::new());
         let s = replay(
             BufReader::with_capacity(capacity, input),
@@ -412,11 +537,69 @@ mod tests {
             &mut diag,
             DetectionSettings::default(),
             Specs::default(),
-            Limits::default(),
+            limits,
         )
         .expect("replay");
         let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8");
-        (text(out), text(diag), s.lines, s.events, s.malformed)
+        (text(out), text(diag), s)
+    }
+
+    /// A buffer of a few bytes holds at most one line, so each event is recorded on its own;
+    /// a large one records each second's events as batches. Both print the same alerts and
+    /// refuse the same lines, on many dependencies with late calls, calls at the edge of
+    /// being too old, malformed lines and the node's limits reached.
+    #[test]
+    fn events_recorded_in_batches_replay_as_one_at_a_time() {
+        const T0: i64 = 1_800_000_000_000;
+        let line = |dep: usize, instance: usize, ms: f64, outcome: &str, ts: i64| {
+            format!(
+                r#"{{"dependency":"dep-{dep}","instance":"i-{instance}","zone":"z-{}","duration_ms":{ms},"outcome":"{outcome}","ts":{ts}}}"#,
+                instance % 3
+            ) + "\n"
+        };
+        let mut input = String::new();
+        for k in 0..40_000i64 {
+            let ts = T0 + k * 5;
+            let (dep, instance) = ((k * 7 % 30) as usize, (k / 3 % 8) as usize);
+            // Instance 5 of dep-3 fails most calls after the first minute and a half.
+            let bad = dep == 3 && instance == 5 && ts > T0 + 90_000;
+            let outcome = if bad && k % 4 != 0 { "error" } else { "ok" };
+            let ms = 10.0 + (k * 31 % 17) as f64;
+            // Every 50th call arrives 4 seconds late.
+            let ts = if k % 50 == 0 { ts - 4_000 } else { ts };
+            input.push_str(&line(dep, instance, ms, outcome, ts));
+            if k % 9_999 == 0 {
+                input.push_str("{\"dependency\": 3}\n");
+            }
+        }
+        // Late in a second: a call within that second of being too old, then one that moves
+        // the clock on within the same second.
+        let end = T0 + 200_000;
+        input.push_str(&line(1, 1, 5.0, "ok", end + 900));
+        input.push_str(&line(1, 2, 5.0, "ok", end + 920 - Window::LONGEST_MS));
+        input.push_str(&line(1, 3, 5.0, "ok", end + 950));
+        let limits = Limits {
+            max_dependencies: 25,
+            max_series: 200,
+            ..Limits::default()
+        };
+        let whole = run_with(input.as_bytes(), 1 << 20, limits);
+        let single = run_with(input.as_bytes(), 7, limits);
+        assert!(whole.0.contains(r#""status":"firing""#), "{}", whole.0);
+        assert!(whole.1.contains("refused"), "the limits refuse calls");
+        assert_eq!(whole.2.malformed, 5);
+        // The first line that differs, not two whole outputs.
+        let same = |a: &str, b: &str, what: &str| {
+            let differs = a.lines().zip(b.lines()).find(|(x, y)| x != y);
+            assert!(differs.is_none(), "{what}: {differs:?}");
+            assert_eq!(a.lines().count(), b.lines().count(), "{what}");
+        };
+        same(&whole.0, &single.0, "alerts");
+        same(&whole.1, &single.1, "skipped and refused lines");
+        assert_eq!(
+            (whole.2.events, whole.2.refused),
+            (single.2.events, single.2.refused)
+        );
     }
 
     #[test]
