@@ -306,16 +306,17 @@ impl Series {
         if second >= self.fine.horizon_start(now_ms) {
             // An evicted second leaves `dense_fine`, which must hold its calls first.
             self.dense_owed.pay(&mut self.dense_fine);
-            let (tiers, evicted, dense, retired) = (
+            let (tiers, evicted, late, dense, retired) = (
                 &mut self.tiers,
                 &mut self.evicted_minutes,
+                &mut self.late_minutes,
                 &mut self.dense_fine,
                 &mut self.retired,
             );
             let pending_floor = &mut self.pending_floor_ms;
             let live = &mut self.live;
             if let Some(slot) = self.fine.slot_mut_evicting(second, |old| {
-                retire(old, tiers, evicted, dense, retired);
+                retire(old, tiers, evicted, late, dense, retired);
                 live.subtract(&old.counts);
                 *pending_floor = (*pending_floor).min(tiers[0].align(old.start_ms));
             }) {
@@ -346,7 +347,7 @@ impl Series {
             }
             let (rings, evicted) = (&mut self.tiers, &mut self.evicted_minutes);
             let slot = if tier == 0 {
-                ten_second_slot(rings, evicted, start)
+                ten_second_slot(rings, evicted, &mut self.late_minutes, start)
             } else {
                 coarse_slot(&mut rings[tier], tier, evicted, start)
             };
@@ -453,6 +454,7 @@ impl Series {
                     slot,
                     &mut self.tiers,
                     &mut self.evicted_minutes,
+                    &mut self.late_minutes,
                     &mut self.dense_fine,
                     &mut self.retired,
                 );
@@ -476,7 +478,12 @@ impl Series {
         let mut floor = i64::MAX;
         for slot in ten.iter_mut().filter(|s| s.pending) {
             if slot.start_ms.saturating_add(width) <= until_ms {
-                pass_on(slot, upper, &mut self.evicted_minutes);
+                pass_on(
+                    slot,
+                    upper,
+                    &mut self.evicted_minutes,
+                    &mut self.late_minutes,
+                );
             } else {
                 floor = floor.min(slot.start_ms);
             }
@@ -932,11 +939,12 @@ fn retire(
     fine: &FineSlot,
     tiers: &mut [Ring; 3],
     evicted: &mut Vec<Slot>,
+    late: &mut BTreeMap<i64, Slot>,
     dense: &mut Slot,
     retired: &mut Totals,
 ) {
     retired.add_fine(fine);
-    fold(fine, tiers, evicted);
+    fold(fine, tiers, evicted, late);
     if let FineData::Dense(hist) = fine.data() {
         dense.remove_histogram(hist, &fine.counts);
     }
@@ -945,11 +953,16 @@ fn retire(
 /// Adds a retired fine slot into its 10-second slot. The coarser rings get it when the
 /// 10-second slot is passed on, unless that already happened (a late second), in which case
 /// they get it now. The running sums have its calls already, and keep them (see [`sums`]).
-fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], evicted: &mut Vec<Slot>) {
+fn fold(
+    fine: &FineSlot,
+    tiers: &mut [Ring; 3],
+    evicted: &mut Vec<Slot>,
+    late: &mut BTreeMap<i64, Slot>,
+) {
     let start = tiers[0].align(fine.start_ms);
     // `None`: the 10-second ring has moved past this second (after a gap without ticks, a
     // late second); the data is older than its windows, but the coarser rings may cover it.
-    let passed_on = match ten_second_slot(tiers, evicted, start) {
+    let passed_on = match ten_second_slot(tiers, evicted, late, start) {
         Some(dst) => {
             let passed_on = !dst.pending && !dst.is_empty();
             dst.absorb_fine(fine);
@@ -963,15 +976,29 @@ fn fold(fine: &FineSlot, tiers: &mut [Ring; 3], evicted: &mut Vec<Slot>) {
             let start = ring.align(fine.start_ms);
             if let Some(dst) = coarse_slot(ring, tier, evicted, start) {
                 dst.absorb_fine(fine);
+            } else if tier == MINUTE_TIER {
+                late_minute(late, start).absorb_fine(fine);
             }
         }
     }
 }
 
+/// The minute `start` among those waiting to be persisted that the minute ring no longer
+/// covers: a second folded or a 10-second slot passed on after the ring moved past its minute
+/// (the process slept, or the clock jumped ahead) still reaches the stored minutes.
+fn late_minute(late: &mut BTreeMap<i64, Slot>, start: i64) -> &mut Slot {
+    late.entry(start).or_insert_with(|| Slot::new(start))
+}
+
 /// Adds a complete 10-second slot into the minute and 5-minute rings (`upper`): ten seconds
 /// pass on at once, as a counter loop per ring, or as a few records when the slot still keeps
 /// its durations as a list. The 5-minute sum has its calls already (see [`sums`]).
-fn pass_on(slot: &mut Slot, upper: &mut [Ring], evicted: &mut Vec<Slot>) {
+fn pass_on(
+    slot: &mut Slot,
+    upper: &mut [Ring],
+    evicted: &mut Vec<Slot>,
+    late: &mut BTreeMap<i64, Slot>,
+) {
     // A quiet slot still has its durations as a list: recording them beats a counter pass.
     // Sorted once for the two or three sparse slots they go to.
     let indices = slot.values().and_then(super::slot_hist::sorted_indices);
@@ -985,6 +1012,8 @@ fn pass_on(slot: &mut Slot, upper: &mut [Ring], evicted: &mut Vec<Slot>) {
         let start = ring.align(slot.start_ms);
         if let Some(dst) = coarse_slot(ring, tier, evicted, start) {
             add(dst);
+        } else if tier == MINUTE_TIER {
+            add(late_minute(late, start));
         }
     }
     slot.pending = false;
@@ -994,12 +1023,13 @@ fn pass_on(slot: &mut Slot, upper: &mut [Ring], evicted: &mut Vec<Slot>) {
 fn ten_second_slot<'a>(
     tiers: &'a mut [Ring; 3],
     evicted: &mut Vec<Slot>,
+    late: &mut BTreeMap<i64, Slot>,
     start: i64,
 ) -> Option<&'a mut Slot> {
     let (ten, upper) = tiers.split_first_mut().expect("three rings");
     let slot = ten.slot_mut_evicting(start, |old| {
         if old.pending {
-            pass_on(old, upper, evicted);
+            pass_on(old, upper, evicted, late);
         }
     })?;
     slot.keep_values();
@@ -1337,6 +1367,31 @@ mod tests {
         let forced = s.take_rollups(T0 + 73_000, true);
         assert_eq!(forced.len(), 1);
         assert_eq!(forced[0].minute_ms, T0 + MINUTE_MS);
+    }
+
+    /// A call whose second folds after the minute ring moved past its minute (here a clock
+    /// that stepped back over a quarter of an hour; a process that slept does the same) is
+    /// stored as a late part of its minute, not only kept in the 5-minute ring.
+    #[test]
+    fn a_second_folded_after_its_minute_left_the_ring_is_still_stored() {
+        let mut s = Series::new();
+        let later = T0 + 16 * MINUTE_MS;
+        s.record(later + 2_000, 1, Outcome::Ok, later + 2_000);
+        s.advance(later + 30_000);
+        // The minute 16 minutes on takes the ring's place of the minute at T0.
+        s.pass_on_folded(later + 30_000);
+        s.record(T0 + 5_000, 7, Outcome::Ok, T0 + 5_000);
+        let rollups = s.take_rollups(later + 40_000, false);
+        let stored = |minute: i64| -> u64 {
+            rollups
+                .iter()
+                .filter(|r| r.minute_ms == minute)
+                .map(|r| r.slot.counts.total())
+                .sum()
+        };
+        assert_eq!(stored(T0), 1, "{rollups:?}");
+        assert!(rollups.iter().any(|r| r.minute_ms == T0 && r.late_part));
+        assert_eq!(s.window(Window::H1, later + 40_000).total(), 2);
     }
 
     #[test]
