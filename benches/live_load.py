@@ -24,7 +24,8 @@ resident memory (VmRSS of --pid, and its peak VmHWM) and the evaluation ticks of
 read from /metrics: ticks, then the mean and the smallest bucket bound that at least 99% of
 them stayed under, of their wall-clock time (`graywatch_evaluation_duration_seconds`) and of
 the CPU time of the evaluating thread (`graywatch_evaluation_cpu_seconds`, which waits for a
-core do not inflate on a shared machine). The last line sums up the whole run.
+core do not inflate on a shared machine); for the CPU time also the bucket bound every tick
+stayed under and how many ticks took more than 250 ms. The last line sums up the whole run.
 """
 import argparse
 import http.client
@@ -86,6 +87,10 @@ def evaluation_histogram(conn):
     return out
 
 
+# The issue's target for one tick: 250 ms of one core.
+TICK_BOUND_S = 0.25
+
+
 def interval_summary(before, after):
     """Ticks, mean seconds and the 99% bucket bound between two histogram reads."""
     n = after[0] - before[0]
@@ -98,6 +103,19 @@ def interval_summary(before, after):
             p99 = le
             break
     return n, mean, p99
+
+
+def over(before, after, bound=TICK_BOUND_S):
+    """Ticks between two histogram reads that took more than `bound` seconds (a bucket
+    bound of the histogram), and the bucket bound every tick stayed under."""
+    n = after[0] - before[0]
+    within = after[2].get(bound, 0) - before[2].get(bound, 0)
+    every = None
+    for le in sorted(after[2]):
+        if after[2][le] - before[2].get(le, 0) >= n:
+            every = le
+            break
+    return n - within, every
 
 
 def fmt_s(v):
@@ -187,6 +205,7 @@ def main():
             cur = evaluation_histogram(scrape)
             ticks, mean, p99 = interval_summary(last["wall"], cur["wall"])
             _, cpu_mean, cpu_p99 = interval_summary(last["cpu"], cur["cpu"])
+            cpu_over, cpu_all = over(last["cpu"], cur["cpu"])
             last = cur
             rss, hwm = rss_kib(a.pid)
             peak_rss = max(peak_rss, hwm or 0)
@@ -196,20 +215,23 @@ def main():
                 f"rss={'-' if rss is None else f'{rss / 1024:.0f} MiB'} "
                 f"hwm={'-' if hwm is None else f'{hwm / 1024:.0f} MiB'} "
                 f"ticks={ticks} mean={fmt_s(mean)} p99<={fmt_s(p99)} "
-                f"cpu_mean={fmt_s(cpu_mean)} cpu_p99<={fmt_s(cpu_p99)}"
+                f"cpu_mean={fmt_s(cpu_mean)} cpu_p99<={fmt_s(cpu_p99)} "
+                f"cpu_all<={fmt_s(cpu_all)} cpu_over_{TICK_BOUND_S * 1000:.0f}ms={cpu_over}"
                 + (f" behind={lag:.1f}s" if lag > 1 else ""),
                 flush=True,
             )
     cur = evaluation_histogram(scrape)
     ticks, mean, p99 = interval_summary(first["wall"], cur["wall"])
     _, cpu_mean, cpu_p99 = interval_summary(first["cpu"], cur["cpu"])
+    cpu_over, cpu_all = over(first["cpu"], cur["cpu"])
     rss, hwm = rss_kib(a.pid)
     peak_rss = max(peak_rss, hwm or 0)
     elapsed = time.monotonic() - started
     print(
         f"done: {posted} calls in {elapsed:.0f} s ({posted / elapsed:.0f}/s), {refused} refused; "
         f"evaluation: {ticks} ticks, mean {fmt_s(mean)}, 99% under {fmt_s(p99)}; "
-        f"CPU mean {fmt_s(cpu_mean)}, 99% under {fmt_s(cpu_p99)}; "
+        f"CPU mean {fmt_s(cpu_mean)}, 99% under {fmt_s(cpu_p99)}, all under {fmt_s(cpu_all)}, "
+        f"{cpu_over} over {TICK_BOUND_S * 1000:.0f} ms; "
         f"peak RSS {'-' if not peak_rss else f'{peak_rss / 1024:.0f} MiB'}",
         flush=True,
     )
