@@ -1329,13 +1329,29 @@ mod tests {
         assert_eq!(reloaded.series_count(), 4);
     }
 
+    /// `events` recorded as one batch into a new store, and one at a time into another: each
+    /// store with the events it refused.
+    fn batched_and_single(
+        limits: Limits,
+        events: &[Event],
+    ) -> [(WindowStore, Vec<(usize, RecordError)>); 2] {
+        let batched = WindowStore::new(limits);
+        let refused = batched.record_batch(events, NOW);
+        let single = WindowStore::new(limits);
+        let one_by_one = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| single.record(e, NOW).err().map(|err| (i, err)))
+            .collect();
+        [(batched, refused), (single, one_by_one)]
+    }
+
     #[test]
     fn a_batch_records_and_refuses_exactly_as_events_one_by_one() {
         let limits = Limits {
             max_instances_per_dependency: 3,
             ..Limits::default()
         };
-        let (batched, single) = (WindowStore::new(limits), WindowStore::new(limits));
         let names: Vec<String> = (0..40).map(|i| format!("dep-{i}")).collect();
         let instances: Vec<String> = (0..5).map(|i| format!("i-{i}")).collect();
         let events: Vec<Event> = (0..600)
@@ -1345,12 +1361,7 @@ mod tests {
                 e
             })
             .collect();
-        let refused = batched.record_batch(&events, NOW);
-        let expected: Vec<(usize, RecordError)> = events
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| single.record(e, NOW).err().map(|err| (i, err)))
-            .collect();
+        let [(batched, refused), (single, expected)] = batched_and_single(limits, &events);
         assert!(!expected.is_empty(), "the instance limit must refuse some");
         assert_eq!(refused, expected);
         for name in &names {
@@ -1375,7 +1386,6 @@ mod tests {
                 max_series,
                 ..Limits::default()
             };
-            let (batched, single) = (WindowStore::new(limits), WindowStore::new(limits));
             let names: Vec<String> = (0..40).map(|i| format!("dep-{i}")).collect();
             let instances: Vec<String> = (0..4).map(|i| format!("i-{i}")).collect();
             // Dependencies in an order no shard order follows, each with more instances as
@@ -1383,12 +1393,7 @@ mod tests {
             let events: Vec<Event> = (0..400)
                 .map(|k| ev(&names[k * 13 % 40], Some(&instances[k / 100])))
                 .collect();
-            let refused = batched.record_batch(&events, NOW);
-            let expected: Vec<(usize, RecordError)> = events
-                .iter()
-                .enumerate()
-                .filter_map(|(i, e)| single.record(e, NOW).err().map(|err| (i, err)))
-                .collect();
+            let [(batched, refused), (single, expected)] = batched_and_single(limits, &events);
             assert!(expected.len() > 50, "the limits must refuse some");
             assert_eq!(refused, expected, "{max_dependencies} {max_series}");
             assert_eq!(batched.series_count(), single.series_count());
