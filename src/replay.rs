@@ -441,20 +441,19 @@ impl<O: Write, D: Write> Run<'_, O, D> {
                 .map_or(event.ts_ms, |t| t.max(event.ts_ms)),
         );
         let alone = self.r.alone(event.ts_ms);
-        if self.r.joins(batch, event.ts_ms) && !alone {
-            self.r.admit(event.ts_ms, &mut self.transitions);
-        } else {
+        if alone || !self.r.joins(batch, event.ts_ms) {
             self.flush(batch)?;
-            self.r.admit(event.ts_ms, &mut self.transitions);
-            batch.second = self.r.now_ms.div_euclid(1000);
-            emit(&mut self.transitions, self.out, &mut self.summary)?;
-            emit_breakers(
-                &mut self.r,
-                self.print_breakers,
-                self.out,
-                &mut self.summary,
-            )?;
         }
+        // Evaluates only when the event cannot join the batch (recorded just above).
+        self.r.admit(event.ts_ms, &mut self.transitions);
+        batch.second = self.r.now_ms.div_euclid(1000);
+        emit(&mut self.transitions, self.out, &mut self.summary)?;
+        emit_breakers(
+            &mut self.r,
+            self.print_breakers,
+            self.out,
+            &mut self.summary,
+        )?;
         batch.events.push(event);
         batch.lines.push(line_no);
         if alone {

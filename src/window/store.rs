@@ -299,6 +299,8 @@ pub struct WindowStore {
 }
 
 const SHARDS: usize = 64;
+// `record_batch` keeps a shard index in a byte.
+const _: () = assert!(SHARDS <= 256);
 
 /// What recording an event may create (see [`WindowStore::record_into`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,8 +312,6 @@ enum Creating {
     /// The dependency was just created, its series reserved with it.
     Dependency,
 }
-// `record_batch` keeps a shard index in a byte.
-const _: () = assert!(SHARDS <= 256);
 
 impl WindowStore {
     pub fn new(limits: Limits) -> Self {
@@ -406,7 +406,7 @@ impl WindowStore {
                 let e = &events[idx as usize];
                 let name = e.dependency.as_str();
                 if !held.contains(&name) {
-                    match self.record_existing(&mut shard, e, now_ms) {
+                    match self.record_one(&mut shard, e, now_ms, false) {
                         Ok(true) => continue,
                         Ok(false) => held.push(name),
                         Err(error) => {
@@ -422,7 +422,7 @@ impl WindowStore {
         for idx in waiting {
             let e = &events[idx as usize];
             let mut shard = self.shards[self.shard_of(e.dependency.as_str())].lock();
-            if let Err(error) = self.record_one(&mut shard, e, now_ms) {
+            if let Err(error) = self.record_one(&mut shard, e, now_ms, true) {
                 refused.push((idx as usize, error));
             }
         }
@@ -433,19 +433,33 @@ impl WindowStore {
     /// Records a single event (used by `replay`, which feeds events one by one).
     pub fn record(&self, event: &Event<'_>, now_ms: i64) -> Result<(), RecordError> {
         let mut shard = self.shards[self.shard_of(event.dependency.as_str())].lock();
-        self.record_one(&mut shard, event, now_ms)
+        self.record_one(&mut shard, event, now_ms, true).map(|_| ())
     }
 
+    /// Records one event into its shard. Without `create`, an event that would create its
+    /// dependency or any series is not recorded: false (see [`WindowStore::record_batch`]).
     #[inline]
-    fn record_one(&self, shard: &mut Shard, e: &Event<'_>, now_ms: i64) -> Result<(), RecordError> {
+    fn record_one(
+        &self,
+        shard: &mut Shard,
+        e: &Event<'_>,
+        now_ms: i64,
+        create: bool,
+    ) -> Result<bool, RecordError> {
         if e.ts_ms < now_ms - Window::LONGEST_MS {
             return Err(RecordError::TooOld);
         }
         let name = e.dependency.as_str();
         if let Some(dep) = shard.deps.get_mut(name) {
-            return self
-                .record_into(dep, e, now_ms, Creating::Series)
-                .map(|_| ());
+            let creating = if create {
+                Creating::Series
+            } else {
+                Creating::Nothing
+            };
+            return self.record_into(dep, e, now_ms, creating);
+        }
+        if !create {
+            return Ok(false);
         }
         // Reserve the dependency and every series it brings before inserting anything, so a
         // refusal leaves no empty dependency behind.
@@ -456,25 +470,6 @@ impl WindowStore {
         self.reserve_dependency(series)?;
         let dep = shard.deps.entry(name.into()).or_default();
         self.record_into(dep, e, now_ms, Creating::Dependency)
-            .map(|_| ())
-    }
-
-    /// [`WindowStore::record_one`] of an event whose dependency and series all exist: false
-    /// (nothing recorded) for one that would create any (see [`WindowStore::record_batch`]).
-    #[inline]
-    fn record_existing(
-        &self,
-        shard: &mut Shard,
-        e: &Event<'_>,
-        now_ms: i64,
-    ) -> Result<bool, RecordError> {
-        if e.ts_ms < now_ms - Window::LONGEST_MS {
-            return Err(RecordError::TooOld);
-        }
-        match shard.deps.get_mut(e.dependency.as_str()) {
-            Some(dep) => self.record_into(dep, e, now_ms, Creating::Nothing),
-            None => Ok(false),
-        }
     }
 
     /// Records into a dependency's series. The common case (known instance, zone and source)

@@ -374,10 +374,7 @@ impl Series {
         }
         let minute = self.tiers[MINUTE_TIER].align(ts_ms);
         if kept && minute < self.tiers[MINUTE_TIER].horizon_start(now_ms) {
-            self.late_minutes
-                .entry(minute)
-                .or_insert_with(|| Slot::new(minute))
-                .record(duration_us, outcome);
+            late_minute(&mut self.late_minutes, minute).record(duration_us, outcome);
         }
         kept
     }
@@ -986,7 +983,7 @@ fn fold(
 /// The minute `start` among those waiting to be persisted that the minute ring no longer
 /// covers: a second folded or a 10-second slot passed on after the ring moved past its minute
 /// (the process slept, or the clock jumped ahead) still reaches the stored minutes.
-fn late_minute(late: &mut BTreeMap<i64, Slot>, start: i64) -> &mut Slot {
+pub(super) fn late_minute(late: &mut BTreeMap<i64, Slot>, start: i64) -> &mut Slot {
     late.entry(start).or_insert_with(|| Slot::new(start))
 }
 

@@ -117,9 +117,7 @@ impl Series {
     pub fn restore_unsaved(&mut self, rollups: Vec<MinuteRollup>) {
         for r in rollups {
             if r.late_part {
-                self.late_minutes
-                    .entry(r.minute_ms)
-                    .or_insert_with(|| Slot::new(r.minute_ms))
+                super::late_minute(&mut self.late_minutes, r.minute_ms)
                     .absorb(&r.slot.hist, &r.slot.counts);
             } else if let Some(slot) = self.tiers[MINUTE_TIER].get_mut(r.minute_ms) {
                 // Still in the ring (perhaps with newer data): the next flush writes it whole.
