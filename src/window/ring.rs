@@ -31,17 +31,51 @@ impl RingSlot for Slot {
     }
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Ring<S = Slot> {
-    pub width_ms: i64,
-    slots: Box<[Option<Box<S>>]>,
+/// Where a ring keeps its slot pointers: a table of its own (any length), or an array held
+/// inline in the ring, and so in the series that owns it.
+pub(crate) trait SlotTable<S>: AsRef<[Option<Box<S>>]> + AsMut<[Option<Box<S>>]> {
+    fn with_len(len: usize) -> Self;
+    /// Bytes the table itself holds on the heap.
+    fn heap_bytes(&self) -> usize;
 }
 
-impl<S: RingSlot> Ring<S> {
+impl<S> SlotTable<S> for Box<[Option<Box<S>>]> {
+    fn with_len(len: usize) -> Self {
+        (0..len).map(|_| None).collect()
+    }
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val::<[Option<Box<S>>]>(self)
+    }
+}
+
+impl<S, const N: usize> SlotTable<S> for [Option<Box<S>>; N] {
+    fn with_len(len: usize) -> Self {
+        assert_eq!(len, N, "an inline slot table has the length of its array");
+        std::array::from_fn(|_| None)
+    }
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// A ring whose slot pointers live inline: the series' 1-second ring, which every call
+/// visits. Reaching a slot then takes one load from memory the series already touches,
+/// instead of a second dependent cache miss on a separate table.
+pub(crate) type InlineRing<S, const N: usize> = Ring<S, [Option<Box<S>>; N]>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Ring<S = Slot, T = Box<[Option<Box<S>>]>> {
+    pub width_ms: i64,
+    slots: T,
+    _slot: std::marker::PhantomData<S>,
+}
+
+impl<S: RingSlot, T: SlotTable<S>> Ring<S, T> {
     pub fn new(width_ms: i64, len: usize) -> Self {
         Self {
             width_ms,
-            slots: (0..len).map(|_| None).collect(),
+            slots: T::with_len(len),
+            _slot: std::marker::PhantomData,
         }
     }
 
@@ -53,19 +87,19 @@ impl<S: RingSlot> Ring<S> {
     /// The slot at ring index `i`, whatever its time.
     #[inline]
     pub fn at_mut(&mut self, i: usize) -> Option<&mut S> {
-        self.slots.get_mut(i)?.as_deref_mut()
+        self.slots.as_mut().get_mut(i)?.as_deref_mut()
     }
 
     #[inline]
     pub fn index(&self, start_ms: i64) -> usize {
         start_ms
             .div_euclid(self.width_ms)
-            .rem_euclid(self.slots.len() as i64) as usize
+            .rem_euclid(self.slots.as_ref().len() as i64) as usize
     }
 
     /// Oldest slot start this ring can still hold when the clock reads `now_ms`.
     pub fn horizon_start(&self, now_ms: i64) -> i64 {
-        self.align(now_ms) - (self.slots.len() as i64 - 1) * self.width_ms
+        self.align(now_ms) - (self.slots.as_ref().len() as i64 - 1) * self.width_ms
     }
 
     /// The slot starting at `start_ms` (aligned), recycling whatever older slot shares its
@@ -83,7 +117,7 @@ impl<S: RingSlot> Ring<S> {
         evict: impl FnOnce(&mut S),
     ) -> Option<&mut S> {
         let i = self.index(start_ms);
-        let entry = &mut self.slots[i];
+        let entry = &mut self.slots.as_mut()[i];
         match entry {
             Some(slot) if slot.start_ms() == start_ms => {}
             Some(slot) if slot.start_ms() < start_ms => {
@@ -101,7 +135,7 @@ impl<S: RingSlot> Ring<S> {
     /// The slot starting exactly at `start_ms`, if the ring still holds it.
     pub fn get_mut(&mut self, start_ms: i64) -> Option<&mut S> {
         let i = self.index(start_ms);
-        self.slots[i]
+        self.slots.as_mut()[i]
             .as_deref_mut()
             .filter(|s| s.start_ms() == start_ms)
     }
@@ -109,17 +143,20 @@ impl<S: RingSlot> Ring<S> {
     /// The slot starting exactly at `start_ms`, if the ring holds it.
     #[inline]
     pub fn get(&self, start_ms: i64) -> Option<&S> {
-        self.slots[self.index(start_ms)]
+        self.slots.as_ref()[self.index(start_ms)]
             .as_deref()
             .filter(|s| s.start_ms() == start_ms)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &S> {
-        self.slots.iter().filter_map(|s| s.as_deref())
+        self.slots.as_ref().iter().filter_map(|s| s.as_deref())
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut S> {
-        self.slots.iter_mut().filter_map(|s| s.as_deref_mut())
+        self.slots
+            .as_mut()
+            .iter_mut()
+            .filter_map(|s| s.as_deref_mut())
     }
 
     /// Slots holding data whose start lies in `[from_ms, to_ms]`.
@@ -132,9 +169,10 @@ impl<S: RingSlot> Ring<S> {
         self.iter().count()
     }
 
-    /// Bytes the ring holds on the heap: its slot table and every allocated slot.
+    /// Bytes the ring holds on the heap: its slot table (unless inline) and every allocated
+    /// slot.
     pub fn heap_bytes(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<Option<Box<S>>>()
+        self.slots.heap_bytes()
             + self
                 .iter()
                 .map(|s| std::mem::size_of::<S>() + s.heap_bytes())
@@ -158,6 +196,45 @@ mod tests {
         // 10_000 is older than what the index now holds: refused.
         assert!(ring.slot_mut(10_000).is_none());
         assert_eq!(ring.horizon_start(14_500), 11_000);
+    }
+
+    #[test]
+    fn an_inline_table_answers_as_a_boxed_one_and_holds_nothing_outside() {
+        let mut boxed: Ring = Ring::new(1_000, 4);
+        let mut inline: InlineRing<Slot, 4> = Ring::new(1_000, 4);
+        assert_eq!(
+            boxed.heap_bytes(),
+            4 * std::mem::size_of::<Option<Box<Slot>>>()
+        );
+        assert_eq!(inline.heap_bytes(), 0);
+        for (ts, d) in [
+            (10_000, 5),
+            (11_500, 7),
+            (14_200, 9),
+            (12_000, 3),
+            (9_000, 1),
+        ] {
+            let a = boxed
+                .slot_mut(boxed.align(ts))
+                .map(|s| s.record(d, Outcome::Ok));
+            let b = inline
+                .slot_mut(inline.align(ts))
+                .map(|s| s.record(d, Outcome::Ok));
+            assert_eq!(a.is_some(), b.is_some(), "at {ts}");
+        }
+        let a: Vec<(i64, u64)> = boxed
+            .iter()
+            .map(|s| (s.start_ms, s.counts.total()))
+            .collect();
+        let b: Vec<(i64, u64)> = inline
+            .iter()
+            .map(|s| (s.start_ms, s.counts.total()))
+            .collect();
+        assert_eq!(a, b);
+        // By ring index: 14,000 recycled 10,000's slot; 9,000 took an empty one.
+        assert_eq!(a, vec![(12_000, 1), (9_000, 1), (14_000, 1), (11_000, 1)]);
+        assert_eq!(boxed.horizon_start(14_500), inline.horizon_start(14_500));
+        assert_eq!(boxed.heap_bytes() - inline.heap_bytes(), 4 * 8);
     }
 
     #[test]

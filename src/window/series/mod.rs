@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use super::Window;
 use super::fine::{FineData, FineSlot};
 use super::histogram::HIGHEST_US;
-use super::ring::{Ring, RingSlot};
+use super::ring::{InlineRing, Ring, RingSlot};
 use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
 use super::snapshot::Snapshot;
@@ -69,50 +69,21 @@ const SUMMED: [Window; 2] = [Window::M1, Window::M5];
 /// minute would reach the 5-minute ring but no stored minute.
 const MAX_UNFOLDED_MS: i64 = 5 * MINUTE_MS;
 
+/// One series' rolling windows.
+///
+/// `repr(C)` keeps the fields in the order written: what recording a call and the peers'
+/// read every second touch comes first and shares a few cache lines (the clock marks, the
+/// kept minute, the live counts, then the per-second marks and counts and the 1-second
+/// slots), where the compiler's own order spread them over most of the struct's twelve.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct Series {
-    fine: Ring<FineSlot>,
-    /// The sum of the live fine slots that have turned into histograms, kept as events arrive
-    /// and fine slots retire, so windows read one histogram for them instead of up to ten.
-    dense_fine: Slot,
-    /// Durations counted into `dense_fine` but not yet in its histogram (see [`owed`]).
-    dense_owed: Owed,
-    tiers: [Ring; 3],
-    /// Running sums of the windows in [`SUMMED`], by tier (see [`sums`]): both for a
-    /// dependency's total; for an instance or a zone the 1-minute one, and only while its
-    /// minute is read as a histogram (see [`Series::minute_sample`]).
-    sums: Vec<WindowSum>,
-    /// Whether the 1-minute sum is kept only while the minute is busy (instances and zones).
-    sum_on_demand: bool,
-    /// An instance's or zone's 1-minute window as its durations, kept as calls arrive once a
-    /// read started it (see [`Series::minute_sample`]); `None` for a dependency's total, and
-    /// while the minute is too busy for a list.
-    minute_list: Option<Box<MinuteList>>,
-    /// Late data for minutes the minute ring no longer covers, waiting to be persisted.
-    late_minutes: BTreeMap<i64, Slot>,
-    /// Minute slots recycled before they were persisted (a flush fell behind): written as
-    /// their minute's main row by the next flush, so recycling never loses stored data.
-    evicted_minutes: Vec<Slot>,
-    /// The sums are up to date for every `now` before this (see [`Series::slide`]).
-    next_slide_ms: i64,
     /// No fine slot that starts before this holds calls: rolling forward to a horizon at or
     /// before it has no second to fold (a lower bound, lowered by every call recorded, and
     /// the oldest second still holding calls after a fold).
     fine_floor_ms: i64,
-    /// The start of the second each fine slot holds calls of, by ring index (`i64::MAX` for
-    /// a slot without calls): a fold visits only the slots that have calls to fold, where
-    /// the boxed slots themselves are a cache miss each.
-    fine_starts: [i64; FINE_LEN],
-    /// The counts of each fine slot holding calls, by ring index (valid where `fine_starts`
-    /// names the slot's second), copied as calls are recorded: the peer detectors read the
-    /// last two seconds' counts every second without a visit to the boxed slots.
-    fine_counts: [SecondCounts; FINE_LEN],
-    /// No 10-second slot that starts before this waits to be passed on (a lower bound,
-    /// lowered whenever a second is folded into a slot not yet passed on).
-    pending_floor_ms: i64,
-    /// How long after its last second is folded a 10-second slot waits before it is passed
-    /// on (0-9 s, see [`Series::staggered`]).
-    pass_delay_ms: i64,
+    /// The sums are up to date for every `now` before this (see [`Series::slide`]).
+    next_slide_ms: i64,
     /// The latest `now` the series was rolled forward to or read at (see
     /// [`Series::read_unfolded`]).
     read_ms: i64,
@@ -122,12 +93,48 @@ pub struct Series {
     fold_owed_ms: i64,
     /// Newest event time recorded (event time, not wall clock).
     pub(crate) last_event_ms: i64,
-    /// The counts of the live fine slots, kept as calls are recorded into them and as they
-    /// retire: the 10-second window's counts without a visit to each second.
-    live: Counts,
     /// Bumped by every change to the calls the series holds (a call recorded, a minute
     /// loaded): while it stands still, a window over the same span reads the same calls.
     pub(crate) changes: u64,
+    /// An instance's or zone's 1-minute window as its durations, kept as calls arrive once a
+    /// read started it (see [`Series::minute_sample`]); `None` for a dependency's total, and
+    /// while the minute is too busy for a list.
+    minute_list: Option<Box<MinuteList>>,
+    /// Whether the 1-minute sum is kept only while the minute is busy (instances and zones).
+    sum_on_demand: bool,
+    /// The counts of the live fine slots, kept as calls are recorded into them and as they
+    /// retire: the 10-second window's counts without a visit to each second.
+    live: Counts,
+    /// Running sums of the windows in [`SUMMED`], by tier (see [`sums`]): both for a
+    /// dependency's total; for an instance or a zone the 1-minute one, and only while its
+    /// minute is read as a histogram (see [`Series::minute_sample`]).
+    sums: Vec<WindowSum>,
+    /// No 10-second slot that starts before this waits to be passed on (a lower bound,
+    /// lowered whenever a second is folded into a slot not yet passed on).
+    pending_floor_ms: i64,
+    /// How long after its last second is folded a 10-second slot waits before it is passed
+    /// on (0-9 s, see [`Series::staggered`]).
+    pass_delay_ms: i64,
+    /// The start of the second each fine slot holds calls of, by ring index (`i64::MAX` for
+    /// a slot without calls): a fold visits only the slots that have calls to fold, where
+    /// the boxed slots themselves are a cache miss each.
+    fine_starts: [i64; FINE_LEN],
+    /// The counts of each fine slot holding calls, by ring index (valid where `fine_starts`
+    /// names the slot's second), copied as calls are recorded: the peer detectors read the
+    /// last two seconds' counts every second without a visit to the boxed slots.
+    fine_counts: [SecondCounts; FINE_LEN],
+    fine: InlineRing<FineSlot, FINE_LEN>,
+    /// Durations counted into `dense_fine` but not yet in its histogram (see [`owed`]).
+    dense_owed: Owed,
+    /// The sum of the live fine slots that have turned into histograms, kept as events arrive
+    /// and fine slots retire, so windows read one histogram for them instead of up to ten.
+    dense_fine: Slot,
+    tiers: [Ring; 3],
+    /// Late data for minutes the minute ring no longer covers, waiting to be persisted.
+    late_minutes: BTreeMap<i64, Slot>,
+    /// Minute slots recycled before they were persisted (a flush fell behind): written as
+    /// their minute's main row by the next flush, so recycling never loses stored data.
+    evicted_minutes: Vec<Slot>,
     /// Everything recorded since the series was created, except the live fine slots (see
     /// [`super::totals`]).
     retired: Totals,
@@ -388,7 +395,7 @@ impl Series {
         // stepped back).
         let until = now_ms.max(self.fold_owed_ms);
         self.fold_owed_ms = i64::MIN;
-        self.fold_before(self.fine.horizon_start(until));
+        self.fold_before(fine_horizon(until));
         self.read_ms = self.read_ms.max(now_ms);
     }
 
@@ -572,7 +579,7 @@ impl Series {
         {
             return None;
         }
-        let from = self.fine.horizon_start(now_ms);
+        let from = fine_horizon(now_ms);
         // No second before the window holds calls (the series rolled forward this second, as
         // the daemon's per-second pass does): the live counts are the window's.
         let counts = if self.fine_floor_ms >= from {
@@ -926,6 +933,13 @@ impl SecondCounts {
 }
 
 /// Start of the first slot of `ring` that `window` (read from that ring) spans at `now_ms`.
+/// Oldest second the 1-second ring holds at `now_ms`: [`Ring::horizon_start`] from the
+/// ring's constant width and length, without a read of the ring.
+#[inline]
+fn fine_horizon(now_ms: i64) -> i64 {
+    now_ms.div_euclid(FINE_WIDTH_MS) * FINE_WIDTH_MS - (FINE_LEN as i64 - 1) * FINE_WIDTH_MS
+}
+
 fn window_start(ring: &Ring, window: Window, now_ms: i64) -> i64 {
     ring.align(now_ms) - (window.slots() as i64 - 1) * ring.width_ms
 }

@@ -14,10 +14,10 @@
 //! twice more as it arrives.
 
 use super::super::fine::{FineData, FineSlot};
-use super::super::ring::{Ring, RingSlot};
+use super::super::ring::{InlineRing, Ring, RingSlot};
 use super::super::slot::{Counts, Slot};
 use super::owed::Owed;
-use super::{SUMMED, Series, window_start};
+use super::{FINE_LEN, SUMMED, Series, window_start};
 use crate::domain::Outcome;
 
 /// Most durations a running sum is rebuilt from instead of subtracting the slots that leave it
@@ -115,7 +115,7 @@ impl Part<'_> {
 /// yet passed on, and the live seconds.
 fn parts<'a>(
     tiers: &'a [Ring; 3],
-    fine: &'a Ring<FineSlot>,
+    fine: &'a InlineRing<FineSlot, FINE_LEN>,
     tier: usize,
     from_ms: i64,
 ) -> impl Iterator<Item = Part<'a>> {
