@@ -3,7 +3,7 @@
 //! minutes back at start-up.
 
 use super::super::slot::Slot;
-use super::{MINUTE_MS, MINUTE_TIER, Series, coarse_slot};
+use super::{MINUTE_MS, MINUTE_TIER, Series, coarse_slot, fine_horizon};
 
 /// A minute of one series ready to be persisted.
 #[derive(Debug, Clone)]
@@ -67,10 +67,10 @@ impl Series {
             self.advance(now_ms);
             self.pass_on_folded(now_ms);
         }
-        let fine_horizon = self.fine.horizon_start(now_ms);
+        let horizon = fine_horizon(now_ms);
         let mut out = Vec::new();
         for slot in self.tiers[MINUTE_TIER].iter_mut() {
-            if slot.dirty && (force || slot.start_ms + MINUTE_MS <= fine_horizon) {
+            if slot.dirty && (force || slot.start_ms + MINUTE_MS <= horizon) {
                 slot.dirty = false;
                 out.push(MinuteRollup {
                     minute_ms: slot.start_ms,
@@ -103,9 +103,9 @@ impl Series {
     pub fn discard_rollups(&mut self, now_ms: i64) {
         self.advance(now_ms);
         self.pass_on_folded(now_ms);
-        let fine_horizon = self.fine.horizon_start(now_ms);
+        let horizon = fine_horizon(now_ms);
         for slot in self.tiers[MINUTE_TIER].iter_mut() {
-            if slot.dirty && slot.start_ms + MINUTE_MS <= fine_horizon {
+            if slot.dirty && slot.start_ms + MINUTE_MS <= horizon {
                 slot.dirty = false;
             }
         }
