@@ -72,9 +72,10 @@ const MAX_UNFOLDED_MS: i64 = 5 * MINUTE_MS;
 /// One series' rolling windows.
 ///
 /// `repr(C)` keeps the fields in the order written: what recording a call and the peers'
-/// read every second touch comes first, in the first 464 of its 744 bytes (the clock marks,
-/// the kept minute, the live counts and sums, then the per-second marks and counts and the
-/// 1-second ring's table), where the compiler's own order spread them from byte 120 to 736.
+/// read every second touch comes first, within its first 512 bytes (the clock marks, the
+/// kept minute, the live counts and sums, then the per-second marks and counts and the
+/// 1-second ring's table; a test holds the order), where the compiler's own order spread
+/// them from byte 120 to 736.
 #[derive(Debug, Clone)]
 #[repr(C)]
 pub struct Series {
