@@ -8,10 +8,10 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
+use smol_str::SmolStr;
 
 use super::Window;
 use super::sample::Sample;
@@ -21,10 +21,13 @@ use super::snapshot::Snapshot;
 use super::totals::Totals;
 use crate::domain::Event;
 
-type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
-/// Instances, zones or sources by name: the name is shared with the detection views that
-/// read them every second (see [`PeerView::name`]).
-type PeerMap = HashMap<Arc<str>, Series, foldhash::fast::RandomState>;
+/// Dependencies by name. A name of up to 23 bytes is kept in the key itself, so a lookup
+/// compares it where the hash table's slot already is, not in an allocation of its own.
+type Map<V> = HashMap<SmolStr, V, foldhash::fast::RandomState>;
+/// Instances, zones or sources by name, kept in the key as for [`Map`]; a detection view's
+/// copy of a short name is a copy of 24 bytes, a long one shares the key's allocation (see
+/// [`PeerView::name`]).
+type PeerMap = HashMap<SmolStr, Series, foldhash::fast::RandomState>;
 
 /// Cardinality limits. A new series beyond a limit is refused; existing series keep working.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -223,8 +226,9 @@ pub struct IdleTotal {
 /// One instance, zone or source of a [`DetectionView`].
 #[derive(Debug, Clone)]
 pub struct PeerView {
-    /// Shared with the store's map of peers: no copy per read.
-    pub name: Arc<str>,
+    /// The store's key: a short name is copied inline, a long one shares the key's
+    /// allocation. Either way the view building touches no separate allocation per peer.
+    pub name: SmolStr,
     /// Its two complete seconds before now, the older first.
     pub last_seconds: [Counts; 2],
     /// Calls of the last 10 seconds (the 10-second window's counts).
@@ -716,7 +720,7 @@ impl WindowStore {
         let mut reused = 0;
         let laid_out = dep.read_layout == Some(dep.layout);
         let mut peers = |m: &mut PeerMap, order: &mut Vec<u32>| {
-            let mut entries: Vec<(&Arc<str>, &mut Series)> = m.iter_mut().collect();
+            let mut entries: Vec<(&SmolStr, &mut Series)> = m.iter_mut().collect();
             if !laid_out {
                 name_order(&entries, order);
             }
@@ -739,7 +743,7 @@ impl WindowStore {
                     let (m1, kept) = s.minute_sample(now_ms, reuse);
                     reused += u64::from(kept);
                     PeerView {
-                        name: Arc::clone(k),
+                        name: SmolStr::clone(k),
                         last_seconds: s.last_complete_seconds(now_ms),
                         s10,
                         m1,
@@ -1048,7 +1052,7 @@ impl WindowStore {
 /// order from one read to the next while no peer comes or goes, so the order of the last read
 /// is checked (one comparison per peer) before the entries are sorted again: names are
 /// unique, so a permutation that reads them in ascending order is the sorted one.
-fn name_order<T>(entries: &[(&Arc<str>, T)], order: &mut Vec<u32>) {
+fn name_order<T>(entries: &[(&SmolStr, T)], order: &mut Vec<u32>) {
     let name = |i: u32| &**entries[i as usize].0;
     let still_sorted =
         order.len() == entries.len() && order.windows(2).all(|w| name(w[0]) < name(w[1]));
@@ -1172,6 +1176,46 @@ mod tests {
         assert_eq!(seen(later), ["i-5@z-b"]);
         store.record(&call("i-4", "z-b", later), later).unwrap();
         assert_eq!(seen(later), ["i-4@z-b", "i-5@z-b"]);
+    }
+
+    /// Names are kept in the map keys inline up to 23 bytes and on the heap beyond: both
+    /// kinds are found, counted and ordered alike, in the maps and in the detection views.
+    #[test]
+    fn names_either_side_of_the_inline_length_are_found_and_ordered_alike() {
+        let store = WindowStore::new(Limits::default());
+        let name = |len: usize, c: char| -> String { std::iter::repeat_n(c, len).collect() };
+        // 23 bytes fit inline, 24 and the longest allowed do not.
+        let lengths = [1, 22, 23, 24, 25, Label::MAX_LEN];
+        let deps: Vec<String> = lengths.iter().map(|&n| name(n, 'd')).collect();
+        let peers: Vec<String> = lengths.iter().map(|&n| name(n, 'p')).collect();
+        for dep in &deps {
+            for (i, peer) in peers.iter().enumerate() {
+                for _ in 0..=i {
+                    store.record(&ev(dep, Some(peer)), NOW).unwrap();
+                }
+            }
+        }
+        let mut sorted_peers = peers.clone();
+        sorted_peers.sort();
+        for dep in &deps {
+            assert!(store.contains(dep), "{} bytes", dep.len());
+            let view = store.detection_view(dep, NOW + 1_000).unwrap();
+            let names: Vec<&str> = view.instances.iter().map(|p| &*p.name).collect();
+            assert_eq!(names, sorted_peers);
+            // Each peer holds its own calls: one more for each longer name.
+            for p in &view.instances {
+                let i = peers.iter().position(|q| **q == *p.name).unwrap();
+                assert_eq!(p.m1.total(), i as u64 + 1, "{} bytes", p.name.len());
+            }
+            let by_window = store.dependency(dep, Window::M1, NOW + 1_000).unwrap();
+            assert_eq!(by_window.total.total(), 21);
+        }
+        let mut names = store.names();
+        names.sort();
+        let mut want = deps.clone();
+        want.sort();
+        assert_eq!(names, want);
+        assert_eq!(store.stats().series, deps.len() * (1 + peers.len()));
     }
 
     #[test]
@@ -1589,7 +1633,7 @@ mod tests {
                         map.remove(name.as_str());
                     }
                 }
-                let entries: Vec<(&Arc<str>, &Series)> = map.iter().collect();
+                let entries: Vec<(&SmolStr, &Series)> = map.iter().collect();
                 name_order(&entries, &mut order);
                 let read: Vec<&str> = order.iter().map(|&i| &**entries[i as usize].0).collect();
                 let mut sorted: Vec<&str> = map.keys().map(|k| &**k).collect();
