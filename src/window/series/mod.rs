@@ -116,14 +116,11 @@ pub struct Series {
     /// How long after its last second is folded a 10-second slot waits before it is passed
     /// on (0-9 s, see [`Series::staggered`]).
     pass_delay_ms: i64,
-    /// The start of the second each fine slot holds calls of, by ring index (`i64::MAX` for
-    /// a slot without calls): a fold visits only the slots that have calls to fold, where
-    /// the boxed slots themselves are a cache miss each.
-    fine_starts: [i64; FINE_LEN],
-    /// The counts of each fine slot holding calls, by ring index (valid where `fine_starts`
-    /// names the slot's second), copied as calls are recorded: the peer detectors read the
-    /// last two seconds' counts every second without a visit to the boxed slots.
-    fine_counts: [SecondCounts; FINE_LEN],
+    /// Each fine slot's second and counts, by ring index (see [`SecondMark`]): a fold
+    /// visits only the slots that have calls to fold, where the boxed slots themselves are
+    /// a cache miss each, and the peer detectors read the last seconds' counts every
+    /// second without a visit to them.
+    fine_marks: [SecondMark; FINE_LEN],
     fine: InlineRing<FineSlot, FINE_LEN>,
     /// Durations counted into `dense_fine` but not yet in its histogram (see [`owed`]).
     dense_owed: Owed,
@@ -185,8 +182,7 @@ impl Series {
             evicted_minutes: Vec::new(),
             next_slide_ms: i64::MIN,
             fine_floor_ms: i64::MAX,
-            fine_starts: [i64::MAX; FINE_LEN],
-            fine_counts: [SecondCounts::default(); FINE_LEN],
+            fine_marks: [SecondMark::EMPTY; FINE_LEN],
             pending_floor_ms: i64::MAX,
             pass_delay_ms: 0,
             read_ms: i64::MIN,
@@ -296,12 +292,11 @@ impl Series {
         if now_ms < start + FINE_LEN as i64 * FINE_WIDTH_MS
             && let Some(slot) = self.fine.at_mut(index).filter(|s| s.start_ms == start)
         {
-            self.fine_starts[index] = start;
             if slot.record(duration_us, outcome, &mut self.dense_fine) {
                 self.dense_owed
                     .record(&mut self.dense_fine, duration_us, outcome);
             }
-            self.fine_counts[index] = SecondCounts::of(&slot.counts);
+            self.fine_marks[index] = SecondMark::of(start, &slot.counts);
             self.live
                 .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
             for s in &mut self.sums {
@@ -328,12 +323,11 @@ impl Series {
                 live.subtract(&old.counts);
                 *pending_floor = (*pending_floor).min(tiers[0].align(old.start_ms));
             }) {
-                self.fine_starts[index] = second;
                 if slot.record(duration_us, outcome, &mut self.dense_fine) {
                     self.dense_owed
                         .record(&mut self.dense_fine, duration_us, outcome);
                 }
-                self.fine_counts[index] = SecondCounts::of(&slot.counts);
+                self.fine_marks[index] = SecondMark::of(second, &slot.counts);
                 self.live
                     .count(outcome, Counts::timed(outcome) && duration_us > HIGHEST_US);
                 for s in &mut self.sums {
@@ -439,18 +433,18 @@ impl Series {
     }
 
     /// Retires the fine slots before `until_ms`, visiting only those that hold calls (see
-    /// `fine_starts`), and notes the oldest second still holding calls.
+    /// `fine_marks`), and notes the oldest second still holding calls.
     fn fold_fine_before(&mut self, until_ms: i64) {
         // Retiring a dense second takes its calls out of `dense_fine`.
         self.dense_owed.pay(&mut self.dense_fine);
         let mut floor = i64::MAX;
         for i in 0..FINE_LEN {
-            let start = self.fine_starts[i];
+            let start = self.fine_marks[i].start_ms;
             if start >= until_ms {
                 floor = floor.min(start);
                 continue;
             }
-            self.fine_starts[i] = i64::MAX;
+            self.fine_marks[i] = SecondMark::EMPTY;
             let Some(slot) = self.fine.at_mut(i) else {
                 continue;
             };
@@ -587,9 +581,9 @@ impl Series {
             self.live
         } else {
             let mut counts = Counts::default();
-            for (&start, c) in self.fine_starts.iter().zip(&self.fine_counts) {
-                if start >= from && start != i64::MAX {
-                    counts.add(&c.counts()?);
+            for mark in &self.fine_marks {
+                if mark.start_ms >= from && mark.start_ms != i64::MAX {
+                    counts.add(&mark.counts()?);
                 }
             }
             counts
@@ -615,10 +609,11 @@ impl Series {
             let index = start.div_euclid(FINE_WIDTH_MS).rem_euclid(FINE_LEN as i64) as usize;
             // A second without calls is known without a visit to its boxed slot, and so are
             // the counts of one with calls, but for counts too large to keep inline.
-            if self.fine_starts[index] != start {
+            let mark = &self.fine_marks[index];
+            if mark.start_ms != start {
                 return Counts::default();
             }
-            self.fine_counts[index].counts().unwrap_or_else(|| {
+            mark.counts().unwrap_or_else(|| {
                 self.fine
                     .get(start)
                     .map_or_else(Counts::default, |s| s.counts)
@@ -905,25 +900,38 @@ impl Series {
     }
 }
 
-/// The counts of one fine slot, narrowed to 32 bits to keep the series small. A count that
-/// does not fit is kept as `u32::MAX`: the slot itself must then be read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct SecondCounts([u32; 4]);
+/// The second a fine slot holds calls of (`i64::MAX` for a slot without calls) and its
+/// counts, narrowed to 16 bits: 16 bytes, so that a call or a read of one second touches
+/// one cache line for both and the ten of them take three. A count that does not fit is
+/// kept as `u16::MAX`: the slot itself must then be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SecondMark {
+    start_ms: i64,
+    counts: [u16; 4],
+}
 
-impl SecondCounts {
+impl SecondMark {
+    const EMPTY: Self = Self {
+        start_ms: i64::MAX,
+        counts: [0; 4],
+    };
+
     #[inline]
-    fn of(c: &Counts) -> Self {
-        let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        Self([c.ok, c.error, c.timeout, c.clamped].map(narrow))
+    fn of(start_ms: i64, c: &Counts) -> Self {
+        let narrow = |n: u64| u16::try_from(n).unwrap_or(u16::MAX);
+        Self {
+            start_ms,
+            counts: [c.ok, c.error, c.timeout, c.clamped].map(narrow),
+        }
     }
 
     /// The counts, or `None` when one of them did not fit.
     #[inline]
     fn counts(&self) -> Option<Counts> {
-        if self.0.contains(&u32::MAX) {
+        if self.counts.contains(&u16::MAX) {
             return None;
         }
-        let [ok, error, timeout, clamped] = self.0.map(u64::from);
+        let [ok, error, timeout, clamped] = self.counts.map(u64::from);
         Some(Counts {
             ok,
             error,
@@ -1132,8 +1140,7 @@ mod tests {
             offset_of!(Series, sum_on_demand),
             offset_of!(Series, live),
             offset_of!(Series, sums),
-            offset_of!(Series, fine_starts),
-            offset_of!(Series, fine_counts),
+            offset_of!(Series, fine_marks),
         ];
         let cold = [
             offset_of!(Series, dense_owed),
@@ -1957,6 +1964,8 @@ mod memory {
 mod second_counts {
     use super::*;
 
+    const T0: i64 = 1_800_000_000_000;
+
     #[test]
     fn counts_kept_inline_read_back_exactly_or_not_at_all() {
         let c = Counts {
@@ -1965,12 +1974,61 @@ mod second_counts {
             timeout: 1,
             clamped: 3,
         };
-        assert_eq!(SecondCounts::of(&c).counts(), Some(c));
-        assert_eq!(SecondCounts::default().counts(), Some(Counts::default()));
-        // Past 32 bits the slot itself is read.
-        for big in [u64::from(u32::MAX), u64::from(u32::MAX) + 5] {
+        assert_eq!(SecondMark::of(T0, &c).counts(), Some(c));
+        assert_eq!(SecondMark::EMPTY.counts(), Some(Counts::default()));
+        assert_eq!(SecondMark::of(T0, &c).start_ms, T0);
+        // Past 16 bits the slot itself is read.
+        for big in [
+            u64::from(u16::MAX),
+            u64::from(u16::MAX) + 5,
+            u64::from(u32::MAX) + 5,
+        ] {
             let c = Counts { timeout: big, ..c };
-            assert_eq!(SecondCounts::of(&c).counts(), None);
+            assert_eq!(SecondMark::of(T0, &c).counts(), None);
+        }
+    }
+
+    #[test]
+    fn a_mark_is_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<SecondMark>(), 16);
+    }
+
+    /// A second with more calls than a mark keeps is read from its slot: the last seconds'
+    /// counts and the 10-second window stay exact, and a peer read without rolling forward,
+    /// which adds up the marks when an older second is still in the ring, declines rather
+    /// than guess (where it reads a quieter second's marks).
+    #[test]
+    fn a_second_with_more_calls_than_a_mark_keeps_is_read_exactly() {
+        for errors in [10, u64::from(u16::MAX) - 1, u64::from(u16::MAX) + 10] {
+            let mut s = Series::peer();
+            let busy = T0 + 3_000;
+            // An older second, still in the ring but out of the 10-second window read below.
+            s.record(busy - 5_000, 2_000, Outcome::Ok, busy - 5_000);
+            for i in 0..errors {
+                s.record(busy + (i % 1000) as i64, 1_000, Outcome::Error, busy + 999);
+            }
+            s.record(busy + 500, 2_000, Outcome::Ok, busy + 999);
+            let want = Counts {
+                ok: 1,
+                error: errors,
+                ..Counts::default()
+            };
+            let mut now = busy + 2_000;
+            s.advance(now);
+            assert_eq!(s.last_complete_seconds(now), [want, Counts::default()]);
+            // Read once so that the minute is kept as a list (errors are counts, not
+            // durations, so the list holds two durations).
+            s.minute_sample(now, true);
+            now = busy + 6_000;
+            let unfolded = s.read_unfolded(now);
+            if errors < u64::from(u16::MAX) {
+                assert_eq!(unfolded, Some(want), "{errors} errors");
+            } else {
+                assert_eq!(unfolded, None, "{errors} errors");
+            }
+            s.advance(now);
+            assert_eq!(s.recent_counts(), want);
+            assert_eq!(s.window(Window::S10, now).counts, want);
         }
     }
 }
