@@ -226,8 +226,8 @@ pub struct IdleTotal {
 /// One instance, zone or source of a [`DetectionView`].
 #[derive(Debug, Clone)]
 pub struct PeerView {
-    /// The store's key: a short name is copied inline, a long one shares the key's
-    /// allocation. Either way the view building touches no separate allocation per peer.
+    /// The store's key: a short name is copied inline, with no separate allocation to
+    /// visit; a long one shares the key's allocation and counts a reference there.
     pub name: SmolStr,
     /// Its two complete seconds before now, the older first.
     pub last_seconds: [Counts; 2],
@@ -1210,8 +1210,7 @@ mod tests {
             let by_window = store.dependency(dep, Window::M1, NOW + 1_000).unwrap();
             assert_eq!(by_window.total.total(), 21);
         }
-        let mut names = store.names();
-        names.sort();
+        let names = store.names();
         let mut want = deps.clone();
         want.sort();
         assert_eq!(names, want);

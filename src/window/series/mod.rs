@@ -901,8 +901,9 @@ impl Series {
 }
 
 /// The second a fine slot holds calls of (`i64::MAX` for a slot without calls) and its
-/// counts, narrowed to 16 bits: 16 bytes, so that a call or a read of one second touches
-/// one cache line for both and the ten of them take three. A count that does not fit is
+/// counts, narrowed to 16 bits: 16 bytes, so that a call or a read of one second finds
+/// both on one cache line (unless the mark straddles two), and the ten take 160 bytes
+/// where two arrays took 240. A count that does not fit is
 /// kept as `u16::MAX`: the slot itself must then be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SecondMark {
