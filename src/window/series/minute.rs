@@ -10,7 +10,6 @@
 //! loaded minute, a clock that stepped back. The series then reads its slots again and starts
 //! a new list when they allow it (see [`super::Series::minute_sample`]).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::super::histogram::{HIGHEST_US, list_value};
@@ -23,33 +22,83 @@ use crate::domain::Outcome;
 const BLOCK_MS: i64 = TIERS[0].0;
 /// Blocks a minute window spans.
 const BLOCKS: i64 = TIERS[0].1 as i64;
+/// Calls recorded since the last read that wait, unmerged, inside the list; one more merges
+/// them into the sorted durations first. An instance's minute takes fewer than a call a
+/// second, a zone's a few: most reads find them here. As many as fill the list's second
+/// cache line.
+const FRESH_MAX: usize = 10;
 
-#[derive(Debug, Clone)]
+/// Half a cache line, aligned to one: a call recorded into a block visits a single line.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(32))]
 struct Block {
     start_ms: i64,
-    /// Durations of the block's successful calls in the list.
-    len: usize,
-    counts: Counts,
+    /// Durations of the block's successful calls in the list (at most [`SAMPLE_MAX`]).
+    len: u32,
+    counts: BlockCounts,
 }
 
+/// A block's calls by outcome in the order of [`Counts`]' fields, narrowed to 32 bits: a
+/// block that would count past `u32::MAX` of one outcome is not kept, and the list with it.
+#[derive(Debug, Clone, Copy, Default)]
+struct BlockCounts([u32; 4]);
+
+impl BlockCounts {
+    /// Adds `c`; false, with nothing added, when a count would not fit.
+    fn add(&mut self, c: &Counts) -> bool {
+        let mut sum = self.0;
+        for (s, v) in sum.iter_mut().zip([c.ok, c.error, c.timeout, c.clamped]) {
+            match u32::try_from(v).ok().and_then(|v| s.checked_add(v)) {
+                Some(v) => *s = v,
+                None => return false,
+            }
+        }
+        self.0 = sum;
+        true
+    }
+
+    fn widen(&self) -> Counts {
+        let [ok, error, timeout, clamped] = self.0.map(u64::from);
+        Counts {
+            ok,
+            error,
+            timeout,
+            clamped,
+        }
+    }
+}
+
+/// The list is read and written a few times a second for each of thousands of peers, so
+/// all but its durations live in one allocation with the list itself (its owner boxes it):
+/// the blocks (at most the window's six) and the calls not yet merged are arrays here,
+/// where separate vectors each cost a visit to their own allocation. The fields are laid
+/// out by use: a read needs the first cache line (and the second when calls wait to be
+/// merged) and the shared durations; a call recorded needs the first two lines and its
+/// block's.
 #[derive(Debug, Clone, Default)]
+#[repr(C, align(64))]
 pub(super) struct MinuteList {
-    /// Oldest first, every one starting at or after `from_ms`.
-    blocks: VecDeque<Block>,
-    /// The blocks' durations, in block order.
-    values: Vec<u32>,
-    /// The same durations in ascending order, shared with the samples read from the list
-    /// (see [`MinuteList::sorted`]): a quantile is an index and a count above a threshold a
-    /// binary search. Changed in place once the samples read from it are gone. Holds every
-    /// duration but those in `fresh`.
-    sorted: Arc<Vec<u32>>,
-    /// Durations recorded since the list was last read, in arrival order: merged into
-    /// `sorted` by the next read (a peer's minute takes a few calls a second and is read
-    /// once a second, so one merge replaces a binary search and a shift per call).
-    fresh: Vec<u32>,
-    counts: Counts,
     /// Start of the window the list was last moved to.
     from_ms: i64,
+    /// The durations in ascending order, shared with the samples read from the list
+    /// (see [`MinuteList::sorted`]): a quantile is an index and a count above a threshold a
+    /// binary search. Changed in place once the samples read from it are gone. Holds every
+    /// duration but the `fresh` ones.
+    sorted: Arc<Vec<u32>>,
+    counts: Counts,
+    /// Blocks in use, at the front of `blocks`.
+    block_count: u8,
+    /// Durations in use at the front of `fresh`.
+    fresh_len: u8,
+    /// The blocks' durations, in block order.
+    values: Vec<u32>,
+    /// Durations recorded since the list was last read, in arrival order: merged into
+    /// `sorted` by the next read, or first when there is no room for one more (a peer's
+    /// minute takes a few calls a second and is read once a second, so one merge replaces
+    /// a binary search and a shift per call).
+    fresh: [u32; FRESH_MAX],
+    /// Oldest first, every one starting at or after `from_ms`.
+    blocks: [Block; BLOCKS as usize],
 }
 
 /// Start of the 1-minute window ending at `now_ms` (the first of its 10-second slots).
@@ -72,18 +121,25 @@ impl MinuteList {
         if self.values.len() + values.len() > SAMPLE_MAX {
             return false;
         }
-        match self.blocks.back_mut() {
+        match self.blocks().last() {
             Some(b) if b.start_ms == start_ms => {
-                b.len += values.len();
-                b.counts.add(counts);
+                let b = &mut self.blocks[self.block_count as usize - 1];
+                if !b.counts.add(counts) {
+                    return false;
+                }
+                b.len += values.len() as u32;
             }
-            _ => {
-                debug_assert!(self.blocks.back().is_none_or(|b| b.start_ms < start_ms));
-                self.blocks.push_back(Block {
+            last => {
+                debug_assert!(last.is_none_or(|b| b.start_ms < start_ms));
+                let mut block = Block {
                     start_ms,
-                    len: values.len(),
-                    counts: *counts,
-                });
+                    len: values.len() as u32,
+                    counts: BlockCounts::default(),
+                };
+                if !block.counts.add(counts) || !self.insert_block(self.block_count as usize, block)
+                {
+                    return false;
+                }
             }
         }
         self.values.extend_from_slice(values);
@@ -103,12 +159,15 @@ impl MinuteList {
         }
         if from > self.from_ms {
             self.from_ms = from;
+            let leaving = self.blocks().partition_point(|b| b.start_ms < from);
             let mut gone = 0;
-            while let Some(b) = self.blocks.front().filter(|b| b.start_ms < from) {
-                gone += b.len;
-                self.counts.subtract(&b.counts);
-                self.blocks.pop_front();
+            for b in &self.blocks[..leaving] {
+                gone += b.len as usize;
+                self.counts.subtract(&b.counts.widen());
             }
+            self.blocks
+                .copy_within(leaving..self.block_count as usize, 0);
+            self.block_count -= leaving as u8;
             self.forget_sorted(gone);
             self.values.drain(..gone);
         }
@@ -138,70 +197,86 @@ impl MinuteList {
         }
         let mut counts = Counts::default();
         counts.count(outcome, timed && duration_us > HIGHEST_US);
-        self.counts.add(&counts);
         // Where the block's stretch ends, from the newest block back (calls mostly land in
         // the newest block).
         let mut end = self.values.len();
-        let mut at = self.blocks.len();
+        let mut at = self.block_count as usize;
         while at > 0 && self.blocks[at - 1].start_ms > start {
             at -= 1;
-            end -= self.blocks[at].len;
+            end -= self.blocks[at].len as usize;
         }
-        let add = usize::from(timed);
+        let add = u32::from(timed);
         match at.checked_sub(1).map(|i| &mut self.blocks[i]) {
             Some(b) if b.start_ms == start => {
+                if !b.counts.add(&counts) {
+                    return false;
+                }
                 b.len += add;
-                b.counts.add(&counts);
             }
-            _ => self.blocks.insert(
-                at,
-                Block {
+            _ => {
+                let mut block = Block {
                     start_ms: start,
                     len: add,
-                    counts,
-                },
-            ),
+                    counts: BlockCounts::default(),
+                };
+                if !block.counts.add(&counts) || !self.insert_block(at, block) {
+                    return false;
+                }
+            }
         }
+        self.counts.add(&counts);
         if timed {
             let value = list_value(duration_us);
             self.values.insert(end, value);
-            self.fresh.push(value);
+            if self.fresh_len as usize == FRESH_MAX {
+                self.settle();
+            }
+            self.fresh[self.fresh_len as usize] = value;
+            self.fresh_len += 1;
         }
+        true
+    }
+
+    /// The blocks in use, oldest first.
+    fn blocks(&self) -> &[Block] {
+        &self.blocks[..self.block_count as usize]
+    }
+
+    /// Inserts `block` at `at`; false when every block is in use (blocks outside the window
+    /// the list was built for: the list no longer knows the window).
+    fn insert_block(&mut self, at: usize, block: Block) -> bool {
+        let n = self.block_count as usize;
+        if n == self.blocks.len() {
+            return false;
+        }
+        self.blocks.copy_within(at..n, at + 1);
+        self.blocks[at] = block;
+        self.block_count += 1;
         true
     }
 
     /// Merges the durations recorded since the last read into the sorted list.
     fn settle(&mut self) {
-        if self.fresh.is_empty() {
+        let fresh = &mut self.fresh[..self.fresh_len as usize];
+        if fresh.is_empty() {
             return;
         }
+        self.fresh_len = 0;
         let sorted = Arc::make_mut(&mut self.sorted);
-        if self.fresh.len() <= 4 {
-            // A quiet minute's one or two calls: a search and a shift each.
-            for &value in &self.fresh {
-                let at = sorted.partition_point(|&v| v <= value);
-                sorted.insert(at, value);
-            }
-            self.fresh.clear();
-            return;
+        fresh.sort_unstable();
+        let n = sorted.len();
+        sorted.resize(n + fresh.len(), 0);
+        // From the largest new value down: each finds its place among the values not yet
+        // moved by a binary search, and the run of larger ones moves up past the new values
+        // still to place in one copy. A few calls join a minute of hundreds, so a copy per
+        // call beats a comparison per value.
+        let mut end = n;
+        for (j, &value) in fresh.iter().enumerate().rev() {
+            let at = sorted[..end].partition_point(|&v| v <= value);
+            sorted.copy_within(at..end, at + j + 1);
+            sorted[at + j] = value;
+            end = at;
         }
-        self.fresh.sort_unstable();
-        let (n, k) = (sorted.len(), self.fresh.len());
-        sorted.resize(n + k, 0);
-        // From the back, the larger of the two next values first: each write lands at or
-        // after every value of `sorted` still to be read.
-        let (mut i, mut j) = (n, k);
-        while j > 0 {
-            let next = self.fresh[j - 1];
-            if i > 0 && sorted[i - 1] > next {
-                sorted[i + j - 1] = sorted[i - 1];
-                i -= 1;
-            } else {
-                sorted[i + j - 1] = next;
-                j -= 1;
-            }
-        }
-        self.fresh.clear();
     }
 
     /// Takes the first `gone` durations of the block-ordered list out of the sorted one.
@@ -253,18 +328,83 @@ impl MinuteList {
     /// Bytes held on the heap.
     pub(super) fn heap_bytes(&self) -> usize {
         self.values.capacity() * 4
-            + self.blocks.capacity() * std::mem::size_of::<Block>()
             // The shared vector and the `Arc`'s two counters.
             + std::mem::size_of::<Vec<u32>>()
             + 16
             + self.sorted.capacity() * 4
-            + self.fresh.capacity() * 4
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_finds_what_it_needs_in_the_first_cache_line_and_a_block_in_one() {
+        use std::mem::{align_of, offset_of, size_of};
+        assert_eq!(align_of::<MinuteList>(), 64);
+        for end in [
+            offset_of!(MinuteList, from_ms) + 8,
+            offset_of!(MinuteList, sorted) + 8,
+            offset_of!(MinuteList, counts) + size_of::<Counts>(),
+            offset_of!(MinuteList, block_count) + 1,
+            offset_of!(MinuteList, fresh_len) + 1,
+        ] {
+            assert!(end <= 64, "a read's field ends at {end}");
+        }
+        let fresh = offset_of!(MinuteList, fresh);
+        assert!(
+            fresh >= 64 && fresh + 4 * FRESH_MAX <= 128,
+            "fresh at {fresh}"
+        );
+        assert_eq!(size_of::<Block>(), 32);
+        assert_eq!(offset_of!(MinuteList, blocks) % 32, 0);
+    }
+
+    #[test]
+    fn a_block_that_would_count_past_32_bits_drops_the_list() {
+        let from = minute_start(T0);
+        let many = Counts {
+            error: u64::from(u32::MAX),
+            ..Counts::default()
+        };
+        let mut l = MinuteList::new(from);
+        // The window's newest block, where the calls below land.
+        assert!(l.push_block(T0, &[], &many));
+        assert_eq!(l.counts().error, u64::from(u32::MAX));
+        // One more error in the same block does not fit; one in the next block does.
+        assert!(!l.clone().record(T0 + 1_000, 5, Outcome::Error, T0 + 1_000));
+        assert!(l.record(T0 + 11_000, 5, Outcome::Error, T0 + 11_000));
+        assert_eq!(l.counts().error, u64::from(u32::MAX) + 1);
+        // Past 32 bits at once.
+        let more = Counts {
+            ok: u64::from(u32::MAX) + 1,
+            ..Counts::default()
+        };
+        assert!(!MinuteList::new(from).push_block(from, &[], &more));
+    }
+
+    #[test]
+    fn a_list_holds_the_six_blocks_of_its_window_and_no_more() {
+        let from = minute_start(T0 + 50_000);
+        let mut l = MinuteList::new(from);
+        let one = Counts {
+            ok: 1,
+            ..Counts::default()
+        };
+        for b in 0..BLOCKS {
+            assert!(l.push_block(from + b * BLOCK_MS, &[b as u32 + 1], &one));
+        }
+        // A seventh block cannot be kept: a list built from slots outside its window.
+        assert!(!l.clone().push_block(from + BLOCKS * BLOCK_MS, &[9], &one));
+        assert_eq!(l.counts().ok, BLOCKS as u64);
+        // The window moves by a block: the oldest leaves and a new one fits.
+        let now = T0 + 60_000;
+        assert!(l.record(now, 7, Outcome::Ok, now));
+        assert_eq!(l.sorted().as_slice(), &[2, 3, 4, 5, 6, 7]);
+        assert_eq!(l.values(), &[2, 3, 4, 5, 6, 7]);
+        assert_eq!(l.counts().ok, BLOCKS as u64);
+    }
 
     const T0: i64 = 1_800_000_000_000;
 
