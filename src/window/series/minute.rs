@@ -24,11 +24,12 @@ const BLOCK_MS: i64 = TIERS[0].0;
 const BLOCKS: i64 = TIERS[0].1 as i64;
 /// Calls recorded since the last read that wait, unmerged, inside the list; one more merges
 /// them into the sorted durations first. An instance's minute takes fewer than a call a
-/// second, a zone's a few: most reads find them here. As many as fill the list's second
-/// cache line.
+/// second, a zone's a few: most reads find them here. Ten share the list's second cache
+/// line with the end of the durations' vector.
 const FRESH_MAX: usize = 10;
 
-/// Half a cache line, aligned to one: a call recorded into a block visits a single line.
+/// 32 bytes, aligned to 32: a block never straddles two cache lines, so a call recorded
+/// into one visits a single line.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(32))]
 struct Block {
@@ -382,6 +383,39 @@ mod tests {
             ..Counts::default()
         };
         assert!(!MinuteList::new(from).push_block(from, &[], &more));
+    }
+
+    #[test]
+    fn blocks_leave_together_while_calls_wait_to_be_merged() {
+        let from = minute_start(T0);
+        let mut l = MinuteList::new(from);
+        // Calls in three blocks, the last ones not yet merged when the window moves.
+        for (at, d) in [
+            (1_000, 40),
+            (12_000, 30),
+            (13_000, 35),
+            (24_000, 20),
+            (25_000, 10),
+        ] {
+            assert!(l.record(T0 + at, d, Outcome::Ok, T0 + at));
+        }
+        assert_eq!(l.sorted().as_slice(), &[10, 20, 30, 35, 40]);
+        assert!(l.record(T0 + 26_000, 5, Outcome::Ok, T0 + 26_000));
+        assert!(l.record(T0 + 27_000, 50, Outcome::Error, T0 + 27_000));
+        // Two blocks leave at once; the waiting call stays, merged in order.
+        assert!(l.slide(T0 + 70_000));
+        assert_eq!(l.sorted().as_slice(), &[5, 10, 20]);
+        assert_eq!(l.values(), &[20, 10, 5]);
+        assert_eq!(l.counts().ok, 3);
+        assert_eq!(l.counts().error, 1);
+        // The rest leave, waiting calls with them.
+        assert!(l.record(T0 + 71_000, 7, Outcome::Ok, T0 + 71_000));
+        assert!(l.slide(T0 + 200_000));
+        assert!(l.sorted().is_empty());
+        assert!(l.values().is_empty());
+        assert_eq!(l.counts(), Counts::default());
+        assert!(l.record(T0 + 200_000, 9, Outcome::Ok, T0 + 200_000));
+        assert_eq!(l.sorted().as_slice(), &[9]);
     }
 
     #[test]
