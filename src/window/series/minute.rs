@@ -122,26 +122,14 @@ impl MinuteList {
         if self.values.len() + values.len() > SAMPLE_MAX {
             return false;
         }
-        match self.blocks().last() {
-            Some(b) if b.start_ms == start_ms => {
-                let b = &mut self.blocks[self.block_count as usize - 1];
-                if !b.counts.add(counts) {
-                    return false;
-                }
-                b.len += values.len() as u32;
-            }
-            last => {
-                debug_assert!(last.is_none_or(|b| b.start_ms < start_ms));
-                let mut block = Block {
-                    start_ms,
-                    len: values.len() as u32,
-                    counts: BlockCounts::default(),
-                };
-                if !block.counts.add(counts) || !self.insert_block(self.block_count as usize, block)
-                {
-                    return false;
-                }
-            }
+        debug_assert!(self.blocks().last().is_none_or(|b| b.start_ms <= start_ms));
+        if !self.count_in_block(
+            self.block_count as usize,
+            start_ms,
+            values.len() as u32,
+            counts,
+        ) {
+            return false;
         }
         self.values.extend_from_slice(values);
         let sorted = Arc::make_mut(&mut self.sorted);
@@ -206,24 +194,8 @@ impl MinuteList {
             at -= 1;
             end -= self.blocks[at].len as usize;
         }
-        let add = u32::from(timed);
-        match at.checked_sub(1).map(|i| &mut self.blocks[i]) {
-            Some(b) if b.start_ms == start => {
-                if !b.counts.add(&counts) {
-                    return false;
-                }
-                b.len += add;
-            }
-            _ => {
-                let mut block = Block {
-                    start_ms: start,
-                    len: add,
-                    counts: BlockCounts::default(),
-                };
-                if !block.counts.add(&counts) || !self.insert_block(at, block) {
-                    return false;
-                }
-            }
+        if !self.count_in_block(at, start, u32::from(timed), &counts) {
+            return false;
         }
         self.counts.add(&counts);
         if timed {
@@ -243,11 +215,30 @@ impl MinuteList {
         &self.blocks[..self.block_count as usize]
     }
 
-    /// Inserts `block` at `at`; false when every block is in use (blocks outside the window
-    /// the list was built for: the list no longer knows the window).
-    fn insert_block(&mut self, at: usize, block: Block) -> bool {
+    /// Counts `len` durations and `counts` in the block starting at `start_ms`: the block
+    /// before `at` when it starts there, else a new one inserted at `at` (the blocks before
+    /// `at` start no later). False, with nothing counted, when a count would not fit or
+    /// every block is in use (blocks outside the window the list was built for: the list no
+    /// longer knows the window).
+    fn count_in_block(&mut self, at: usize, start_ms: i64, len: u32, counts: &Counts) -> bool {
+        if let Some(b) = at
+            .checked_sub(1)
+            .map(|i| &mut self.blocks[i])
+            .filter(|b| b.start_ms == start_ms)
+        {
+            if !b.counts.add(counts) {
+                return false;
+            }
+            b.len += len;
+            return true;
+        }
         let n = self.block_count as usize;
-        if n == self.blocks.len() {
+        let mut block = Block {
+            start_ms,
+            len,
+            counts: BlockCounts::default(),
+        };
+        if n == self.blocks.len() || !block.counts.add(counts) {
             return false;
         }
         self.blocks.copy_within(at..n, at + 1);
