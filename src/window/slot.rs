@@ -70,7 +70,8 @@ pub struct Slot {
     pub counts: Counts,
     /// Set when the slot changed since it was last persisted (only read for minute slots).
     pub dirty: bool,
-    /// Holds folded seconds not yet passed on to the coarser rings (10-second slots only).
+    /// Holds calls not yet passed on to the coarser rings: folded seconds of a 10-second
+    /// slot, or the calls of a minute slot that has not gone up to the 5-minute ring.
     pub pending: bool,
     /// Every successful call's duration, while `values_complete` (see [`Slot::keep_values`]).
     values: Vec<u32>,

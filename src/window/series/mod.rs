@@ -10,10 +10,11 @@
 //! | tier 2 | 5 m   | 13    | 1 h            |
 //!
 //! An event is recorded into the fine slot of its second only. When a fine slot leaves the
-//! 10-second ring it is folded into its 10-second slot, and a complete 10-second slot is passed
-//! on to the minute and 5-minute rings in one go. Windows therefore read one coarse ring, the
-//! 10-second slots not yet passed on (for the rings above it) and the still-unfolded fine
-//! slots, which never overlap.
+//! 10-second ring it is folded into its 10-second slot, a complete 10-second slot is passed on
+//! to the minute ring, and a whole minute goes up to the 5-minute ring in one merge (see
+//! [`carry_up`]; only the hour window reads that ring). Windows therefore read one coarse
+//! ring, the slots below it not yet passed on and the still-unfolded fine slots, which never
+//! overlap.
 //!
 //! The detectors read a dependency's 10-second, 1-minute and 5-minute windows and each
 //! instance's and zone's 1-minute window every second, so those are kept cheap to read: fine
@@ -194,8 +195,8 @@ impl Series {
         }
     }
 
-    /// The series, passing its complete 10-second slots on to the minute and 5-minute rings
-    /// 0-9 seconds late, the delay chosen by its dependency and label: for instances, zones
+    /// The series, passing its complete 10-second slots on to the minute ring 0-9 seconds
+    /// late, the delay chosen by its dependency and label: for instances, zones
     /// and sources. Passing on is the costliest step of rolling a series forward, and without
     /// a delay every series of the node would take it in the same second, the one that
     /// completes a 10-second slot: on a node with 100,000 series that evaluation cost more
@@ -348,22 +349,25 @@ impl Series {
                 continue;
             }
             let (rings, evicted) = (&mut self.tiers, &mut self.evicted_minutes);
-            let slot = if tier == 0 {
-                ten_second_slot(rings, evicted, &mut self.late_minutes, start)
-            } else {
-                coarse_slot(&mut rings[tier], tier, evicted, start)
+            let slot = match tier {
+                0 => ten_second_slot(rings, evicted, &mut self.late_minutes, start),
+                MINUTE_TIER => minute_slot(&mut rings[1..], evicted, start).0,
+                _ => coarse_slot(&mut rings[tier], tier, evicted, start),
             };
             if let Some(slot) = slot {
                 slot.record(duration_us, outcome);
                 kept = true;
-                // A 10-second slot not yet passed on carries the call up when it is.
+                // A 10-second slot not yet passed on, or a minute not yet gone up, carries
+                // the call up when it is.
                 let carried = slot.pending;
                 if let Some(s) = self.sums.get_mut(tier) {
                     s.record(start, duration_us, outcome);
                 }
                 if carried {
-                    // The 5-minute window reads the slot until it is passed on.
-                    if let Some(s) = self.sums.get_mut(1) {
+                    // The 5-minute window reads a 10-second slot until it is passed on.
+                    if tier == 0
+                        && let Some(s) = self.sums.get_mut(1)
+                    {
                         s.record(start, duration_us, outcome);
                     }
                     break;
@@ -468,7 +472,8 @@ impl Series {
     }
 
     /// Passes every 10-second slot that ends at or before `until_ms` (all its seconds
-    /// folded) on to the minute and 5-minute rings.
+    /// folded) on to the minute ring, and the minutes that are then whole up to the 5-minute
+    /// ring.
     fn pass_on(&mut self, until_ms: i64) {
         let (ten, upper) = self.tiers.split_first_mut().expect("three rings");
         let width = ten.width_ms;
@@ -483,6 +488,16 @@ impl Series {
                     &mut self.evicted_minutes,
                     &mut self.late_minutes,
                 );
+                // Every 10-second slot of a minute that ended by now is passed on in this
+                // pass: the minute is whole, and goes up (one that waits for no call, its
+                // last seconds empty, goes up when its slot is recycled).
+                let minute = upper[0].align(slot.start_ms);
+                if minute.saturating_add(MINUTE_MS) <= until_ms {
+                    let (minutes, five) = upper.split_first_mut().expect("two rings");
+                    if let Some(m) = minutes.get_mut(minute).filter(|m| m.pending) {
+                        pass_up(m, &mut five[0], &mut self.evicted_minutes);
+                    }
+                }
             } else {
                 floor = floor.min(slot.start_ms);
             }
@@ -680,9 +695,9 @@ impl Series {
                 for slot in ring.in_range(from, now_ms) {
                     snap.add_slot(slot);
                 }
-                if t > 0 {
-                    // Folded seconds not yet passed on to this ring.
-                    for slot in self.tiers[0].in_range(from, now_ms).filter(|s| s.pending) {
+                // Folded seconds not yet passed on to this ring, and minutes not yet gone up.
+                for lower in &self.tiers[..t] {
+                    for slot in lower.in_range(from, now_ms).filter(|s| s.pending) {
                         snap.add_slot(slot);
                     }
                 }
@@ -873,8 +888,8 @@ impl Series {
                 .or_insert_with(|| empty(start))
                 .add_slot(slot);
         }
-        if tier > 0 {
-            for slot in self.tiers[0].iter().filter(|s| s.pending && !s.is_empty()) {
+        for lower in &self.tiers[..tier] {
+            for slot in lower.iter().filter(|s| s.pending && !s.is_empty()) {
                 let start = ring.align(slot.start_ms);
                 if in_range(start) {
                     out.entry(start)
@@ -993,14 +1008,9 @@ fn fold(
         None => true,
     };
     if passed_on {
-        for (tier, ring) in tiers.iter_mut().enumerate().skip(1) {
-            let start = ring.align(fine.start_ms);
-            if let Some(dst) = coarse_slot(ring, tier, evicted, start) {
-                dst.absorb_fine(fine);
-            } else if tier == MINUTE_TIER {
-                late_minute(late, start).absorb_fine(fine);
-            }
-        }
+        carry_up(&mut tiers[1..], evicted, late, fine.start_ms, |dst| {
+            dst.absorb_fine(fine);
+        });
     }
 }
 
@@ -1011,9 +1021,10 @@ pub(super) fn late_minute(late: &mut BTreeMap<i64, Slot>, start: i64) -> &mut Sl
     late.entry(start).or_insert_with(|| Slot::new(start))
 }
 
-/// Adds a complete 10-second slot into the minute and 5-minute rings (`upper`): ten seconds
-/// pass on at once, as a counter loop per ring, or as a few records when the slot still keeps
-/// its durations as a list. The 5-minute sum has its calls already (see [`sums`]).
+/// Adds a complete 10-second slot into its minute (`upper` holds the minute and 5-minute
+/// rings; see [`carry_up`]): ten seconds pass on at once, as a counter loop, or as a few
+/// records when the slot still keeps its durations as a list. The 5-minute sum has its calls
+/// already (see [`sums`]).
 fn pass_on(
     slot: &mut Slot,
     upper: &mut [Ring],
@@ -1028,16 +1039,72 @@ fn pass_on(
         (Some(values), None) => dst.absorb_values(values, &slot.counts),
         (None, _) => dst.absorb(&slot.hist, &slot.counts),
     };
-    for (k, ring) in upper.iter_mut().enumerate() {
-        let tier = k + 1;
-        let start = ring.align(slot.start_ms);
-        if let Some(dst) = coarse_slot(ring, tier, evicted, start) {
-            add(dst);
-        } else if tier == MINUTE_TIER {
-            add(late_minute(late, start));
-        }
-    }
+    carry_up(upper, evicted, late, slot.start_ms, add);
     slot.pending = false;
+}
+
+/// Adds calls of the time `at_ms` (a 10-second slot passed on, or a late second) to their
+/// minute slot and, when that minute has already gone up to the 5-minute ring, to their
+/// 5-minute slot too. A minute that has not gone up (it was empty, or waits) carries them
+/// up with the rest of its calls when it does (see [`pass_up`]): a 5-minute slot then takes
+/// one merge a minute instead of one every ten seconds. A minute the ring has moved past
+/// gets them as a stored minute's late part.
+fn carry_up(
+    upper: &mut [Ring],
+    evicted: &mut Vec<Slot>,
+    late: &mut BTreeMap<i64, Slot>,
+    at_ms: i64,
+    add: impl Fn(&mut Slot),
+) {
+    let start = upper[0].align(at_ms);
+    let (minute, five) = minute_slot(upper, evicted, start);
+    let direct = match minute {
+        Some(dst) => {
+            // Holds calls and is not waiting: they are in the 5-minute ring already.
+            let gone_up = !dst.pending && !dst.is_empty();
+            add(dst);
+            dst.pending = !gone_up;
+            gone_up
+        }
+        None => {
+            add(late_minute(late, start));
+            true
+        }
+    };
+    if direct && let Some(dst) = coarse_slot(five, 2, evicted, five.align(at_ms)) {
+        add(dst);
+    }
+}
+
+/// The minute slot for `start` and the 5-minute ring; a minute slot recycled while it still
+/// waits to go up is passed up first, and one not yet persisted is stashed.
+fn minute_slot<'a>(
+    upper: &'a mut [Ring],
+    evicted: &mut Vec<Slot>,
+    start: i64,
+) -> (Option<&'a mut Slot>, &'a mut Ring) {
+    let (minutes, rest) = upper
+        .split_first_mut()
+        .expect("two rings above the 10-second one");
+    let five = &mut rest[0];
+    let slot = minutes.slot_mut_evicting(start, |old| {
+        if old.pending {
+            pass_up(old, five, evicted);
+        }
+        if old.dirty {
+            evicted.push(old.clone());
+        }
+    });
+    (slot, five)
+}
+
+/// Adds a minute slot that waits to go up (see [`carry_up`]) into its 5-minute slot.
+fn pass_up(minute: &mut Slot, five: &mut Ring, evicted: &mut Vec<Slot>) {
+    debug_assert!(minute.values().is_none(), "minute slots keep no list");
+    if let Some(dst) = coarse_slot(five, 2, evicted, five.align(minute.start_ms)) {
+        dst.absorb(&minute.hist, &minute.counts);
+    }
+    minute.pending = false;
 }
 
 /// The 10-second slot for `start`; a slot recycled before it was passed on is passed on first.
@@ -1489,6 +1556,90 @@ mod tests {
         assert!(s.is_clean());
         assert_eq!(total(&mut s, Window::M15, T0 + 5 * MINUTE_MS), 10);
         assert_eq!(total(&mut s, Window::H1, T0 + 5 * MINUTE_MS), 10);
+    }
+
+    /// The calls of the 5-minute slot holding `at`, when the ring has it.
+    fn five_minute_calls(s: &Series, at: i64) -> u64 {
+        s.tiers[2]
+            .get(s.tiers[2].align(at))
+            .map_or(0, |slot| slot.counts.total())
+    }
+
+    #[test]
+    fn a_minute_goes_up_to_the_five_minute_ring_once_whole() {
+        let mut s = Series::new();
+        // A call every second of the first minute, read every second as the detectors do.
+        for i in 0..60 {
+            let now = T0 + i * 1_000 + 500;
+            s.record(now, 2_000 + i as u64, Outcome::Ok, now);
+            s.advance(now);
+            // Five of its six 10-second slots have been passed on to the minute by the end,
+            // and none reached the 5-minute slot: the minute carries them up whole.
+            assert_eq!(five_minute_calls(&s, T0), 0, "at second {i}");
+            assert_eq!(s.window(Window::H1, now).total(), i as u64 + 1);
+        }
+        let minute_passed = T0 + MINUTE_MS + 10_000;
+        s.advance(minute_passed);
+        assert!(!s.tiers[MINUTE_TIER].get(T0).unwrap().pending);
+        assert_eq!(five_minute_calls(&s, T0), 60);
+        assert_eq!(s.window(Window::H1, minute_passed).total(), 60);
+        // A late call for a minute that went up goes to both rings at once.
+        s.record(T0 + 30_000, 7, Outcome::Error, minute_passed);
+        assert_eq!(five_minute_calls(&s, T0), 61);
+        assert_eq!(total(&mut s, Window::H1, minute_passed), 61);
+        assert_eq!(total(&mut s, Window::M5, minute_passed), 61);
+    }
+
+    #[test]
+    fn a_minute_without_calls_at_its_end_goes_up_when_its_slot_is_recycled() {
+        let mut s = Series::new();
+        s.record(T0 + 1_000, 3_000, Outcome::Ok, T0 + 1_000);
+        // Its only 10-second slot is passed on before the minute ends: it waits.
+        s.advance(T0 + 30_000);
+        assert!(s.tiers[MINUTE_TIER].get(T0).unwrap().pending);
+        let mut now = T0 + 30_000;
+        while now < T0 + 16 * MINUTE_MS {
+            now += 20_000;
+            assert_eq!(five_minute_calls(&s, T0), 0);
+            assert_eq!(total(&mut s, Window::H1, now), 1, "at {}", now - T0);
+        }
+        // The minute ring holds 16 minutes: a call 16 minutes on, once passed on to its
+        // minute, recycles the waiting one.
+        s.record(now, 4_000, Outcome::Ok, now);
+        let passed = now + 30_000;
+        s.advance(passed);
+        assert!(s.tiers[MINUTE_TIER].get(T0).is_none());
+        assert_eq!(five_minute_calls(&s, T0), 1);
+        assert_eq!(total(&mut s, Window::H1, passed), 2);
+    }
+
+    #[test]
+    fn a_minute_loaded_into_one_that_waits_to_go_up_is_counted_once() {
+        let mut src = Series::new();
+        for i in 0..10 {
+            src.record(
+                T0 + 40_000 + i * 100,
+                5_000 + i as u64,
+                Outcome::Ok,
+                T0 + 41_000,
+            );
+        }
+        let stored = src.take_rollups(T0 + 2 * MINUTE_MS, true).remove(0);
+        let mut s = Series::new();
+        s.record(T0 + 1_000, 3_000, Outcome::Ok, T0 + 1_000);
+        s.advance(T0 + 30_000);
+        assert!(s.tiers[MINUTE_TIER].get(T0).unwrap().pending);
+        s.load_minute(stored.minute_ms, &stored.slot, T0 + 30_000);
+        assert_eq!(five_minute_calls(&s, T0), 0);
+        assert_eq!(total(&mut s, Window::H1, T0 + 30_000), 11);
+        // Recycled 16 minutes on, the minute goes up with its loaded calls.
+        let later = T0 + 16 * MINUTE_MS + 20_000;
+        s.record(later, 4_000, Outcome::Ok, later);
+        s.advance(later + 30_000);
+        assert!(s.tiers[MINUTE_TIER].get(T0).is_none());
+        assert_eq!(five_minute_calls(&s, T0), 11);
+        assert_eq!(total(&mut s, Window::H1, later + 30_000), 12);
+        assert_eq!(total(&mut s, Window::M15, later + 30_000), 1);
     }
 
     #[test]

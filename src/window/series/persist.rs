@@ -3,7 +3,7 @@
 //! minutes back at start-up.
 
 use super::super::slot::Slot;
-use super::{MINUTE_MS, MINUTE_TIER, Series, coarse_slot, fine_horizon};
+use super::{MINUTE_MS, MINUTE_TIER, Series, coarse_slot, fine_horizon, minute_slot};
 
 /// A minute of one series ready to be persisted.
 #[derive(Debug, Clone)]
@@ -35,12 +35,13 @@ impl Series {
             if start < ring.horizon_start(now_ms) {
                 continue;
             }
-            if let Some(dst) = coarse_slot(
-                &mut self.tiers[tier],
-                tier,
-                &mut self.evicted_minutes,
-                start,
-            ) {
+            let (rings, evicted) = (&mut self.tiers, &mut self.evicted_minutes);
+            let dst = if tier == MINUTE_TIER {
+                minute_slot(&mut rings[MINUTE_TIER..], evicted, start).0
+            } else {
+                coarse_slot(&mut rings[tier], tier, evicted, start)
+            };
+            if let Some(dst) = dst {
                 let was_dirty = dst.dirty;
                 dst.absorb(&slot.hist, &slot.counts);
                 // Loaded data is already stored; only new data makes the minute dirty.
@@ -49,6 +50,10 @@ impl Series {
                 }
                 if let Some(s) = self.sums.get_mut(tier).filter(|s| start >= s.from_ms) {
                     s.sum.absorb(&slot.hist, &slot.counts);
+                }
+                // A minute waiting to go up carries the loaded calls with it.
+                if dst.pending {
+                    break;
                 }
             }
         }
