@@ -285,7 +285,15 @@ impl Slot {
         if self.take_all(&other.counts) {
             return;
         }
-        self.remove_parts(&other.histogram(), &other.counts);
+        match other.values() {
+            // No histogram of the list first: it would be sorted and merged, then made dense.
+            Some(values) => {
+                self.end_list();
+                self.hist.subtract_values(values);
+                self.removed(&other.counts);
+            }
+            None => self.remove_parts(&other.hist, &other.counts),
+        }
     }
 
     /// Takes calls back out, given as a histogram and their counts.

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use super::histogram::{HIGHEST_US, SlotHistogram, new_histogram};
+use super::histogram::{HIGHEST_US, LOWEST_US, SIGFIG, SlotHistogram, new_histogram};
 
 /// Most bytes a sparse histogram holds (against 13 KiB dense).
 pub(crate) const SPARSE_BYTES_MAX: usize = 4_096;
@@ -263,12 +263,32 @@ impl SlotHist {
             (SlotHist::Dense(h), SlotHist::Dense(src)) => Arc::make_mut(h)
                 .subtract(&**src)
                 .expect("a slot only removes calls it absorbed"),
-            (SlotHist::Dense(h), SlotHist::Sparse(_)) => Arc::make_mut(h)
-                .subtract(other.to_dense())
+            (SlotHist::Dense(h), SlotHist::Sparse(b)) => Arc::make_mut(h)
+                .subtract(bounded_histogram(Entries::new(b)))
                 .expect("a slot only removes calls it absorbed"),
             (SlotHist::Sparse(dst), SlotHist::Sparse(b)) => subtract_entries(dst, Entries::new(b)),
             (SlotHist::Sparse(dst), SlotHist::Dense(src)) => {
                 subtract_entries(dst, dense_entries(src))
+            }
+        }
+    }
+
+    /// Takes calls given as their durations back out (the inverse of
+    /// [`SlotHist::add_values`]). Panics if they were not all added.
+    pub fn subtract_values(&mut self, values: &[u32]) {
+        match self {
+            SlotHist::Dense(h) => {
+                let mut indices: Vec<u32> =
+                    values.iter().map(|&v| bucket_index(v.into())).collect();
+                indices.sort_unstable();
+                Arc::make_mut(h)
+                    .subtract(bounded_histogram(Runs(&indices)))
+                    .expect("a slot only removes calls it absorbed");
+            }
+            SlotHist::Sparse(_) => {
+                let mut listed = SlotHist::default();
+                listed.add_values(values);
+                self.subtract(&listed);
             }
         }
     }
@@ -489,6 +509,21 @@ impl Iterator for Runs<'_> {
 }
 
 /// The used buckets of a dense histogram as (index, count), lowest first.
+/// A histogram of `entries` (sorted by bucket) whose range ends at their largest bucket:
+/// HdrHistogram's subtraction visits every counter of the histogram it takes out, and a
+/// full-range one has counters up to an hour where calls of milliseconds fill a third of them.
+/// Buckets depend only on the lowest value and the precision, so its counters line up with a
+/// full-range histogram's.
+fn bounded_histogram(entries: impl Iterator<Item = (u32, u64)> + Clone) -> SlotHistogram {
+    let top = entries.clone().last().map_or(0, |(i, _)| bucket_value(i));
+    let mut h = SlotHistogram::new_with_bounds(LOWEST_US, top.max(2 * LOWEST_US), SIGFIG)
+        .expect("bounds within the slots' bounds are valid");
+    for (i, n) in entries {
+        h.saturating_record_n(bucket_value(i), n as u32);
+    }
+    h
+}
+
 fn dense_entries(h: &SlotHistogram) -> impl Iterator<Item = (u32, u64)> + Clone + '_ {
     DenseEntries { h, next_value: 0 }
 }
@@ -986,6 +1021,30 @@ mod tests {
             prop_assert_eq!(&back, &sum);
             sum.subtract(&sa);
             prop_assert!(sum.is_empty());
+        }
+
+        /// Taking calls out as their durations leaves what taking their histogram out leaves,
+        /// sparse or dense, whatever their range (the dense form subtracts a histogram that
+        /// ends at their largest bucket).
+        #[test]
+        fn subtracting_durations_equals_subtracting_their_histogram(
+            a in durations(),
+            b in durations(),
+            dense in any::<bool>(),
+        ) {
+            let listed: Vec<u32> = b.iter().map(|&v| super::super::histogram::list_value(v)).collect();
+            let mut sum = sparse_of(&a);
+            sum.add_values(&listed);
+            if dense {
+                sum.make_dense();
+            }
+            let mut by_values = sum.clone();
+            by_values.subtract_values(&listed);
+            let mut of_b = SlotHist::default();
+            of_b.add_values(&listed);
+            sum.subtract(&of_b);
+            prop_assert_eq!(&by_values.to_dense(), &sum.to_dense());
+            prop_assert_eq!(&by_values.to_dense(), &hist_of(&a));
         }
     }
 }
