@@ -429,9 +429,12 @@ impl Series {
         self.pass_on_until(fine_horizon(now_ms));
     }
 
-    /// Passes on the 10-second slots that end at or before `until_ms`, when one may wait.
+    /// Passes on the 10-second slots of the minutes that end at or before `until_ms`, when
+    /// one may wait.
     fn pass_on_until(&mut self, until_ms: i64) {
-        if until_ms.saturating_sub(self.tiers[0].width_ms) >= self.pending_floor_ms {
+        if self.pending_floor_ms != i64::MAX
+            && whole_minute(self.pending_floor_ms).saturating_add(MINUTE_MS) <= until_ms
+        {
             self.pass_on(until_ms);
         }
     }
@@ -471,35 +474,41 @@ impl Series {
         self.sums.iter_mut().for_each(WindowSum::settle);
     }
 
-    /// Passes every 10-second slot that ends at or before `until_ms` (all its seconds
-    /// folded) on to the minute ring, and the minutes that are then whole up to the 5-minute
-    /// ring.
+    /// Passes the 10-second slots of every minute that ends at or before `until_ms` (all its
+    /// seconds folded) on to the minute ring, a minute's slots together, and the minutes
+    /// then whole up to the 5-minute ring.
     fn pass_on(&mut self, until_ms: i64) {
         let (ten, upper) = self.tiers.split_first_mut().expect("three rings");
-        let width = ten.width_ms;
-        // The oldest slot still waiting, once these are passed on (each ends after
+        // The oldest slot still waiting, once these are passed on (its minute ends after
         // `until_ms`): no visit until then.
         let mut floor = i64::MAX;
-        for slot in ten.iter_mut().filter(|s| s.pending) {
-            if slot.start_ms.saturating_add(width) <= until_ms {
-                pass_on(
-                    slot,
-                    upper,
-                    &mut self.evicted_minutes,
-                    &mut self.late_minutes,
-                );
-                // Every 10-second slot of a minute that ended by now is passed on in this
-                // pass: the minute is whole, and goes up (one that waits for no call, its
-                // last seconds empty, goes up when its slot is recycled).
-                let minute = upper[0].align(slot.start_ms);
-                if minute.saturating_add(MINUTE_MS) <= until_ms {
-                    let (minutes, five) = upper.split_first_mut().expect("two rings");
-                    if let Some(m) = minutes.get_mut(minute).filter(|m| m.pending) {
-                        pass_up(m, &mut five[0], &mut self.evicted_minutes);
-                    }
-                }
+        // The waiting slots of the minutes that ended, as (start, ring index).
+        let mut ready = [(0i64, 0usize); TIERS[0].1];
+        let mut n = 0;
+        for i in 0..TIERS[0].1 {
+            let Some(slot) = ten.at_mut(i).filter(|s| s.pending) else {
+                continue;
+            };
+            if whole_minute(slot.start_ms).saturating_add(MINUTE_MS) <= until_ms {
+                ready[n] = (slot.start_ms, i);
+                n += 1;
             } else {
                 floor = floor.min(slot.start_ms);
+            }
+        }
+        let ready = &mut ready[..n];
+        ready.sort_unstable();
+        let (evicted, late) = (&mut self.evicted_minutes, &mut self.late_minutes);
+        for group in ready.chunk_by(|a, b| whole_minute(a.0) == whole_minute(b.0)) {
+            pass_on_minute(ten, upper, group, evicted, late);
+            // The minute is whole: it goes up (one whose calls all came as late seconds goes
+            // up when its slot is recycled).
+            let (minutes, five) = upper.split_first_mut().expect("two rings");
+            if let Some(m) = minutes
+                .get_mut(whole_minute(group[0].0))
+                .filter(|m| m.pending)
+            {
+                pass_up(m, &mut five[0], evicted);
             }
         }
         self.pending_floor_ms = floor;
@@ -1043,6 +1052,51 @@ fn pass_on(
     slot.pending = false;
 }
 
+/// Passes on the waiting 10-second slots of one whole minute (ring indices in `ten`): those
+/// that keep their durations as a list together, sorted once and merged into the minute in
+/// one go where one by one each merge would walk the growing minute again, and the others
+/// one by one.
+fn pass_on_minute(
+    ten: &mut Ring,
+    upper: &mut [Ring],
+    group: &[(i64, usize)],
+    evicted: &mut Vec<Slot>,
+    late: &mut BTreeMap<i64, Slot>,
+) {
+    let mut listed = [false; TIERS[0].1];
+    for (k, &(_, i)) in group.iter().enumerate() {
+        listed[k] = ten.at_mut(i).is_some_and(|s| s.values().is_some());
+    }
+    if listed.iter().filter(|&&l| l).count() > 1 {
+        let mut values: Vec<u32> = Vec::new();
+        let mut counts = Counts::default();
+        for (k, &(_, i)) in group.iter().enumerate() {
+            if let Some(slot) = ten.at_mut(i).filter(|_| listed[k]) {
+                values.extend_from_slice(slot.values().unwrap_or_default());
+                counts.add(&slot.counts);
+                slot.pending = false;
+            }
+        }
+        let indices = super::slot_hist::sorted_indices(&values);
+        let add = |dst: &mut Slot| match &indices {
+            Some(indices) => dst.absorb_indexed(&values, indices, &counts),
+            None => dst.absorb_values(&values, &counts),
+        };
+        carry_up(upper, evicted, late, group[0].0, add);
+    }
+    for &(_, i) in group {
+        if let Some(slot) = ten.at_mut(i).filter(|s| s.pending) {
+            pass_on(slot, upper, evicted, late);
+        }
+    }
+}
+
+/// Start of the minute holding `ts_ms`.
+#[inline]
+fn whole_minute(ts_ms: i64) -> i64 {
+    ts_ms - ts_ms.rem_euclid(MINUTE_MS)
+}
+
 /// Adds calls of the time `at_ms` (a 10-second slot passed on, or a late second) to their
 /// minute slot and, when that minute has already gone up to the 5-minute ring, to their
 /// 5-minute slot too. A minute that has not gone up (it was empty, or waits) carries them
@@ -1516,11 +1570,11 @@ mod tests {
         let mut s = Series::new();
         let later = T0 + 16 * MINUTE_MS;
         s.record(later + 2_000, 1, Outcome::Ok, later + 2_000);
-        s.advance(later + 30_000);
-        // The minute 16 minutes on takes the ring's place of the minute at T0.
-        s.pass_on_folded(later + 30_000);
+        s.advance(later + 70_000);
+        // The minute 16 minutes on, whole, takes the ring's place of the minute at T0.
+        s.pass_on_folded(later + 70_000);
         s.record(T0 + 5_000, 7, Outcome::Ok, T0 + 5_000);
-        let rollups = s.take_rollups(later + 40_000, false);
+        let rollups = s.take_rollups(later + 80_000, false);
         let stored = |minute: i64| -> u64 {
             rollups
                 .iter()
@@ -1530,7 +1584,7 @@ mod tests {
         };
         assert_eq!(stored(T0), 1, "{rollups:?}");
         assert!(rollups.iter().any(|r| r.minute_ms == T0 && r.late_part));
-        assert_eq!(s.window(Window::H1, later + 40_000).total(), 2);
+        assert_eq!(s.window(Window::H1, later + 80_000).total(), 2);
     }
 
     #[test]
@@ -1566,21 +1620,27 @@ mod tests {
     }
 
     #[test]
-    fn a_minute_goes_up_to_the_five_minute_ring_once_whole() {
+    fn a_minute_is_passed_on_and_goes_up_to_the_five_minute_ring_once_whole() {
         let mut s = Series::new();
+        let minute_calls =
+            |s: &Series| s.tiers[MINUTE_TIER].get(T0).map_or(0, |m| m.counts.total());
         // A call every second of the first minute, read every second as the detectors do.
         for i in 0..60 {
             let now = T0 + i * 1_000 + 500;
             s.record(now, 2_000 + i as u64, Outcome::Ok, now);
             s.advance(now);
-            // Five of its six 10-second slots have been passed on to the minute by the end,
-            // and none reached the 5-minute slot: the minute carries them up whole.
+            // Five of its six 10-second slots are complete by the end, and wait: the
+            // minute takes them together, and goes up whole.
+            assert_eq!(minute_calls(&s), 0, "at second {i}");
             assert_eq!(five_minute_calls(&s, T0), 0, "at second {i}");
             assert_eq!(s.window(Window::H1, now).total(), i as u64 + 1);
+            assert_eq!(s.window(Window::M5, now).total(), i as u64 + 1);
         }
         let minute_passed = T0 + MINUTE_MS + 10_000;
         s.advance(minute_passed);
         assert!(!s.tiers[MINUTE_TIER].get(T0).unwrap().pending);
+        assert!(s.tiers[0].iter().all(|ten| !ten.pending));
+        assert_eq!(minute_calls(&s), 60);
         assert_eq!(five_minute_calls(&s, T0), 60);
         assert_eq!(s.window(Window::H1, minute_passed).total(), 60);
         // A late call for a minute that went up goes to both rings at once.
@@ -1590,27 +1650,39 @@ mod tests {
         assert_eq!(total(&mut s, Window::M5, minute_passed), 61);
     }
 
-    #[test]
-    fn a_minute_without_calls_at_its_end_goes_up_when_its_slot_is_recycled() {
-        let mut s = Series::new();
+    /// A series whose first minute waits to go up: a 10-second slot passed on alone because
+    /// its ring slot was taken before its minute's turn came (the series passes on 9 seconds
+    /// late), and no other slot of that minute left to pass on with it.
+    fn series_with_a_waiting_minute() -> Series {
+        let mut s = Series::new().with_pass_delay(9_000);
         s.record(T0 + 1_000, 3_000, Outcome::Ok, T0 + 1_000);
-        // Its only 10-second slot is passed on before the minute ends: it waits.
-        s.advance(T0 + 30_000);
+        s.advance(T0 + 61_000);
+        s.record(T0 + 61_000, 3_500, Outcome::Ok, T0 + 61_000);
+        s.advance(T0 + 90_000);
         assert!(s.tiers[MINUTE_TIER].get(T0).unwrap().pending);
-        let mut now = T0 + 30_000;
+        assert_eq!(five_minute_calls(&s, T0), 0);
+        s
+    }
+
+    #[test]
+    fn a_minute_that_waits_for_nothing_goes_up_when_its_slot_is_recycled() {
+        let mut s = series_with_a_waiting_minute();
+        let mut now = T0 + 90_000;
         while now < T0 + 16 * MINUTE_MS {
             now += 20_000;
-            assert_eq!(five_minute_calls(&s, T0), 0);
-            assert_eq!(total(&mut s, Window::H1, now), 1, "at {}", now - T0);
+            assert_eq!(total(&mut s, Window::H1, now), 2, "at {}", now - T0);
+            // The second minute went up once whole; the first still waits.
+            let second_minute_up = now >= T0 + 2 * MINUTE_MS + 18_000;
+            assert_eq!(five_minute_calls(&s, T0), u64::from(second_minute_up));
         }
         // The minute ring holds 16 minutes: a call 16 minutes on, once passed on to its
         // minute, recycles the waiting one.
         s.record(now, 4_000, Outcome::Ok, now);
-        let passed = now + 30_000;
+        let passed = now + 90_000;
         s.advance(passed);
         assert!(s.tiers[MINUTE_TIER].get(T0).is_none());
-        assert_eq!(five_minute_calls(&s, T0), 1);
-        assert_eq!(total(&mut s, Window::H1, passed), 2);
+        assert_eq!(five_minute_calls(&s, T0), 2);
+        assert_eq!(total(&mut s, Window::H1, passed), 3);
     }
 
     #[test]
@@ -1625,21 +1697,20 @@ mod tests {
             );
         }
         let stored = src.take_rollups(T0 + 2 * MINUTE_MS, true).remove(0);
-        let mut s = Series::new();
-        s.record(T0 + 1_000, 3_000, Outcome::Ok, T0 + 1_000);
-        s.advance(T0 + 30_000);
-        assert!(s.tiers[MINUTE_TIER].get(T0).unwrap().pending);
-        s.load_minute(stored.minute_ms, &stored.slot, T0 + 30_000);
+        let mut s = series_with_a_waiting_minute();
+        s.load_minute(stored.minute_ms, &stored.slot, T0 + 90_000);
         assert_eq!(five_minute_calls(&s, T0), 0);
-        assert_eq!(total(&mut s, Window::H1, T0 + 30_000), 11);
-        // Recycled 16 minutes on, the minute goes up with its loaded calls.
+        assert_eq!(total(&mut s, Window::H1, T0 + 90_000), 12);
+        // Recycled 16 minutes on, the minute goes up with its loaded calls (the second
+        // minute went up on its own).
         let later = T0 + 16 * MINUTE_MS + 20_000;
         s.record(later, 4_000, Outcome::Ok, later);
-        s.advance(later + 30_000);
+        let passed = later + 90_000;
+        s.advance(passed);
         assert!(s.tiers[MINUTE_TIER].get(T0).is_none());
-        assert_eq!(five_minute_calls(&s, T0), 11);
-        assert_eq!(total(&mut s, Window::H1, later + 30_000), 12);
-        assert_eq!(total(&mut s, Window::M15, later + 30_000), 1);
+        assert_eq!(five_minute_calls(&s, T0), 12);
+        assert_eq!(total(&mut s, Window::H1, passed), 13);
+        assert_eq!(total(&mut s, Window::M15, passed), 1);
     }
 
     #[test]
