@@ -308,6 +308,14 @@ impl Series {
         let second = self.fine.align(ts_ms);
         debug_assert_eq!(self.fine.index(second), index);
         if second >= fine_horizon(now_ms) {
+            // An older second with calls is about to fold into its 10-second slot (a quiet
+            // peer's seconds fold here, not in a roll forward), which may recycle a slot of an
+            // earlier minute: the minutes that ended before every second still unfolded are
+            // whole, so their slots go on together first, not one by one as they are recycled.
+            if self.fine_marks[index].start_ms < second {
+                let unfolded = self.fine_marks.iter().map(|m| m.start_ms).min();
+                self.pass_on_until(unfolded.unwrap_or(i64::MAX));
+            }
             // An evicted second leaves `dense_fine`, which must hold its calls first.
             self.dense_owed.pay(&mut self.dense_fine);
             let (tiers, evicted, late, dense, retired) = (
@@ -1648,6 +1656,41 @@ mod tests {
         assert_eq!(five_minute_calls(&s, T0), 61);
         assert_eq!(total(&mut s, Window::H1, minute_passed), 61);
         assert_eq!(total(&mut s, Window::M5, minute_passed), 61);
+    }
+
+    #[test]
+    fn a_peer_whose_seconds_fold_as_calls_arrive_passes_a_whole_minute_on_at_once() {
+        // Never rolled forward: each call folds the second its ring slot held, ten seconds
+        // earlier, as a quiet peer's calls do.
+        let mut s = Series::peer().with_pass_delay(9_000);
+        let minute_calls =
+            |s: &Series| s.tiers[MINUTE_TIER].get(T0).map_or(0, |m| m.counts.total());
+        for k in 0..7 {
+            let at = T0 + k * 10_000 + 500;
+            s.record(at, 1_000 + k as u64, Outcome::Ok, at);
+            // Up to the call in the minute's last second plus ten, the minute is not whole.
+            assert_eq!(minute_calls(&s), 0, "after the call at {}", at - T0);
+        }
+        // The call at 70.5 s folds the second of 60 s: every second before it is folded, so
+        // the minute's six 10-second slots go on together before that fold recycles one.
+        s.record(T0 + 70_500, 2_000, Outcome::Ok, T0 + 70_500);
+        assert_eq!(minute_calls(&s), 6);
+        assert!(
+            s.tiers[0]
+                .iter()
+                .filter(|ten| ten.start_ms < T0 + MINUTE_MS)
+                .all(|ten| !ten.pending)
+        );
+        assert_eq!(five_minute_calls(&s, T0), 6);
+        // The 10-second window starts at 61 s, the minute at 20 s.
+        let expected = |w: Window| match w {
+            Window::S10 => 1,
+            Window::M1 => 6,
+            _ => 8,
+        };
+        for w in Window::ALL {
+            assert_eq!(total(&mut s, w, T0 + 70_500), expected(w), "{w}");
+        }
     }
 
     /// A series whose first minute waits to go up: a 10-second slot passed on alone because
