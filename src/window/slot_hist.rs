@@ -508,7 +508,6 @@ impl Iterator for Runs<'_> {
     }
 }
 
-/// The used buckets of a dense histogram as (index, count), lowest first.
 /// A histogram of `entries` (sorted by bucket) whose range ends at their largest bucket:
 /// HdrHistogram's subtraction visits every counter of the histogram it takes out, and a
 /// full-range one has counters up to an hour where calls of milliseconds fill a third of them.
@@ -524,6 +523,7 @@ fn bounded_histogram(entries: impl Iterator<Item = (u32, u64)> + Clone) -> SlotH
     h
 }
 
+/// The used buckets of a dense histogram as (index, count), lowest first.
 fn dense_entries(h: &SlotHistogram) -> impl Iterator<Item = (u32, u64)> + Clone + '_ {
     DenseEntries { h, next_value: 0 }
 }

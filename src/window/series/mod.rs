@@ -114,8 +114,8 @@ pub struct Series {
     /// No 10-second slot that starts before this waits to be passed on (a lower bound,
     /// lowered whenever a second is folded into a slot not yet passed on).
     pending_floor_ms: i64,
-    /// How long after its last second is folded a 10-second slot waits before it is passed
-    /// on (0-9 s, see [`Series::staggered`]).
+    /// How long after its last second is folded a minute's 10-second slots wait before they
+    /// are passed on (0-9 s, see [`Series::staggered`]).
     pass_delay_ms: i64,
     /// Each fine slot's second and counts, by ring index (see [`SecondMark`]): a fold
     /// visits only the slots that have calls to fold, where the boxed slots themselves are
@@ -195,15 +195,21 @@ impl Series {
         }
     }
 
-    /// The series, passing its complete 10-second slots on to the minute ring 0-9 seconds
+    /// The series, passing a whole minute's 10-second slots on to the minute ring 0-9 seconds
     /// late, the delay chosen by its dependency and label: for instances, zones
     /// and sources. Passing on is the costliest step of rolling a series forward, and without
     /// a delay every series of the node would take it in the same second, the one that
-    /// completes a 10-second slot: on a node with 100,000 series that evaluation cost more
-    /// than twice the others. Windows are unchanged (they read the 10-second slots not yet
-    /// passed on), and a minute is passed on whole before it is persisted
-    /// ([`Series::take_rollups`]). A dependency's total is not staggered: its 5-minute window
-    /// is read every second, and would add a waiting slot to each read.
+    /// completes a minute: on a node with 100,000 series such a second cost more than twice
+    /// the others. Windows are unchanged (they read the 10-second slots not yet passed on),
+    /// and a minute is passed on whole before it is persisted ([`Series::take_rollups`]). A
+    /// dependency's total is not staggered: its 5-minute window is read every second, and
+    /// would add a waiting slot to each read.
+    ///
+    /// The 10-second ring holds one minute, so a delay of a second or more lets the fold of
+    /// the next minute's first second recycle the minute's first 10-second slot before the
+    /// minute's turn: that slot is passed on alone, into an empty minute, in the same second
+    /// for every staggered series that rolls forward (a small merge, where the rest of the
+    /// minute goes on staggered).
     pub fn staggered(mut self, dependency: &str, label: &str) -> Self {
         // FNV-1a: stable across runs and platforms, so a replay costs the same each time.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -313,8 +319,11 @@ impl Series {
             // earlier minute: the minutes that ended before every second still unfolded are
             // whole, so their slots go on together first, not one by one as they are recycled.
             if self.fine_marks[index].start_ms < second {
-                let unfolded = self.fine_marks.iter().map(|m| m.start_ms).min();
-                self.pass_on_until(unfolded.unwrap_or(i64::MAX));
+                let unfolded = self
+                    .fine_marks
+                    .iter()
+                    .fold(i64::MAX, |t, m| t.min(m.start_ms));
+                self.pass_on_until(unfolded);
             }
             // An evicted second leaves `dense_fine`, which must hold its calls first.
             self.dense_owed.pay(&mut self.dense_fine);
@@ -421,8 +430,8 @@ impl Series {
         }
     }
 
-    /// Retires every fine slot that starts before `until_ms`, then passes on every 10-second
-    /// slot whose seconds are all folded.
+    /// Retires every fine slot that starts before `until_ms`, then passes on the 10-second
+    /// slots of every minute whose seconds are all folded (after the series' delay).
     fn fold_before(&mut self, until_ms: i64) {
         // A series without calls in the seconds leaving the ring costs two comparisons.
         if until_ms > self.fine_floor_ms {
@@ -431,8 +440,9 @@ impl Series {
         self.pass_on_until(until_ms.saturating_sub(self.pass_delay_ms));
     }
 
-    /// Passes on, without the series' delay, every 10-second slot whose seconds are all
-    /// folded at `now_ms`: before minutes are persisted, so that a complete minute is whole.
+    /// Passes on, without the series' delay, the 10-second slots of every minute whose seconds
+    /// are all folded at `now_ms`: before minutes are persisted, so that a complete minute is
+    /// whole.
     pub(crate) fn pass_on_folded(&mut self, now_ms: i64) {
         self.pass_on_until(fine_horizon(now_ms));
     }
@@ -1005,7 +1015,8 @@ fn retire(
 
 /// Adds a retired fine slot into its 10-second slot. The coarser rings get it when the
 /// 10-second slot is passed on, unless that already happened (a late second), in which case
-/// they get it now. The running sums have its calls already, and keep them (see [`sums`]).
+/// its minute gets it now, and the 5-minute ring now or when the minute goes up (see
+/// [`carry_up`]). The running sums have its calls already, and keep them (see [`sums`]).
 fn fold(
     fine: &FineSlot,
     tiers: &mut [Ring; 3],
