@@ -190,8 +190,7 @@ impl SlotHist {
 
     /// [`SlotHist::add_values`] into a sparse string by one merge, whatever the number of values.
     fn add_values_merged(&mut self, values: &[u32]) {
-        let mut indices: Vec<u32> = values.iter().map(|&v| bucket_index(v.into())).collect();
-        indices.sort_unstable();
+        let indices = bucket_indices(values);
         self.add_entries(Runs(&indices), 2 * indices.len());
     }
 
@@ -278,9 +277,7 @@ impl SlotHist {
     pub fn subtract_values(&mut self, values: &[u32]) {
         match self {
             SlotHist::Dense(h) => {
-                let mut indices: Vec<u32> =
-                    values.iter().map(|&v| bucket_index(v.into())).collect();
-                indices.sort_unstable();
+                let indices = bucket_indices(values);
                 Arc::make_mut(h)
                     .subtract(bounded_histogram(Runs(&indices)))
                     .expect("a slot only removes calls it absorbed");
@@ -362,9 +359,15 @@ pub(crate) fn sorted_indices(values: &[u32]) -> Option<Vec<u32>> {
     if values.len() <= IN_PLACE_MAX {
         return None;
     }
+    Some(bucket_indices(values))
+}
+
+/// The bucket index of each of `values`, sorted: the entries of their histogram as runs
+/// (see [`Runs`]).
+fn bucket_indices(values: &[u32]) -> Vec<u32> {
     let mut indices: Vec<u32> = values.iter().map(|&v| bucket_index(v.into())).collect();
     indices.sort_unstable();
-    Some(indices)
+    indices
 }
 
 /// Adds `n` calls to bucket `index` of the sparse string `dst` by editing the few bytes

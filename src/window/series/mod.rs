@@ -368,7 +368,7 @@ impl Series {
             let (rings, evicted) = (&mut self.tiers, &mut self.evicted_minutes);
             let slot = match tier {
                 0 => ten_second_slot(rings, evicted, &mut self.late_minutes, start),
-                MINUTE_TIER => minute_slot(&mut rings[1..], evicted, start).0,
+                MINUTE_TIER => minute_slot(&mut rings[MINUTE_TIER..], evicted, start).0,
                 _ => coarse_slot(&mut rings[tier], tier, evicted, start),
             };
             if let Some(slot) = slot {
@@ -1718,6 +1718,17 @@ mod tests {
         s
     }
 
+    /// Records a call at `at` (16 minutes or more after T0) and rolls forward until its
+    /// minute has been passed on, which recycles the ring slot of the minute at T0; returns
+    /// that time.
+    fn recycle_the_first_minute(s: &mut Series, at: i64) -> i64 {
+        s.record(at, 4_000, Outcome::Ok, at);
+        let passed = at + 90_000;
+        s.advance(passed);
+        assert!(s.tiers[MINUTE_TIER].get(T0).is_none());
+        passed
+    }
+
     #[test]
     fn a_minute_that_waits_for_nothing_goes_up_when_its_slot_is_recycled() {
         let mut s = series_with_a_waiting_minute();
@@ -1731,10 +1742,7 @@ mod tests {
         }
         // The minute ring holds 16 minutes: a call 16 minutes on, once passed on to its
         // minute, recycles the waiting one.
-        s.record(now, 4_000, Outcome::Ok, now);
-        let passed = now + 90_000;
-        s.advance(passed);
-        assert!(s.tiers[MINUTE_TIER].get(T0).is_none());
+        let passed = recycle_the_first_minute(&mut s, now);
         assert_eq!(five_minute_calls(&s, T0), 2);
         assert_eq!(total(&mut s, Window::H1, passed), 3);
     }
@@ -1757,11 +1765,7 @@ mod tests {
         assert_eq!(total(&mut s, Window::H1, T0 + 90_000), 12);
         // Recycled 16 minutes on, the minute goes up with its loaded calls (the second
         // minute went up on its own).
-        let later = T0 + 16 * MINUTE_MS + 20_000;
-        s.record(later, 4_000, Outcome::Ok, later);
-        let passed = later + 90_000;
-        s.advance(passed);
-        assert!(s.tiers[MINUTE_TIER].get(T0).is_none());
+        let passed = recycle_the_first_minute(&mut s, T0 + 16 * MINUTE_MS + 20_000);
         assert_eq!(five_minute_calls(&s, T0), 12);
         assert_eq!(total(&mut s, Window::H1, passed), 13);
         assert_eq!(total(&mut s, Window::M15, passed), 1);
