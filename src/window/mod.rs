@@ -7,6 +7,7 @@
 mod encode;
 mod fine;
 mod histogram;
+mod prefetch;
 mod ring;
 mod sample;
 mod series;

@@ -86,6 +86,12 @@ impl<S: RingSlot, T: SlotTable<S>> Ring<S, T> {
 
     /// The slot at ring index `i`, whatever its time.
     #[inline]
+    pub fn at(&self, i: usize) -> Option<&S> {
+        self.slots.as_ref().get(i)?.as_deref()
+    }
+
+    /// The slot at ring index `i`, whatever its time.
+    #[inline]
     pub fn at_mut(&mut self, i: usize) -> Option<&mut S> {
         self.slots.as_mut().get_mut(i)?.as_deref_mut()
     }

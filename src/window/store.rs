@@ -303,6 +303,9 @@ pub struct WindowStore {
 }
 
 const SHARDS: usize = 64;
+/// How many events ahead [`WindowStore::record_batch`] hints an event's series to the cache
+/// (see [`prefetch_event`]).
+const RECORD_AHEAD: usize = 4;
 // `record_batch` keeps a shard index in a byte.
 const _: () = assert!(SHARDS <= 256);
 
@@ -406,7 +409,14 @@ impl WindowStore {
             }
             let mut shard = self.shards[s].lock();
             held.clear();
-            for &idx in group {
+            for (at, &idx) in group.iter().enumerate() {
+                if let Some(&ahead) = group.get(at + RECORD_AHEAD) {
+                    prefetch_event(&shard, &events[ahead as usize], Series::prefetch_record);
+                }
+                if let Some(&ahead) = group.get(at + RECORD_AHEAD / 2) {
+                    let e = &events[ahead as usize];
+                    prefetch_event(&shard, e, |s| s.prefetch_record_slots(e.ts_ms));
+                }
                 let e = &events[idx as usize];
                 let name = e.dependency.as_str();
                 if !held.contains(&name) {
@@ -729,10 +739,32 @@ impl WindowStore {
                     .windows(2)
                     .all(|w| entries[w[0] as usize].0 < entries[w[1] as usize].0)
             );
-            order
-                .iter()
-                .map(|&i| {
-                    let (k, s) = &mut entries[i as usize];
+            // Peers lie in the table in hash order and their lists behind pointers: each
+            // step hints the next peers' memory in four stages (the series, its list, the
+            // list's shared vector, its first durations), so that their loads overlap this
+            // peer's read.
+            let ahead = |entries: &[(&SmolStr, &mut Series)], at: usize| {
+                let peer = |d: usize| order.get(at + d).map(|&j| &*entries[j as usize].1);
+                if let Some(s) = peer(4) {
+                    s.prefetch_read();
+                }
+                if let Some(s) = peer(3) {
+                    s.prefetch_list();
+                }
+                if let Some(s) = peer(2) {
+                    s.prefetch_sorted();
+                }
+                if let Some(s) = peer(1) {
+                    s.prefetch_values();
+                }
+            };
+            if let Some(s) = order.first().map(|&j| &*entries[j as usize].1) {
+                s.prefetch_read();
+            }
+            (0..order.len())
+                .map(|at| {
+                    ahead(&entries, at);
+                    let (k, s) = &mut entries[order[at] as usize];
                     // A peer whose minute is kept as a list is read without rolling it
                     // forward: its seconds fold when later calls take their slots.
                     let unfolded = reuse.then(|| s.read_unfolded(now_ms)).flatten();
@@ -1068,6 +1100,27 @@ fn series_entry<'m>(map: &'m mut PeerMap, dependency: &str, label: &str) -> &'m 
         map.insert(label.into(), Series::peer().staggered(dependency, label));
     }
     map.get_mut(label).expect("inserted above")
+}
+
+/// Hints the series an event will be recorded into to the cache with `hint` (see
+/// [`Series::prefetch_record`]), a few events before it is: a batch's events mostly go to
+/// different series, each a few cache lines somewhere in its dependency's tables, and
+/// recording one after the other would wait for each in turn. Looks the series up (a
+/// second time) but changes nothing.
+fn prefetch_event(shard: &Shard, e: &Event<'_>, hint: impl Fn(&Series)) {
+    let Some(dep) = shard.deps.get(e.dependency.as_str()) else {
+        return;
+    };
+    hint(&dep.total);
+    for (peers, label) in [
+        (&dep.instances, &e.instance),
+        (&dep.zones, &e.zone),
+        (&dep.sources, &e.source),
+    ] {
+        if let Some(s) = label.as_ref().and_then(|l| peers.get(l.as_str())) {
+            hint(s);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use super::super::histogram::{HIGHEST_US, list_value};
+use super::super::prefetch::prefetch_at;
 use super::super::sample::SAMPLE_MAX;
 use super::super::slot::Counts;
 use super::TIERS;
@@ -27,6 +28,10 @@ const BLOCKS: i64 = TIERS[0].1 as i64;
 /// second, a zone's a few: most reads find them here. Ten share the list's second cache
 /// line with the end of the durations' vector.
 const FRESH_MAX: usize = 10;
+
+/// Durations of a kept list hinted to the cache ahead of a read (eight cache lines): a quiet
+/// peer's minute holds fewer, and of a longer one the detectors read only a few lines.
+const PREFETCH_VALUES: usize = 128;
 
 /// 32 bytes, aligned to 32: a block never straddles two cache lines, so a call recorded
 /// into one visits a single line.
@@ -315,6 +320,23 @@ impl MinuteList {
 
     pub(super) fn counts(&self) -> Counts {
         self.counts
+    }
+
+    /// Hints the shared durations' allocation (its counters and the vector's header, which a
+    /// read visits) to the cache.
+    #[inline]
+    pub(super) fn prefetch_sorted(&self) {
+        // The counters lie just before the vector, on its line or the one before.
+        let header = Arc::as_ptr(&self.sorted).cast::<u8>().wrapping_sub(16);
+        prefetch_at(header, 16 + std::mem::size_of::<Vec<u32>>());
+    }
+
+    /// Hints the durations themselves, up to [`PREFETCH_VALUES`] of them: the peer detectors
+    /// read a quantile and count the durations above a threshold right after the read.
+    #[inline]
+    pub(super) fn prefetch_values(&self) {
+        let values = self.sorted.len().min(PREFETCH_VALUES);
+        prefetch_at(self.sorted.as_ptr().cast::<u8>(), values * 4);
     }
 
     /// Bytes held on the heap.

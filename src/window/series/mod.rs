@@ -40,6 +40,7 @@ use std::collections::BTreeMap;
 use super::Window;
 use super::fine::{FineData, FineSlot};
 use super::histogram::HIGHEST_US;
+use super::prefetch::prefetch;
 use super::ring::{InlineRing, Ring, RingSlot};
 use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
@@ -636,6 +637,75 @@ impl Series {
         self.read_ms = now_ms;
         self.fold_owed_ms = now_ms;
         Some(counts)
+    }
+
+    /// Hints the part of the series a peer read visits (the fields before the 1-second
+    /// ring's table, see the struct's documentation) to the cache: the first of three steps
+    /// a loop over peers takes a few peers ahead (see [`super::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch_read(&self) {
+        prefetch(self, std::mem::offset_of!(Series, fine));
+    }
+
+    /// Hints what recording a call visits first to the cache: the hot part, the 1-second
+    /// ring's table and the coarse rings' (see the struct's documentation). The first of two
+    /// steps a loop over calls takes a few calls ahead (see [`super::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch_record(&self) {
+        prefetch(
+            self,
+            std::mem::offset_of!(Series, fine)
+                + std::mem::size_of::<InlineRing<FineSlot, FINE_LEN>>(),
+        );
+        prefetch(&self.tiers, std::mem::size_of::<[Ring; 3]>());
+    }
+
+    /// The second step of [`Series::prefetch_record`] for a call at `ts_ms`: the slot of its
+    /// second, the kept minute list, and when the call's second takes the slot of an older
+    /// one, the 10-second slot that second folds into.
+    #[inline]
+    pub(crate) fn prefetch_record_slots(&self, ts_ms: i64) {
+        let second = ts_ms.div_euclid(FINE_WIDTH_MS);
+        let index = second.rem_euclid(FINE_LEN as i64) as usize;
+        if let Some(slot) = self.fine.at(index) {
+            prefetch(slot, std::mem::size_of::<FineSlot>());
+            let older = self.fine_marks[index].start_ms;
+            if older < second * FINE_WIDTH_MS {
+                let ten = &self.tiers[0];
+                if let Some(slot) = ten.at(ten.index(ten.align(older))) {
+                    prefetch(slot, std::mem::size_of::<Slot>());
+                }
+            }
+        }
+        if let Some(list) = self.minute_list.as_deref() {
+            prefetch(list, std::mem::size_of::<MinuteList>());
+        }
+    }
+
+    /// The second step of [`Series::prefetch_read`], once it has had time to arrive: the kept
+    /// minute list, if any.
+    #[inline]
+    pub(crate) fn prefetch_list(&self) {
+        if let Some(list) = self.minute_list.as_deref() {
+            prefetch(list, std::mem::size_of::<MinuteList>());
+        }
+    }
+
+    /// The third step: the list's shared durations' counters and vector, which a read
+    /// shares.
+    #[inline]
+    pub(crate) fn prefetch_sorted(&self) {
+        if let Some(list) = self.minute_list.as_deref() {
+            list.prefetch_sorted();
+        }
+    }
+
+    /// The last step: the first of the list's durations, which the detectors read next.
+    #[inline]
+    pub(crate) fn prefetch_values(&self) {
+        if let Some(list) = self.minute_list.as_deref() {
+            list.prefetch_values();
+        }
     }
 
     /// Counts of the two complete seconds before the second of `now_ms`, the older first
