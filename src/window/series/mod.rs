@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use super::Window;
 use super::fine::{FineData, FineSlot};
 use super::histogram::HIGHEST_US;
-use super::prefetch::prefetch;
+use super::prefetch::{prefetch, prefetch_at};
 use super::ring::{InlineRing, Ring, RingSlot};
 use super::sample::{SAMPLE_MAX, Sample};
 use super::slot::{Counts, Slot};
@@ -671,6 +671,13 @@ impl Series {
             prefetch(slot, std::mem::size_of::<FineSlot>());
             let older = self.fine_marks[index].start_ms;
             if older < second * FINE_WIDTH_MS {
+                // Folding the older second visits the rest of the series too: the dense
+                // fine sum, the rings and the retired totals.
+                let cold = std::mem::offset_of!(Series, dense_owed);
+                prefetch_at(
+                    std::ptr::from_ref(self).cast::<u8>().wrapping_add(cold),
+                    std::mem::size_of::<Series>() - cold,
+                );
                 let ten = &self.tiers[0];
                 if let Some(slot) = ten.at(ten.index(ten.align(older))) {
                     prefetch(slot, std::mem::size_of::<Slot>());
