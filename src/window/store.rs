@@ -303,8 +303,8 @@ pub struct WindowStore {
 }
 
 const SHARDS: usize = 64;
-/// How many events ahead [`WindowStore::record_batch`] hints an event's series to the cache
-/// (see [`prefetch_event`]).
+/// How many events ahead [`WindowStore::record_batch`] hints an event's series to the cache;
+/// the slots it will visit follow at half the distance (see [`prefetch_event`]).
 const RECORD_AHEAD: usize = 4;
 // `record_batch` keeps a shard index in a byte.
 const _: () = assert!(SHARDS <= 256);
@@ -758,8 +758,9 @@ impl WindowStore {
                     s.prefetch_values();
                 }
             };
-            if let Some(s) = order.first().map(|&j| &*entries[j as usize].1) {
-                s.prefetch_read();
+            // The first peers' series, which no earlier step hinted.
+            for &j in order.iter().take(4) {
+                entries[j as usize].1.prefetch_read();
             }
             (0..order.len())
                 .map(|at| {
@@ -1105,8 +1106,8 @@ fn series_entry<'m>(map: &'m mut PeerMap, dependency: &str, label: &str) -> &'m 
 /// Hints the series an event will be recorded into to the cache with `hint` (see
 /// [`Series::prefetch_record`]), a few events before it is: a batch's events mostly go to
 /// different series, each a few cache lines somewhere in its dependency's tables, and
-/// recording one after the other would wait for each in turn. Looks the series up (a
-/// second time) but changes nothing.
+/// recording one after the other would wait for each in turn. Looks the series up again
+/// (each of the two steps does, so three lookups an event in all) but changes nothing.
 fn prefetch_event(shard: &Shard, e: &Event<'_>, hint: impl Fn(&Series)) {
     let Some(dep) = shard.deps.get(e.dependency.as_str()) else {
         return;

@@ -29,7 +29,7 @@ const BLOCKS: i64 = TIERS[0].1 as i64;
 /// line with the end of the durations' vector.
 const FRESH_MAX: usize = 10;
 
-/// Durations of a kept list hinted to the cache ahead of a read (eight cache lines): a quiet
+/// Durations of a kept list hinted to the cache ahead of a read (eight or nine cache lines): a quiet
 /// peer's minute holds fewer, and of a longer one the detectors read only a few lines.
 const PREFETCH_VALUES: usize = 128;
 

@@ -640,7 +640,7 @@ impl Series {
     }
 
     /// Hints the part of the series a peer read visits (the fields before the 1-second
-    /// ring's table, see the struct's documentation) to the cache: the first of three steps
+    /// ring's table, see the struct's documentation) to the cache: the first of four steps
     /// a loop over peers takes a few peers ahead (see [`super::prefetch`]).
     #[inline]
     pub(crate) fn prefetch_read(&self) {
@@ -648,7 +648,7 @@ impl Series {
     }
 
     /// Hints what recording a call visits first to the cache: the hot part, the 1-second
-    /// ring's table and the coarse rings' (see the struct's documentation). The first of two
+    /// ring's table and the coarse rings' headers (see the struct's documentation). The first of two
     /// steps a loop over calls takes a few calls ahead (see [`super::prefetch`]).
     #[inline]
     pub(crate) fn prefetch_record(&self) {
@@ -670,7 +670,8 @@ impl Series {
         if let Some(slot) = self.fine.at(index) {
             prefetch(slot, std::mem::size_of::<FineSlot>());
             let older = self.fine_marks[index].start_ms;
-            if older < second * FINE_WIDTH_MS {
+            // Saturating: the event may yet be refused as too old, at any time at all.
+            if older < second.saturating_mul(FINE_WIDTH_MS) {
                 // Folding the older second visits the rest of the series too: the dense
                 // fine sum, the rings and the retired totals.
                 let cold = std::mem::offset_of!(Series, dense_owed);
@@ -707,7 +708,8 @@ impl Series {
         }
     }
 
-    /// The last step: the first of the list's durations, which the detectors read next.
+    /// The last step: the list's durations, a short list's all and a longer one's first (the
+    /// detectors next read a quantile of them and search them for a threshold).
     #[inline]
     pub(crate) fn prefetch_values(&self) {
         if let Some(list) = self.minute_list.as_deref() {
