@@ -685,9 +685,7 @@ impl Series {
                 }
             }
         }
-        if let Some(list) = self.minute_list.as_deref() {
-            prefetch(list, std::mem::size_of::<MinuteList>());
-        }
+        self.prefetch_list();
     }
 
     /// The second step of [`Series::prefetch_read`], once it has had time to arrive: the kept
